@@ -1,0 +1,50 @@
+# Two commands on a fresh Debian 12 machine, as root:  make up  ·  make test
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+APT_PKGS := lxc lxc-dev pkg-config python3-lxc python3-nftables nftables dnsmasq-base \
+            busybox-static debootstrap uidmap lxcfs iproute2 zstd xz-utils python3-venv \
+            python3-dev ca-certificates openssh-client
+PYTEST_ARGS ?=
+
+.PHONY: up test deps apt venv lint bench clean
+up: deps
+	$(VENV)/bin/lxcloud up $(ARGS)
+
+test: deps
+	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+deps: apt venv
+
+# Installs only what is missing: a second run costs one dpkg query.
+apt:
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(APT_PKGS) 2>/dev/null \
+	    | awk '$$NF!="installed"{print $$1}'; \
+	  for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p >/dev/null 2>&1 || echo $$p; done); \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -n "$${missing// /}" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	 for m in nftables lxc _lxc.cpython-311-x86_64-linux-gnu.so; do \
+	   ln -sfn /usr/lib/python3/dist-packages/$$m $$site/$$m; done
+	@touch $@
+
+lint: deps
+	$(VENV)/bin/ruff check lxcloud tests bench
+	$(VENV)/bin/mypy lxcloud
+
+bench: deps
+	$(PY) bench/launch.py --count 50
+	$(PY) bench/api.py
+
+clean:
+	rm -rf $(VENV)

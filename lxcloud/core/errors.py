@@ -1,0 +1,87 @@
+"""The one error hierarchy. Every API maps these once; a user never sees a traceback."""
+
+from __future__ import annotations
+
+
+class LxcloudError(Exception):
+    """Base of every error a user may see. `code` is a stable machine-readable name."""
+
+    code = "internal"
+    http_status = 500
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(LxcloudError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(LxcloudError):
+    code = "conflict"
+    http_status = 409
+
+
+class InvalidInput(LxcloudError):
+    code = "invalid_input"
+    http_status = 400
+
+
+class InvalidState(Conflict):
+    """An action not allowed from the resource's current state (details carry `state`)."""
+
+    code = "invalid_state"
+    http_status = 409
+
+
+class QuotaExceeded(LxcloudError):
+    code = "quota_exceeded"
+    http_status = 429
+
+
+class Exhausted(QuotaExceeded):
+    """A finite pool (addresses, ids) has nothing left."""
+
+    code = "exhausted"
+    http_status = 507
+
+
+class Unsupported(LxcloudError):
+    code = "unsupported"
+    http_status = 422
+
+
+class Unauthorized(LxcloudError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Busy(Conflict):
+    """Another operation holds the resource's lock."""
+
+    code = "busy"
+    http_status = 409
+
+
+class DriverError(LxcloudError):
+    """A host-side step failed. Carries the command and its stderr when there was one."""
+
+    code = "driver_error"
+    http_status = 500
+
+    def __init__(self, message: str, *, command: list[str] | None = None, stderr: str = "",
+                 **details: object) -> None:
+        super().__init__(message, **details)
+        self.command = command
+        self.stderr = stderr
+
+    def __str__(self) -> str:
+        if self.stderr:
+            return f"{self.message}: {self.stderr.strip()[-2000:]}"
+        return self.message
