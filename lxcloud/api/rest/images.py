@@ -1,0 +1,69 @@
+"""REST: /api/v1/images (the template library)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from lxcloud.api.rest.deps import cloud
+from lxcloud.api.rest.schemas import ImageBuildIn, ImageOut, OperationOut
+from lxcloud.core.errors import InvalidInput
+from lxcloud.services.cloud import Cloud
+from lxcloud.services.images import BuildRequest
+
+router = APIRouter(prefix="/api/v1/images", tags=["images"])
+MAX_UPLOAD = 16 * 1024**3
+
+
+@router.get("", response_model=list[ImageOut])
+def list_images(c: Cloud = Depends(cloud)) -> list[ImageOut]:
+    return [ImageOut.of(i) for i in c.images.list()]
+
+
+@router.get("/{ref}", response_model=ImageOut)
+def get_image(ref: str, c: Cloud = Depends(cloud)) -> ImageOut:
+    return ImageOut.of(c.images.get(ref))
+
+
+@router.post("", status_code=201, response_model=ImageOut,
+             openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
+async def import_image(request: Request, name: str = Query(..., min_length=1),
+                       os_name: str | None = Query(None, alias="os"),
+                       release: str | None = Query(None),
+                       architecture: str | None = Query(None),
+                       c: Cloud = Depends(cloud)) -> ImageOut:
+    """Upload a root filesystem tarball as the raw request body (.tar, .tar.gz, .tar.xz, .tar.zst)."""
+    fd, tmp = tempfile.mkstemp(prefix="upload-", dir=c.images.upload_dir())
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise InvalidInput("upload larger than 16 GiB")
+                f.write(chunk)
+        if size == 0:
+            raise InvalidInput("empty upload: send the tarball as the request body")
+        meta = {"os": os_name, "release": release, "architecture": architecture}
+        image = await run_in_threadpool(c.images.import_file, Path(tmp), name,
+                                        {k: v for k, v in meta.items() if v})
+        return ImageOut.of(image)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@router.post("/build", status_code=202, response_model=OperationOut)
+def build_image(body: ImageBuildIn, c: Cloud = Depends(cloud)) -> OperationOut:
+    op = c.images.build(BuildRequest(builder=body.builder, name=body.name, release=body.release,
+                                     arch=body.arch, cloud_init=body.cloud_init))
+    return OperationOut.of(op)
+
+
+@router.delete("/{ref}", status_code=204)
+def delete_image(ref: str, c: Cloud = Depends(cloud)) -> Response:
+    c.images.delete(ref)
+    return Response(status_code=204)

@@ -1,0 +1,78 @@
+"""REST: /api/v1/operations. `?wait=SECONDS` returns the moment the operation finishes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from lxcloud.api.rest.deps import cloud
+from lxcloud.api.rest.schemas import OperationOut
+from lxcloud.core.models import Operation
+from lxcloud.services.cloud import Cloud
+
+router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
+
+
+class Waiters:
+    """asyncio futures woken from the worker threads when an operation finishes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._futs: dict[str, list[asyncio.Future[None]]] = {}
+        self._mu = threading.Lock()
+
+    def add(self, op_id: str) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = self.loop.create_future()
+        with self._mu:
+            self._futs.setdefault(op_id, []).append(fut)
+        return fut
+
+    def discard(self, op_id: str, fut: asyncio.Future[None]) -> None:
+        with self._mu:
+            lst = self._futs.get(op_id, [])
+            if fut in lst:
+                lst.remove(fut)
+            if not lst:
+                self._futs.pop(op_id, None)
+
+    def finished(self, op: Operation) -> None:
+        with self._mu:
+            futs = self._futs.pop(op.id, [])
+        for f in futs:
+            self.loop.call_soon_threadsafe(_resolve, f)
+
+
+def _resolve(f: asyncio.Future[None]) -> None:
+    if not f.done():
+        f.set_result(None)
+
+
+@router.get("", response_model=list[OperationOut])
+def list_operations(limit: int = Query(100, gt=0, le=1000),
+                    c: Cloud = Depends(cloud)) -> list[OperationOut]:
+    return [OperationOut.of(o) for o in c.ops.list(limit)]
+
+
+@router.get("/{op_id}", response_model=OperationOut)
+async def get_operation(op_id: str, request: Request,
+                        wait: float = Query(0, ge=0, le=3600, description="seconds to wait for it"),
+                        c: Cloud = Depends(cloud)) -> OperationOut:
+    op = await run_in_threadpool(c.ops.get, op_id)
+    if op.done or wait <= 0:
+        return OperationOut.of(op)
+    waiters: Waiters = request.app.state.waiters
+    fut = waiters.add(op_id)
+    try:
+        op = await run_in_threadpool(c.ops.get, op_id)   # it may have finished meanwhile
+        if not op.done:
+            try:
+                await asyncio.wait_for(fut, timeout=wait)
+            except TimeoutError:
+                pass
+            op = await run_in_threadpool(c.ops.get, op_id)
+    finally:
+        waiters.discard(op_id, fut)
+    return OperationOut.of(op)

@@ -1,0 +1,88 @@
+"""CLI: lxcloud image import|build|list|show|delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from lxcloud.cli.common import api_errors, g, out, print_json, wait_op
+from lxcloud.core.units import format_size
+
+app = typer.Typer(help="The template library.", no_args_is_help=True)
+
+
+@app.command("import")
+@api_errors
+def import_(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
+            name: str = typer.Option(..., "--name", "-n"),
+            os_name: str | None = typer.Option(None, "--os"),
+            release: str | None = typer.Option(None, "--release"),
+            arch: str | None = typer.Option(None, "--arch"),
+            as_json: bool = typer.Option(False, "--json")) -> None:
+    """Import a root filesystem tarball (.tar, .tar.gz, .tar.xz, .tar.zst)."""
+    params = {k: v for k, v in {"name": name, "os": os_name, "release": release,
+                                "architecture": arch}.items() if v}
+    img = g(ctx).client().upload("/api/v1/images", file, params)
+    if as_json:
+        print_json(img)
+    else:
+        out.print(f"imported {img['name']} ({img['id']}, {format_size(img['size'])}, sha256 "
+                  f"{img['sha256'][:12]}…)")
+
+
+@app.command()
+@api_errors
+def build(ctx: typer.Context, builder: str = typer.Argument(..., help="busybox | debian"),
+          name: str | None = typer.Option(None, "--name", "-n"),
+          release: str = typer.Option("bookworm", "--release"),
+          arch: str = typer.Option("amd64", "--arch", help="amd64 | i386"),
+          cloud_init: bool = typer.Option(False, "--cloud-init", help="include cloud-init"),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Build an image offline-capably (busybox from busybox-static; debian with debootstrap)."""
+    c = g(ctx).client()
+    op = c.post("/api/v1/images/build", json={"builder": builder, "name": name, "release": release,
+                                              "arch": arch, "cloud_init": cloud_init})
+    res = wait_op(c, op, f"building {builder}", timeout=3600)
+    img = c.get(f"/api/v1/images/{res['result']['image_id']}")
+    if as_json:
+        print_json(img)
+    else:
+        out.print(f"built {img['name']} ({img['id']}, {format_size(img['size'])})")
+
+
+@app.command("list")
+@api_errors
+def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List images."""
+    items = g(ctx).client().get("/api/v1/images")
+    if as_json:
+        print_json(items)
+        return
+    t = Table("NAME", "ID", "OS", "RELEASE", "ARCH", "SIZE", "CREATED")
+    for i in items:
+        t.add_row(i["name"], i["id"], i["os"], i["release"], i["architecture"],
+                  format_size(i["size"]), str(i["created"])[:19])
+    out.print(t)
+
+
+@app.command()
+@api_errors
+def show(ctx: typer.Context, name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show one image."""
+    i = g(ctx).client().get(f"/api/v1/images/{name}")
+    if as_json:
+        print_json(i)
+        return
+    for k in ("name", "id", "os", "release", "architecture", "format", "size", "sha256", "kind",
+              "created"):
+        out.print(f"{k + ':':14} {i[k]}", highlight=False)
+
+
+@app.command()
+@api_errors
+def delete(ctx: typer.Context, name: str) -> None:
+    """Delete an image (refused while an instance uses it)."""
+    g(ctx).client().delete(f"/api/v1/images/{name}")
+    out.print(f"deleted image {name}")

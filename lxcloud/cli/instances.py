@@ -1,0 +1,171 @@
+"""CLI: instances (launch, list, show, lifecycle, delete, exec, console, logs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from lxcloud.cli.common import api_errors, err, g, out, print_json, wait_op
+
+
+def _fmt_mem(n: Any) -> str:
+    from lxcloud.core.units import format_size
+
+    return format_size(int(n)) if isinstance(n, int) else str(n)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @api_errors
+    def launch(ctx: typer.Context, image: str, name: str | None = typer.Argument(None),
+               type_: str | None = typer.Option(None, "--type", "-t", help="instance type"),
+               memory: str | None = typer.Option(None, help="memory limit, e.g. 256MiB"),
+               cpus: float | None = typer.Option(None, help="vCPUs"),
+               pids: int | None = typer.Option(None, help="max processes"),
+               user_data: Path | None = typer.Option(None, "--user-data", help="user data file"),
+               wait: bool = typer.Option(False, "--wait", help="wait until it runs"),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+        """Launch an instance of IMAGE (named NAME, else after its id)."""
+        c = g(ctx).client()
+        limits = {k: v for k, v in {"memory": memory, "cpus": cpus, "pids": pids}.items()
+                  if v is not None}
+        body: dict[str, Any] = {"image": image, "name": name, "instance_type": type_,
+                                "limits": limits or None}
+        if user_data is not None:
+            body["user_data"] = user_data.read_text()
+        res = c.post("/api/v1/instances", json=body)
+        inst = res["instance"]
+        if wait:
+            wait_op(c, res["operation"], f"launching {inst['name']}")
+            inst = c.get(f"/api/v1/instances/{inst['id']}")
+        if as_json:
+            print_json(inst)
+        elif wait:
+            out.print(f"{inst['name']} ({inst['id']}) is {inst['state']} at {inst['ipv4']}")
+        else:
+            out.print(f"launching {inst['name']} ({inst['id']}), operation {res['operation']['id']}")
+
+    @app.command("list")
+    @api_errors
+    def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
+              all_: bool = typer.Option(False, "--all", help="include terminated")) -> None:
+        """List instances."""
+        items = g(ctx).client().get("/api/v1/instances", params={"all": all_})
+        if as_json:
+            print_json(items)
+            return
+        t = Table("NAME", "ID", "STATE", "IMAGE", "TYPE", "IPV4", "NODE")
+        for i in items:
+            t.add_row(i["name"], i["id"], i["state"], i["image"] or i["image_id"],
+                      i["instance_type"], i["ipv4"] or "", i["node"] or "")
+        out.print(t)
+
+    @app.command()
+    @api_errors
+    def show(ctx: typer.Context, name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+        """Show one instance."""
+        i = g(ctx).client().get(f"/api/v1/instances/{name}")
+        if as_json:
+            print_json(i)
+            return
+        lim = i.get("limits") or {}
+        for k, v in [("name", i["name"]), ("id", i["id"]), ("state", i["state"]),
+                     ("reason", i.get("state_reason") or ""), ("image", i["image"]),
+                     ("type", i["instance_type"]), ("ipv4", i["ipv4"]), ("node", i["node"]),
+                     ("vcpus", lim.get("vcpus")), ("memory", _fmt_mem(lim.get("memory"))),
+                     ("pids", lim.get("pids")), ("created", i["created"])]:
+            out.print(f"{k + ':':10} {v if v is not None else ''}", highlight=False)
+
+    def _action(ctx: typer.Context, name: str, action: str, wait: bool, **body: Any) -> None:
+        c = g(ctx).client()
+        res = c.post(f"/api/v1/instances/{name}/actions/{action}", json=body)
+        if wait:
+            wait_op(c, res["operation"], f"{action} {res['instance']['name']}")
+            i = c.get(f"/api/v1/instances/{res['instance']['id']}")
+            out.print(f"{i['name']} is {i['state']}")
+        else:
+            out.print(f"{action} {res['instance']['name']}: operation {res['operation']['id']}")
+
+    nowait = typer.Option(False, "--no-wait", help="return at once")
+
+    @app.command()
+    @api_errors
+    def start(ctx: typer.Context, name: str, no_wait: bool = nowait) -> None:
+        """Start a stopped instance."""
+        _action(ctx, name, "start", not no_wait)
+
+    @app.command()
+    @api_errors
+    def stop(ctx: typer.Context, name: str, force: bool = typer.Option(False, "--force", "-f"),
+             timeout: float = typer.Option(30, help="seconds before a clean stop turns into a kill"),
+             no_wait: bool = nowait) -> None:
+        """Stop an instance (cleanly; --force kills it)."""
+        _action(ctx, name, "stop", not no_wait, force=force, timeout=timeout)
+
+    @app.command()
+    @api_errors
+    def restart(ctx: typer.Context, name: str, no_wait: bool = nowait) -> None:
+        """Reboot an instance."""
+        _action(ctx, name, "reboot", not no_wait)
+
+    @app.command()
+    @api_errors
+    def suspend(ctx: typer.Context, name: str, no_wait: bool = nowait) -> None:
+        """Freeze every process of an instance."""
+        _action(ctx, name, "suspend", not no_wait)
+
+    @app.command()
+    @api_errors
+    def resume(ctx: typer.Context, name: str, no_wait: bool = nowait) -> None:
+        """Thaw a suspended instance."""
+        _action(ctx, name, "resume", not no_wait)
+
+    @app.command()
+    @api_errors
+    def delete(ctx: typer.Context, name: str, force: bool = typer.Option(False, "--force", "-f"),
+               no_wait: bool = nowait) -> None:
+        """Delete an instance (--force stops a running one first)."""
+        c = g(ctx).client()
+        res = c.delete(f"/api/v1/instances/{name}", params={"force": force})
+        if not no_wait:
+            wait_op(c, res["operation"], f"deleting {res['instance']['name']}")
+        out.print(f"deleted {res['instance']['name']}")
+
+    @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @api_errors
+    def exec(ctx: typer.Context, name: str, command: list[str] = typer.Argument(None),
+             timeout: float = typer.Option(600, help="seconds")) -> None:
+        """Run a command inside: lxcloud exec NAME -- CMD ARGS… (its exit code is passed through)."""
+        argv = list(command or []) + list(ctx.args)
+        if not argv:
+            err.print("error: no command given (lxcloud exec NAME -- CMD …)")
+            raise typer.Exit(2)
+        stdin = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+        res = g(ctx).client().post(f"/api/v1/instances/{name}/exec",
+                                   json={"argv": argv, "stdin": stdin, "timeout": timeout},
+                                   timeout=timeout + 30)
+        sys.stdout.write(res["stdout"])
+        sys.stderr.write(res["stderr"])
+        if res.get("timed_out"):
+            err.print(f"error: timed out after {timeout}s")
+        raise typer.Exit(res["exit_code"])
+
+    @app.command()
+    @api_errors
+    def logs(ctx: typer.Context, name: str) -> None:
+        """Print the instance's console log."""
+        sys.stdout.write(g(ctx).client().get(f"/api/v1/instances/{name}/console"))
+
+    @app.command()
+    @api_errors
+    def console(ctx: typer.Context, name: str) -> None:
+        """Attach to the instance's console (detach with Ctrl-a q)."""
+        from lxcloud.cli.console import attach
+
+        c = g(ctx).client()
+        c.get(f"/api/v1/instances/{name}")   # a clear error for a wrong name
+        raise typer.Exit(attach(c.url, c.token, name))

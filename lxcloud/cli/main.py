@@ -1,0 +1,32 @@
+"""The lxcloud command line. It speaks REST only and never imports services."""
+
+from __future__ import annotations
+
+import typer
+
+from lxcloud.cli import images, instances, system
+from lxcloud.cli.common import Globals
+
+app = typer.Typer(name="lxcloud", help="lxcloud: a private cloud of LXC system containers.",
+                  no_args_is_help=True, add_completion=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    data_dir: str | None = typer.Option(None, "--data-dir", envvar="LXCLOUD_DATA_DIR",
+                                        help="the cloud's data dir (/var/lib/lxcloud)"),
+    url: str | None = typer.Option(None, "--url", envvar="LXCLOUD_URL", help="API URL"),
+    token: str | None = typer.Option(None, "--token", envvar="LXCLOUD_TOKEN", help="API token"),
+) -> None:
+    ctx.obj = Globals(data_dir=data_dir, url=url, token=token)
+
+
+instances.register(app)
+system.register(app)
+app.add_typer(images.app, name="image")
+
+
+def main() -> None:
+    app()

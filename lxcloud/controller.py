@@ -1,0 +1,74 @@
+"""The all-in-one cloud: controller + local node in one process (`lxcloud up`)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from lxcloud.config import Settings
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"error: --listen wants HOST:PORT, not {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def _lock(data_dir: Path) -> int:
+    fd = os.open(data_dir / "lxcloud.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"error: another `lxcloud up` is already running on {data_dir}") from None
+    return fd
+
+
+def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
+                   database_url: str | None = None, verbose: bool = False) -> int:
+    import uvicorn
+
+    from lxcloud.api.rest.app import create_app
+    from lxcloud.node.agent import NodeAgent
+    from lxcloud.services.cloud import Cloud
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.geteuid() != 0:
+        print("error: lxcloud up must run as root (it manages containers, bridges and firewall "
+              "rules)", file=sys.stderr)
+        return 1
+    settings = Settings.load(data_dir, listen=listen, database_url=database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    lock_fd = _lock(settings.data_dir)
+    host, port = _split_listen(settings.listen)
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        print(f"error: cannot listen on {settings.listen}: {e.strerror} (use --listen)",
+              file=sys.stderr)
+        return 1
+    cloud = Cloud(settings, NodeAgent.local(settings))
+    try:
+        cloud.startup()
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        settings.url_file.write_text(url + "\n")
+        net = cloud.networks.get()
+        print(f"lxcloud is up (data dir {settings.data_dir})\n"
+              f"  API:       {url}/api/v1\n"
+              f"  docs:      {url}/docs\n"
+              f"  network:   {net.cidr} on bridge {net.bridge}\n"
+              f"  token:     {cloud.admin_token}\n"
+              f"  (kept in {settings.token_file}; clients on this host find it by themselves)",
+              flush=True)
+        uvicorn.run(create_app(cloud), host=host, port=port, log_level="warning",
+                    access_log=verbose, timeout_graceful_shutdown=5)
+        return 0
+    finally:
+        cloud.close()
+        os.close(lock_fd)

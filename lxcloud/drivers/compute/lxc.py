@@ -1,0 +1,394 @@
+"""The LXC compute driver: system containers through liblxc's command-line tools.
+
+Containers are started with `lxc-start -d`, never the Python binding's start(): liblxc's monitor is a
+fork of the caller, so starting from our large Python process would keep ~50 MB alive per container,
+while lxc-start's monitor costs ~1 MiB and lives in its own session (it survives our process).
+Every host command goes through `_cmd`, so a later multi-host mode can prefix `ip netns exec NS`
+(liblxc's command socket is an abstract unix socket, per network namespace).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lxcloud.core.errors import DriverError, InvalidInput, NotFound
+from lxcloud.core.proc import run
+from lxcloud.drivers.compute.base import (
+    ComputeCaps,
+    ExecResult,
+    HostState,
+    InstanceSpec,
+    NicSpec,
+)
+
+LXC_STATES = {
+    "RUNNING": HostState.RUNNING, "STARTING": HostState.RUNNING, "STOPPING": HostState.RUNNING,
+    "THAWED": HostState.RUNNING, "FROZEN": HostState.FROZEN, "FREEZING": HostState.FROZEN,
+    "STOPPED": HostState.STOPPED, "ABORTING": HostState.STOPPED,
+}
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def host_veth_name(name: str, index: int = 0) -> str:
+    """The host-side veth of NIC `index`: deterministic (firewall rules can name it), ≤ 15 chars."""
+    return f"vx{hashlib.sha256(name.encode()).hexdigest()[:10]}{index}"
+
+
+LXC_CONFIG_DIR = Path("/usr/share/lxc/config")
+LXCFS_CONF = LXC_CONFIG_DIR / "common.conf.d/00-lxcfs.conf"
+CONSOLE_LOG_SIZE = 1 << 20          # bytes; liblxc wants a power of two
+# Capabilities no tenant needs; systemd copes without them (timesyncd is skipped without sys_time).
+# sys_boot stays: reboot(2) inside a pid namespace is how init asks LXC for a restart.
+CAP_DROP = ("mac_admin", "mac_override", "sys_module", "sys_time", "sys_rawio")
+# The standard device allow list (common.conf's), re-applied after userns.conf clears it.
+DEVICE_ALLOW = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 5:1 rwm",
+                "c 5:2 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 136:* rwm", "c 10:229 rwm")
+CFS_PERIOD = 100_000
+
+
+def cgroup_version() -> int:
+    """1 when the v1 controllers are mounted (hybrid or legacy), 2 for a pure unified hierarchy."""
+    if Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
+        return 1
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        return 2
+    return 1
+
+
+def _limit_lines(spec: InstanceSpec, version: int) -> list[str]:
+    lim = spec.limits
+    quota = max(1000, int(lim.vcpus * CFS_PERIOD))
+    if version == 1:
+        lines = [f"lxc.cgroup.memory.limit_in_bytes = {lim.memory}"]
+        if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+            lines.append(f"lxc.cgroup.memory.memsw.limit_in_bytes = {lim.memory + lim.swap}")
+        lines += [f"lxc.cgroup.cpu.cfs_period_us = {CFS_PERIOD}",
+                  f"lxc.cgroup.cpu.cfs_quota_us = {quota}",
+                  f"lxc.cgroup.cpu.shares = {max(2, int(1024 * lim.vcpus))}",
+                  f"lxc.cgroup.pids.max = {lim.pids}"]
+        return lines
+    return [f"lxc.cgroup2.memory.max = {lim.memory}",
+            f"lxc.cgroup2.memory.swap.max = {lim.swap}",
+            f"lxc.cgroup2.cpu.max = {quota} {CFS_PERIOD}",
+            f"lxc.cgroup2.cpu.weight = {min(10000, max(1, int(100 * lim.vcpus)))}",
+            f"lxc.cgroup2.pids.max = {lim.pids}"]
+
+
+def _nic_lines(i: int, nic: NicSpec, veth: str) -> list[str]:
+    p = f"lxc.net.{i}"
+    lines = [f"{p}.type = veth", f"{p}.link = {nic.bridge}", f"{p}.flags = up", f"{p}.name = {nic.name}",
+             f"{p}.mtu = {nic.mtu}", f"{p}.veth.pair = {veth}"]
+    if nic.hwaddr:
+        lines.append(f"{p}.hwaddr = {nic.hwaddr}")
+    if nic.ipv4:
+        # With no explicit broadcast liblxc 5.0 sets 0.0.0.255 on a /24: give the right one.
+        bcast = ipaddress.ip_interface(nic.ipv4).network.broadcast_address
+        lines.append(f"{p}.ipv4.address = {nic.ipv4} {bcast}")
+    if nic.gateway:
+        lines.append(f"{p}.ipv4.gateway = {nic.gateway}")
+    return lines
+
+
+def render_config(spec: InstanceSpec, *, lxcpath: Path, veth: Sequence[str],
+                  cgroup: int | None = None) -> str:
+    """The liblxc config file of `spec` (pure: no I/O except reading which cgroup layout this is)."""
+    version = cgroup or cgroup_version()
+    cdir = lxcpath / spec.name
+    rf = spec.rootfs
+    if rf.kind == "overlay":
+        if rf.lower is None:
+            raise InvalidInput("an overlay root needs a lower dir")
+        rootfs = f"overlay:{rf.lower}:{rf.path}"
+    elif rf.kind == "dir":
+        rootfs = f"dir:{rf.path}"
+    else:
+        raise InvalidInput(f"root kind {rf.kind!r} is not supported by the lxc driver")
+    for v in (spec.name, spec.hostname, rootfs, *(n.bridge for n in spec.nics)):
+        if "\n" in v or "\r" in v:
+            raise InvalidInput("newline in a container setting")
+    lines = ["# written by lxcloud; rewritten on every create", f"lxc.include = {LXC_CONFIG_DIR}/common.conf"]
+    if spec.idmap:
+        lines.append(f"lxc.include = {LXC_CONFIG_DIR}/userns.conf")
+    devkey = "lxc.cgroup" if version == 1 else "lxc.cgroup2"
+    # No host devices: deny all but the standard safe set (userns.conf empties the list; the monitor
+    # runs as host root, so it can still program the device cgroup for an unprivileged container).
+    lines += [f"{devkey}.devices.deny = a", *(f"{devkey}.devices.allow = {a}" for a in DEVICE_ALLOW)]
+    lines.append(f"lxc.cap.drop = {' '.join(CAP_DROP)}")
+    if not spec.lxcfs:
+        # common.conf pulls in common.conf.d/00-lxcfs.conf: empty keys clear its hooks
+        lines += ["lxc.hook.mount =", "lxc.hook.post-stop ="]
+    lines += [f"lxc.uts.name = {spec.hostname}", f"lxc.rootfs.path = {rootfs}",
+              "lxc.start.auto = 0", "lxc.autodev = 1",
+              f"lxc.console.logfile = {cdir / 'console.log'}",
+              f"lxc.console.size = {CONSOLE_LOG_SIZE}", "lxc.console.rotate = 1"]
+    if spec.halt_signal:
+        lines.append(f"lxc.signal.halt = {spec.halt_signal}")
+    if spec.idmap:
+        m = spec.idmap
+        lines += [f"lxc.idmap = u 0 {m.host_uid} {m.count}", f"lxc.idmap = g 0 {m.host_gid} {m.count}"]
+    if spec.nics:
+        for i, nic in enumerate(spec.nics):
+            lines += _nic_lines(i, nic, veth[i])
+    else:
+        lines.append("lxc.net.0.type = empty")   # own network namespace with only lo
+    lines += _limit_lines(spec, version)
+    return "\n".join(lines) + "\n"
+
+
+def write_into_root(root: Path, lower: Path | None, path: str, content: bytes, *, uid: int,
+                    gid: int, mode: int = 0o644) -> None:
+    """Write `content` at `path` inside the root dir `root` (an overlay upper dir or a plain root).
+
+    The root belongs to the tenant: every component is opened with O_NOFOLLOW relative to its parent,
+    so a symlink planted inside can never redirect this root-run write onto the host. Directories
+    missing in `root` are made with the mode of their twin in `lower` and owned by the mapped root.
+    """
+    parts = [p for p in path.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise InvalidInput(f"invalid path inside the instance: {path!r}")
+    dflags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    fd = os.open(root, dflags)
+    try:
+        for i, part in enumerate(parts[:-1]):
+            try:
+                nfd = os.open(part, dflags, dir_fd=fd)
+            except FileNotFoundError:
+                twin = lower.joinpath(*parts[: i + 1]) if lower else None
+                dmode = (twin.lstat().st_mode & 0o7777) if twin and twin.is_dir() else 0o755
+                os.mkdir(part, dmode, dir_fd=fd)
+                nfd = os.open(part, dflags, dir_fd=fd)
+                os.fchown(nfd, uid, gid)
+                os.fchmod(nfd, dmode)
+            os.close(fd)
+            fd = nfd
+        name = parts[-1]
+        try:
+            os.unlink(name, dir_fd=fd)   # replaces a file or a planted symlink, never follows it
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError as e:
+            raise InvalidInput(f"{path} is a directory inside the instance") from e
+        ffd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=fd)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(ffd, view):]
+            os.fchown(ffd, uid, gid)
+            os.fchmod(ffd, mode)
+        finally:
+            os.close(ffd)
+    finally:
+        os.close(fd)
+
+
+class LxcDriver:
+    """ComputeDriver for LXC system containers under one lxcpath."""
+
+    name = "lxc"
+    caps = ComputeCaps(containers=True, vms=False, freeze=True, console=True, snapshots=False,
+                       live_migration=False, hotplug_nic=False, images=("rootfs-tar",))
+
+    def __init__(self, lxcpath: Path, *, netns: str | None = None) -> None:
+        self.lxcpath = Path(lxcpath)
+        self.netns = netns
+        self.lxcpath.mkdir(parents=True, exist_ok=True)
+
+    # --- helpers
+    def _cmd(self, argv: Sequence[str]) -> list[str]:
+        """argv as it must run: in the driver's network namespace when it has one."""
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return [*prefix, *argv]
+
+    def _lxc(self, tool: str, name: str, *args: str, timeout: float = 60,
+             check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        return run(self._cmd([tool, "-P", str(self.lxcpath), "-n", name, *args]), timeout=timeout,
+                   check=check)
+
+    def _dir(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise InvalidInput(f"invalid container name {name!r}")
+        return self.lxcpath / name
+
+    def _exists(self, name: str) -> bool:
+        return (self._dir(name) / "config").is_file()
+
+    def _require(self, name: str) -> None:
+        if not self._exists(name):
+            raise NotFound(f"container {name} does not exist on this host", resource="instance")
+
+    def _info(self, name: str) -> tuple[str, int | None]:
+        """(liblxc state name, init pid or None)."""
+        if self.netns is None:
+            import lxc  # the binding: state and pid over the command socket, no process spawned
+
+            c = lxc.Container(name, str(self.lxcpath))
+            st = c.state
+            pid = c.init_pid if st not in ("STOPPED", "ABORTING") else -1
+            return st, (pid if pid and pid > 0 else None)
+        cp = self._lxc("lxc-info", name, "-s", "-p", "-H", check=False)
+        lines = cp.stdout.decode().split()
+        st = lines[0] if lines else "STOPPED"
+        pid = int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None
+        return st, pid
+
+    def _wait(self, name: str, want: set[HostState], timeout: float,
+              cond: object = None) -> HostState:
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            st = self.state(name)
+            if st in want and (cond is None or cond()):  # type: ignore[operator]
+                return st
+            if time.monotonic() > deadline:
+                raise DriverError(f"container {name} did not become {'/'.join(sorted(want))} "
+                                  f"within {timeout}s (it is {st})")
+            time.sleep(delay)       # polling a condition with a deadline, backing off
+            delay = min(delay * 2, 0.1)
+
+    # --- lifecycle
+    def create(self, spec: InstanceSpec) -> None:
+        d = self._dir(spec.name)
+        d.mkdir(mode=0o750, exist_ok=True)
+        root = spec.rootfs.path
+        if not root.is_dir():
+            raise NotFound(f"root {root} of {spec.name} does not exist", resource="rootfs")
+        uid = spec.idmap.host_uid if spec.idmap else 0
+        gid = spec.idmap.host_gid if spec.idmap else 0
+        config = render_config(spec, lxcpath=self.lxcpath, veth=[host_veth_name(spec.name, i)
+                                                                  for i in range(len(spec.nics))])
+        tmp = d / "config.tmp"
+        tmp.write_text(config)
+        os.replace(tmp, d / "config")
+        files: dict[str, bytes] = {
+            "/etc/hostname": f"{spec.hostname}\n".encode(),
+            "/etc/hosts": (f"127.0.0.1 localhost\n127.0.1.1 {spec.hostname}\n"
+                           "::1 localhost ip6-localhost ip6-loopback\n").encode(),
+        }
+        if spec.nameservers:
+            files["/etc/resolv.conf"] = "".join(f"nameserver {ns}\n" for ns in spec.nameservers).encode()
+        files.update(spec.extra_files)
+        for path, content in files.items():
+            write_into_root(root, spec.rootfs.lower, path, content, uid=uid, gid=gid)
+
+    def start(self, name: str, timeout: float = 30) -> None:
+        self._require(name)
+        st = self.state(name)
+        if st is HostState.RUNNING:
+            return
+        if st is HostState.FROZEN:
+            raise DriverError(f"container {name} is frozen; unfreeze it instead of starting it")
+        log = self._dir(name) / "lxc.log"
+        cp = self._lxc("lxc-start", name, "-d", "-o", str(log), "-l", "WARN", timeout=timeout + 5,
+                       check=False)
+        if cp.returncode != 0:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise DriverError(f"lxc-start of {name} failed", command=cp.args,
+                              stderr=cp.stderr.decode(errors="replace") + tail)
+        self._wait(name, {HostState.RUNNING}, timeout, cond=lambda: self.init_pid(name) is not None)
+
+    def stop(self, name: str, *, force: bool = False, timeout: float = 30) -> None:
+        self._require(name)
+        if self.state(name) is HostState.STOPPED:
+            return
+        args = ["-k"] if force else ["-t", str(max(1, int(timeout)))]
+        cp = self._lxc("lxc-stop", name, *args, timeout=timeout + 30, check=False)
+        # Exit 2 = "not running": it stopped on its own meanwhile, which is what we wanted.
+        if cp.returncode not in (0, 2):
+            raise DriverError(f"lxc-stop of {name} failed", command=cp.args,
+                              stderr=cp.stderr.decode(errors="replace"))
+        self._wait(name, {HostState.STOPPED}, 10)
+
+    def reboot(self, name: str, timeout: float = 30) -> None:
+        self._require(name)
+        old = self.init_pid(name)
+        if old is None:
+            raise DriverError(f"container {name} is not running")
+        self._lxc("lxc-stop", name, "-r", "-t", str(max(1, int(timeout))), timeout=timeout + 30)
+        self._wait(name, {HostState.RUNNING}, timeout,
+                   cond=lambda: self.init_pid(name) not in (None, old))
+
+    def freeze(self, name: str) -> None:
+        self._require(name)
+        self._lxc("lxc-freeze", name)
+        self._wait(name, {HostState.FROZEN}, 10)
+
+    def unfreeze(self, name: str) -> None:
+        self._require(name)
+        self._lxc("lxc-unfreeze", name)
+        self._wait(name, {HostState.RUNNING}, 10)
+
+    def destroy(self, name: str) -> None:
+        d = self._dir(name)
+        if not d.exists():
+            return
+        if self._exists(name) and self.state(name) is not HostState.STOPPED:
+            self._lxc("lxc-stop", name, "-k", check=False)
+            self._wait(name, {HostState.STOPPED}, 10)
+        # Not lxc-destroy: it would delete the rootfs too, which belongs to the storage driver.
+        shutil.rmtree(d)
+
+    # --- queries
+    def state(self, name: str) -> HostState:
+        if not self._exists(name):
+            return HostState.MISSING
+        st, _ = self._info(name)
+        return LXC_STATES.get(st, HostState.STOPPED)
+
+    def list(self) -> list[str]:
+        if not self.lxcpath.is_dir():
+            return []
+        return sorted(p.name for p in self.lxcpath.iterdir() if (p / "config").is_file())
+
+    def init_pid(self, name: str) -> int | None:
+        if not self._exists(name):
+            return None
+        return self._info(name)[1]
+
+    def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None,
+             timeout: float = 60, env: dict[str, str] | None = None) -> ExecResult:
+        self._require(name)
+        if not argv:
+            raise InvalidInput("exec needs a command")
+        full_env = {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": "dumb", **(env or {})}
+        env_args = [a for k, v in full_env.items() for a in ("-v", f"{k}={v}")]
+        cmd = self._cmd(["lxc-attach", "-P", str(self.lxcpath), "-n", name, "--clear-env",
+                         *env_args, "--", *argv])
+        # Not proc.run: a timeout must kill the whole attached process group (whatever the command
+        # forked inside), and report timed_out rather than raise.
+        try:
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        except FileNotFoundError:
+            raise DriverError("lxc-attach is not installed", command=cmd) from None
+        try:
+            out, err = p.communicate(input=stdin, timeout=timeout)
+            return ExecResult(exit_code=p.returncode, stdout=out, stderr=err)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = p.communicate()
+            return ExecResult(exit_code=-signal.SIGKILL, stdout=out, stderr=err, timed_out=True)
+
+    def console_log(self, name: str, max_bytes: int = 1 << 20) -> bytes:
+        self._require(name)
+        d = self._dir(name)
+        data = b""
+        # liblxc rotates console.log to console.log.1 when it reaches lxc.console.size
+        for f in (d / "console.log.1", d / "console.log"):
+            if f.exists():
+                data += f.read_bytes()
+        return data[-max_bytes:] if max_bytes > 0 else b""
+
+    def console_command(self, name: str) -> list[str]:
+        self._require(name)
+        return self._cmd(["lxc-console", "-P", str(self.lxcpath), "-n", name, "-t", "0", "-e", "^a"])

@@ -1,0 +1,161 @@
+"""nftables rules for a cloud's networks, through libnftables' JSON API (Debian python3-nftables).
+
+One table `inet <spec.nft_table>` per cloud. Inside it each network (bridge) owns three base chains,
+named after its bridge so that several networks of one cloud never touch each other's rules:
+
+  <bridge>_postrouting  nat/srcnat:  masquerade the subnet leaving through any other interface
+  <bridge>_forward      filter:      accept established/related and traffic from/to the bridge
+  <bridge>_input        filter:      accept DHCP and DNS from the bridge
+
+Every chain's policy is accept, so we never break other users of the host. Each apply is one atomic
+transaction (add table, add chains, flush them, add the rules): re-applying is idempotent and a
+half-written table is never visible.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from lxcloud.core.errors import DriverError
+from lxcloud.core.ipam import NetworkPlan
+from lxcloud.drivers.network.base import NetworkSpec
+
+Json = dict[str, Any]
+FAMILY = "inet"
+_CHAIN_KINDS = ("postrouting", "forward", "input")
+
+
+def chain_names(bridge: str) -> dict[str, str]:
+    """The chain names one network owns inside its cloud's table."""
+    return {kind: f"{bridge}_{kind}" for kind in _CHAIN_KINDS}
+
+
+def _match(left: Json, right: Any, op: str = "==") -> Json:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _meta(key: str) -> Json:
+    return {"meta": {"key": key}}
+
+
+def _payload(protocol: str, field: str) -> Json:
+    return {"payload": {"protocol": protocol, "field": field}}
+
+
+def _prefix(cidr: str) -> Json:
+    plan = NetworkPlan.from_cidr(cidr)
+    return {"prefix": {"addr": plan.network, "len": plan.prefix}}
+
+
+def ruleset(spec: NetworkSpec) -> list[Json]:
+    """The nftables JSON commands (without the outer {"nftables": …}) that make spec's rules."""
+    table = spec.nft_table
+    names = chain_names(spec.bridge)
+    br = spec.bridge
+    cmds: list[Json] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
+    hooks = {"postrouting": ("nat", "postrouting", 100), "forward": ("filter", "forward", 0),
+             "input": ("filter", "input", 0)}
+    for kind, (ctype, hook, prio) in hooks.items():
+        cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": names[kind],
+                                       "type": ctype, "hook": hook, "prio": prio,
+                                       "policy": "accept"}}})
+        cmds.append({"flush": {"chain": {"family": FAMILY, "table": table, "name": names[kind]}}})
+
+    def rule(kind: str, *expr: Json) -> Json:
+        return {"add": {"rule": {"family": FAMILY, "table": table, "chain": names[kind],
+                                 "expr": list(expr)}}}
+
+    if spec.nat:
+        cmds.append(rule("postrouting",
+                         _match(_payload("ip", "saddr"), _prefix(spec.cidr)),
+                         _match(_meta("oifname"), br, "!="),
+                         {"masquerade": None}))
+    cmds += [
+        rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
+             {"accept": None}),
+        rule("forward", _match(_meta("iifname"), br), {"accept": None}),
+        rule("forward", _match(_meta("oifname"), br), {"accept": None}),
+        rule("input", _match(_meta("iifname"), br), _match(_meta("l4proto"), "udp"),
+             _match(_payload("udp", "dport"), {"set": [53, 67]}), {"accept": None}),
+        rule("input", _match(_meta("iifname"), br), _match(_meta("l4proto"), "tcp"),
+             _match(_payload("tcp", "dport"), 53), {"accept": None}),
+    ]
+    return cmds
+
+
+class Firewall:
+    """One libnftables context (not thread-safe, hence the lock), reused for every call."""
+
+    def __init__(self) -> None:
+        self._nft: Any = None
+        self._lock = threading.Lock()
+
+    def _ctx(self) -> Any:
+        if self._nft is None:
+            try:
+                import nftables  # Debian's python3-nftables, symlinked into the venv
+            except ImportError as e:
+                raise DriverError("python3-nftables is not available (apt install python3-nftables)"
+                                  ) from e
+            nft = nftables.Nftables()
+            nft.set_json_output(True)
+            nft.set_handle_output(True)
+            self._nft = nft
+        return self._nft
+
+    def _run(self, cmds: list[Json], what: str) -> tuple[int, Any, str]:
+        with self._lock:
+            rc, out, err = self._ctx().json_cmd({"nftables": cmds})
+        if rc != 0:
+            raise DriverError(f"nftables: {what} failed (rc {rc})", stderr=err or "")
+        return rc, out, err
+
+    def apply(self, spec: NetworkSpec) -> None:
+        """Create or replace spec's rules in its cloud table, atomically. Idempotent."""
+        self._run(ruleset(spec), f"apply rules of {spec.bridge} in {FAMILY} {spec.nft_table}")
+
+    def validate(self, spec: NetworkSpec) -> bool:
+        """Check spec's JSON against libnftables' schema (needs jsonschema). Raises if invalid."""
+        return bool(self._ctx().json_validate({"nftables": ruleset(spec)}))
+
+    def table_exists(self, name: str) -> bool:
+        return self.list_table(name) is not None
+
+    def list_table(self, name: str) -> list[Json] | None:
+        """The table's contents as nftables JSON objects, None when there is no such table."""
+        with self._lock:
+            rc, out, _err = self._ctx().json_cmd(
+                {"nftables": [{"list": {"table": {"family": FAMILY, "name": name}}}]})
+        if rc != 0:
+            return None
+        return [o for o in out.get("nftables", []) if "metainfo" not in o]
+
+    def remove_network(self, spec: NetworkSpec) -> None:
+        """Delete spec's chains; the table goes too once no chain is left in it. Missing: no-op."""
+        content = self.list_table(spec.nft_table)
+        if content is None:
+            return
+        ours = set(chain_names(spec.bridge).values())
+        chains = {o["chain"]["name"] for o in content if "chain" in o}
+        if not chains - ours:
+            self.remove_table(spec.nft_table)
+            return
+        cmds: list[Json] = [{"delete": {"chain": {"family": FAMILY, "table": spec.nft_table,
+                                                  "name": c}}} for c in sorted(chains & ours)]
+        if cmds:
+            self._run(cmds, f"remove chains of {spec.bridge} from {FAMILY} {spec.nft_table}")
+
+    def remove_table(self, name: str) -> None:
+        """Delete the whole cloud table. Missing: no-op."""
+        with self._lock:
+            rc, _out, err = self._ctx().json_cmd(
+                {"nftables": [{"delete": {"table": {"family": FAMILY, "name": name}}}]})
+        if rc != 0 and "No such file or directory" not in (err or ""):
+            raise DriverError(f"nftables: delete table {FAMILY} {name} failed (rc {rc})", stderr=err)
+
+    def rules_of(self, spec: NetworkSpec) -> list[Json]:
+        """spec's rules as listed by the kernel (for checks and tests); [] when absent."""
+        content = self.list_table(spec.nft_table) or []
+        ours = set(chain_names(spec.bridge).values())
+        return [o["rule"] for o in content if "rule" in o and o["rule"]["chain"] in ours]

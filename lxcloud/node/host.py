@@ -1,0 +1,134 @@
+"""Host preparation and host facts: what a node needs before it can run containers.
+
+There is no systemd here: lxcfs is started by us, daemonized, and outlives our process.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+from lxcloud.config import Settings
+from lxcloud.core.errors import DriverError
+from lxcloud.core.proc import run
+
+LXCFS_PIDFILE = Path("/run/lxcfs.pid")
+LXCFS_LOG = Path("/var/log/lxcfs.log")
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(source, mountpoint, fstype) of every mount, from /proc/self/mounts."""
+    out = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        f = line.split()
+        if len(f) >= 3:
+            out.append((f[0], f[1].replace("\\040", " "), f[2]))
+    return out
+
+
+def lxcfs_mounted(lxcfs_dir: Path) -> bool:
+    d = str(lxcfs_dir)
+    return any(mp == d and fstype.startswith("fuse") and "lxcfs" in (src + fstype)
+               for src, mp, fstype in _mounts())
+
+
+def ensure_lxcfs(lxcfs_dir: Path, timeout: float = 10) -> None:
+    """Mount lxcfs at `lxcfs_dir` unless it already is; the daemon lives in its own session."""
+    if lxcfs_mounted(lxcfs_dir):
+        return
+    if not Path("/dev/fuse").exists():
+        raise DriverError("/dev/fuse is missing: lxcfs (limits visible inside containers) needs FUSE")
+    lxcfs_dir.mkdir(parents=True, exist_ok=True)
+    # A stale, dead FUSE mount ("Transport endpoint is not connected") must go before remounting.
+    if any(mp == str(lxcfs_dir) for _, mp, _ in _mounts()):
+        run(["umount", "-l", str(lxcfs_dir)], check=False)
+    # `setsid -f` forks lxcfs into its own session (it outlives us, is not our child to reap);
+    # stdio goes to a log file so no pipe of ours is held open by the daemon.
+    # --enable-cfs: /proc/cpuinfo and sysconf(NPROCESSORS) inside follow the CFS quota (vcpus).
+    LXCFS_LOG.parent.mkdir(parents=True, exist_ok=True)
+    run(["sh", "-c", 'exec "$@" </dev/null >>"$LOG" 2>&1', "sh", "setsid", "-f",
+         "lxcfs", "-f", "--enable-cfs", "--enable-pidfd", "-p", str(LXCFS_PIDFILE), str(lxcfs_dir)],
+        env={"LOG": str(LXCFS_LOG), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
+        timeout=30)
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while not (lxcfs_mounted(lxcfs_dir) and (lxcfs_dir / "proc/meminfo").exists()):
+        if time.monotonic() > deadline:
+            raise DriverError(f"lxcfs did not mount {lxcfs_dir} within {timeout}s")
+        time.sleep(delay)   # polling the mount table with a deadline
+        delay = min(delay * 2, 0.2)
+
+
+def ensure_subids(user: str, base: int, count: int) -> None:
+    """/etc/subuid and /etc/subgid grant `user` the range base..base+count-1 (added if missing)."""
+    want = f"{user}:{base}:{count}"
+    for f in (Path("/etc/subuid"), Path("/etc/subgid")):
+        lines = f.read_text().splitlines() if f.exists() else []
+        if want in (line.strip() for line in lines):
+            continue
+        text = "\n".join(lines + [want]) + "\n"
+        tmp = f.with_name(f.name + ".lxcloud-tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o644)
+        os.replace(tmp, f)
+
+
+def ensure_ip_forward() -> None:
+    p = Path("/proc/sys/net/ipv4/ip_forward")
+    if p.read_text().strip() != "1":
+        p.write_text("1\n")
+
+
+def prepare_host(settings: Settings) -> dict[str, object]:
+    """Make this host ready to run containers (idempotent); return host_facts()."""
+    if os.geteuid() != 0:
+        raise DriverError("the node agent must run as root")
+    if not Path("/dev/fuse").exists():
+        raise DriverError("/dev/fuse is missing: load the fuse module")
+    ensure_subids("root", settings.idmap_base, settings.idmap_count)
+    ensure_ip_forward()
+    ensure_lxcfs(Path(settings.lxcfs_dir))
+    return host_facts(settings)
+
+
+def _cgroup_version() -> int:
+    if Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
+        return 1
+    return 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1
+
+
+def _cgroup_layout() -> str:
+    if _cgroup_version() == 2:
+        return "unified"
+    return "hybrid" if Path("/sys/fs/cgroup/unified/cgroup.controllers").exists() else "legacy"
+
+
+def _lxc_version() -> str:
+    try:
+        return run(["lxc-start", "--version"], timeout=10).stdout.decode().strip()
+    except DriverError:
+        return ""
+
+
+def host_facts(settings: Settings | None = None) -> dict[str, object]:
+    """What this host is: cpus, memory, kernel, cgroup layout, lxc version, lxcfs state."""
+    meminfo = Path("/proc/meminfo").read_text()
+    m = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.M)
+    lxcfs_dir = Path(settings.lxcfs_dir) if settings else Path("/var/lib/lxcfs")
+    return {
+        "hostname": platform.node(),
+        "cpus": os.cpu_count() or 1,
+        "memory": int(m.group(1)) * 1024 if m else 0,
+        "kernel": platform.release(),
+        "architecture": platform.machine(),
+        "cgroup_version": _cgroup_version(),
+        "cgroup_layout": _cgroup_layout(),
+        "memsw": Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
+        "lxc_version": _lxc_version(),
+        "lxcfs_running": lxcfs_mounted(lxcfs_dir),
+        "fuse": Path("/dev/fuse").exists(),
+        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1",
+    }

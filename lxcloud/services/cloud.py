@@ -1,0 +1,62 @@
+"""The controller's service container: builds the services over one database and node client."""
+
+from __future__ import annotations
+
+import logging
+
+from lxcloud.config import Settings
+from lxcloud.db.engine import Database
+from lxcloud.node.protocol import NodeClient
+from lxcloud.services.auth import AuthService
+from lxcloud.services.images import ImageService
+from lxcloud.services.instances import InstanceService
+from lxcloud.services.networks import NetworkService
+from lxcloud.services.nodes import NodeService
+from lxcloud.services.operations import Operations
+from lxcloud.services.reconciler import Reconciler
+
+log = logging.getLogger(__name__)
+
+
+class Cloud:
+    def __init__(self, settings: Settings, node: NodeClient, db: Database | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.db = db or Database(settings.db_url)
+        self.db.create_all()
+        self.node = node
+        self.ops = Operations(self.db, workers=settings.workers)
+        self.auth = AuthService(settings, self.db)
+        self.networks = NetworkService(settings, self.db, node)
+        self.images = ImageService(settings, self.db, self.ops, node)
+        self.instances = InstanceService(settings, self.db, self.ops, node, self.images,
+                                         self.networks)
+        self.nodes = NodeService(self.db, node)
+        self.reconciler = Reconciler(self.db, self.ops, node)
+        self.admin_token = ""
+
+    def startup(self, *, reconcile_loop: bool = True) -> None:
+        """Host prepared, default network made or repaired, records reconciled with the host."""
+        prepare = getattr(self.node, "prepare", None)
+        if prepare is not None:
+            prepare()
+        self.admin_token = self.auth.ensure_admin_token()
+        interrupted = self.ops.fail_interrupted()
+        if interrupted:
+            log.warning("%d operation(s) were interrupted by a restart", interrupted)
+        self.nodes.register_local()
+        net = self.networks.ensure_default()
+        rep = self.reconciler.run_once(startup=True)
+        self.nodes.unknown = rep.unknown
+        self.networks.refresh_dns(net)
+        if reconcile_loop and self.settings.reconcile_interval > 0:
+            self.reconciler.start(self.settings.reconcile_interval)
+
+    def reconcile(self) -> None:
+        rep = self.reconciler.run_once()
+        self.nodes.unknown = rep.unknown
+
+    def close(self) -> None:
+        self.reconciler.stop()
+        self.ops.shutdown()
+        self.db.close()

@@ -1,0 +1,188 @@
+"""Templates (images): import, build, list, show, delete — the template library's use cases."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from lxcloud.config import Settings
+from lxcloud.core.errors import Conflict, InvalidInput, NotFound
+from lxcloud.core.ids import is_id, new_id
+from lxcloud.core.models import Image, Operation
+from lxcloud.db.engine import Database
+from lxcloud.db.tables import ImageRow, InstanceRow
+from lxcloud.node.protocol import NodeClient
+from lxcloud.services.operations import Operations, Progress
+
+log = logging.getLogger(__name__)
+IMAGE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$")
+BUILDERS = ("busybox", "debian")
+ARCHES = ("amd64", "i386")
+
+
+def _to_model(r: ImageRow) -> Image:
+    return Image(id=r.id, name=r.name, os=r.os, release=r.release, architecture=r.architecture,
+                 format=r.format, size=r.size, sha256=r.sha256, created=r.created, kind=r.kind,
+                 halt_signal=r.halt_signal, init=r.init, project_id=r.project_id, public=r.public)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    builder: str
+    name: str | None = None
+    release: str = "bookworm"
+    arch: str = "amd64"
+    cloud_init: bool = False
+
+
+class ImageService:
+    def __init__(self, settings: Settings, db: Database, ops: Operations, node: NodeClient) -> None:
+        from lxcloud.images.store import TemplateStore
+
+        self.settings = settings
+        self.db = db
+        self.ops = ops
+        self.node = node
+        self.store = TemplateStore(settings.templates_dir)
+
+    # --- queries
+    def get(self, ref: str) -> Image:
+        with self.db.reader() as s:
+            row = s.get(ImageRow, ref) if is_id(ref, "image") else None
+            if row is None:
+                row = s.scalar(select(ImageRow).where(ImageRow.name == ref))
+            if row is None:
+                raise NotFound(f"image {ref!r} not found", resource="image")
+            return _to_model(row)
+
+    def list(self) -> list[Image]:
+        with self.db.reader() as s:
+            return [_to_model(r) for r in s.scalars(select(ImageRow).order_by(ImageRow.created))]
+
+    def template_path(self, image: Image) -> Path:
+        return self.store.path(image.id)
+
+    # --- import
+    def _check_name(self, name: str) -> None:
+        if not IMAGE_NAME_RE.match(name) or is_id(name):
+            raise InvalidInput(f"image name {name!r} is not valid (letters, digits, . _ -; ≤ 128)")
+        with self.db.reader() as s:
+            if s.scalar(select(ImageRow.id).where(ImageRow.name == name)):
+                raise Conflict(f"an image named {name!r} already exists")
+
+    def import_file(self, src: Path, name: str, meta: dict[str, Any] | None = None) -> Image:
+        """Checks the archive whole (hostile entries refused), stores it, records it.
+        A failure at any step leaves neither a file nor a row behind."""
+        meta = dict(meta or {})
+        self._check_name(name)
+        image_id = new_id("image")
+        info = self.store.import_file(Path(src), image_id)
+        try:
+            row = ImageRow(
+                id=image_id, name=name, format=info.format, size=info.size, sha256=info.sha256,
+                os=str(meta.get("os") or info.os or ""),
+                release=str(meta.get("release") or info.release or ""),
+                architecture=str(meta.get("architecture") or info.architecture or ""),
+                kind="container",
+                halt_signal=meta.get("halt_signal") or _default_halt_signal(info.os),
+                init=meta.get("init"))
+            with self.db.session() as s:
+                s.add(row)
+            return _to_model(row)
+        except Exception:
+            self.store.delete(image_id)
+            raise
+
+    # --- build
+    def build(self, req: BuildRequest) -> Operation:
+        if req.builder not in BUILDERS:
+            raise InvalidInput(f"unknown builder {req.builder!r} (known: {', '.join(BUILDERS)})")
+        if req.arch not in ARCHES:
+            raise InvalidInput(f"unsupported architecture {req.arch!r} (known: {', '.join(ARCHES)})")
+        if req.builder == "debian" and not re.match(r"^[a-z]+$", req.release):
+            raise InvalidInput(f"release {req.release!r} is not a Debian code name")
+        name = req.name or (req.builder if req.builder == "busybox" else
+                            f"debian-{req.release}-{req.arch}" + ("-cloud" if req.cloud_init else ""))
+        self._check_name(name)
+        target = f"image-build:{name}"
+        op_id = self.ops.reserve(target)
+        try:
+            op = self.ops.create("image_build", target, op_id=op_id)
+        except Exception:
+            self.ops.release(target, op_id)
+            raise
+
+        def job(progress: Progress) -> dict[str, Any]:
+            tmp = Path(tempfile.mkdtemp(prefix="build-", dir=self._tmp_dir()))
+            try:
+                out = tmp / "rootfs.tar.zst"
+                if req.builder == "busybox":
+                    from lxcloud.images.builders.busybox import build_busybox
+
+                    progress(10, "building busybox root filesystem")
+                    meta = build_busybox(out)
+                    out = Path(meta.pop("path", out))
+                else:
+                    from lxcloud.images.builders.debian import build_debian
+
+                    lines = [0]
+
+                    def on_line(line: str) -> None:
+                        lines[0] += 1
+                        progress(min(90, 5 + lines[0] // 4), line)
+
+                    meta = build_debian(out, release=req.release, arch=req.arch,
+                                        cloud_init=req.cloud_init, progress=on_line,
+                                        cache_dir=self.settings.data_dir / "cache" / "debootstrap")
+                    meta = dict(meta) if not isinstance(meta, dict) else meta
+                    out = Path(meta.pop("path", out))
+                progress(95, "importing into the template library")
+                image = self.import_file(out, name, meta)
+                return {"image_id": image.id, "image": image.name}
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+        self.ops.submit(op, job)
+        return op
+
+    def _tmp_dir(self) -> Path:
+        d = self.settings.data_dir / "tmp"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def upload_dir(self) -> Path:
+        return self._tmp_dir()
+
+    # --- delete
+    def delete(self, ref: str) -> None:
+        image = self.get(ref)
+        with self.db.session() as s:
+            users = s.scalar(select(func.count()).select_from(InstanceRow).where(
+                InstanceRow.image_id == image.id, InstanceRow.state != "terminated"))
+            if users:
+                raise Conflict(f"image {image.name!r} is used by {users} instance(s)",
+                               image=image.id)
+            row = s.get(ImageRow, image.id)
+            if row is not None:
+                s.delete(row)
+                # terminated instances keep their history; they no longer point at a live image
+        try:
+            self.node.delete_base(image.id)
+        except Exception:
+            log.exception("could not delete base of %s", image.id)
+        self.store.delete(image.id)
+
+
+def _default_halt_signal(os_name: str | None) -> str | None:
+    if os_name == "busybox":
+        return "SIGUSR1"
+    if os_name in ("debian", "ubuntu"):
+        return "SIGRTMIN+3"
+    return None

@@ -1,0 +1,301 @@
+"""Instances: launch, lifecycle actions, delete, exec, console — the business rules, once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from lxcloud.config import Settings
+from lxcloud.core import ipam
+from lxcloud.core.errors import Conflict, InvalidInput, InvalidState, NotFound, Unsupported
+from lxcloud.core.ids import is_id, new_id, valid_name
+from lxcloud.core.instance_types import DEFAULT_TYPE, Limits, get_type, resolve_limits
+from lxcloud.core.lifecycle import Action, State, next_state
+from lxcloud.core.models import Instance, Operation
+from lxcloud.core.units import parse_size
+from lxcloud.db.engine import Database
+from lxcloud.db.tables import InstanceRow, utcnow
+from lxcloud.drivers.compute.base import ExecResult, HostState
+from lxcloud.node.protocol import LaunchRequest, NodeClient
+from lxcloud.services.images import ImageService
+from lxcloud.services.networks import NetworkService
+from lxcloud.services.operations import Operations, Progress
+
+log = logging.getLogger(__name__)
+MAX_USER_DATA = 16 * 1024
+
+
+def _to_model(r: InstanceRow, image_name: str | None = None) -> Instance:
+    return Instance(id=r.id, name=r.name, state=r.state, image_id=r.image_id,
+                    instance_type=r.instance_type, limits=dict(r.limits or {}), node=r.node,
+                    ipv4=r.ipv4, network=r.network, created=r.created, updated=r.updated,
+                    user_data=r.user_data, state_reason=r.state_reason, mac=r.mac,
+                    launched_at=r.launched_at, terminated_at=r.terminated_at,
+                    project_id=r.project_id, image_name=image_name, operation_id=r.operation_id)
+
+
+@dataclass(frozen=True)
+class LaunchInput:
+    image: str
+    name: str | None = None
+    instance_type: str | None = None
+    memory: str | int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    swap: str | int | None = None
+    user_data: str | None = None
+    start: bool = True
+
+
+# user-facing action -> (lifecycle action, node verb)
+ACTIONS: dict[str, Action] = {
+    "start": Action.START, "stop": Action.STOP, "reboot": Action.REBOOT, "restart": Action.REBOOT,
+    "suspend": Action.SUSPEND, "resume": Action.RESUME,
+}
+
+
+class InstanceService:
+    def __init__(self, settings: Settings, db: Database, ops: Operations, node: NodeClient,
+                 images: ImageService, networks: NetworkService) -> None:
+        self.settings = settings
+        self.db = db
+        self.ops = ops
+        self.node = node
+        self.images = images
+        self.networks = networks
+
+    # --- queries
+    def get(self, ref: str) -> Instance:
+        """By id (terminated ones included) or by name (live ones)."""
+        with self.db.reader() as s:
+            row = s.get(InstanceRow, ref) if is_id(ref, "instance") else None
+            if row is None:
+                row = s.scalar(select(InstanceRow).where(InstanceRow.name == ref,
+                                                         InstanceRow.state != State.TERMINATED))
+            if row is None:
+                raise NotFound(f"instance {ref!r} not found", resource="instance")
+            return _to_model(row, self._image_names(s).get(row.image_id))
+
+    def list(self, include_terminated: bool = False) -> list[Instance]:
+        with self.db.reader() as s:
+            q = select(InstanceRow).order_by(InstanceRow.created)
+            if not include_terminated:
+                q = q.where(InstanceRow.state != State.TERMINATED)
+            names = self._image_names(s)
+            return [_to_model(r, names.get(r.image_id)) for r in s.scalars(q)]
+
+    @staticmethod
+    def _image_names(s: Any) -> dict[str, str]:
+        from lxcloud.db.tables import ImageRow
+
+        return dict(s.execute(select(ImageRow.id, ImageRow.name)).all())
+
+    # --- launch
+    def launch(self, inp: LaunchInput) -> tuple[Instance, Operation]:
+        """Everything is checked before anything is made; the host work runs as an operation."""
+        itype = get_type(inp.instance_type or DEFAULT_TYPE)
+        limits = resolve_limits(
+            itype,
+            memory=parse_size(inp.memory, "memory") if inp.memory is not None else None,
+            vcpus=inp.cpus, pids=inp.pids,
+            swap=parse_size(inp.swap, "swap") if inp.swap is not None else None)
+        if inp.name is not None and not valid_name(inp.name):
+            raise InvalidInput(f"instance name {inp.name!r} is not valid: a letter, then letters, "
+                               "digits or dashes, at most 63 characters")
+        if inp.user_data is not None and len(inp.user_data.encode()) > MAX_USER_DATA:
+            raise InvalidInput(f"user data is larger than {MAX_USER_DATA} bytes")
+        image = self.images.get(inp.image)
+        if image.kind != "container":
+            raise Unsupported(f"image {image.name!r} is a {image.kind} image; LXC needs a container "
+                              "image")
+        net = self.networks.get()
+        iid = new_id("instance")
+        name = inp.name or iid
+        op_id = self.ops.reserve(iid)
+        try:
+            with self.db.session() as s:
+                if s.scalar(select(InstanceRow.id).where(InstanceRow.name == name,
+                                                         InstanceRow.state != State.TERMINATED)):
+                    raise Conflict(f"an instance named {name!r} already exists")
+                ip = self.networks.allocate(s, net, iid)
+                row = InstanceRow(
+                    id=iid, name=name, state=State.PENDING, image_id=image.id,
+                    instance_type=itype.name, limits=limits.to_dict(), node=self.node.name,
+                    network=net.id, ipv4=ip, mac=ipam.mac_for(ip, self.settings.cloud_id),
+                    user_data=inp.user_data, operation_id=op_id)
+                s.add(row)
+                op = self.ops.create("launch", iid, session=s, op_id=op_id)
+                inst = _to_model(row, image.name)
+        except Exception:
+            self.ops.release(iid, op_id)
+            raise
+
+        req = LaunchRequest(
+            instance_id=iid, hostname=name, image_id=image.id,
+            template=self.images.template_path(image), limits=limits, bridge=net.bridge,
+            ipv4=f"{ip}/{self.networks.prefix_len(net)}", gateway=net.gateway, mac=inst.mac or "",
+            halt_signal=image.halt_signal, nameservers=(net.gateway,), start=inp.start)
+
+        def job(progress: Progress) -> dict[str, Any]:
+            self.node.launch(req, progress)
+            self._finish(iid, Action.CREATED if inp.start else Action.STOPPED, launched=True)
+            self.networks.refresh_dns(net)
+            return {"instance_id": iid, "ipv4": ip}
+
+        def on_error(err: Exception) -> None:
+            # the agent has undone its host work; the record stays, in error, its address freed
+            with self.db.session() as s:
+                r = s.get(InstanceRow, iid)
+                if r is not None:
+                    r.state = State.ERROR
+                    r.state_reason = f"launch failed: {err}"
+                    r.ipv4 = None
+                    self.networks.release(s, iid)
+
+        self.ops.submit(op, job, on_error=on_error)
+        return inst, op
+
+    def _finish(self, iid: str, action: Action, *, launched: bool = False, reason: str | None = None,
+                ) -> None:
+        with self.db.session() as s:
+            r = s.get(InstanceRow, iid)
+            if r is None:
+                return
+            r.state = next_state(r.state, action)
+            r.state_reason = reason
+            if launched:
+                r.launched_at = utcnow()
+
+    # --- lifecycle
+    def action(self, ref: str, action: str, *, force: bool = False, timeout: float = 30) -> Operation:
+        if action not in ACTIONS:
+            raise InvalidInput(f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})")
+        act = ACTIONS[action]
+        inst = self.get(ref)
+        target_state = next_state(inst.state, act)   # InvalidState (409) names the current state
+        op_id = self.ops.reserve(inst.id)
+        try:
+            with self.db.session() as s:
+                r = s.get(InstanceRow, inst.id)
+                if r is None:
+                    raise NotFound(f"instance {ref!r} not found", resource="instance")
+                target_state = next_state(r.state, act)
+                if target_state in (State.PENDING, State.STOPPING, State.REBOOTING):
+                    r.state = target_state       # transient states show at once
+                r.operation_id = op_id
+                op = self.ops.create(action, inst.id, session=s, op_id=op_id)
+        except Exception:
+            self.ops.release(inst.id, op_id)
+            raise
+
+        verbs: dict[Action, tuple[Callable[[], None], Action | None]] = {
+            Action.START: (lambda: self.node.start(inst.id), Action.CREATED),
+            Action.STOP: (lambda: self.node.stop(inst.id, force=force, timeout=timeout),
+                          Action.STOPPED),
+            Action.REBOOT: (lambda: self.node.reboot(inst.id), Action.REBOOTED),
+            Action.SUSPEND: (lambda: self.node.freeze(inst.id), Action.SUSPEND),
+            Action.RESUME: (lambda: self.node.unfreeze(inst.id), Action.RESUME),
+        }
+        do, done = verbs[act]
+
+        def job(progress: Progress) -> None:
+            progress(10, f"{action} in progress")
+            do()
+            if done is not None:
+                self._finish(inst.id, done)
+
+        def on_error(err: Exception) -> None:
+            self.sync_state(inst.id, reason=f"{action} failed: {err}")
+
+        self.ops.submit(op, job, on_error=on_error)
+        return op
+
+    def sync_state(self, iid: str, reason: str | None = None) -> str:
+        """Make the record's state what the host says (after a failure or on reconcile)."""
+        try:
+            host = self.node.state(iid)
+        except Exception as e:
+            host = None
+            reason = reason or f"host unreachable: {e}"
+        with self.db.session() as s:
+            r = s.get(InstanceRow, iid)
+            if r is None or r.state == State.TERMINATED:
+                return "missing"
+            mapping = {HostState.RUNNING: State.RUNNING, HostState.STOPPED: State.STOPPED,
+                       HostState.FROZEN: State.FROZEN}
+            new = mapping.get(host) if host is not None else None  # type: ignore[arg-type]
+            if new is None:
+                r.state = State.ERROR
+                r.state_reason = reason or "the container vanished from its host"
+            else:
+                r.state = new
+                r.state_reason = reason
+            return str(r.state)
+
+    # --- delete
+    def delete(self, ref: str, *, force: bool = False) -> Operation:
+        inst = self.get(ref)
+        if inst.state == State.TERMINATED:
+            raise InvalidState(f"instance {inst.name} is already terminated", state=inst.state)
+        if inst.state in (State.RUNNING, State.FROZEN, State.REBOOTING) and not force:
+            raise InvalidState(f"instance {inst.name} is {inst.state}: stop it first or use force",
+                               state=inst.state)
+        op_id = self.ops.reserve(inst.id)
+        try:
+            op = self.ops.create("delete", inst.id, op_id=op_id)
+        except Exception:
+            self.ops.release(inst.id, op_id)
+            raise
+
+        def job(progress: Progress) -> None:
+            progress(10, "removing the container")
+            self.node.destroy(inst.id)
+            with self.db.session() as s:
+                r = s.get(InstanceRow, inst.id)
+                if r is not None:
+                    r.state = next_state(r.state, Action.TERMINATE)
+                    r.terminated_at = utcnow()
+                    r.operation_id = op_id
+                    self.networks.release(s, inst.id)
+            try:
+                self.networks.refresh_dns(self.networks.get())
+            except NotFound:
+                pass
+
+        def on_error(err: Exception) -> None:
+            self.sync_state(inst.id, reason=f"delete failed: {err}")
+
+        self.ops.submit(op, job, on_error=on_error)
+        return op
+
+    # --- interaction
+    def exec(self, ref: str, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60,
+             env: dict[str, str] | None = None) -> ExecResult:
+        if not argv or not all(isinstance(a, str) and a for a in argv):
+            raise InvalidInput("argv must be a non-empty list of non-empty strings")
+        if not 0 < timeout <= 3600:
+            raise InvalidInput("timeout must be between 0 and 3600 seconds")
+        inst = self.get(ref)
+        if inst.state != State.RUNNING:
+            raise InvalidState(f"cannot exec in an instance that is {inst.state}", state=inst.state)
+        return self.node.exec(inst.id, list(argv), stdin, timeout, env)
+
+    def console_log(self, ref: str) -> bytes:
+        inst = self.get(ref)
+        if inst.state == State.TERMINATED:
+            raise InvalidState("the instance is terminated", state=inst.state)
+        return self.node.console_log(inst.id)
+
+    def console_command(self, ref: str) -> tuple[Instance, list[str]]:
+        inst = self.get(ref)
+        if inst.state != State.RUNNING:
+            raise InvalidState(f"cannot attach to the console of an instance that is {inst.state}",
+                               state=inst.state)
+        return inst, self.node.console_command(inst.id)
+
+    def limits_of(self, inst: Instance) -> Limits:
+        return Limits(**inst.limits)  # type: ignore[arg-type]

@@ -1,0 +1,103 @@
+"""Networks and the database's IP allocator (no two instances ever get the same address)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lxcloud.config import Settings
+from lxcloud.core import ipam
+from lxcloud.core.errors import NotFound
+from lxcloud.core.ids import new_id
+from lxcloud.core.models import Network
+from lxcloud.db.engine import Database
+from lxcloud.db.tables import InstanceRow, IpAllocationRow, NetworkRow
+from lxcloud.drivers.network.base import NetworkSpec
+from lxcloud.node.protocol import NodeClient
+
+log = logging.getLogger(__name__)
+DEFAULT = "default"
+
+
+def _to_model(r: NetworkRow) -> Network:
+    return Network(id=r.id, name=r.name, cidr=r.cidr, gateway=r.gateway, bridge=r.bridge,
+                   created=r.created)
+
+
+class NetworkService:
+    def __init__(self, settings: Settings, db: Database, node: NodeClient) -> None:
+        self.settings = settings
+        self.db = db
+        self.node = node
+
+    def spec(self, net: Network) -> NetworkSpec:
+        return NetworkSpec(name=net.name, bridge=net.bridge, cidr=net.cidr, gateway=net.gateway,
+                           nat=True, nft_table=self.settings.nft_table)
+
+    def ensure_default(self) -> Network:
+        """The default bridge network: its row made on first start, its host side made or repaired."""
+        with self.db.session() as s:
+            row = s.scalar(select(NetworkRow).where(NetworkRow.name == DEFAULT))
+            if row is None:
+                cidr = self.settings.default_network_cidr or self._pick_subnet(s)
+                net = ipaddress.ip_network(cidr, strict=False)
+                row = NetworkRow(id=new_id("network"), name=DEFAULT, cidr=str(net),
+                                 gateway=str(next(net.hosts())), bridge=self.settings.bridge_name)
+                s.add(row)
+                log.info("default network %s on bridge %s", row.cidr, row.bridge)
+            net_model = _to_model(row)
+        self.node.ensure_network(self.spec(net_model))
+        return net_model
+
+    def _pick_subnet(self, s: Session) -> str:
+        from lxcloud.drivers.network.bridge import host_networks
+
+        taken = list(host_networks()) + [r.cidr for r in s.scalars(select(NetworkRow))]
+        return ipam.pick_subnet(taken=taken, seed=self.settings.cloud_id)
+
+    def get(self, name: str = DEFAULT) -> Network:
+        with self.db.reader() as s:
+            row = s.scalar(select(NetworkRow).where(NetworkRow.name == name))
+            if row is None:
+                raise NotFound(f"network {name!r} not found", resource="network")
+            return _to_model(row)
+
+    def list(self) -> list[Network]:
+        with self.db.reader() as s:
+            return [_to_model(r) for r in s.scalars(select(NetworkRow))]
+
+    def allocate(self, s: Session, net: Network, instance_id: str) -> str:
+        """An unused address of `net` for `instance_id`, inside the caller's transaction.
+        SQLite transactions are serialised (BEGIN IMMEDIATE); elsewhere the primary key
+        refuses a duplicate and the caller's transaction fails rather than sharing an address."""
+        used = set(s.scalars(select(IpAllocationRow.address).where(IpAllocationRow.network == net.id)))
+        used.add(net.gateway)
+        addr = ipam.next_free(net.cidr, used)
+        s.add(IpAllocationRow(network=net.id, address=addr, instance_id=instance_id))
+        try:
+            s.flush()
+        except IntegrityError:
+            raise
+        return addr
+
+    def release(self, s: Session, instance_id: str) -> None:
+        s.execute(delete(IpAllocationRow).where(IpAllocationRow.instance_id == instance_id))
+
+    def refresh_dns(self, net: Network) -> None:
+        """Instances resolve each other by name through the network's DNS."""
+        with self.db.reader() as s:
+            rows = s.execute(select(InstanceRow.name, InstanceRow.ipv4)
+                             .where(InstanceRow.network == net.id, InstanceRow.ipv4.is_not(None),
+                                    InstanceRow.state != "terminated"))
+            hosts = {name: ip for name, ip in rows if ip}
+        try:
+            self.node.update_dns(self.spec(net), hosts)
+        except Exception:
+            log.exception("DNS update for %s failed", net.name)
+
+    def prefix_len(self, net: Network) -> int:
+        return ipaddress.ip_network(net.cidr).prefixlen

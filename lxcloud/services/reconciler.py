@@ -1,0 +1,110 @@
+"""The reconciler: the database says what should be, the host says what is; converge them.
+
+Runs at start-up and periodically. A restart neither kills a container nor loses a record:
+a container that vanished is marked `error`, one that stopped by itself is marked `stopped`,
+an unknown one (on the host, not in the database) is reported, never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from lxcloud.core.lifecycle import State
+from lxcloud.db.engine import Database
+from lxcloud.db.tables import InstanceRow
+from lxcloud.drivers.compute.base import HostState
+from lxcloud.node.protocol import NodeClient
+from lxcloud.services.operations import Operations
+
+log = logging.getLogger(__name__)
+
+_EXPECTED = {State.RUNNING: HostState.RUNNING, State.STOPPED: HostState.STOPPED,
+             State.FROZEN: HostState.FROZEN}
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    changed: dict[str, str] = field(default_factory=dict)     # instance id -> new state
+    unknown: list[str] = field(default_factory=list)           # containers not in the database
+
+
+class Reconciler:
+    def __init__(self, db: Database, ops: Operations, node: NodeClient) -> None:
+        self.db = db
+        self.ops = ops
+        self.node = node
+        self.last = ReconcileReport()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, startup: bool = False) -> ReconcileReport:
+        rep = ReconcileReport()
+        on_host = set(self.node.list_instances())
+        with self.db.reader() as s:
+            rows = list(s.execute(select(InstanceRow.id, InstanceRow.state)
+                                  .where(InstanceRow.node == self.node.name)))
+        known = {iid for iid, _ in rows}
+        rep.unknown = sorted(on_host - known)
+        for iid in rep.unknown:
+            log.warning("unknown container %s on host %s (not in the database; left alone)",
+                        iid, self.node.name)
+        for iid, state in rows:
+            if state == State.TERMINATED:
+                continue
+            if self.ops.busy(iid):
+                continue    # an operation owns it right now
+            rep.checked += 1
+            host = self.node.state(iid) if iid in on_host else HostState.MISSING
+            new = self._converge(iid, State(state), host, startup)
+            if new is not None:
+                rep.changed[iid] = new
+        self.last = rep
+        return rep
+
+    def _converge(self, iid: str, state: State, host: HostState, startup: bool) -> str | None:
+        if host == HostState.MISSING:
+            if state == State.ERROR:
+                return None
+            if state == State.PENDING and not startup:
+                return None
+            return self._set(iid, State.ERROR, "the container vanished from its host")
+        if state in _EXPECTED and _EXPECTED[state] == host:
+            return None
+        if state in (State.PENDING, State.STOPPING, State.REBOOTING) and not startup:
+            return None    # transient: its operation will settle it
+        target = {HostState.RUNNING: State.RUNNING, HostState.STOPPED: State.STOPPED,
+                  HostState.FROZEN: State.FROZEN}[host]
+        if state == State.ERROR and not startup:
+            return None
+        reason = "reconciled with the host" + (" after a restart" if startup else "")
+        return self._set(iid, target, reason)
+
+    def _set(self, iid: str, state: State, reason: str) -> str:
+        with self.db.session() as s:
+            r = s.get(InstanceRow, iid)
+            if r is not None:
+                log.info("reconcile %s: %s -> %s (%s)", iid, r.state, state, reason)
+                r.state = state
+                r.state_reason = reason
+        return str(state)
+
+    def start(self, interval: float) -> None:
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.run_once()
+                except Exception:
+                    log.exception("reconcile failed")
+
+        self._thread = threading.Thread(target=loop, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,56 @@
+"""Unit-test fixtures: a cloud over a FakeNode in a temp data dir, and a REST client for it."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lxcloud.api.rest.app import create_app
+from lxcloud.config import Settings
+from lxcloud.services.cloud import Cloud
+from tests.unit.fakes import FakeNode
+
+
+def make_tar(path: Path, files: dict[str, bytes] | None = None) -> Path:
+    files = files or {"etc/os-release": b'ID=busybox\nVERSION_ID="1.35"\n', "bin/sh": b"\x7fELF"}
+    with tarfile.open(path, "w") as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def node() -> FakeNode:
+    return FakeNode()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, node: FakeNode) -> Iterator[Cloud]:
+    settings = Settings.load(tmp_path / "data", default_network_cidr="10.251.7.0/28",
+                             reconcile_interval=0)
+    c = Cloud(settings, node)  # type: ignore[arg-type]
+    c.startup(reconcile_loop=False)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def api(cloud: Cloud) -> Iterator[TestClient]:
+    with TestClient(create_app(cloud)) as tc:
+        tc.headers["Authorization"] = f"Bearer {cloud.admin_token}"
+        yield tc
+
+
+@pytest.fixture
+def image(api: TestClient, tmp_path: Path) -> dict[str, object]:
+    tar = make_tar(tmp_path / "bb.tar")
+    r = api.post("/api/v1/images", params={"name": "bb"}, content=tar.read_bytes())
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
