@@ -29,6 +29,7 @@ class Settings:
     region: str = "lxcloud-1"
     workers: int = 8                 # operations run concurrently
     default_network_cidr: str = ""   # chosen on first start when empty
+    network_prefix: int = 20         # size of the chosen default network (/20: 4,093 addresses)
     reconcile_interval: float = 30.0
     idmap_base: int = IDMAP_BASE
     idmap_count: int = IDMAP_COUNT
@@ -85,7 +86,8 @@ class Settings:
         if cfg.exists():
             values.update(json.loads(cfg.read_text()))
         env_map = {"LXCLOUD_LISTEN": "listen", "LXCLOUD_DATABASE_URL": "database_url",
-                   "LXCLOUD_REGION": "region", "LXCLOUD_WORKERS": "workers"}
+                   "LXCLOUD_REGION": "region", "LXCLOUD_WORKERS": "workers",
+                   "LXCLOUD_NETWORK": "default_network_cidr"}
         for env, key in env_map.items():
             if os.environ.get(env):
                 values[key] = os.environ[env]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from lxcloud.config import Settings
+from lxcloud.core.errors import LxcloudError
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -29,7 +30,8 @@ def _lock(data_dir: Path) -> int:
 
 
 def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
-                   database_url: str | None = None, verbose: bool = False) -> int:
+                   database_url: str | None = None, network: str | None = None,
+                   verbose: bool = False) -> int:
     import uvicorn
 
     from lxcloud.api.rest.app import create_app
@@ -42,7 +44,8 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
         print("error: lxcloud up must run as root (it manages containers, bridges and firewall "
               "rules)", file=sys.stderr)
         return 1
-    settings = Settings.load(data_dir, listen=listen, database_url=database_url)
+    settings = Settings.load(data_dir, listen=listen, database_url=database_url,
+                             default_network_cidr=network)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     lock_fd = _lock(settings.data_dir)
     host, port = _split_listen(settings.listen)
@@ -55,7 +58,11 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
         return 1
     cloud = Cloud(settings, NodeAgent.local(settings))
     try:
-        cloud.startup()
+        try:
+            cloud.startup()
+        except LxcloudError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         settings.url_file.write_text(url + "\n")
         net = cloud.networks.get()
@@ -71,4 +78,44 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
         return 0
     finally:
         cloud.close()
+        os.close(lock_fd)
+
+
+def purge(data_dir: str | None) -> int:
+    """Removes everything a cloud made on this host: containers, roots, bridge, rules, DNS, data dir.
+    Refused while its `lxcloud up` runs."""
+    import shutil
+
+    from sqlalchemy import select
+
+    from lxcloud.db.engine import Database
+    from lxcloud.db.tables import NetworkRow
+    from lxcloud.drivers.network.base import NetworkSpec
+    from lxcloud.node.agent import NodeAgent
+
+    settings = Settings.load(data_dir)
+    if not settings.data_dir.exists():
+        print(f"nothing to purge: {settings.data_dir} does not exist", file=sys.stderr)
+        return 0
+    lock_fd = _lock(settings.data_dir)
+    try:
+        agent = NodeAgent.local(settings)
+        for name in agent.list_instances():
+            agent.destroy(name)
+        if (settings.data_dir / "db.sqlite").exists() or settings.database_url:
+            db = Database(settings.db_url)
+            try:
+                db.create_all()
+                with db.reader() as s:
+                    nets = list(s.scalars(select(NetworkRow)))
+                for n in nets:
+                    agent.teardown_network(NetworkSpec(name=n.name, bridge=n.bridge, cidr=n.cidr,
+                                                       gateway=n.gateway,
+                                                       nft_table=settings.nft_table))
+            finally:
+                db.close()
+        shutil.rmtree(settings.data_dir)
+        print(f"purged {settings.data_dir}")
+        return 0
+    finally:
         os.close(lock_fd)

@@ -8,7 +8,7 @@ from lxcloud.cli import images, instances, system
 from lxcloud.cli.common import Globals
 
 app = typer.Typer(name="lxcloud", help="lxcloud: a private cloud of LXC system containers.",
-                  no_args_is_help=True, add_completion=False,
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 

@@ -14,12 +14,24 @@ def register(app: typer.Typer) -> None:
     def up(ctx: typer.Context,
            listen: str | None = typer.Option(None, "--listen", help="HOST:PORT (127.0.0.1:8080)"),
            database_url: str | None = typer.Option(None, "--database-url"),
+           network: str | None = typer.Option(None, "--network",
+                                              help="CIDR of the default network on first start"),
            verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
         """Run the all-in-one cloud (controller + local node) in the foreground."""
         from lxcloud.controller import run_all_in_one
 
         raise typer.Exit(run_all_in_one(g(ctx).data_dir, listen=listen, database_url=database_url,
-                                        verbose=verbose))
+                                        network=network, verbose=verbose))
+
+    @app.command()
+    def purge(ctx: typer.Context,
+              yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
+        """Remove every container, network, rule and file of this cloud (its data dir)."""
+        from lxcloud.controller import purge as do_purge
+
+        if not yes and not typer.confirm("Delete every instance, image and record of this cloud?"):
+            raise typer.Exit(1)
+        raise typer.Exit(do_purge(g(ctx).data_dir))
 
     @app.command("types")
     @api_errors

@@ -44,9 +44,9 @@ class NetworkService:
             row = s.scalar(select(NetworkRow).where(NetworkRow.name == DEFAULT))
             if row is None:
                 cidr = self.settings.default_network_cidr or self._pick_subnet(s)
-                net = ipaddress.ip_network(cidr, strict=False)
-                row = NetworkRow(id=new_id("network"), name=DEFAULT, cidr=str(net),
-                                 gateway=str(next(net.hosts())), bridge=self.settings.bridge_name)
+                plan = ipam.NetworkPlan.from_cidr(cidr)   # InvalidInput when it is not a network
+                row = NetworkRow(id=new_id("network"), name=DEFAULT, cidr=plan.cidr,
+                                 gateway=plan.gateway, bridge=self.settings.bridge_name)
                 s.add(row)
                 log.info("default network %s on bridge %s", row.cidr, row.bridge)
             net_model = _to_model(row)
@@ -57,7 +57,8 @@ class NetworkService:
         from lxcloud.drivers.network.bridge import host_networks
 
         taken = list(host_networks()) + [r.cidr for r in s.scalars(select(NetworkRow))]
-        return ipam.pick_subnet(taken=taken, seed=self.settings.cloud_id)
+        return ipam.pick_subnet(prefix=self.settings.network_prefix, taken=taken,
+                                 seed=self.settings.cloud_id)
 
     def get(self, name: str = DEFAULT) -> Network:
         with self.db.reader() as s:

@@ -1,0 +1,141 @@
+"""Benchmark helpers: a throwaway all-in-one cloud, a REST client, memory accounting."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+LXCLOUD = str(Path(sys.executable).parent / "lxcloud")
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
+
+
+def summary(name: str, ms: list[float]) -> str:
+    return (f"{name:34} n={len(ms):4}  p50={pct(ms, 50):8.1f} ms  p95={pct(ms, 95):8.1f} ms  "
+            f"mean={statistics.fmean(ms):8.1f} ms")
+
+
+class BenchCloud:
+    """`lxcloud up` in a temp data dir on a free port; purged on close."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="lxcloud-bench-", dir="/tmp"))
+        os.chmod(self.base, 0o755)
+        self.data_dir = self.base / "data"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LXCLOUD_")}
+        self.env["LXCLOUD_DATA_DIR"] = str(self.data_dir)
+        self.log = open(self.base / "up.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([LXCLOUD, "up", "--listen", f"127.0.0.1:{self.port}"],
+                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"lxcloud up failed: {(self.base / 'up.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        token = (self.data_dir / "admin.token").read_text().strip()
+        self.http = httpx.Client(base_url=self.url, timeout=120,
+                                 headers={"Authorization": f"Bearer {token}"},
+                                 limits=httpx.Limits(max_connections=200))
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([LXCLOUD, *args], env=self.env, check=True, capture_output=True,
+                              text=True).stdout
+
+    def launch(self, image: str, name: str, start: bool = True, **limits: Any) -> dict[str, Any]:
+        r = self.http.post("/api/v1/instances", json={"image": image, "name": name, "start": start,
+                                                      "limits": limits or None})
+        r.raise_for_status()
+        out = r.json()
+        op = self.http.get(f"/api/v1/operations/{out['operation']['id']}",
+                           params={"wait": 120}).json()
+        if op["status"] != "success":
+            raise SystemExit(f"launch {name} failed: {op}")
+        return out["instance"]  # type: ignore[no-any-return]
+
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        subprocess.run([LXCLOUD, "purge", "--yes"], env=self.env, capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def pss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def kernel_kib() -> int:
+    """Kernel memory that grows with containers: slab, stacks, page tables."""
+    mi = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        k, v = line.split(":", 1)
+        mi[k] = int(v.split()[0])
+    return mi["Slab"] + mi["KernelStack"] + mi["PageTables"]
+
+
+def descendants_of_lxcpath(lxcpath: Path) -> list[int]:
+    """Every process of the containers under lxcpath: their monitors and all they contain."""
+    pids: set[int] = set()
+    roots: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(lxcpath) in cmd and ("lxc monitor" in cmd or "lxc-start" in cmd):
+            roots.append(int(proc.name))
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(proc.name))
+    stack = list(roots)
+    while stack:
+        p = stack.pop()
+        if p in pids:
+            continue
+        pids.add(p)
+        stack.extend(children.get(p, []))
+    return sorted(pids)

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Density: N idle busybox instances through the API against N plain LXC containers.
+Host memory per instance = PSS of every process involved (container processes, their monitors,
+the control plane) from /proc/*/smaps_rollup + growth of kernel memory (slab, stacks, page tables).
+
+    .venv/bin/python bench/density.py --count 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _cloud import BenchCloud, descendants_of_lxcpath, kernel_kib, pss_kib  # noqa: E402
+
+
+def settle() -> None:
+    subprocess.run(["sync"])
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    time.sleep(2)  # a benchmark, not a test: let freshly started inits go idle
+
+
+def plain(base_rootfs: Path, n: int) -> tuple[float, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="lxc-density-", dir="/tmp"))
+    br = f"lxdn{random.randrange(16**6):06x}"
+    net = f"10.250.{random.randrange(200, 250)}"
+    subprocess.run(["ip", "link", "add", br, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", f"{net}.1/16", "dev", br], check=True)
+    subprocess.run(["ip", "link", "set", br, "up"], check=True)
+    lxcpath = tmp / "lxc"
+    (lxcpath / "base").mkdir(parents=True)
+    (lxcpath / "base" / "config").write_text(f"""
+lxc.include = /usr/share/lxc/config/common.conf
+lxc.include = /usr/share/lxc/config/userns.conf
+lxc.idmap = u 0 1000000 65536
+lxc.idmap = g 0 1000000 65536
+lxc.rootfs.path = dir:{base_rootfs}
+lxc.uts.name = base
+lxc.signal.halt = SIGUSR1
+lxc.net.0.type = veth
+lxc.net.0.link = {br}
+lxc.net.0.flags = up
+""")
+    k0 = kernel_kib()
+    t0 = time.perf_counter()
+    try:
+        for i in range(n):
+            name = f"c{i}"
+            subprocess.run(["lxc-copy", "-P", str(lxcpath), "-n", "base", "-N", name, "-s",
+                            "-B", "overlay"], check=True, capture_output=True)
+            subprocess.run(["lxc-start", "-P", str(lxcpath), "-n", name, "-d", "-s",
+                            f"lxc.net.0.ipv4.address=10.250.{200 + i // 250}.{i % 250 + 2}/16"],
+                           check=True, capture_output=True)
+        elapsed = time.perf_counter() - t0
+        settle()
+        pss = pss_kib(descendants_of_lxcpath(lxcpath))
+        kern = kernel_kib() - k0
+        return (pss + kern) / n / 1024, elapsed
+    finally:
+        for i in range(n):
+            subprocess.run(["lxc-stop", "-k", "-P", str(lxcpath), "-n", f"c{i}"], capture_output=True)
+            subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", f"c{i}"], capture_output=True)
+        subprocess.run(["ip", "link", "del", br], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--parallel", type=int, default=8, help="concurrent API launches")
+    args = ap.parse_args()
+    n = args.count
+    cloud = BenchCloud()
+    try:
+        # a /16 default network so that 1,000 instances fit
+        cloud.cli("image", "build", "busybox")
+        img = cloud.http.get("/api/v1/images/busybox").json()
+        cloud.launch("busybox", "warm", memory="64MiB")
+        settle()
+        control0 = pss_kib([cloud.pid()])
+        k0 = kernel_kib()
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.parallel) as pool:
+            list(pool.map(lambda i: cloud.launch("busybox", f"d{i}", memory="64MiB"), range(n)))
+        elapsed = time.perf_counter() - t0
+        settle()
+        lxcpath = cloud.data_dir / "containers"
+        procs = descendants_of_lxcpath(lxcpath)
+        ours = pss_kib(procs) + (pss_kib([cloud.pid()]) - control0) + (kernel_kib() - k0)
+        # the warm container is counted in the process PSS: take it out proportionally
+        ours_per = ours / (n + 1) / 1024
+        control_total = pss_kib([cloud.pid()]) / 1024
+        base = cloud.data_dir / "pools" / "default" / "bases" / img["id"]
+        plain_per, plain_elapsed = plain(base, n)
+        print(f"\n== density, N={n} idle busybox instances")
+        print(f"lxcloud: {ours_per:6.2f} MiB/instance (control plane total {control_total:.0f} MiB, "
+              f"its growth counted); launched all in {elapsed:.1f} s ({n / elapsed:.1f}/s)")
+        print(f"plain  : {plain_per:6.2f} MiB/instance; launched all in {plain_elapsed:.1f} s "
+              f"({n / plain_elapsed:.1f}/s)")
+        print(f"ratio  : {ours_per / plain_per:.2f} (goal <= 1.2)")
+    finally:
+        cloud.close()
+
+
+if __name__ == "__main__":
+    main()
