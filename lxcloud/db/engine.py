@@ -34,6 +34,19 @@ class Database:
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     def create_all(self) -> None:
+        """Brings the schema to the newest migration (Alembic; creates it on an empty database)."""
+        from pathlib import Path
+
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def create_all_unversioned(self) -> None:
         Base.metadata.create_all(self.engine)
 
     @contextmanager

@@ -10,6 +10,7 @@ fifos are counted and skipped (an unprivileged container cannot use host device 
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import lzma
@@ -80,6 +81,15 @@ class ArchiveInfo:
     halt_signal: str | None = None
     unpacked_size: int = 0
     skipped: int = 0
+
+    # `dict(info)` works too, for callers that keep image metadata as a plain dict.
+    def keys(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self)]
+
+    def __getitem__(self, key: str) -> object:
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -125,6 +125,8 @@ def test_good_archive_checks_and_extracts_with_shift(tmp_path: Path, fmt: str, c
         init="/sbin/init", halt_signal="SIGRTMIN+3",
         unpacked_size=sum(len(b) for t, b in members if b is not None and t.isreg()), skipped=2)
 
+    assert dict(info)["sha256"] == info.sha256 and dict(info)["os"] == "debian"
+
     dest = tmp_path / "root"
     seen: list[tuple[int, int]] = []
     got = safe_extract(src, dest, uid_shift=100000, gid_shift=200000,

@@ -84,9 +84,8 @@ def build_debian(out: Path, *, release: str = "bookworm", arch: str = "amd64", c
     work = Path(tempfile.mkdtemp(prefix=".debootstrap-", dir=out.parent))
     root = work / "rootfs"
     try:
-        packages = BASE_PACKAGES + (CLOUD_INIT_PACKAGES if cloud_init else ())
         argv = ["debootstrap", "--variant=minbase", f"--arch={arch}", "--merged-usr",
-                f"--include={','.join(packages)}"]
+                f"--include={','.join(BASE_PACKAGES)}"]
         if cache_dir is not None:
             cache_dir = Path(cache_dir).absolute()
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +93,11 @@ def build_debian(out: Path, *, release: str = "bookworm", arch: str = "amd64", c
         argv += [release, str(root), mirror or apt_mirror()]
         say(f"debootstrap {release}/{arch} from {argv[-1]}")
         run_streaming(argv, on_line=say, timeout=timeout, env=_env())
+        if cloud_init:
+            # Not via --include: debootstrap's one-pass configure breaks on cloud-init's python
+            # dependency tree (python3-cryptography); apt in the chroot orders it properly.
+            say("installing cloud-init")
+            _apt_install(root, CLOUD_INIT_PACKAGES, cache_dir, say, timeout)
         say("configuring the image for containers")
         _configure(root, cloud_init)
         say(f"packing {out.name}")
@@ -113,8 +117,29 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _apt_install(root: Path, packages: tuple[str, ...], cache_dir: Path | None, say: Progress,
+                 timeout: float) -> None:
+    """apt-get install inside the chroot, with /proc mounted and the .deb cache shared."""
+    mounted: list[Path] = []
+    policy = root / "usr/sbin/policy-rc.d"
+    try:
+        run(["mount", "-t", "proc", "proc", str(root / "proc")])
+        mounted.append(root / "proc")
+        if cache_dir is not None:
+            (cache_dir / "partial").mkdir(exist_ok=True)
+            run(["mount", "--bind", str(cache_dir), str(root / "var/cache/apt/archives")])
+            mounted.append(root / "var/cache/apt/archives")
+        _write(policy, "", "exit 101\n", 0o755)  # no daemon may start inside the build chroot
+        run_streaming(["chroot", str(root), "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                       *packages], on_line=say, timeout=timeout, env=_env())
+    finally:
+        policy.unlink(missing_ok=True)
+        for mp in reversed(mounted):
+            run(["umount", "-l", str(mp)], check=False)
+
+
 def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
-    p = root / rel
+    p = root / rel if rel else root
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.is_symlink():
         p.unlink()  # never write through a link into the host
