@@ -91,8 +91,9 @@ class ImageService:
                 release=str(meta.get("release") or info.release or ""),
                 architecture=str(meta.get("architecture") or info.architecture or ""),
                 kind="container",
-                halt_signal=meta.get("halt_signal") or _default_halt_signal(info.os),
-                init=meta.get("init"))
+                halt_signal=meta.get("halt_signal") or info.halt_signal
+                or _default_halt_signal(info.os),
+                init=meta.get("init") or info.init)
             with self.db.session() as s:
                 s.add(row)
             return _to_model(row)

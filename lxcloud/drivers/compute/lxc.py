@@ -376,7 +376,16 @@ class LxcDriver:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            out, err = p.communicate()
+            try:
+                out, err = p.communicate(timeout=2)
+            except subprocess.TimeoutExpired:
+                # A process inside a frozen container cannot die until thawed, and holds our pipes:
+                # give up on its output rather than hang.
+                for f in (p.stdout, p.stderr):
+                    if f:
+                        f.close()
+                p.wait(timeout=5)
+                out, err = b"", b""
             return ExecResult(exit_code=-signal.SIGKILL, stdout=out, stderr=err, timed_out=True)
 
     def console_log(self, name: str, max_bytes: int = 1 << 20) -> bytes:

@@ -1,0 +1,152 @@
+"""An in-memory ComputeDriver with the LXC driver's contract and state rules, for unit tests."""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lxcloud.core.errors import DriverError, InvalidInput, NotFound
+from lxcloud.drivers.compute.base import ComputeCaps, ExecResult, HostState, InstanceSpec
+
+
+@dataclass
+class _Box:
+    spec: InstanceSpec
+    state: HostState = HostState.STOPPED
+    pid: int | None = None
+    boots: int = 0
+    console: bytearray = field(default_factory=bytearray)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+class FakeDriver:
+    """Containers as records. exec understands a few commands: true, false, echo, cat, hostname,
+    `exit N` (via sh -c), and `sleep` (which times out when longer than the timeout)."""
+
+    name = "fake"
+    caps = ComputeCaps()
+
+    def __init__(self, **_: object) -> None:
+        self._boxes: dict[str, _Box] = {}
+        self._lock = threading.Lock()
+        self._next_pid = 1000
+        self.calls: list[tuple[str, str]] = []   # (method, name): lets tests check what was done
+
+    def _get(self, name: str) -> _Box:
+        try:
+            return self._boxes[name]
+        except KeyError:
+            raise NotFound(f"container {name} does not exist on this host", resource="instance") from None
+
+    def _boot(self, box: _Box) -> None:
+        self._next_pid += 1
+        box.pid = self._next_pid
+        box.boots += 1
+        box.state = HostState.RUNNING
+        box.console += f"fake: booted {box.spec.hostname}\n".encode()
+
+    def create(self, spec: InstanceSpec) -> None:
+        with self._lock:
+            self.calls.append(("create", spec.name))
+            box = self._boxes.get(spec.name)
+            if box is None:
+                box = self._boxes[spec.name] = _Box(spec=spec)
+            box.spec = spec
+            box.files.update({"/etc/hostname": f"{spec.hostname}\n".encode(), **spec.extra_files})
+
+    def start(self, name: str, timeout: float = 30) -> None:
+        with self._lock:
+            self.calls.append(("start", name))
+            box = self._get(name)
+            if box.state is HostState.FROZEN:
+                raise DriverError(f"container {name} is frozen; unfreeze it instead of starting it")
+            if box.state is HostState.STOPPED:
+                self._boot(box)
+
+    def stop(self, name: str, *, force: bool = False, timeout: float = 30) -> None:
+        with self._lock:
+            self.calls.append(("stop", name))
+            box = self._get(name)
+            if box.state is not HostState.STOPPED:
+                box.console += b"fake: halted\n"
+            box.state, box.pid = HostState.STOPPED, None
+
+    def reboot(self, name: str, timeout: float = 30) -> None:
+        with self._lock:
+            self.calls.append(("reboot", name))
+            box = self._get(name)
+            if box.state is not HostState.RUNNING:
+                raise DriverError(f"container {name} is not running")
+            self._boot(box)
+
+    def freeze(self, name: str) -> None:
+        with self._lock:
+            box = self._get(name)
+            if box.state is HostState.STOPPED:
+                raise DriverError(f"container {name} is not running")
+            box.state = HostState.FROZEN
+
+    def unfreeze(self, name: str) -> None:
+        with self._lock:
+            box = self._get(name)
+            if box.state is HostState.STOPPED:
+                raise DriverError(f"container {name} is not running")
+            box.state = HostState.RUNNING
+
+    def destroy(self, name: str) -> None:
+        with self._lock:
+            self.calls.append(("destroy", name))
+            self._boxes.pop(name, None)
+
+    def state(self, name: str) -> HostState:
+        box = self._boxes.get(name)
+        return HostState.MISSING if box is None else box.state
+
+    def list(self) -> list[str]:
+        return sorted(self._boxes)
+
+    def init_pid(self, name: str) -> int | None:
+        box = self._boxes.get(name)
+        return box.pid if box else None
+
+    def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None,
+             timeout: float = 60, env: dict[str, str] | None = None) -> ExecResult:
+        box = self._get(name)
+        if not argv:
+            raise InvalidInput("exec needs a command")
+        if box.state is HostState.FROZEN:
+            return ExecResult(-9, b"", b"", timed_out=True)
+        if box.state is not HostState.RUNNING:
+            raise DriverError(f"container {name} is not running")
+        args = list(argv)
+        if args[:2] == ["sh", "-c"] and len(args) > 2:
+            args = shlex.split(args[2])
+        cmd, rest = args[0], args[1:]
+        if cmd == "true":
+            return ExecResult(0, b"", b"")
+        if cmd == "false":
+            return ExecResult(1, b"", b"")
+        if cmd == "exit":
+            return ExecResult(int(rest[0]) if rest else 0, b"", b"")
+        if cmd == "echo":
+            return ExecResult(0, (" ".join(rest) + "\n").encode(), b"")
+        if cmd == "cat" and not rest:
+            return ExecResult(0, stdin or b"", b"")
+        if cmd == "cat" and rest and rest[0] in box.files:
+            return ExecResult(0, box.files[rest[0]], b"")
+        if cmd == "hostname":
+            return ExecResult(0, f"{box.spec.hostname}\n".encode(), b"")
+        if cmd == "sleep":
+            if float(rest[0]) > timeout:
+                return ExecResult(-9, b"", b"", timed_out=True)
+            return ExecResult(0, b"", b"")
+        return ExecResult(127, b"", f"sh: {cmd}: not found\n".encode())
+
+    def console_log(self, name: str, max_bytes: int = 1 << 20) -> bytes:
+        return bytes(self._get(name).console[-max_bytes:]) if max_bytes > 0 else b""
+
+    def console_command(self, name: str) -> list[str]:
+        self._get(name)
+        return ["cat", "/dev/null"]

@@ -1,0 +1,232 @@
+"""Reusable fixtures for real-container integration tests (root; real LXC, bridges, overlayfs).
+
+Session scope
+  host_ready        -> dict      prepare_host(Settings()): lxcfs mounted at /var/lib/lxcfs, /etc/subuid
+                                 and /etc/subgid hold root:1000000:65536, ip_forward=1; returns host_facts()
+  busybox_template  -> Template  the busybox image built once per session (tar + metadata)
+
+Function scope (each test gets its own, removed afterwards even when the test fails)
+  work_dir          -> Path      a fresh directory under /var/tmp, mode 0711 (unprivileged container
+                                 roots must be able to traverse it: pytest's tmp_path is 0700)
+  bridge            -> TestBridge  a new Linux bridge (random name) on a random unused 10.250.x.0/24,
+                                 gateway .1 on the bridge; .address() hands out the next free /24 address
+  lxc_driver        -> LxcDriver  over work_dir/lxc; every container in it is destroyed at teardown
+  dir_pool          -> DirPool   over work_dir/pool
+  busybox_image     -> str       the busybox image id, its base made in dir_pool (shifted to IDMAP)
+  launch            -> Launcher  launch(**overrides) -> InstanceSpec: root + create + start a busybox
+                                 container on `bridge` (kwargs: memory, vcpus, pids, swap, hostname,
+                                 nic=True, idmap, extra_files, nameservers, lxcfs, start=True)
+
+Module-level helpers: IDMAP, wait_for(cond, timeout, what), free_subnet(), unique(prefix).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lxcloud.config import Settings
+from lxcloud.core.instance_types import Limits, MiB
+from lxcloud.core.proc import run
+from lxcloud.drivers.compute.base import IdMap, InstanceSpec, NicSpec
+from lxcloud.drivers.compute.lxc import LxcDriver
+from lxcloud.drivers.storage.dir import DirPool
+from lxcloud.images.builders.busybox import build_busybox, build_busybox_tree
+
+IDMAP = IdMap(host_uid=1_000_000, host_gid=1_000_000, count=65536)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
+    """Poll `cond` until it returns something truthy (returned); fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def _host_networks() -> list[ipaddress.IPv4Network]:
+    nets = []
+    for cmd in (["ip", "-j", "-4", "addr"], ["ip", "-j", "-4", "route", "show", "table", "all"]):
+        for item in json.loads(run(cmd).stdout or b"[]"):
+            for a in item.get("addr_info", []):
+                nets.append(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network)
+            dst = item.get("dst")
+            if dst and dst != "default":
+                try:
+                    nets.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False))
+                except ValueError:
+                    pass
+    return nets
+
+
+def free_subnet() -> ipaddress.IPv4Network:
+    """A random 10.250.x.0/24 that no address or route on the host overlaps."""
+    used = _host_networks()
+    for _ in range(200):
+        net = ipaddress.ip_network(f"10.250.{secrets.randbelow(256)}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return net
+    raise RuntimeError("no free 10.250.x.0/24 left")
+
+
+@dataclass
+class Template:
+    tar: Path
+    metadata: dict[str, str]
+
+
+@dataclass
+class TestBridge:
+    name: str
+    network: ipaddress.IPv4Network
+    gateway: str
+    _next: int = 10
+    used: list[str] = field(default_factory=list)
+
+    def address(self) -> str:
+        """The next unused address with its prefix, e.g. "10.250.7.10/24"."""
+        ip = str(self.network.network_address + self._next)
+        self._next += 1
+        self.used.append(ip)
+        return f"{ip}/{self.network.prefixlen}"
+
+
+@pytest.fixture(scope="session")
+def host_ready() -> dict[str, object]:
+    from lxcloud.node.host import prepare_host
+    return prepare_host(Settings())
+
+
+@pytest.fixture(scope="session")
+def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    out = tmp_path_factory.mktemp("busybox") / "busybox.tar"
+    meta = build_busybox(out)
+    return Template(out, meta)
+
+
+@pytest.fixture
+def work_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="lxcloud-test-", dir="/var/tmp"))
+    d.chmod(0o711)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def bridge() -> Iterator[TestBridge]:
+    name = unique("lxtbr")
+    net = free_subnet()
+    gw = str(net.network_address + 1)
+    run(["ip", "link", "add", name, "type", "bridge"])
+    try:
+        run(["ip", "addr", "add", f"{gw}/{net.prefixlen}", "dev", name])
+        run(["ip", "link", "set", name, "up"])
+        yield TestBridge(name=name, network=net, gateway=gw)
+    finally:
+        run(["ip", "link", "del", name], check=False)
+
+
+@pytest.fixture
+def lxc_driver(work_dir: Path, host_ready: dict[str, object]) -> Iterator[LxcDriver]:
+    drv = LxcDriver(work_dir / "lxc")
+    yield drv
+    for name in drv.list():
+        try:
+            drv.destroy(name)
+        except Exception:   # teardown must reach the others; force-kill whatever is left
+            run(["lxc-stop", "-P", str(drv.lxcpath), "-n", name, "-k"], check=False)
+
+
+@pytest.fixture
+def dir_pool(work_dir: Path) -> DirPool:
+    return DirPool(work_dir / "pool")
+
+
+def populate_busybox(template: Template, idmap: IdMap | None = IDMAP) -> Callable[[Path], None]:
+    """A populate(dest) for DirPool.create_base: the template unpacked with ids shifted to `idmap`."""
+    uid = idmap.host_uid if idmap else 0
+    gid = idmap.host_gid if idmap else 0
+
+    def populate(dest: Path) -> None:
+        try:
+            from lxcloud.images.unpack import safe_extract
+        except ImportError:   # before the unpacker existed: build the tree and shift it by hand
+            build_busybox_tree(dest)
+            for root, dirs, files in os.walk(dest):
+                os.lchown(root, uid, gid)
+                for n in dirs + files:
+                    os.lchown(os.path.join(root, n), uid, gid)
+            return
+        for child in dest.iterdir():   # safe_extract wants an empty target
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        safe_extract(template.tar, dest, uid_shift=uid, gid_shift=gid)
+
+    return populate
+
+
+@pytest.fixture
+def busybox_image(dir_pool: DirPool, busybox_template: Template) -> str:
+    image_id = "ami-busybox" + secrets.token_hex(3)
+    dir_pool.create_base(image_id, populate_busybox(busybox_template))
+    return image_id
+
+
+class Launcher:
+    """Creates (and by default starts) busybox containers; each call gets a unique name."""
+
+    def __init__(self, driver: LxcDriver, pool: DirPool, image_id: str, bridge: TestBridge,
+                 metadata: dict[str, str]) -> None:
+        self.driver, self.pool, self.image_id, self.bridge = driver, pool, image_id, bridge
+        self.metadata = metadata
+        self.specs: list[InstanceSpec] = []
+
+    def __call__(self, *, memory: int = 128 * MiB, vcpus: float = 1, pids: int = 256, swap: int = 0,
+                 hostname: str | None = None, nic: bool = True, idmap: IdMap | None = IDMAP,
+                 extra_files: dict[str, bytes] | None = None, nameservers: tuple[str, ...] = (),
+                 lxcfs: bool = True, start: bool = True) -> InstanceSpec:
+        name = unique("i-t")
+        uid = idmap.host_uid if idmap else 0
+        gid = idmap.host_gid if idmap else 0
+        rootfs = self.pool.create_root(name, self.image_id, uid, gid)
+        nics = [NicSpec(bridge=self.bridge.name, ipv4=self.bridge.address(), gateway=self.bridge.gateway,
+                        hwaddr="02:00:%02x:%02x:%02x:%02x" % tuple(secrets.token_bytes(4)))] if nic else []
+        spec = InstanceSpec(name=name, hostname=hostname or unique("bb-"), rootfs=rootfs,
+                            limits=Limits(vcpus=vcpus, memory=memory, swap=swap, pids=pids, disk=0),
+                            nics=nics, idmap=idmap, halt_signal=self.metadata.get("halt_signal"),
+                            nameservers=nameservers, extra_files=extra_files or {}, lxcfs=lxcfs)
+        self.specs.append(spec)
+        self.driver.create(spec)
+        if start:
+            self.driver.start(name)
+        return spec
+
+
+@pytest.fixture
+def launch(lxc_driver: LxcDriver, dir_pool: DirPool, busybox_image: str, bridge: TestBridge,
+           busybox_template: Template) -> Iterator[Launcher]:
+    launcher = Launcher(lxc_driver, dir_pool, busybox_image, bridge, busybox_template.metadata)
+    yield launcher
+    for spec in launcher.specs:   # containers first (they hold the overlay mounts), then roots
+        lxc_driver.destroy(spec.name)
+        dir_pool.delete_root(spec.name)
