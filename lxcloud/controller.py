@@ -40,6 +40,7 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if os.geteuid() != 0:
         print("error: lxcloud up must run as root (it manages containers, bridges and firewall "
               "rules)", file=sys.stderr)

@@ -15,7 +15,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lxcloud.cli.client import ApiError, Client, discover
 
-out = Console()
+# scripts reading a table get whole ids, not ones cut to 80 columns
+out = Console() if sys.stdout.isatty() else Console(width=250)
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,7 +8,7 @@ Session scope
 Function scope (each test gets its own, removed afterwards even when the test fails)
   work_dir          -> Path      a fresh directory under /var/tmp, mode 0711 (unprivileged container
                                  roots must be able to traverse it: pytest's tmp_path is 0700)
-  bridge            -> TestBridge  a new Linux bridge (random name) on a random unused 10.250.x.0/24,
+  bridge            -> BridgeNet  a new Linux bridge (random name) on a random unused 10.250.x.0/24,
                                  gateway .1 on the bridge; .address() hands out the next free /24 address
   lxc_driver        -> LxcDriver  over work_dir/lxc; every container in it is destroyed at teardown
   dir_pool          -> DirPool   over work_dir/pool
@@ -97,7 +97,7 @@ class Template:
 
 
 @dataclass
-class TestBridge:
+class BridgeNet:
     name: str
     network: ipaddress.IPv4Network
     gateway: str
@@ -134,7 +134,7 @@ def work_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def bridge() -> Iterator[TestBridge]:
+def bridge() -> Iterator[BridgeNet]:
     name = unique("lxtbr")
     net = free_subnet()
     gw = str(net.network_address + 1)
@@ -142,7 +142,7 @@ def bridge() -> Iterator[TestBridge]:
     try:
         run(["ip", "addr", "add", f"{gw}/{net.prefixlen}", "dev", name])
         run(["ip", "link", "set", name, "up"])
-        yield TestBridge(name=name, network=net, gateway=gw)
+        yield BridgeNet(name=name, network=net, gateway=gw)
     finally:
         run(["ip", "link", "del", name], check=False)
 
@@ -195,7 +195,7 @@ def busybox_image(dir_pool: DirPool, busybox_template: Template) -> str:
 class Launcher:
     """Creates (and by default starts) busybox containers; each call gets a unique name."""
 
-    def __init__(self, driver: LxcDriver, pool: DirPool, image_id: str, bridge: TestBridge,
+    def __init__(self, driver: LxcDriver, pool: DirPool, image_id: str, bridge: BridgeNet,
                  metadata: dict[str, str]) -> None:
         self.driver, self.pool, self.image_id, self.bridge = driver, pool, image_id, bridge
         self.metadata = metadata
@@ -210,7 +210,7 @@ class Launcher:
         gid = idmap.host_gid if idmap else 0
         rootfs = self.pool.create_root(name, self.image_id, uid, gid)
         nics = [NicSpec(bridge=self.bridge.name, ipv4=self.bridge.address(), gateway=self.bridge.gateway,
-                        hwaddr="02:00:%02x:%02x:%02x:%02x" % tuple(secrets.token_bytes(4)))] if nic else []
+                        hwaddr="02:00:" + secrets.token_bytes(4).hex(":"))] if nic else []
         spec = InstanceSpec(name=name, hostname=hostname or unique("bb-"), rootfs=rootfs,
                             limits=Limits(vcpus=vcpus, memory=memory, swap=swap, pids=pids, disk=0),
                             nics=nics, idmap=idmap, halt_signal=self.metadata.get("halt_signal"),
@@ -223,7 +223,7 @@ class Launcher:
 
 
 @pytest.fixture
-def launch(lxc_driver: LxcDriver, dir_pool: DirPool, busybox_image: str, bridge: TestBridge,
+def launch(lxc_driver: LxcDriver, dir_pool: DirPool, busybox_image: str, bridge: BridgeNet,
            busybox_template: Template) -> Iterator[Launcher]:
     launcher = Launcher(lxc_driver, dir_pool, busybox_image, bridge, busybox_template.metadata)
     yield launcher

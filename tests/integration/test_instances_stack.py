@@ -96,8 +96,14 @@ def test_network_table_bridge_and_dns(cloud: Cloud) -> None:
     code, out = sh(cloud, "alpha", f"ping -c1 -W2 {b.ipv4}")
     assert code == 0, out
     # cgroup limits are seen inside (lxcfs)
-    code, out = sh(cloud, "alpha", "free -m | awk '/Mem:/ {print $2}'")
-    assert code == 0 and int(out.strip()) == 64, out
+    r = cloud.instances.exec("alpha", ["free", "-m"])
+    mem = [line.split() for line in r.stdout.decode().splitlines() if line.startswith("Mem:")]
+    assert mem and int(mem[0][1]) == 64, r.stdout
+    # and its uptime is its own, not the host's (interactive shells get the same through /etc/profile)
+    up_inside = float(cloud.instances.exec("alpha", ["cat", "/proc/uptime"]).stdout.split()[0])
+    assert up_inside < float(Path("/proc/uptime").read_text().split()[0])
+    code, out = sh(cloud, "alpha", ". /etc/profile; free -m; uptime")
+    assert code == 0 and " 64 " in out.splitlines()[1] and "up 0 days" in out, out
     for n in ("alpha", "beta"):
         wait(cloud, cloud.instances.delete(n, force=True).id)
     code = subprocess.run(["ping", "-c1", "-W1", str(a.ipv4)], capture_output=True).returncode

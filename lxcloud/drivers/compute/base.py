@@ -7,6 +7,7 @@ the named container does not exist on this host.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -109,7 +110,7 @@ class ComputeDriver(Protocol):
 
     def state(self, name: str) -> HostState: ...
 
-    def list(self) -> list[str]:
+    def list(self) -> builtins.list[str]:
         """Names of every container this driver's lxcpath holds."""
 
     def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None,
@@ -117,7 +118,7 @@ class ComputeDriver(Protocol):
 
     def console_log(self, name: str, max_bytes: int = 1 << 20) -> bytes: ...
 
-    def console_command(self, name: str) -> list[str]:
+    def console_command(self, name: str) -> builtins.list[str]:
         """argv of a program that attaches a terminal to the container's console."""
 
     def init_pid(self, name: str) -> int | None: ...

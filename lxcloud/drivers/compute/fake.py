@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import shlex
 import threading
 from collections.abc import Sequence
@@ -147,6 +148,6 @@ class FakeDriver:
     def console_log(self, name: str, max_bytes: int = 1 << 20) -> bytes:
         return bytes(self._get(name).console[-max_bytes:]) if max_bytes > 0 else b""
 
-    def console_command(self, name: str) -> list[str]:
+    def console_command(self, name: str) -> builtins.list[str]:
         self._get(name)
         return ["cat", "/dev/null"]

@@ -100,10 +100,10 @@ class DirPool:
 
     def create_root(self, instance_id: str, image_id: str, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
+        inst = self.instance_path(instance_id)
         base = self.base_path(image_id)
         if not base.is_dir():
             raise NotFound(f"image {image_id} has no base in pool {self.path}", resource="image")
-        inst = self.instance_path(instance_id)
         upper = inst / "upper"
         work = inst / OVERLAY_WORKDIR
         inst.mkdir(mode=0o711, exist_ok=True)

@@ -64,8 +64,27 @@ awk -v d="$div" '
   }' /proc/meminfo
 """
 
+# the same for uptime: /proc/uptime and /proc/loadavg are the container's own under lxcfs
+UPTIME = """\
+#!/bin/sh
+read up _ < /proc/uptime
+read l1 l5 l15 _ < /proc/loadavg
+s=${up%.*}
+printf " %s up %d days, %02d:%02d,  load average: %s, %s, %s\\n" "$(date +%H:%M:%S)" \\
+  $((s / 86400)) $((s % 86400 / 3600)) $((s % 3600 / 60)) "$l1" "$l5" "$l15"
+"""
+# busybox's shell runs its own applets before looking at PATH: functions win over both.
+PROFILE = """\
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PS1='\\h:\\w\\$ '
+export ENV=/etc/profile
+free() { /usr/bin/free "$@"; }
+uptime() { /usr/bin/uptime "$@"; }
+"""
+
 FILES: dict[str, tuple[str, int]] = {
     "usr/bin/free": (FREE, 0o755),
+    "usr/bin/uptime": (UPTIME, 0o755),
     "etc/inittab": (INITTAB, 0o644),
     "etc/init.d/rcS": (RCS, 0o755),
     "etc/passwd": ("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
@@ -75,7 +94,7 @@ FILES: dict[str, tuple[str, int]] = {
     "etc/hostname": ("busybox\n", 0o644),
     "etc/hosts": ("127.0.0.1 localhost\n::1 localhost\n", 0o644),
     "etc/resolv.conf": ("", 0o644),
-    "etc/profile": ("export PATH=/sbin:/bin:/usr/sbin:/usr/bin\nexport PS1='\\h:\\w\\$ '\n", 0o644),
+    "etc/profile": (PROFILE, 0o644),
     "etc/os-release": ('NAME="lxcloud busybox"\nID=busybox\nPRETTY_NAME="lxcloud busybox"\n', 0o644),
 }
 DIRS: dict[str, int] = {
