@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import shutil
@@ -128,7 +129,7 @@ class ImageService:
                     from lxcloud.images.builders.busybox import build_busybox
 
                     progress(10, "building busybox root filesystem")
-                    meta = build_busybox(out)
+                    meta: dict[str, Any] = dict(build_busybox(out))
                     out = Path(meta.pop("path", out))
                 else:
                     from lxcloud.images.builders.debian import build_debian
@@ -139,10 +140,10 @@ class ImageService:
                         lines[0] += 1
                         progress(min(90, 5 + lines[0] // 4), line)
 
-                    meta = build_debian(out, release=req.release, arch=req.arch,
+                    info = build_debian(out, release=req.release, arch=req.arch,
                                         cloud_init=req.cloud_init, progress=on_line,
                                         cache_dir=self.settings.data_dir / "cache" / "debootstrap")
-                    meta = dict(meta) if not isinstance(meta, dict) else meta
+                    meta = dataclasses.asdict(info)
                     out = Path(meta.pop("path", out))
                 progress(95, "importing into the template library")
                 image = self.import_file(out, name, meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from lxcloud.config import Settings
 from lxcloud.core import ipam
 from lxcloud.core.errors import Conflict, InvalidInput, InvalidState, NotFound, Unsupported
 from lxcloud.core.ids import is_id, new_id, valid_name
-from lxcloud.core.instance_types import DEFAULT_TYPE, Limits, get_type, resolve_limits
+from lxcloud.core.instance_types import DEFAULT_TYPE, get_type, resolve_limits
 from lxcloud.core.lifecycle import Action, State, next_state
 from lxcloud.core.models import Instance, Operation
 from lxcloud.core.units import parse_size
@@ -290,12 +291,10 @@ class InstanceService:
             raise InvalidState("the instance is terminated", state=inst.state)
         return self.node.console_log(inst.id)
 
-    def console_command(self, ref: str) -> tuple[Instance, list[str]]:
+    def console_command(self, ref: str) -> tuple[Instance, builtins.list[str]]:
         inst = self.get(ref)
         if inst.state != State.RUNNING:
             raise InvalidState(f"cannot attach to the console of an instance that is {inst.state}",
                                state=inst.state)
         return inst, self.node.console_command(inst.id)
 
-    def limits_of(self, inst: Instance) -> Limits:
-        return Limits(**inst.limits)  # type: ignore[arg-type]

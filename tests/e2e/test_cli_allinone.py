@@ -48,7 +48,7 @@ def test_image_build_launch_reach_and_control(cloud: Cloud) -> None:
     # exit codes pass through
     assert cloud.cli("exec", "web", "--", "sh", "-c", "exit 7", check=False).returncode == 7
     # reachable from the host
-    subprocess.run(["ping", "-c1", "-W2", web["ipv4"]], check=True, capture_output=True)
+    subprocess.run(["busybox", "ping", "-c1", "-W2", web["ipv4"]], check=True, capture_output=True)
     # listed, as JSON, with the contract's fields
     listed = cloud.json("list")
     assert [i["name"] for i in listed] == ["web"]  # type: ignore[union-attr,index]

@@ -106,7 +106,7 @@ def test_network_table_bridge_and_dns(cloud: Cloud) -> None:
     assert code == 0 and " 64 " in out.splitlines()[1] and "up 0 days" in out, out
     for n in ("alpha", "beta"):
         wait(cloud, cloud.instances.delete(n, force=True).id)
-    code = subprocess.run(["ping", "-c1", "-W1", str(a.ipv4)], capture_output=True).returncode
+    code = subprocess.run(["busybox", "ping", "-c1", "-W1", str(a.ipv4)], capture_output=True).returncode
     assert code != 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,9 +15,10 @@ from lxcloud.core.errors import LxcloudError
 log = logging.getLogger(__name__)
 
 
-def _body(code: str, message: str, status: int, details: dict[str, object] | None = None,
+def _body(code: str, message: str, status: int, details: Mapping[str, object] | None = None,
           ) -> JSONResponse:
-    return JSONResponse({"error": message, "code": code, "details": details or {}}, status_code=status)
+    return JSONResponse({"error": message, "code": code, "details": dict(details or {})},
+                        status_code=status)
 
 
 def install(app: FastAPI) -> None:

@@ -47,7 +47,7 @@ def get_instance(ref: str, c: Cloud = Depends(cloud)) -> InstanceOut:
 @router.post("/{ref}/actions/{action}", status_code=202, response_model=ActionOut)
 def instance_action(ref: str, action: str, body: ActionIn | None = Body(None),
                     c: Cloud = Depends(cloud)) -> ActionOut:
-    body = body or ActionIn()
+    body = body or ActionIn(force=False, timeout=30)
     op = c.instances.action(ref, action, force=body.force, timeout=body.timeout)
     return ActionOut(instance=InstanceOut.of(c.instances.get(op.target)),
                      operation=OperationOut.of(op))
