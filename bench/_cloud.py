@@ -139,3 +139,61 @@ def descendants_of_lxcpath(lxcpath: Path) -> list[int]:
         pids.add(p)
         stack.extend(children.get(p, []))
     return sorted(pids)
+
+
+class PlainLxc:
+    """The plain-LXC floor: a base container over `rootfs` (already shifted to the same id range),
+    on a bridge of its own, cloned with `lxc-copy -s` (overlay snapshot) and started with a static
+    address."""
+
+    def __init__(self, rootfs: Path, halt: str = "SIGUSR1", prefix: int = 24) -> None:
+        import random
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="lxc-floor-", dir="/tmp"))
+        self.tmp.chmod(0o755)   # the containers' mapped root must traverse it
+        self.bridge = f"lxfl{random.randrange(16**6):06x}"
+        self.net = f"10.250.{random.randrange(200, 250)}"
+        self.prefix = prefix
+        self.names: list[str] = []
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{self.net}.1/{prefix}", "dev", self.bridge], check=True)
+        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
+        self.lxcpath = self.tmp / "lxc"
+        (self.lxcpath / "base").mkdir(parents=True)
+        (self.lxcpath / "base" / "config").write_text(f"""
+lxc.include = /usr/share/lxc/config/common.conf
+lxc.include = /usr/share/lxc/config/userns.conf
+lxc.idmap = u 0 1000000 65536
+lxc.idmap = g 0 1000000 65536
+lxc.rootfs.path = dir:{rootfs}
+lxc.uts.name = base
+lxc.signal.halt = {halt}
+lxc.net.0.type = veth
+lxc.net.0.link = {self.bridge}
+lxc.net.0.flags = up
+lxc.net.0.ipv4.gateway = {self.net}.1
+""")
+
+    def address(self, i: int) -> str:
+        if self.prefix == 24:
+            return f"{self.net}.{i + 2}/24"
+        return f"{self.net.rsplit('.', 1)[0]}.{200 + i // 250}.{i % 250 + 2}/{self.prefix}"
+
+    def launch(self, i: int, attach: bool = True) -> None:
+        name = f"c{i}"
+        self.names.append(name)
+        P = str(self.lxcpath)
+        subprocess.run(["lxc-copy", "-P", P, "-n", "base", "-N", name, "-s", "-B", "overlay"],
+                       check=True, capture_output=True)
+        subprocess.run(["lxc-start", "-P", P, "-n", name, "-d", "-s",
+                        f"lxc.net.0.ipv4.address={self.address(i)}"], check=True, capture_output=True)
+        if attach:
+            subprocess.run(["lxc-attach", "-P", P, "-n", name, "--", "true"], check=True,
+                           capture_output=True)
+
+    def close(self) -> None:
+        for name in self.names:
+            subprocess.run(["lxc-stop", "-k", "-P", str(self.lxcpath), "-n", name], capture_output=True)
+            subprocess.run(["lxc-destroy", "-P", str(self.lxcpath), "-n", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -9,17 +9,14 @@ the control plane) from /proc/*/smaps_rollup + growth of kernel memory (slab, st
 from __future__ import annotations
 
 import argparse
-import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cloud import BenchCloud, descendants_of_lxcpath, kernel_kib, pss_kib  # noqa: E402
+from _cloud import BenchCloud, PlainLxc, descendants_of_lxcpath, kernel_kib, pss_kib  # noqa: E402
 
 
 def settle() -> None:
@@ -29,47 +26,19 @@ def settle() -> None:
 
 
 def plain(base_rootfs: Path, n: int) -> tuple[float, float]:
-    tmp = Path(tempfile.mkdtemp(prefix="lxc-density-", dir="/tmp"))
-    br = f"lxdn{random.randrange(16**6):06x}"
-    net = f"10.250.{random.randrange(200, 250)}"
-    subprocess.run(["ip", "link", "add", br, "type", "bridge"], check=True)
-    subprocess.run(["ip", "addr", "add", f"{net}.1/16", "dev", br], check=True)
-    subprocess.run(["ip", "link", "set", br, "up"], check=True)
-    lxcpath = tmp / "lxc"
-    (lxcpath / "base").mkdir(parents=True)
-    (lxcpath / "base" / "config").write_text(f"""
-lxc.include = /usr/share/lxc/config/common.conf
-lxc.include = /usr/share/lxc/config/userns.conf
-lxc.idmap = u 0 1000000 65536
-lxc.idmap = g 0 1000000 65536
-lxc.rootfs.path = dir:{base_rootfs}
-lxc.uts.name = base
-lxc.signal.halt = SIGUSR1
-lxc.net.0.type = veth
-lxc.net.0.link = {br}
-lxc.net.0.flags = up
-""")
+    floor = PlainLxc(base_rootfs, "SIGUSR1", prefix=16)
     k0 = kernel_kib()
     t0 = time.perf_counter()
     try:
         for i in range(n):
-            name = f"c{i}"
-            subprocess.run(["lxc-copy", "-P", str(lxcpath), "-n", "base", "-N", name, "-s",
-                            "-B", "overlay"], check=True, capture_output=True)
-            subprocess.run(["lxc-start", "-P", str(lxcpath), "-n", name, "-d", "-s",
-                            f"lxc.net.0.ipv4.address=10.250.{200 + i // 250}.{i % 250 + 2}/16"],
-                           check=True, capture_output=True)
+            floor.launch(i, attach=False)
         elapsed = time.perf_counter() - t0
         settle()
-        pss = pss_kib(descendants_of_lxcpath(lxcpath))
+        pss = pss_kib(descendants_of_lxcpath(floor.lxcpath))
         kern = kernel_kib() - k0
         return (pss + kern) / n / 1024, elapsed
     finally:
-        for i in range(n):
-            subprocess.run(["lxc-stop", "-k", "-P", str(lxcpath), "-n", f"c{i}"], capture_output=True)
-            subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", f"c{i}"], capture_output=True)
-        subprocess.run(["ip", "link", "del", br], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        floor.close()
 
 
 def main() -> None:

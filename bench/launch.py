@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cloud import BenchCloud, pct, summary  # noqa: E402
+from _cloud import BenchCloud, PlainLxc, pct, summary  # noqa: E402
 
 DEBIAN_CACHE = Path("/var/cache/lxcloud-test")
 
@@ -54,46 +51,15 @@ def bench_api(cloud: BenchCloud, image: str, n: int) -> tuple[list[float], list[
 
 
 def bench_plain(base_rootfs: Path, halt: str, n: int) -> list[float]:
-    tmp = Path(tempfile.mkdtemp(prefix="lxc-floor-", dir="/tmp"))
-    br = f"lxfl{random.randrange(16**6):06x}"
-    net = f"10.250.{random.randrange(200, 250)}"
-    subprocess.run(["ip", "link", "add", br, "type", "bridge"], check=True)
-    subprocess.run(["ip", "addr", "add", f"{net}.1/24", "dev", br], check=True)
-    subprocess.run(["ip", "link", "set", br, "up"], check=True)
-    lxcpath = tmp / "lxc"
-    (lxcpath / "base").mkdir(parents=True)
-    (lxcpath / "base" / "config").write_text(f"""
-lxc.include = /usr/share/lxc/config/common.conf
-lxc.include = /usr/share/lxc/config/userns.conf
-lxc.idmap = u 0 1000000 65536
-lxc.idmap = g 0 1000000 65536
-lxc.rootfs.path = dir:{base_rootfs}
-lxc.uts.name = base
-lxc.signal.halt = {halt}
-lxc.net.0.type = veth
-lxc.net.0.link = {br}
-lxc.net.0.flags = up
-lxc.net.0.ipv4.gateway = {net}.1
-""")
+    floor = PlainLxc(base_rootfs, halt)
     times = []
     try:
         for i in range(n):
-            name = f"c{i}"
             t0 = time.perf_counter()
-            subprocess.run(["lxc-copy", "-P", str(lxcpath), "-n", "base", "-N", name, "-s",
-                            "-B", "overlay"], check=True, capture_output=True)
-            subprocess.run(["lxc-start", "-P", str(lxcpath), "-n", name, "-d", "-s",
-                            f"lxc.net.0.ipv4.address={net}.{i + 2}/24"], check=True,
-                           capture_output=True)
-            subprocess.run(["lxc-attach", "-P", str(lxcpath), "-n", name, "--", "true"],
-                           check=True, capture_output=True)
+            floor.launch(i)
             times.append((time.perf_counter() - t0) * 1000)
     finally:
-        for i in range(n):
-            subprocess.run(["lxc-stop", "-k", "-P", str(lxcpath), "-n", f"c{i}"], capture_output=True)
-            subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", f"c{i}"], capture_output=True)
-        subprocess.run(["ip", "link", "del", br], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        floor.close()
     return times
 
 

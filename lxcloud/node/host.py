@@ -82,6 +82,38 @@ def ensure_ip_forward() -> None:
         p.write_text("1\n")
 
 
+# Raised (never lowered) so that hundreds of containers fit: each systemd inside takes inotify
+# instances and watches from the same per-user pool as the host (the kernel's default of 128
+# instances stops the ~16th Debian container at boot), keys, map areas and neighbour entries.
+SYSCTL_FLOORS: dict[str, int] = {
+    "fs/inotify/max_user_instances": 1048576,
+    "fs/inotify/max_user_watches": 1048576,
+    "fs/inotify/max_queued_events": 1048576,
+    "kernel/keys/maxkeys": 2000,
+    "kernel/keys/maxbytes": 2000000,
+    "vm/max_map_count": 262144,
+    "net/ipv4/neigh/default/gc_thresh3": 8192,
+    "net/ipv6/neigh/default/gc_thresh3": 8192,
+    "fs/aio-max-nr": 524288,
+}
+
+
+def ensure_sysctls(floors: dict[str, int] | None = None) -> dict[str, int]:
+    """Raises each kernel setting to at least its floor; returns the values in force."""
+    out: dict[str, int] = {}
+    for key, floor in (floors or SYSCTL_FLOORS).items():
+        p = Path("/proc/sys") / key
+        try:
+            cur = int(p.read_text().split()[0])
+            if cur < floor:
+                p.write_text(f"{floor}\n")
+                cur = floor
+            out[key.replace("/", ".")] = cur
+        except (OSError, ValueError):
+            continue   # absent on this kernel or not writable here: not fatal
+    return out
+
+
 def prepare_host(settings: Settings) -> dict[str, object]:
     """Make this host ready to run containers (idempotent); return host_facts()."""
     if os.geteuid() != 0:
@@ -90,6 +122,7 @@ def prepare_host(settings: Settings) -> dict[str, object]:
         raise DriverError("/dev/fuse is missing: load the fuse module")
     ensure_subids("root", settings.idmap_base, settings.idmap_count)
     ensure_ip_forward()
+    ensure_sysctls()
     ensure_lxcfs(Path(settings.lxcfs_dir))
     return host_facts(settings)
 

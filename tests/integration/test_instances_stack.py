@@ -80,6 +80,16 @@ def sh(cloud: Cloud, name: str, script: str, timeout: float = 30) -> tuple[int, 
     return r.exit_code, r.stdout.decode() + r.stderr.decode()
 
 
+def test_host_is_prepared_for_many_containers(cloud: Cloud) -> None:
+    from lxcloud.node.host import SYSCTL_FLOORS
+
+    # without this, the kernel's 128 inotify instances stop the ~16th systemd container at boot
+    for key in ("fs/inotify/max_user_instances", "fs/inotify/max_user_watches"):
+        assert int((Path("/proc/sys") / key).read_text()) >= SYSCTL_FLOORS[key]
+    facts = cloud.nodes.list()[0]["facts"]
+    assert facts["lxcfs_running"] and facts["ip_forward"]
+
+
 def test_network_table_bridge_and_dns(cloud: Cloud) -> None:
     net = cloud.networks.get()
     table = json.loads(subprocess.run(["nft", "-j", "list", "table", "inet",
