@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 MAX_USER_DATA = 16 * 1024
 
 
-def _to_model(r: InstanceRow, image_name: str | None = None) -> Instance:
+def _to_model(r: Any, image_name: str | None = None) -> Instance:
+    """From an ORM row or a Core row of the instances table (same attribute names)."""
     return Instance(id=r.id, name=r.name, state=r.state, image_id=r.image_id,
                     instance_type=r.instance_type, limits=dict(r.limits or {}), node=r.node,
                     ipv4=r.ipv4, network=r.network, created=r.created, updated=r.updated,
@@ -83,11 +84,12 @@ class InstanceService:
 
     def list(self, include_terminated: bool = False) -> list[Instance]:
         with self.db.reader() as s:
-            q = select(InstanceRow).order_by(InstanceRow.created)
+            # Core rows, not ORM objects: a list of 1,000 is read without identity-map costs
+            q = select(InstanceRow.__table__).order_by(InstanceRow.created)
             if not include_terminated:
                 q = q.where(InstanceRow.state != State.TERMINATED)
             names = self._image_names(s)
-            return [_to_model(r, names.get(r.image_id)) for r in s.scalars(q)]
+            return [_to_model(r, names.get(r.image_id)) for r in s.execute(q)]
 
     @staticmethod
     def _image_names(s: Any) -> dict[str, str]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import TypeAdapter
 
 from lxcloud.api.rest.deps import cloud
 from lxcloud.api.rest.schemas import (
@@ -22,10 +23,15 @@ from lxcloud.services.instances import LaunchInput
 router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
 
 
+_LIST = TypeAdapter(list[InstanceOut])
+
+
 @router.get("", response_model=list[InstanceOut])
 def list_instances(all: bool = Query(False, description="include terminated instances"),
-                   c: Cloud = Depends(cloud)) -> list[InstanceOut]:
-    return [InstanceOut.of(i) for i in c.instances.list(include_terminated=all)]
+                   c: Cloud = Depends(cloud)) -> Response:
+    # serialised once here, not validated a second time by the framework
+    items = [InstanceOut.of(i) for i in c.instances.list(include_terminated=all)]
+    return Response(_LIST.dump_json(items), media_type="application/json")
 
 
 @router.post("", status_code=202, response_model=LaunchOut)

@@ -88,7 +88,8 @@ class InstanceOut(BaseModel):
 
     @classmethod
     def of(cls, i: Instance) -> InstanceOut:
-        return cls(id=i.id, name=i.name, state=i.state, state_reason=i.state_reason,
+        # the record comes from our own database: no need to validate it again
+        return cls.model_construct(id=i.id, name=i.name, state=i.state, state_reason=i.state_reason,
                    image=i.image_name, image_id=i.image_id, instance_type=i.instance_type,
                    limits=i.limits, ipv4=i.ipv4, mac=i.mac, node=i.node, created=i.created,
                    launched_at=i.launched_at, terminated_at=i.terminated_at, operation=i.operation_id)
