@@ -11,16 +11,21 @@ import termios
 import threading
 import tty
 
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
+
+from lxcloud.cli.client import ApiError
 
 DETACH = b"\x01"  # Ctrl-a, then q
 
 
 def attach(url: str, token: str, name: str) -> int:
     ws_url = url.replace("http://", "ws://").replace("https://", "wss://")
-    ws = connect(f"{ws_url}/api/v1/instances/{name}/console/ws",
-                 additional_headers={"Authorization": f"Bearer {token}"})
+    try:
+        ws = connect(f"{ws_url}/api/v1/instances/{name}/console/ws",
+                     additional_headers={"Authorization": f"Bearer {token}"})
+    except (OSError, InvalidHandshake) as e:
+        raise ApiError(0, "console", f"cannot attach to the console of {name}: {e}") from None
     sys.stderr.write(f"Connected to the console of {name}. Detach with Ctrl-a q.\r\n")
     sys.stderr.flush()
     fd = sys.stdin.fileno()

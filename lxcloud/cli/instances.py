@@ -167,5 +167,8 @@ def register(app: typer.Typer) -> None:
         from lxcloud.cli.console import attach
 
         c = g(ctx).client()
-        c.get(f"/api/v1/instances/{name}")   # a clear error for a wrong name
+        inst = c.get(f"/api/v1/instances/{name}")   # a clear error for a wrong name
+        if inst["state"] != "running":
+            err.print(f"error: {inst['name']} is {inst['state']}: start it first")
+            raise typer.Exit(1)
         raise typer.Exit(attach(c.url, c.token, name))

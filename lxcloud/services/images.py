@@ -71,7 +71,7 @@ class ImageService:
         return self.store.path(image.id)
 
     # --- import
-    def _check_name(self, name: str) -> None:
+    def check_name(self, name: str) -> None:
         if not IMAGE_NAME_RE.match(name) or is_id(name):
             raise InvalidInput(f"image name {name!r} is not valid (letters, digits, . _ -; ≤ 128)")
         with self.db.reader() as s:
@@ -82,7 +82,7 @@ class ImageService:
         """Checks the archive whole (hostile entries refused), stores it, records it.
         A failure at any step leaves neither a file nor a row behind."""
         meta = dict(meta or {})
-        self._check_name(name)
+        self.check_name(name)
         image_id = new_id("image")
         info = self.store.import_file(Path(src), image_id)
         try:
@@ -112,7 +112,7 @@ class ImageService:
             raise InvalidInput(f"release {req.release!r} is not a Debian code name")
         name = req.name or (req.builder if req.builder == "busybox" else
                             f"debian-{req.release}-{req.arch}" + ("-cloud" if req.cloud_init else ""))
-        self._check_name(name)
+        self.check_name(name)
         target = f"image-build:{name}"
         op_id = self.ops.reserve(target)
         try:

@@ -37,6 +37,7 @@ async def import_image(request: Request, name: str = Query(..., min_length=1),
                        architecture: str | None = Query(None),
                        c: Cloud = Depends(cloud)) -> ImageOut:
     """Upload a root filesystem tarball as the raw request body (.tar, .tar.gz, .tar.xz, .tar.zst)."""
+    c.images.check_name(name)   # refused before a byte of a large upload is stored
     fd, tmp = tempfile.mkstemp(prefix="upload-", dir=c.images.upload_dir())
     try:
         size = 0
