@@ -95,6 +95,9 @@ SYSCTL_FLOORS: dict[str, int] = {
     "net/ipv4/neigh/default/gc_thresh3": 8192,
     "net/ipv6/neigh/default/gc_thresh3": 8192,
     "fs/aio-max-nr": 524288,
+    # each container takes 5 ptys (console + 4 ttys) from the 3,072 the default leaves to
+    # non-initial devpts instances: the ~615th container would fail to allocate its console
+    "kernel/pty/max": 262144,
 }
 
 

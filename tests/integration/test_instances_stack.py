@@ -84,7 +84,8 @@ def test_host_is_prepared_for_many_containers(cloud: Cloud) -> None:
     from lxcloud.node.host import SYSCTL_FLOORS
 
     # without this, the kernel's 128 inotify instances stop the ~16th systemd container at boot
-    for key in ("fs/inotify/max_user_instances", "fs/inotify/max_user_watches"):
+    # and the kernel's 4,096 ptys stop the ~615th container (5 ptys each)
+    for key in ("fs/inotify/max_user_instances", "fs/inotify/max_user_watches", "kernel/pty/max"):
         assert int((Path("/proc/sys") / key).read_text()) >= SYSCTL_FLOORS[key]
     facts = cloud.nodes.list()[0]["facts"]
     assert facts["lxcfs_running"] and facts["ip_forward"]
