@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lxcloud.cli import images, instances, system
+from lxcloud.cli import accounts, images, instances, system
 from lxcloud.cli.common import Globals
 
 app = typer.Typer(name="lxcloud", help="lxcloud: a private cloud of LXC system containers.",
@@ -26,6 +26,8 @@ def main_options(
 instances.register(app)
 system.register(app)
 app.add_typer(images.app, name="image")
+app.add_typer(accounts.project_app, name="project")
+app.add_typer(accounts.user_app, name="user")
 
 
 def main() -> None:

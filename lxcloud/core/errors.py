@@ -85,3 +85,10 @@ class DriverError(LxcloudError):
         if self.stderr:
             return f"{self.message}: {self.stderr.strip()[-2000:]}"
         return self.message
+
+
+class Forbidden(LxcloudError):
+    """Authenticated, but this caller may not do that (e.g. a member managing users)."""
+
+    code = "forbidden"
+    http_status = 403

@@ -69,8 +69,13 @@ class InstanceRow(Base):
     ipv4: Mapped[str | None] = mapped_column(String(64), nullable=True)
     mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
     user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
-    project_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    project_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     operation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reservation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    client_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    zone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    launch_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     launched_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -112,4 +117,52 @@ class TokenRow(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16), default="admin")
+    user_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[str] = mapped_column(String(32), ForeignKey("projects.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16), default="member")   # admin | member
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccessKeyRow(Base):
+    """EC2 credentials. The secret must be kept (SigV4 is an HMAC the server recomputes)."""
+
+    __tablename__ = "access_keys"
+    access_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), index=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KeyPairRow(Base):
+    __tablename__ = "key_pairs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str] = mapped_column(String(32), index=True)
+    key_type: Mapped[str] = mapped_column(String(16), default="rsa")
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    public_key: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ux_key_pairs_project_name", "project_id", "name", unique=True),)
+
+
+class TagRow(Base):
+    __tablename__ = "tags"
+    resource_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256), default="")
+    resource_type: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str] = mapped_column(String(32), index=True)

@@ -7,7 +7,8 @@ import logging
 from lxcloud.config import Settings
 from lxcloud.db.engine import Database
 from lxcloud.node.protocol import NodeClient
-from lxcloud.services.auth import AuthService
+from lxcloud.services.accounts import AccountService
+from lxcloud.services.auth import ensure_admin_token
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.networks import NetworkService
@@ -26,7 +27,7 @@ class Cloud:
         self.db.create_all()
         self.node = node
         self.ops = Operations(self.db, workers=settings.workers)
-        self.auth = AuthService(settings, self.db)
+        self.accounts = AccountService(self.db)
         self.networks = NetworkService(settings, self.db, node)
         self.images = ImageService(settings, self.db, self.ops, node)
         self.instances = InstanceService(settings, self.db, self.ops, node, self.images,
@@ -40,7 +41,9 @@ class Cloud:
         prepare = getattr(self.node, "prepare", None)
         if prepare is not None:
             prepare()
-        self.admin_token = self.auth.ensure_admin_token()
+        self.admin_token = ensure_admin_token(self.settings)
+        self.admin = self.accounts.ensure_admin(self.admin_token)
+        self.admin_key = self.accounts.credentials("admin")
         interrupted = self.ops.fail_interrupted()
         if interrupted:
             log.warning("%d operation(s) were interrupted by a restart", interrupted)
@@ -51,6 +54,13 @@ class Cloud:
         self.networks.refresh_dns(net)
         if reconcile_loop and self.settings.reconcile_interval > 0:
             self.reconciler.start(self.settings.reconcile_interval)
+
+    def public_url(self) -> str:
+        """Where clients reach this cloud's API (written by `lxcloud up`)."""
+        f = self.settings.url_file
+        if f.exists():
+            return f.read_text().strip()
+        return f"http://{self.settings.listen}"
 
     def reconcile(self) -> None:
         rep = self.reconciler.run_once()

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from lxcloud.config import Settings
+from lxcloud.core.caller import SYSTEM, Caller
 from lxcloud.core.errors import Conflict, InvalidInput, NotFound
 from lxcloud.core.ids import is_id, new_id
 from lxcloud.core.models import Image, Operation
@@ -54,18 +55,24 @@ class ImageService:
         self.store = TemplateStore(settings.templates_dir)
 
     # --- queries
-    def get(self, ref: str) -> Image:
+    @staticmethod
+    def _sees(caller: Caller, row: ImageRow) -> bool:
+        return caller is SYSTEM or row.public or row.project_id == caller.project_id
+
+    def get(self, ref: str, *, caller: Caller = SYSTEM) -> Image:
+        """By id or name; another project's private image is "not found"."""
         with self.db.reader() as s:
             row = s.get(ImageRow, ref) if is_id(ref, "image") else None
             if row is None:
                 row = s.scalar(select(ImageRow).where(ImageRow.name == ref))
-            if row is None:
-                raise NotFound(f"image {ref!r} not found", resource="image")
+            if row is None or not self._sees(caller, row):
+                raise NotFound(f"image {ref!r} not found", resource="image", id=ref)
             return _to_model(row)
 
-    def list(self) -> list[Image]:
+    def list(self, *, caller: Caller = SYSTEM) -> list[Image]:
         with self.db.reader() as s:
-            return [_to_model(r) for r in s.scalars(select(ImageRow).order_by(ImageRow.created))]
+            return [_to_model(r) for r in s.scalars(select(ImageRow).order_by(ImageRow.created))
+                    if self._sees(caller, r)]
 
     def template_path(self, image: Image) -> Path:
         return self.store.path(image.id)
@@ -76,9 +83,10 @@ class ImageService:
             raise InvalidInput(f"image name {name!r} is not valid (letters, digits, . _ -; ≤ 128)")
         with self.db.reader() as s:
             if s.scalar(select(ImageRow.id).where(ImageRow.name == name)):
-                raise Conflict(f"an image named {name!r} already exists")
+                raise Conflict(f"an image named {name!r} already exists", resource="image_name")
 
-    def import_file(self, src: Path, name: str, meta: dict[str, Any] | None = None) -> Image:
+    def import_file(self, src: Path, name: str, meta: dict[str, Any] | None = None, *,
+                    caller: Caller = SYSTEM, public: bool | None = None) -> Image:
         """Checks the archive whole (hostile entries refused), stores it, records it.
         A failure at any step leaves neither a file nor a row behind."""
         meta = dict(meta or {})
@@ -94,7 +102,10 @@ class ImageService:
                 kind="container",
                 halt_signal=meta.get("halt_signal") or info.halt_signal
                 or _default_halt_signal(info.os),
-                init=meta.get("init") or info.init)
+                init=meta.get("init") or info.init,
+                project_id=caller.project_id or None,
+                # an admin's images are for everyone; a member's stay in its project
+                public=caller.is_admin if public is None else public)
             with self.db.session() as s:
                 s.add(row)
             return _to_model(row)
@@ -103,7 +114,7 @@ class ImageService:
             raise
 
     # --- build
-    def build(self, req: BuildRequest) -> Operation:
+    def build(self, req: BuildRequest, *, caller: Caller = SYSTEM) -> Operation:
         if req.builder not in BUILDERS:
             raise InvalidInput(f"unknown builder {req.builder!r} (known: {', '.join(BUILDERS)})")
         if req.arch not in ARCHES:
@@ -146,7 +157,7 @@ class ImageService:
                     meta = dataclasses.asdict(info)
                     out = Path(meta.pop("path", out))
                 progress(95, "importing into the template library")
-                image = self.import_file(out, name, meta)
+                image = self.import_file(out, name, meta, caller=caller)
                 return {"image_id": image.id, "image": image.name}
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -163,14 +174,16 @@ class ImageService:
         return self._tmp_dir()
 
     # --- delete
-    def delete(self, ref: str) -> None:
-        image = self.get(ref)
+    def delete(self, ref: str, *, caller: Caller = SYSTEM) -> None:
+        image = self.get(ref, caller=caller)
+        if caller is not SYSTEM and not caller.is_admin and image.project_id != caller.project_id:
+            raise NotFound(f"image {ref!r} not found", resource="image", id=ref)
         with self.db.session() as s:
             users = s.scalar(select(func.count()).select_from(InstanceRow).where(
                 InstanceRow.image_id == image.id, InstanceRow.state != "terminated"))
             if users:
                 raise Conflict(f"image {image.name!r} is used by {users} instance(s)",
-                               image=image.id)
+                               image=image.id, resource="image_in_use")
             row = s.get(ImageRow, image.id)
             if row is not None:
                 s.delete(row)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from lxcloud.config import Settings
 from lxcloud.core import ipam
+from lxcloud.core.caller import SYSTEM, Caller
 from lxcloud.core.errors import Conflict, InvalidInput, InvalidState, NotFound, Unsupported
 from lxcloud.core.ids import is_id, new_id, valid_name
 from lxcloud.core.instance_types import DEFAULT_TYPE, get_type, resolve_limits
@@ -71,21 +72,34 @@ class InstanceService:
         self.networks = networks
 
     # --- queries
-    def get(self, ref: str) -> Instance:
-        """By id (terminated ones included) or by name (live ones)."""
+    def get(self, ref: str, *, caller: Caller = SYSTEM) -> Instance:
+        """By id (terminated ones included) or by name (live ones), within the caller's project:
+        another project's instance is "not found", never "forbidden"."""
         with self.db.reader() as s:
             row = s.get(InstanceRow, ref) if is_id(ref, "instance") else None
             if row is None:
                 row = s.scalar(select(InstanceRow).where(InstanceRow.name == ref,
-                                                         InstanceRow.state != State.TERMINATED))
-            if row is None:
-                raise NotFound(f"instance {ref!r} not found", resource="instance")
+                                                         InstanceRow.state != State.TERMINATED)
+                               .where(*self._scope(caller)))
+            if row is None or not self._sees(caller, row.project_id):
+                raise NotFound(f"instance {ref!r} not found", resource="instance", id=ref)
             return _to_model(row, self._image_names(s).get(row.image_id))
 
-    def list(self, include_terminated: bool = False) -> list[Instance]:
+    @staticmethod
+    def _sees(caller: Caller, project_id: str | None) -> bool:
+        return caller is SYSTEM or project_id == caller.project_id
+
+    @staticmethod
+    def _scope(caller: Caller) -> list[Any]:
+        return [] if caller is SYSTEM else [InstanceRow.project_id == caller.project_id]
+
+    def list(self, include_terminated: bool = False, *, caller: Caller = SYSTEM,
+             ids: Sequence[str] | None = None) -> builtins.list[Instance]:
         with self.db.reader() as s:
             # Core rows, not ORM objects: a list of 1,000 is read without identity-map costs
-            q = select(InstanceRow.__table__).order_by(InstanceRow.created)
+            q = select(InstanceRow.__table__).order_by(InstanceRow.created).where(*self._scope(caller))
+            if ids is not None:
+                q = q.where(InstanceRow.id.in_(list(ids)))
             if not include_terminated:
                 q = q.where(InstanceRow.state != State.TERMINATED)
             names = self._image_names(s)
@@ -98,7 +112,7 @@ class InstanceService:
         return dict(s.execute(select(ImageRow.id, ImageRow.name)).all())
 
     # --- launch
-    def launch(self, inp: LaunchInput) -> tuple[Instance, Operation]:
+    def launch(self, inp: LaunchInput, *, caller: Caller = SYSTEM) -> tuple[Instance, Operation]:
         """Everything is checked before anything is made; the host work runs as an operation."""
         itype = get_type(inp.instance_type or DEFAULT_TYPE)
         limits = resolve_limits(
@@ -111,7 +125,7 @@ class InstanceService:
                                "digits or dashes, at most 63 characters")
         if inp.user_data is not None and len(inp.user_data.encode()) > MAX_USER_DATA:
             raise InvalidInput(f"user data is larger than {MAX_USER_DATA} bytes")
-        image = self.images.get(inp.image)
+        image = self.images.get(inp.image, caller=caller)
         if image.kind != "container":
             raise Unsupported(f"image {image.name!r} is a {image.kind} image; LXC needs a container "
                               "image")
@@ -123,13 +137,15 @@ class InstanceService:
             with self.db.session() as s:
                 if s.scalar(select(InstanceRow.id).where(InstanceRow.name == name,
                                                          InstanceRow.state != State.TERMINATED)):
-                    raise Conflict(f"an instance named {name!r} already exists")
+                    raise Conflict(f"an instance named {name!r} already exists",
+                                   resource="instance")
                 ip = self.networks.allocate(s, net, iid)
                 row = InstanceRow(
                     id=iid, name=name, state=State.PENDING, image_id=image.id,
                     instance_type=itype.name, limits=limits.to_dict(), node=self.node.name,
                     network=net.id, ipv4=ip, mac=ipam.mac_for(ip, self.settings.cloud_id),
-                    user_data=inp.user_data, operation_id=op_id)
+                    user_data=inp.user_data, operation_id=op_id,
+                    project_id=caller.project_id or self._default_project())
                 s.add(row)
                 op = self.ops.create("launch", iid, session=s, op_id=op_id)
                 inst = _to_model(row, image.name)
@@ -162,6 +178,14 @@ class InstanceService:
         self.ops.submit(op, job, on_error=on_error)
         return inst, op
 
+    def _default_project(self) -> str:
+        from lxcloud.core.caller import DEFAULT_PROJECT
+        from lxcloud.db.tables import ProjectRow
+
+        with self.db.reader() as s:
+            pid = s.scalar(select(ProjectRow.id).where(ProjectRow.name == DEFAULT_PROJECT))
+        return pid or ""
+
     def _finish(self, iid: str, action: Action, *, launched: bool = False, reason: str | None = None,
                 ) -> None:
         with self.db.session() as s:
@@ -174,11 +198,12 @@ class InstanceService:
                 r.launched_at = utcnow()
 
     # --- lifecycle
-    def action(self, ref: str, action: str, *, force: bool = False, timeout: float = 30) -> Operation:
+    def action(self, ref: str, action: str, *, force: bool = False, timeout: float = 30,
+               caller: Caller = SYSTEM) -> Operation:
         if action not in ACTIONS:
             raise InvalidInput(f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})")
         act = ACTIONS[action]
-        inst = self.get(ref)
+        inst = self.get(ref, caller=caller)
         target_state = next_state(inst.state, act)   # InvalidState (409) names the current state
         op_id = self.ops.reserve(inst.id)
         try:
@@ -240,8 +265,8 @@ class InstanceService:
             return str(r.state)
 
     # --- delete
-    def delete(self, ref: str, *, force: bool = False) -> Operation:
-        inst = self.get(ref)
+    def delete(self, ref: str, *, force: bool = False, caller: Caller = SYSTEM) -> Operation:
+        inst = self.get(ref, caller=caller)
         if inst.state == State.TERMINATED:
             raise InvalidState(f"instance {inst.name} is already terminated", state=inst.state)
         if inst.state in (State.RUNNING, State.FROZEN, State.REBOOTING) and not force:
@@ -277,24 +302,25 @@ class InstanceService:
 
     # --- interaction
     def exec(self, ref: str, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60,
-             env: dict[str, str] | None = None) -> ExecResult:
+             env: dict[str, str] | None = None, caller: Caller = SYSTEM) -> ExecResult:
         if not argv or not all(isinstance(a, str) and a for a in argv):
             raise InvalidInput("argv must be a non-empty list of non-empty strings")
         if not 0 < timeout <= 3600:
             raise InvalidInput("timeout must be between 0 and 3600 seconds")
-        inst = self.get(ref)
+        inst = self.get(ref, caller=caller)
         if inst.state != State.RUNNING:
             raise InvalidState(f"cannot exec in an instance that is {inst.state}", state=inst.state)
         return self.node.exec(inst.id, list(argv), stdin, timeout, env)
 
-    def console_log(self, ref: str) -> bytes:
-        inst = self.get(ref)
+    def console_log(self, ref: str, *, caller: Caller = SYSTEM) -> bytes:
+        inst = self.get(ref, caller=caller)
         if inst.state == State.TERMINATED:
             raise InvalidState("the instance is terminated", state=inst.state)
         return self.node.console_log(inst.id)
 
-    def console_command(self, ref: str) -> tuple[Instance, builtins.list[str]]:
-        inst = self.get(ref)
+    def console_command(self, ref: str, *,
+                        caller: Caller = SYSTEM) -> tuple[Instance, builtins.list[str]]:
+        inst = self.get(ref, caller=caller)
         if inst.state != State.RUNNING:
             raise InvalidState(f"cannot attach to the console of an instance that is {inst.state}",
                                state=inst.state)

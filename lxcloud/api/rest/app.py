@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from lxcloud import __version__
-from lxcloud.api.rest import console, errors, images, instances, operations, system
+from lxcloud.api.rest import accounts, console, errors, images, instances, operations, system
 from lxcloud.api.rest.deps import require_auth
 from lxcloud.services.cloud import Cloud
 
@@ -38,7 +38,7 @@ def create_app(c: Cloud) -> FastAPI:
     app.state.metrics = registry
     errors.install(app)
     auth = [Depends(require_auth)]
-    for r in (instances.router, images.router, operations.router):
+    for r in (instances.router, images.router, operations.router, accounts.router):
         app.include_router(r, dependencies=auth)
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)

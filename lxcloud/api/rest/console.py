@@ -20,9 +20,10 @@ router = APIRouter()
 async def console_ws(ws: WebSocket, ref: str) -> None:
     c: Cloud = ws.app.state.cloud
     try:
-        c.auth.verify(ws.headers.get("authorization") or
-                      (f"Bearer {ws.query_params['token']}" if "token" in ws.query_params else None))
-        _, argv = c.instances.console_command(ref)
+        who = c.accounts.verify_token(
+            ws.headers.get("authorization") or
+            (f"Bearer {ws.query_params['token']}" if "token" in ws.query_params else None))
+        _, argv = c.instances.console_command(ref, caller=who)
     except LxcloudError as e:
         await ws.close(code=4000 + min(e.http_status, 999) % 1000, reason=str(e)[:120])
         return

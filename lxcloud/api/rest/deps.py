@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from lxcloud.core.caller import Caller
 from lxcloud.services.cloud import Cloud
 
 
@@ -11,6 +12,16 @@ def cloud(request: Request) -> Cloud:
     return request.app.state.cloud  # type: ignore[no-any-return]
 
 
-def require_auth(request: Request) -> str:
+def require_auth(request: Request) -> Caller:
     c: Cloud = request.app.state.cloud
-    return c.auth.verify(request.headers.get("authorization"))
+    who = c.accounts.verify_token(request.headers.get("authorization"))
+    request.state.caller = who
+    return who
+
+
+def caller(request: Request) -> Caller:
+    """The authenticated caller (set by require_auth, which every /api/v1 router depends on)."""
+    found = getattr(request.state, "caller", None)
+    if found is None:
+        return require_auth(request)
+    return found  # type: ignore[no-any-return]

@@ -9,8 +9,9 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from lxcloud.api.rest.deps import cloud
+from lxcloud.api.rest.deps import caller, cloud
 from lxcloud.api.rest.schemas import ImageBuildIn, ImageOut, OperationOut
+from lxcloud.core.caller import Caller
 from lxcloud.core.errors import InvalidInput
 from lxcloud.services.cloud import Cloud
 from lxcloud.services.images import BuildRequest
@@ -20,13 +21,13 @@ MAX_UPLOAD = 16 * 1024**3
 
 
 @router.get("", response_model=list[ImageOut])
-def list_images(c: Cloud = Depends(cloud)) -> list[ImageOut]:
-    return [ImageOut.of(i) for i in c.images.list()]
+def list_images(c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> list[ImageOut]:
+    return [ImageOut.of(i) for i in c.images.list(caller=who)]
 
 
 @router.get("/{ref}", response_model=ImageOut)
-def get_image(ref: str, c: Cloud = Depends(cloud)) -> ImageOut:
-    return ImageOut.of(c.images.get(ref))
+def get_image(ref: str, c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> ImageOut:
+    return ImageOut.of(c.images.get(ref, caller=who))
 
 
 @router.post("", status_code=201, response_model=ImageOut,
@@ -35,7 +36,8 @@ async def import_image(request: Request, name: str = Query(..., min_length=1),
                        os_name: str | None = Query(None, alias="os"),
                        release: str | None = Query(None),
                        architecture: str | None = Query(None),
-                       c: Cloud = Depends(cloud)) -> ImageOut:
+                       public: bool | None = Query(None, description="visible to every project"),
+                       c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> ImageOut:
     """Upload a root filesystem tarball as the raw request body (.tar, .tar.gz, .tar.xz, .tar.zst)."""
     c.images.check_name(name)   # refused before a byte of a large upload is stored
     fd, tmp = tempfile.mkstemp(prefix="upload-", dir=c.images.upload_dir())
@@ -50,21 +52,21 @@ async def import_image(request: Request, name: str = Query(..., min_length=1),
         if size == 0:
             raise InvalidInput("empty upload: send the tarball as the request body")
         meta = {"os": os_name, "release": release, "architecture": architecture}
-        image = await run_in_threadpool(c.images.import_file, Path(tmp), name,
-                                        {k: v for k, v in meta.items() if v})
+        image = await run_in_threadpool(lambda: c.images.import_file(
+            Path(tmp), name, {k: v for k, v in meta.items() if v}, caller=who, public=public))
         return ImageOut.of(image)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
 @router.post("/build", status_code=202, response_model=OperationOut)
-def build_image(body: ImageBuildIn, c: Cloud = Depends(cloud)) -> OperationOut:
+def build_image(body: ImageBuildIn, c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> OperationOut:
     op = c.images.build(BuildRequest(builder=body.builder, name=body.name, release=body.release,
-                                     arch=body.arch, cloud_init=body.cloud_init))
+                                     arch=body.arch, cloud_init=body.cloud_init), caller=who)
     return OperationOut.of(op)
 
 
 @router.delete("/{ref}", status_code=204)
-def delete_image(ref: str, c: Cloud = Depends(cloud)) -> Response:
-    c.images.delete(ref)
+def delete_image(ref: str, c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> Response:
+    c.images.delete(ref, caller=who)
     return Response(status_code=204)

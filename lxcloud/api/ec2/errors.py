@@ -1,0 +1,112 @@
+"""EC2 errors: the one mapping of lxcloud's core errors to EC2 error codes.
+
+Every EC2 action raises or is translated into `Ec2Error`; the transport renders it with
+`xml.render_error` and its `status`. Services may pin the exact EC2 code of an error by putting
+`ec2_code` in its details (e.g. ``InvalidInput(..., ec2_code="InvalidParameterCombination")``);
+that always wins over the class-based mapping below.
+"""
+
+from __future__ import annotations
+
+from lxcloud.core import errors as core
+
+# HTTP statuses as EC2 answers them. botocore only reads the XML, but curl users see these.
+_STATUS: dict[str, int] = {
+    "AuthFailure": 401,
+    "MissingAuthenticationToken": 401,
+    "SignatureDoesNotMatch": 403,
+    "UnauthorizedOperation": 403,
+    "OptInRequired": 403,
+    "DryRunOperation": 412,
+    "InternalError": 500,
+    "InsufficientInstanceCapacity": 500,
+    "Unavailable": 503,
+    "RequestLimitExceeded": 503,
+}
+
+# NotFound codes by the `resource` detail the services set.
+_NOT_FOUND: dict[str, str] = {
+    "instance": "InvalidInstanceID.NotFound",
+    "image": "InvalidAMIID.NotFound",
+    "key_pair": "InvalidKeyPair.NotFound",
+    "volume": "InvalidVolume.NotFound",
+    "snapshot": "InvalidSnapshot.NotFound",
+    "security_group": "InvalidGroup.NotFound",
+    "address": "InvalidAllocationID.NotFound",
+    "reservation": "InvalidReservationID.NotFound",
+    "zone": "InvalidZone.NotFound",
+    "network": "InvalidSubnetID.NotFound",
+    "subnet": "InvalidSubnetID.NotFound",
+    "instance_type": "InvalidParameterValue",
+    "tag": "InvalidParameterValue",
+    "project": "AuthFailure",
+    "user": "AuthFailure",
+}
+
+# Conflict codes by resource (a duplicate name or an object still in use).
+_CONFLICT: dict[str, str] = {
+    "key_pair": "InvalidKeyPair.Duplicate",
+    "security_group": "InvalidGroup.Duplicate",
+    "image": "InvalidAMIName.Duplicate",
+    "volume": "VolumeInUse",
+    "instance": "IncorrectInstanceState",
+}
+
+
+class Ec2Error(Exception):
+    """An error as EC2 reports it: a code from EC2's catalogue, a message and an HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status if status is not None else status_for(code)
+
+
+def status_for(code: str) -> int:
+    """The HTTP status EC2 uses for `code`: 400 unless it is an auth or server-side error."""
+    return _STATUS.get(code, 400)
+
+
+def to_ec2(err: core.LxcloudError, *, action: str) -> Ec2Error:
+    """Translate a core error raised while serving `action` into the EC2 error a client expects.
+
+    Internal errors keep their details to the server log; the client gets EC2's generic text.
+    """
+    override = err.details.get("ec2_code")
+    if isinstance(override, str) and override:
+        return Ec2Error(override, err.message)
+    code = _code_for(err)
+    if code == "InternalError":
+        return Ec2Error(code, f"An internal error has occurred while processing {action}.")
+    return Ec2Error(code, err.message)
+
+
+def _code_for(err: core.LxcloudError) -> str:
+    """The class-based part of the mapping; order matters because InvalidState is a Conflict."""
+    resource = str(err.details.get("resource", ""))
+    if isinstance(err, core.NotFound):
+        return _NOT_FOUND.get(resource, "InvalidParameterValue")
+    if isinstance(err, core.InvalidState):
+        return "IncorrectInstanceState" if resource in ("", "instance") else "IncorrectState"
+    if isinstance(err, core.Busy):
+        return "IncorrectInstanceState"
+    if isinstance(err, core.Conflict):
+        return _CONFLICT.get(resource, "InvalidParameterValue")
+    if isinstance(err, core.InvalidInput):
+        return "InvalidParameterValue"
+    if isinstance(err, core.Exhausted):
+        return "InsufficientInstanceCapacity" if resource in ("address", "addresses") \
+            else "InstanceLimitExceeded"
+    if isinstance(err, core.QuotaExceeded):
+        return "InstanceLimitExceeded"
+    if isinstance(err, core.Unsupported):
+        return "UnsupportedOperation"
+    if isinstance(err, core.Unauthorized):
+        return "AuthFailure"
+    return "InternalError"
+
+
+def dry_run_ok() -> Ec2Error:
+    """What EC2 answers when `DryRun=true` and the request would have succeeded."""
+    return Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")

@@ -1,0 +1,82 @@
+"""CLI: lxcloud project create|list, lxcloud user create|list|credentials."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from lxcloud.cli.common import api_errors, g, out, print_json
+
+project_app = typer.Typer(help="Projects (tenants).", no_args_is_help=True)
+user_app = typer.Typer(help="Users, their API tokens and EC2 credentials.", no_args_is_help=True)
+
+
+@project_app.command("create")
+@api_errors
+def project_create(ctx: typer.Context, name: str,
+                   as_json: bool = typer.Option(False, "--json")) -> None:
+    """Create a project."""
+    p = g(ctx).client().post("/api/v1/projects", json={"name": name})
+    print_json(p) if as_json else out.print(f"created project {p['name']} ({p['id']})")
+
+
+@project_app.command("list")
+@api_errors
+def project_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List projects."""
+    items = g(ctx).client().get("/api/v1/projects")
+    if as_json:
+        print_json(items)
+        return
+    t = Table("NAME", "ID", "CREATED")
+    for p in items:
+        t.add_row(p["name"], p["id"], str(p["created"])[:19])
+    out.print(t)
+
+
+@user_app.command("create")
+@api_errors
+def user_create(ctx: typer.Context, name: str, project: str = typer.Option(..., "--project", "-p"),
+                role: str = typer.Option("member", "--role", help="member | admin"),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """Create a user in a project; prints its API token (shown once)."""
+    res = g(ctx).client().post("/api/v1/users", json={"name": name, "project": project, "role": role})
+    if as_json:
+        print_json(res)
+        return
+    out.print(f"created user {res['user']['name']} in project {res['user']['project']}\n"
+              f"API token (shown once): {res['token']}", highlight=False)
+
+
+@user_app.command("list")
+@api_errors
+def user_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List users."""
+    items = g(ctx).client().get("/api/v1/users")
+    if as_json:
+        print_json(items)
+        return
+    t = Table("NAME", "ID", "PROJECT", "ROLE")
+    for u in items:
+        t.add_row(u["name"], u["id"], u["project"], u["role"])
+    out.print(t)
+
+
+@user_app.command("credentials")
+@api_errors
+def user_credentials(ctx: typer.Context, name: str,
+                     as_json: bool = typer.Option(False, "--json")) -> None:
+    """The user's EC2 access key id and secret (also as an aws CLI profile)."""
+    cred = g(ctx).client().get(f"/api/v1/users/{name}/credentials")
+    if as_json:
+        print_json(cred)
+        return
+    out.print(f"access_key_id:     {cred['access_key_id']}\n"
+              f"secret_access_key: {cred['secret_access_key']}\n"
+              f"region:            {cred['region']}\n"
+              f"endpoint_url:      {cred['endpoint_url']}\n\n"
+              f"# ~/.aws/credentials\n[{name}]\naws_access_key_id = {cred['access_key_id']}\n"
+              f"aws_secret_access_key = {cred['secret_access_key']}\n\n"
+              f"# ~/.aws/config\n[profile {name}]\nregion = {cred['region']}\n"
+              f"# aws --profile {name} --endpoint-url {cred['endpoint_url']} ec2 describe-instances",
+              highlight=False)
