@@ -30,6 +30,7 @@ class Settings:
     workers: int = 8                 # operations run concurrently
     default_network_cidr: str = ""   # chosen on first start when empty
     network_prefix: int = 20         # size of the chosen default network (/20: 4,093 addresses)
+    max_instances_per_project: int = 1000
     reconcile_interval: float = 30.0
     idmap_base: int = IDMAP_BASE
     idmap_count: int = IDMAP_COUNT
@@ -40,6 +41,11 @@ class Settings:
     @property
     def cloud_id(self) -> str:
         return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
+
+    @property
+    def zones(self) -> list[str]:
+        """Availability zones: the all-in-one cloud's one node is zone `<region>a`."""
+        return [f"{self.region}a"]
 
     @property
     def lxcpath(self) -> Path:

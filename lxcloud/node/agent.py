@@ -98,6 +98,15 @@ class NodeAgent:
                 self.compute.start(req.instance_id)
             rev.success()
 
+    def redefine(self, req: LaunchRequest) -> None:
+        """Rewrites a stopped instance's definition (new limits) over its existing root."""
+        rootfs = self.storage.create_root(req.instance_id, req.image_id, self.idmap.host_uid,
+                                          self.idmap.host_gid)
+        self.compute.create(InstanceSpec(
+            name=req.instance_id, hostname=req.hostname, rootfs=rootfs, limits=req.limits,
+            nics=[NicSpec(bridge=req.bridge, ipv4=req.ipv4, gateway=req.gateway, hwaddr=req.mac)],
+            idmap=self.idmap, halt_signal=req.halt_signal, nameservers=tuple(req.nameservers)))
+
     def _unpack(self, template: Path, dest: Path) -> None:
         from lxcloud.images.unpack import safe_extract
 

@@ -11,10 +11,12 @@ from lxcloud.services.accounts import AccountService
 from lxcloud.services.auth import ensure_admin_token
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
+from lxcloud.services.keypairs import KeyPairService
 from lxcloud.services.networks import NetworkService
 from lxcloud.services.nodes import NodeService
 from lxcloud.services.operations import Operations
 from lxcloud.services.reconciler import Reconciler
+from lxcloud.services.tags import TagService
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,10 @@ class Cloud:
         self.accounts = AccountService(self.db)
         self.networks = NetworkService(settings, self.db, node)
         self.images = ImageService(settings, self.db, self.ops, node)
+        self.tags = TagService(self.db)
+        self.keypairs = KeyPairService(self.db)
         self.instances = InstanceService(settings, self.db, self.ops, node, self.images,
-                                         self.networks)
+                                         self.networks, self.tags, self.keypairs)
         self.nodes = NodeService(self.db, node)
         self.reconciler = Reconciler(self.db, self.ops, node)
         self.admin_token = ""

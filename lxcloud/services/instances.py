@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,9 +14,16 @@ from sqlalchemy import select
 from lxcloud.config import Settings
 from lxcloud.core import ipam
 from lxcloud.core.caller import SYSTEM, Caller
-from lxcloud.core.errors import Conflict, InvalidInput, InvalidState, NotFound, Unsupported
+from lxcloud.core.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    QuotaExceeded,
+    Unsupported,
+)
 from lxcloud.core.ids import is_id, new_id, valid_name
-from lxcloud.core.instance_types import DEFAULT_TYPE, get_type, resolve_limits
+from lxcloud.core.instance_types import DEFAULT_TYPE, Limits, get_type, resolve_limits
 from lxcloud.core.lifecycle import Action, State, next_state
 from lxcloud.core.models import Instance, Operation
 from lxcloud.core.units import parse_size
@@ -24,11 +32,29 @@ from lxcloud.db.tables import InstanceRow, utcnow
 from lxcloud.drivers.compute.base import ExecResult, HostState
 from lxcloud.node.protocol import LaunchRequest, NodeClient
 from lxcloud.services.images import ImageService
+from lxcloud.services.keypairs import KeyPairService
 from lxcloud.services.networks import NetworkService
 from lxcloud.services.operations import Operations, Progress
+from lxcloud.services.tags import TagService
 
 log = logging.getLogger(__name__)
 MAX_USER_DATA = 16 * 1024
+MiB = 1024**2
+
+
+def min_memory(os_name: str) -> int:
+    """The least memory an image's init runs in: systemd images need more than busybox."""
+    return 128 * MiB if os_name in ("debian", "ubuntu") else 16 * MiB
+
+
+def firstboot(user_data: str | None, public_keys: list[str]) -> dict[str, bytes]:
+    """Files the new root gets: authorized keys, and the user data run once at first boot."""
+    try:
+        from lxcloud.node.firstboot import firstboot_files
+    except ImportError:   # pragma: no cover - until the first-boot module lands
+        return {}
+    files = firstboot_files(user_data.encode() if user_data is not None else None, public_keys)
+    return dict(files)  # type: ignore[arg-type]
 
 
 def _to_model(r: Any, image_name: str | None = None) -> Instance:
@@ -52,6 +78,12 @@ class LaunchInput:
     swap: str | int | None = None
     user_data: str | None = None
     start: bool = True
+    key_name: str | None = None
+    zone: str | None = None
+    client_token: str | None = None
+    reservation_id: str | None = None
+    launch_index: int = 0
+    tags: dict[str, str] | None = None
 
 
 # user-facing action -> (lifecycle action, node verb)
@@ -63,7 +95,10 @@ ACTIONS: dict[str, Action] = {
 
 class InstanceService:
     def __init__(self, settings: Settings, db: Database, ops: Operations, node: NodeClient,
-                 images: ImageService, networks: NetworkService) -> None:
+                 images: ImageService, networks: NetworkService, tags: TagService | None = None,
+                 keypairs: KeyPairService | None = None) -> None:
+        self.tags = tags or TagService(db)
+        self.keypairs = keypairs
         self.settings = settings
         self.db = db
         self.ops = ops
@@ -128,8 +163,19 @@ class InstanceService:
         image = self.images.get(inp.image, caller=caller)
         if image.kind != "container":
             raise Unsupported(f"image {image.name!r} is a {image.kind} image; LXC needs a container "
-                              "image")
+                              "image", ec2_code="InvalidParameterCombination")
+        need = min_memory(image.os)
+        if limits.memory < need:
+            raise InvalidInput(f"instance type {itype.name} has {limits.memory >> 20} MiB of memory; "
+                               f"image {image.name} ({image.os}) needs at least {need >> 20} MiB",
+                               ec2_code="InvalidParameterCombination")
+        public_keys: list[str] = []
+        if inp.key_name is not None:
+            if self.keypairs is None:
+                raise Unsupported("key pairs are not available")
+            public_keys.append(self.keypairs.get(inp.key_name, caller).public_key)
         net = self.networks.get()
+        project_id = caller.project_id or self._default_project()
         iid = new_id("instance")
         name = inp.name or iid
         op_id = self.ops.reserve(iid)
@@ -145,7 +191,10 @@ class InstanceService:
                     instance_type=itype.name, limits=limits.to_dict(), node=self.node.name,
                     network=net.id, ipv4=ip, mac=ipam.mac_for(ip, self.settings.cloud_id),
                     user_data=inp.user_data, operation_id=op_id,
-                    project_id=caller.project_id or self._default_project())
+                    project_id=project_id,
+                    key_name=inp.key_name, zone=inp.zone or self.settings.zones[0],
+                    client_token=inp.client_token, launch_index=inp.launch_index,
+                    reservation_id=inp.reservation_id or new_id("reservation"))
                 s.add(row)
                 op = self.ops.create("launch", iid, session=s, op_id=op_id)
                 inst = _to_model(row, image.name)
@@ -157,7 +206,8 @@ class InstanceService:
             instance_id=iid, hostname=name, image_id=image.id,
             template=self.images.template_path(image), limits=limits, bridge=net.bridge,
             ipv4=f"{ip}/{self.networks.prefix_len(net)}", gateway=net.gateway, mac=inst.mac or "",
-            halt_signal=image.halt_signal, nameservers=(net.gateway,), start=inp.start)
+            halt_signal=image.halt_signal, nameservers=(net.gateway,), start=inp.start,
+            extra_files=firstboot(inp.user_data, public_keys))
 
         def job(progress: Progress) -> dict[str, Any]:
             self.node.launch(req, progress)
@@ -175,8 +225,83 @@ class InstanceService:
                     r.ipv4 = None
                     self.networks.release(s, iid)
 
+        if inp.tags:
+            self.tags.set(dataclasses.replace(caller, project_id=project_id), [iid], inp.tags)
         self.ops.submit(op, job, on_error=on_error)
         return inst, op
+
+    def launch_many(self, inp: LaunchInput, min_count: int, max_count: int, *,
+                    caller: Caller = SYSTEM) -> builtins.list[tuple[Instance, Operation | None]]:
+        """EC2's MinCount/MaxCount: at least min_count or none (InstanceLimitExceeded), at most
+        max_count; one reservation. A repeated ClientToken returns the first request's instances."""
+        if min_count < 1 or max_count < min_count:
+            raise InvalidInput("MinCount must be at least 1 and at most MaxCount")
+        if inp.client_token:
+            earlier = self._by_client_token(inp.client_token, caller)
+            if earlier:
+                return [(i, self.ops.get(i.operation_id) if i.operation_id else None)
+                        for i in earlier]
+        room = self.settings.max_instances_per_project - len(self.list(caller=caller))
+        if room < min_count:
+            raise QuotaExceeded(f"your quota allows for {max(room, 0)} more running instance(s); "
+                                f"you requested at least {min_count}", resource="instances")
+        count = min(max_count, room)
+        rid = inp.reservation_id or new_id("reservation")
+        out: builtins.list[tuple[Instance, Operation | None]] = []
+        for n in range(count):
+            name = inp.name if count == 1 or inp.name is None else f"{inp.name}-{n}"
+            one = dataclasses.replace(inp, name=name, reservation_id=rid, launch_index=n)
+            out.append(self.launch(one, caller=caller))
+        return out
+
+    def _by_client_token(self, token: str, caller: Caller) -> builtins.list[Instance]:
+        with self.db.reader() as s:
+            rows = s.scalars(select(InstanceRow).where(InstanceRow.client_token == token,
+                                                       *self._scope(caller))
+                             .order_by(InstanceRow.launch_index))
+            names = self._image_names(s)
+            return [_to_model(r, names.get(r.image_id)) for r in rows]
+
+    def modify(self, ref: str, *, instance_type: str | None = None, user_data: str | None = None,
+               caller: Caller = SYSTEM) -> Instance:
+        """Instance type and user data change on a stopped instance only."""
+        inst = self.get(ref, caller=caller)
+        if inst.state != State.STOPPED:
+            raise InvalidState(f"the instance {inst.id} is not in the 'stopped' state",
+                               state=inst.state)
+        if user_data is not None and len(user_data.encode()) > MAX_USER_DATA:
+            raise InvalidInput(f"user data is larger than {MAX_USER_DATA} bytes")
+        limits = dict(inst.limits)
+        itype_name = inst.instance_type
+        if instance_type is not None:
+            itype = get_type(instance_type)
+            image = self.images.get(inst.image_id)
+            if itype.memory < min_memory(image.os):
+                raise InvalidInput(f"instance type {itype.name} is too small for image {image.name}",
+                                   ec2_code="InvalidParameterCombination")
+            limits = resolve_limits(itype).to_dict()
+            itype_name = itype.name
+        with self.db.session() as s:
+            r = s.get(InstanceRow, inst.id)
+            if r is None or r.state != State.STOPPED:
+                raise InvalidState("the instance is no longer stopped", state=r.state if r else "")
+            r.instance_type = itype_name
+            r.limits = limits
+            if user_data is not None:
+                r.user_data = user_data
+        if instance_type is not None:
+            self.node.redefine(self._request(self.get(inst.id)))
+        return self.get(inst.id)
+
+    def _request(self, inst: Instance) -> LaunchRequest:
+        image = self.images.get(inst.image_id)
+        net = self.networks.get()
+        return LaunchRequest(
+            instance_id=inst.id, hostname=inst.name, image_id=image.id,
+            template=self.images.template_path(image), limits=Limits(**inst.limits),
+            bridge=net.bridge, ipv4=f"{inst.ipv4}/{self.networks.prefix_len(net)}",
+            gateway=net.gateway, mac=inst.mac or "", halt_signal=image.halt_signal,
+            nameservers=(net.gateway,), start=False)
 
     def _default_project(self) -> str:
         from lxcloud.core.caller import DEFAULT_PROJECT

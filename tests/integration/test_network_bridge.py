@@ -410,3 +410,67 @@ def test_two_networks_of_one_cloud_share_the_table(driver: BridgeDriver,
     assert chains == set(chain_names(b.bridge).values())
     driver.teardown(b)
     assert nft_table(a.nft_table) is None
+
+
+@pytest.fixture
+def gateway_http(request: pytest.FixtureRequest) -> Callable[[str], int]:
+    """A tiny HTTP server bound to ip:<free port> (answering "<path> from <client ip>"); its port."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"{self.path} from {self.client_address[0]}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    def start(ip: str) -> int:
+        srv = http.server.ThreadingHTTPServer((ip, 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+        def stop() -> None:
+            srv.shutdown()
+            srv.server_close()
+        request.addfinalizer(stop)
+        return int(srv.server_address[1])
+
+    return start
+
+
+def test_metadata_address_is_dnated_to_the_gateway_port(
+        driver: BridgeDriver, make_spec: Callable[..., NetworkSpec], make_host: Callable[..., Host],
+        gateway_http: Callable[[str], int]) -> None:
+    import dataclasses
+
+    plain = make_spec()
+    driver.ensure(plain)   # the bridge and its address first: the server binds to the gateway
+    assert len(rule_exprs(plain.nft_table)) == 6   # no port, no DNAT
+    port = gateway_http(plain.gateway)
+    spec = dataclasses.replace(plain, metadata_port=port)
+    driver.ensure(spec)
+    rules = rule_exprs(spec.nft_table)
+    assert len(rules) == 8
+    assert any(chain == chain_names(spec.bridge)["prerouting"] and "169.254.169.254" in expr
+               and f'"port": {port}' in expr for chain, expr in rules)
+    plan = NetworkPlan.from_cidr(spec.cidr)
+    inst = make_host(plan.first, plan.prefix, bridge=spec.bridge, gateway=spec.gateway)
+
+    def fetch() -> str:
+        cp = inst.exec("busybox", "wget", "-qO-", "-T", "2", "http://169.254.169.254/latest/x")
+        return cp.stdout if cp.returncode == 0 else ""
+
+    # the server sees the instance's own address: that is how the metadata app knows who asks
+    assert poll(fetch, what="metadata through DNAT") == f"/latest/x from {plan.first}"
+    # other ports of 169.254.169.254 are not forwarded
+    cp = inst.exec("busybox", "wget", "-qO-", "-T", "2", "http://169.254.169.254:8080/")
+    assert cp.returncode != 0
+    # unsetting the port removes the rule again
+    driver.ensure(plain)
+    assert rule_exprs(plain.nft_table) == sorted(rule_exprs(plain.nft_table))
+    assert len(rule_exprs(plain.nft_table)) == 6
+    assert fetch() == ""

@@ -54,3 +54,39 @@ def image(api: TestClient, tmp_path: Path) -> dict[str, object]:
     r = api.post("/api/v1/images", params={"name": "bb"}, content=tar.read_bytes())
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def ec2_server(cloud: Cloud) -> Iterator[str]:
+    """The cloud's HTTP app served by a real uvicorn on a free loopback port (boto3 needs HTTP)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cloud.settings.url_file.write_text(f"http://127.0.0.1:{port}\n")
+    server = uvicorn.Server(uvicorn.Config(create_app(cloud), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    t.join(5)
+
+
+@pytest.fixture
+def ec2(ec2_server: str, cloud: Cloud):  # type: ignore[no-untyped-def]
+    import boto3
+
+    key = cloud.admin_key
+    return boto3.client("ec2", endpoint_url=f"{ec2_server}/ec2/", region_name="lxcloud-1",
+                        aws_access_key_id=key.access_key_id,
+                        aws_secret_access_key=key.secret_access_key)

@@ -153,12 +153,13 @@ def render_config(spec: InstanceSpec, *, lxcpath: Path, veth: Sequence[str],
 
 
 def write_into_root(root: Path, lower: Path | None, path: str, content: bytes, *, uid: int,
-                    gid: int, mode: int = 0o644) -> None:
+                    gid: int, mode: int = 0o644, dir_mode: int = 0o755) -> None:
     """Write `content` at `path` inside the root dir `root` (an overlay upper dir or a plain root).
 
     The root belongs to the tenant: every component is opened with O_NOFOLLOW relative to its parent,
     so a symlink planted inside can never redirect this root-run write onto the host. Directories
-    missing in `root` are made with the mode of their twin in `lower` and owned by the mapped root.
+    missing in `root` are made with the mode of their twin in `lower` (`dir_mode` when there is
+    none) and owned by the mapped root.
     """
     parts = [p for p in path.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
@@ -171,7 +172,7 @@ def write_into_root(root: Path, lower: Path | None, path: str, content: bytes, *
                 nfd = os.open(part, dflags, dir_fd=fd)
             except FileNotFoundError:
                 twin = lower.joinpath(*parts[: i + 1]) if lower else None
-                dmode = (twin.lstat().st_mode & 0o7777) if twin and twin.is_dir() else 0o755
+                dmode = (twin.lstat().st_mode & 0o7777) if twin and twin.is_dir() else dir_mode
                 os.mkdir(part, dmode, dir_fd=fd)
                 nfd = os.open(part, dflags, dir_fd=fd)
                 os.fchown(nfd, uid, gid)
@@ -196,6 +197,14 @@ def write_into_root(root: Path, lower: Path | None, path: str, content: bytes, *
             os.close(ffd)
     finally:
         os.close(fd)
+
+
+def _file_and_mode(value: bytes | tuple[bytes, int]) -> tuple[bytes, int]:
+    """An extra_files value: plain content (mode 0644) or (content, mode)."""
+    if isinstance(value, tuple):
+        content, mode = value
+        return bytes(content), int(mode) & 0o7777
+    return bytes(value), 0o644
 
 
 class LxcDriver:
@@ -284,9 +293,14 @@ class LxcDriver:
         }
         if spec.nameservers:
             files["/etc/resolv.conf"] = "".join(f"nameserver {ns}\n" for ns in spec.nameservers).encode()
-        files.update(spec.extra_files)
         for path, content in files.items():
             write_into_root(root, spec.rootfs.lower, path, content, uid=uid, gid=gid)
+        for path, value in spec.extra_files.items():
+            content, mode = _file_and_mode(value)
+            # A private file (e.g. /root/.ssh/authorized_keys) gets private new parents (0700),
+            # which sshd's StrictModes requires of ~/.ssh.
+            write_into_root(root, spec.rootfs.lower, path, content, uid=uid, gid=gid, mode=mode,
+                            dir_mode=0o700 if not mode & 0o077 else 0o755)
 
     def start(self, name: str, timeout: float = 30) -> None:
         self._require(name)

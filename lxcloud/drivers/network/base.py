@@ -22,6 +22,9 @@ class NetworkSpec:
     nat: bool = True
     nft_table: str = "lxcloud"   # one nftables table per cloud
     mtu: int = 1500
+    # When set, instances' http://169.254.169.254/ is DNATed to gateway:metadata_port, where the
+    # controller serves the EC2 metadata app (lxcloud.api.metadata).
+    metadata_port: int | None = None
 
 
 class NetworkDriver(Protocol):

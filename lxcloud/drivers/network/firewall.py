@@ -1,11 +1,16 @@
 """nftables rules for a cloud's networks, through libnftables' JSON API (Debian python3-nftables).
 
-One table `inet <spec.nft_table>` per cloud. Inside it each network (bridge) owns three base chains,
+One table `inet <spec.nft_table>` per cloud. Inside it each network (bridge) owns four base chains,
 named after its bridge so that several networks of one cloud never touch each other's rules:
 
+  <bridge>_prerouting   nat/dstnat:  when spec.metadata_port is set, 169.254.169.254:80 from the
+                                     bridge -> gateway:metadata_port (the metadata service)
   <bridge>_postrouting  nat/srcnat:  masquerade the subnet leaving through any other interface
   <bridge>_forward      filter:      accept established/related and traffic from/to the bridge
-  <bridge>_input        filter:      accept DHCP and DNS from the bridge
+  <bridge>_input        filter:      accept DHCP, DNS (and the metadata port) from the bridge
+
+Each network has its own bridge and gateway, so the DNAT of one cloud's network never sends an
+instance to another cloud's metadata service.
 
 Every chain's policy is accept, so we never break other users of the host. Each apply is one atomic
 transaction (add table, add chains, flush them, add the rules): re-applying is idempotent and a
@@ -23,7 +28,8 @@ from lxcloud.drivers.network.base import NetworkSpec
 
 Json = dict[str, Any]
 FAMILY = "inet"
-_CHAIN_KINDS = ("postrouting", "forward", "input")
+_CHAIN_KINDS = ("prerouting", "postrouting", "forward", "input")
+METADATA_IP = "169.254.169.254"
 
 
 def chain_names(bridge: str) -> dict[str, str]:
@@ -54,8 +60,10 @@ def ruleset(spec: NetworkSpec) -> list[Json]:
     names = chain_names(spec.bridge)
     br = spec.bridge
     cmds: list[Json] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
-    hooks = {"postrouting": ("nat", "postrouting", 100), "forward": ("filter", "forward", 0),
-             "input": ("filter", "input", 0)}
+    # The prerouting chain exists even without a metadata port, so that unsetting the port flushes
+    # the DNAT away like every other rule.
+    hooks = {"prerouting": ("nat", "prerouting", -100), "postrouting": ("nat", "postrouting", 100),
+             "forward": ("filter", "forward", 0), "input": ("filter", "input", 0)}
     for kind, (ctype, hook, prio) in hooks.items():
         cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": names[kind],
                                        "type": ctype, "hook": hook, "prio": prio,
@@ -81,6 +89,16 @@ def ruleset(spec: NetworkSpec) -> list[Json]:
         rule("input", _match(_meta("iifname"), br), _match(_meta("l4proto"), "tcp"),
              _match(_payload("tcp", "dport"), 53), {"accept": None}),
     ]
+    if spec.metadata_port:
+        cmds += [
+            rule("prerouting", _match(_meta("iifname"), br),
+                 _match(_payload("ip", "daddr"), METADATA_IP), _match(_meta("l4proto"), "tcp"),
+                 _match(_payload("tcp", "dport"), 80),
+                 {"dnat": {"family": "ip", "addr": spec.gateway, "port": spec.metadata_port}}),
+            rule("input", _match(_meta("iifname"), br), _match(_meta("l4proto"), "tcp"),
+                 _match(_payload("ip", "daddr"), spec.gateway),
+                 _match(_payload("tcp", "dport"), spec.metadata_port), {"accept": None}),
+        ]
     return cmds
 
 

@@ -43,6 +43,15 @@ mnt tmpfs tmpfs /dev/shm
 ip link set lo up 2>/dev/null
 [ -s /etc/hostname ] && hostname -F /etc/hostname
 echo "lxcloud-busybox: booted $(hostname)"
+# User data that is a script (#!) runs once, at first boot: marked done before it runs (a reboot
+# mid-script does not run it twice), in the background so init is not held up, its output on
+# /dev/console, which LXC records in the instance's console log.
+ud=/var/lib/lxcloud/user-data
+if [ -s "$ud" ] && [ ! -e "$ud.done" ] && [ "$(head -c 2 "$ud")" = "#!" ]; then
+  : > "$ud.done"
+  chmod 700 "$ud"
+  setsid "$ud" </dev/null >/dev/console 2>&1 &
+fi
 [ -x /etc/rc.local ] && /etc/rc.local
 exit 0
 """
@@ -100,7 +109,7 @@ FILES: dict[str, tuple[str, int]] = {
 DIRS: dict[str, int] = {
     "bin": 0o755, "sbin": 0o755, "usr/bin": 0o755, "usr/sbin": 0o755, "etc/init.d": 0o755,
     "proc": 0o555, "sys": 0o555, "dev": 0o755, "run": 0o755, "var/log": 0o755, "var/run": 0o755,
-    "root": 0o700, "tmp": 0o1777, "home": 0o755, "mnt": 0o755, "lib": 0o755,
+    "root": 0o700, "tmp": 0o1777, "home": 0o755, "mnt": 0o755, "lib": 0o755, "var/lib": 0o755,
 }
 
 

@@ -43,6 +43,31 @@ RemainAfterExit=yes
 WantedBy=ssh.service
 """
 
+# User data that is a script (#!) runs once at first boot, its output in the journal and on the
+# console (LXC's console log). Images with cloud-init leave user data to cloud-init.
+USER_DATA_UNIT = """\
+[Unit]
+Description=Run the instance's user data once (lxcloud)
+After=network-online.target
+Wants=network-online.target
+ConditionPathExists=/var/lib/lxcloud/user-data
+ConditionPathExists=!/var/lib/lxcloud/user-data.done
+ConditionPathExists=!/usr/bin/cloud-init
+
+[Service]
+Type=oneshot
+# marked done first: a reboot in the middle of the script does not run it a second time
+ExecStartPre=/usr/bin/touch /var/lib/lxcloud/user-data.done
+ExecStart=/bin/sh -c 'ud=/var/lib/lxcloud/user-data; [ "$$(head -c 2 $$ud)" = "#!" ] || exit 0; \
+chmod 700 $$ud; exec $$ud'
+StandardOutput=journal+console
+StandardError=journal+console
+TimeoutStartSec=infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
 CLOUD_CFG = """\
 # lxcloud: LXC configures eth0 before init; cloud-init must not rewrite the network.
 network: {config: disabled}
@@ -177,6 +202,12 @@ def _configure(root: Path, cloud_init: bool) -> None:
     wants.mkdir(exist_ok=True)
     (wants / "lxcloud-ssh-keygen.service").unlink(missing_ok=True)
     (wants / "lxcloud-ssh-keygen.service").symlink_to("/etc/systemd/system/lxcloud-ssh-keygen.service")
+
+    _write(root, "etc/systemd/system/lxcloud-user-data.service", USER_DATA_UNIT)
+    mu = units / "multi-user.target.wants"
+    mu.mkdir(exist_ok=True)
+    (mu / "lxcloud-user-data.service").unlink(missing_ok=True)
+    (mu / "lxcloud-user-data.service").symlink_to("/etc/systemd/system/lxcloud-user-data.service")
 
     if cloud_init:
         _write(root, "etc/cloud/cloud.cfg.d/90-lxcloud.cfg", CLOUD_CFG)

@@ -1,0 +1,88 @@
+"""What the EC2 action modules share: id checks, filters, tags, account ids, state codes."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from lxcloud.api.ec2.errors import Ec2Error
+from lxcloud.api.ec2.params import Params
+from lxcloud.core.caller import Caller
+
+INSTANCE_ID = re.compile(r"^i-([0-9a-f]{8}|[0-9a-f]{17})$")
+IMAGE_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
+
+# EC2's state codes; our states without an EC2 twin show as their nearest one
+STATE_CODES = {
+    "pending": (0, "pending"), "running": (16, "running"), "rebooting": (16, "running"),
+    "frozen": (16, "running"), "stopping": (64, "stopping"), "stopped": (80, "stopped"),
+    "error": (80, "stopped"), "terminated": (48, "terminated"), "shutting-down": (32, "shutting-down"),
+}
+
+
+def account_id(project_id: str) -> str:
+    """A 12-digit EC2-style account id for a project."""
+    return str(int(hashlib.sha256(project_id.encode()).hexdigest(), 16) % 10**12).zfill(12)
+
+
+def owner(caller: Caller) -> str:
+    return account_id(caller.project_id)
+
+
+def check_ids(ids: Iterable[str], pattern: re.Pattern[str], code: str) -> None:
+    for i in ids:
+        if not pattern.match(i):
+            raise Ec2Error(code, f'Invalid id: "{i}"')
+
+
+def tag_set(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in sorted(tags.items())]
+
+
+def request_tags(p: Params, resource_type: str) -> dict[str, str]:
+    """Tags of TagSpecification.N for one resource type."""
+    out: dict[str, str] = {}
+    for spec in p.struct_list("TagSpecification"):
+        if not isinstance(spec, dict):
+            continue
+        rtype = spec.get("ResourceType")
+        if rtype not in (resource_type, None):
+            continue
+        for t in spec.get("Tag", []) or []:
+            if isinstance(t, dict) and t.get("Key"):
+                out[str(t["Key"])] = str(t.get("Value", ""))
+    return out
+
+
+def match(value: Any, patterns: list[str]) -> bool:
+    """EC2 filter values: any of them, with * and ? wildcards."""
+    values = value if isinstance(value, list | tuple | set) else [value]
+    for v in values:
+        s = "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+        if any(fnmatch.fnmatchcase(s, pat) for pat in patterns):
+            return True
+    return False
+
+
+def apply_filters(items: list[Any], filters: dict[str, list[str]],
+                  fields: Mapping[str, Callable[[Any], Any]],
+                  tags: Callable[[Any], Mapping[str, str]]) -> list[Any]:
+    """Keeps the items that pass every filter; unknown filter names are InvalidParameterValue."""
+    out = items
+    for name, patterns in filters.items():
+        if name.startswith("tag:"):
+            key = name[4:]
+            out = [i for i in out if key in tags(i) and match(tags(i)[key], patterns)]
+        elif name == "tag-key":
+            out = [i for i in out if match(list(tags(i)), patterns)]
+        elif name == "tag-value":
+            out = [i for i in out if match(list(tags(i).values()), patterns)]
+        elif name in fields:
+            get = fields[name]
+            out = [i for i in out if match(get(i), patterns)]
+        else:
+            raise Ec2Error("InvalidParameterValue", f"The filter '{name}' is invalid")
+    return out
