@@ -397,7 +397,8 @@ class InstanceService:
         if inst.state in (State.RUNNING, State.FROZEN, State.REBOOTING) and not force:
             raise InvalidState(f"instance {inst.name} is {inst.state}: stop it first or use force",
                                state=inst.state)
-        op_id = self.ops.reserve(inst.id)
+        # a forced delete waits for an operation in flight (a reboot, a stop) instead of failing
+        op_id = self.ops.reserve_after(inst.id, 120) if force else self.ops.reserve(inst.id)
         try:
             op = self.ops.create("delete", inst.id, op_id=op_id)
         except Exception:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -117,6 +118,24 @@ class Operations:
         with self._mu:
             self._events[op_id] = threading.Event()
         return op_id
+
+    def reserve_after(self, target: str, timeout: float) -> str:
+        """Like reserve, but first waits (up to `timeout`) for an operation holding the target."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.reserve(target)
+            except Busy:
+                holder = self.busy(target)
+                left = deadline - time.monotonic()
+                if holder is None:
+                    continue
+                if left <= 0:
+                    raise
+                with self._mu:
+                    ev = self._events.get(holder)
+                if ev is not None:
+                    ev.wait(min(left, 1.0))
 
     def release(self, target: str, op_id: str) -> None:
         """Give back a reservation whose operation was never submitted."""

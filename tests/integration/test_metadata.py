@@ -95,7 +95,8 @@ def test_each_instance_reads_its_own_metadata(launch: Launcher, imds: Served) ->
     url = "http://169.254.169.254/latest"
 
     def fetch(name: str, path: str) -> str:
-        code, out = sh(d, name, f"wget -qO- -T 3 {url}/{path}")
+        # (busybox 1.35's wget segfaults with -T: time it out with timeout(1))
+        code, out = sh(d, name, f"timeout 5 wget -qO- {url}/{path}")
         return out if code == 0 else f"<failed {code}: {out}>"
 
     assert wait_for(lambda: fetch(a.name, "meta-data/instance-id") == va.instance_id, 15,
@@ -125,8 +126,11 @@ def _debian_launcher(lxc_driver: LxcDriver, dir_pool: DirPool, bridge: BridgeNet
     from lxcloud.images.unpack import safe_extract
 
     image_id = "ami-deb" + secrets.token_hex(3)
-    dir_pool.create_base(image_id, lambda dest: safe_extract(tar, dest, uid_shift=IDMAP.host_uid,
-                                                             gid_shift=IDMAP.host_gid))
+
+    def populate(dest: Path) -> None:
+        safe_extract(tar, dest, uid_shift=IDMAP.host_uid, gid_shift=IDMAP.host_gid)
+
+    dir_pool.create_base(image_id, populate)
     launcher = Launcher(lxc_driver, dir_pool, image_id, bridge, {"halt_signal": "SIGRTMIN+3"})
 
     def cleanup() -> None:

@@ -44,6 +44,10 @@ class FakeNode:
             self.requests[req.instance_id] = req
             self.states[req.instance_id] = HostState.RUNNING if req.start else HostState.STOPPED
 
+    def redefine(self, req: LaunchRequest) -> None:
+        self._get(req.instance_id)
+        self.requests[req.instance_id] = req
+
     def _get(self, iid: str) -> HostState:
         if iid not in self.states:
             raise NotFound(f"container {iid} not found")

@@ -7,7 +7,8 @@ named after its bridge so that several networks of one cloud never touch each ot
                                      bridge -> gateway:metadata_port (the metadata service)
   <bridge>_postrouting  nat/srcnat:  masquerade the subnet leaving through any other interface
   <bridge>_forward      filter:      accept established/related and traffic from/to the bridge
-  <bridge>_input        filter:      accept DHCP, DNS (and the metadata port) from the bridge
+  <bridge>_input        filter:      accept DHCP, DNS (and the metadata port) from the bridge;
+                                     the metadata port from anywhere else is dropped
 
 Each network has its own bridge and gateway, so the DNAT of one cloud's network never sends an
 instance to another cloud's metadata service.
@@ -98,6 +99,11 @@ def ruleset(spec: NetworkSpec) -> list[Json]:
             rule("input", _match(_meta("iifname"), br), _match(_meta("l4proto"), "tcp"),
                  _match(_payload("ip", "daddr"), spec.gateway),
                  _match(_payload("tcp", "dport"), spec.metadata_port), {"accept": None}),
+            # The service tells who asks by the source address: only this bridge may reach it, so
+            # another network's (or cloud's) instance can't ask with an address of its own subnet.
+            rule("input", _match(_meta("iifname"), br, "!="), _match(_meta("l4proto"), "tcp"),
+                 _match(_payload("ip", "daddr"), spec.gateway),
+                 _match(_payload("tcp", "dport"), spec.metadata_port), {"drop": None}),
         ]
     return cmds
 
