@@ -72,7 +72,11 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
               f"  docs:      {url}/docs\n"
               f"  network:   {net.cidr} on bridge {net.bridge}\n"
               f"  token:     {cloud.admin_token}\n"
-              f"  (kept in {settings.token_file}; clients on this host find it by themselves)",
+              f"  (kept in {settings.token_file}; clients on this host find it by themselves)\n"
+              f"  EC2:       {url}/ec2/  region {settings.region}\n"
+              f"  EC2 key:   aws_access_key_id={cloud.admin_key.access_key_id}\n"
+              f"             aws_secret_access_key={cloud.admin_key.secret_access_key}\n"
+              f"  (lxcloud user credentials admin prints them as an aws CLI profile)",
               flush=True)
         uvicorn.run(create_app(cloud), host=host, port=port, log_level="warning",
                     access_log=verbose, timeout_graceful_shutdown=5)

@@ -473,8 +473,6 @@ def test_metadata_address_is_dnated_to_the_gateway_port(
     other = make_host(out_plan.first, out_plan.prefix, host_ip=out_plan.gateway, gateway=out_plan.gateway)
     assert other.exec("timeout", "3", "busybox", "wget", "-qO-",
                       f"http://{spec.gateway}:{port}/x").returncode != 0
-    assert other.exec("timeout", "3", "busybox", "wget", "-qO-",
-                      f"http://{out_plan.gateway}:{port}/x").returncode != 0 or True
     # other ports of 169.254.169.254 are not forwarded
     cp = inst.exec("timeout", "3", "busybox", "wget", "-qO-", "http://169.254.169.254:8080/")
     assert cp.returncode != 0
