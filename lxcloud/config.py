@@ -31,6 +31,7 @@ class Settings:
     default_network_cidr: str = ""   # chosen on first start when empty
     network_prefix: int = 20         # size of the chosen default network (/20: 4,093 addresses)
     max_instances_per_project: int = 1000
+    metadata_port: int = 8775        # on each cloud's gateway; 169.254.169.254:80 is sent there
     reconcile_interval: float = 30.0
     idmap_base: int = IDMAP_BASE
     idmap_count: int = IDMAP_COUNT

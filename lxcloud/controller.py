@@ -8,9 +8,15 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lxcloud.config import Settings
 from lxcloud.core.errors import LxcloudError
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from lxcloud.services.cloud import Cloud
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -78,8 +84,12 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
               f"             aws_secret_access_key={cloud.admin_key.secret_access_key}\n"
               f"  (lxcloud user credentials admin prints them as an aws CLI profile)",
               flush=True)
-        uvicorn.run(create_app(cloud), host=host, port=port, log_level="warning",
-                    access_log=verbose, timeout_graceful_shutdown=5)
+        metadata = _metadata_server(cloud, net.gateway, verbose)
+        try:
+            uvicorn.run(create_app(cloud), host=host, port=port, log_level="warning",
+                        access_log=verbose, timeout_graceful_shutdown=5)
+        finally:
+            metadata.should_exit = True
         return 0
     finally:
         cloud.close()
@@ -124,3 +134,22 @@ def purge(data_dir: str | None) -> int:
         return 0
     finally:
         os.close(lock_fd)
+
+
+def _metadata_server(cloud: Cloud, gateway: str, verbose: bool) -> uvicorn.Server:
+    """The instance metadata service on <gateway>:<metadata_port> (169.254.169.254:80 from the
+    instances is DNAT'ed there), in a thread of its own beside the API server."""
+    import secrets
+    import threading
+
+    import uvicorn
+
+    from lxcloud.api.metadata.app import create_metadata_app
+    from lxcloud.api.metadata.lookup import make_lookup
+
+    app = create_metadata_app(make_lookup(cloud), secrets.token_bytes(32))
+    server = uvicorn.Server(uvicorn.Config(app, host=gateway, port=cloud.settings.metadata_port,
+                                           log_level="warning", access_log=verbose,
+                                           lifespan="off"))
+    threading.Thread(target=server.run, name="metadata", daemon=True).start()
+    return server

@@ -29,7 +29,7 @@ class LaunchRequest:
     mac: str
     halt_signal: str | None = None
     nameservers: Sequence[str] = ()
-    extra_files: dict[str, bytes] = field(default_factory=dict)
+    extra_files: dict[str, bytes | tuple[bytes, int]] = field(default_factory=dict)
     start: bool = True
 
 

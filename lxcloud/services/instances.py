@@ -47,14 +47,11 @@ def min_memory(os_name: str) -> int:
     return 128 * MiB if os_name in ("debian", "ubuntu") else 16 * MiB
 
 
-def firstboot(user_data: str | None, public_keys: list[str]) -> dict[str, bytes]:
+def firstboot(user_data: str | None, public_keys: list[str]) -> dict[str, bytes | tuple[bytes, int]]:
     """Files the new root gets: authorized keys, and the user data run once at first boot."""
-    try:
-        from lxcloud.node.firstboot import firstboot_files
-    except ImportError:   # pragma: no cover - until the first-boot module lands
-        return {}
-    files = firstboot_files(user_data.encode() if user_data is not None else None, public_keys)
-    return dict(files)  # type: ignore[arg-type]
+    from lxcloud.node.firstboot import firstboot_files
+
+    return dict(firstboot_files(user_data.encode() if user_data is not None else None, public_keys))
 
 
 def _to_model(r: Any, image_name: str | None = None) -> Instance:

@@ -36,7 +36,8 @@ class NetworkService:
 
     def spec(self, net: Network) -> NetworkSpec:
         return NetworkSpec(name=net.name, bridge=net.bridge, cidr=net.cidr, gateway=net.gateway,
-                           nat=True, nft_table=self.settings.nft_table)
+                           nat=True, nft_table=self.settings.nft_table,
+                           metadata_port=self.settings.metadata_port or None)
 
     def ensure_default(self) -> Network:
         """The default bridge network: its row made on first start, its host side made or repaired."""

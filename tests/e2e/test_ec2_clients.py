@@ -32,7 +32,8 @@ def cloud() -> Iterator[Cloud]:
     try:
         c.start()
         c.cli("image", "build", "busybox")
-        cached = sorted(DEBIAN_CACHE.glob("debian-bookworm-amd64-base-*.tar*"))
+        cached = sorted(DEBIAN_CACHE.glob("debian-bookworm-amd64-base-*.tar*"),
+                        key=lambda p: p.stat().st_mtime)
         if cached:
             c.cli("image", "import", str(cached[-1]), "--name", "debian", timeout=600)
         else:

@@ -239,7 +239,13 @@ def test_cloud_init_consumes_the_metadata_service(lxc_driver: LxcDriver, dir_poo
         code, out = sh(d, spec.name, "cat /root/ci-ok 2>/dev/null; cloud-init status 2>/dev/null")
         return out if "ci-ok" in out and "done" in out else ""
 
-    wait_for(ci_done, 240, "cloud-init to run the user data from the metadata service")
+    try:
+        wait_for(ci_done, 180, "cloud-init to run the user data from the metadata service")
+    except BaseException:
+        _, diag = sh(d, spec.name, "cloud-init status --long; systemctl --failed --no-pager; "
+                                   "cat /run/cloud-init/ds-identify.log; tail -n 60 /var/log/cloud-init.log")
+        print(diag)
+        raise
     code, ds = sh(d, spec.name, "cloud-init query ds._metadata_api_version 2>&1; "
                                 "cloud-init query v1.platform; cloud-init query v1.instance_id")
     assert code == 0, ds

@@ -67,7 +67,7 @@ class InstanceSpec:
     idmap: IdMap | None = field(default_factory=IdMap)   # None = privileged (operator's choice)
     halt_signal: str | None = None    # e.g. "SIGUSR1" for busybox init, "SIGRTMIN+3" for systemd
     nameservers: Sequence[str] = ()
-    extra_files: dict[str, bytes] = field(default_factory=dict)  # path inside -> content, first boot
+    extra_files: dict[str, bytes | tuple[bytes, int]] = field(default_factory=dict)  # path -> content[, mode]
     lxcfs: bool = True
 
 

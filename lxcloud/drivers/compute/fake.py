@@ -55,7 +55,9 @@ class FakeDriver:
             if box is None:
                 box = self._boxes[spec.name] = _Box(spec=spec)
             box.spec = spec
-            box.files.update({"/etc/hostname": f"{spec.hostname}\n".encode(), **spec.extra_files})
+            box.files["/etc/hostname"] = f"{spec.hostname}\n".encode()
+            for path, value in spec.extra_files.items():
+                box.files[path] = value[0] if isinstance(value, tuple) else value
 
     def start(self, name: str, timeout: float = 30) -> None:
         with self._lock:

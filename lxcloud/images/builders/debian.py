@@ -76,8 +76,16 @@ datasource:
   Ec2:
     strict_id: false
     metadata_urls: ["http://169.254.169.254"]
+    # on a network without the metadata service, give up after a minute, not cloud-init's 120 s
+    max_wait: 60
+    timeout: 10
 locale: en_US.UTF-8
 """
+
+# ds-identify (the systemd generator that decides whether cloud-init runs at all) can't identify EC2
+# in a container (no DMI): with strict_id false, Ec2 is only a "maybe", and the packaged policy is
+# maybe=none, which disables cloud-init. Let a "maybe" through.
+DS_IDENTIFY_CFG = "policy: search,found=all,maybe=all,notfound=disabled\n"
 
 HOSTS = """\
 127.0.0.1\tlocalhost
@@ -211,6 +219,7 @@ def _configure(root: Path, cloud_init: bool) -> None:
 
     if cloud_init:
         _write(root, "etc/cloud/cloud.cfg.d/90-lxcloud.cfg", CLOUD_CFG)
+        _write(root, "etc/cloud/ds-identify.cfg", DS_IDENTIFY_CFG)
         _write(root, "etc/locale.gen", "en_US.UTF-8 UTF-8\n")
         _write(root, "etc/default/locale", "LANG=en_US.UTF-8\n")
         run(["chroot", str(root), "/usr/sbin/locale-gen"], timeout=300, env=_env())
