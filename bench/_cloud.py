@@ -152,7 +152,8 @@ class PlainLxc:
         self.tmp = Path(tempfile.mkdtemp(prefix="lxc-floor-", dir="/tmp"))
         self.tmp.chmod(0o755)   # the containers' mapped root must traverse it
         self.bridge = f"lxfl{random.randrange(16**6):06x}"
-        self.net = f"10.250.{random.randrange(200, 250)}"
+        # a /16 floor (density) lives in 10.248/16, away from the tests' 10.250.x.0/24 subnets
+        self.net = "10.248.199" if prefix == 16 else f"10.250.{random.randrange(200, 250)}"
         self.prefix = prefix
         self.names: list[str] = []
         subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)

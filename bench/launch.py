@@ -24,9 +24,10 @@ def ensure_image(cloud: BenchCloud, kind: str) -> dict:
     if kind == "busybox":
         cloud.cli("image", "build", "busybox")
         return cloud.http.get("/api/v1/images/busybox").json()
-    cached = sorted(DEBIAN_CACHE.glob("debian-bookworm-amd64*.tar*")) if DEBIAN_CACHE.exists() else []
+    cached = sorted(DEBIAN_CACHE.glob("debian-bookworm-amd64-base-*.tar*"),
+                    key=lambda p: p.stat().st_mtime) if DEBIAN_CACHE.exists() else []
     if cached:
-        cloud.cli("image", "import", str(cached[0]), "--name", "debian")
+        cloud.cli("image", "import", str(cached[-1]), "--name", "debian")
     else:
         cloud.cli("image", "build", "debian", "--name", "debian")
     return cloud.http.get("/api/v1/images/debian").json()

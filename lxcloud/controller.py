@@ -147,7 +147,13 @@ def _metadata_server(cloud: Cloud, gateway: str, verbose: bool) -> uvicorn.Serve
     from lxcloud.api.metadata.app import create_metadata_app
     from lxcloud.api.metadata.lookup import make_lookup
 
-    app = create_metadata_app(make_lookup(cloud), secrets.token_bytes(32))
+    # kept in the data dir, so IMDSv2 tokens stay valid across a restart of the controller
+    secret_file = cloud.settings.data_dir / "metadata.secret"
+    if not secret_file.exists():
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    app = create_metadata_app(make_lookup(cloud), secret_file.read_bytes())
     server = uvicorn.Server(uvicorn.Config(app, host=gateway, port=cloud.settings.metadata_port,
                                            log_level="warning", access_log=verbose,
                                            lifespan="off"))

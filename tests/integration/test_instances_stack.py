@@ -123,9 +123,10 @@ def test_network_table_bridge_and_dns(cloud: Cloud) -> None:
 
 @pytest.mark.skipif(not shutil.which("debootstrap"), reason="debootstrap missing")
 def test_debian_systemd_boots_and_stops_cleanly(cloud: Cloud) -> None:
-    cached = sorted(DEBIAN_CACHE.glob("debian-bookworm-amd64-base-*.tar*"))
+    cached = sorted(DEBIAN_CACHE.glob("debian-bookworm-amd64-base-*.tar*"),
+                    key=lambda p: p.stat().st_mtime)
     if cached:
-        cloud.images.import_file(cached[0], "debian")
+        cloud.images.import_file(cached[-1], "debian")
     else:
         wait(cloud, cloud.images.build(BuildRequest(builder="debian", name="debian")).id, 1200)
     launch(cloud, "debian", "deb1", memory="256MiB")

@@ -82,10 +82,11 @@ datasource:
 locale: en_US.UTF-8
 """
 
-# ds-identify (the systemd generator that decides whether cloud-init runs at all) can't identify EC2
-# in a container (no DMI): with strict_id false, Ec2 is only a "maybe", and the packaged policy is
-# maybe=none, which disables cloud-init. Let a "maybe" through.
-DS_IDENTIFY_CFG = "policy: search,found=all,maybe=all,notfound=disabled\n"
+# ds-identify (the systemd generator that decides whether cloud-init runs at all) never finds Ec2 in
+# a container (`is_container && return DS_NOT_FOUND`, before strict_id is even read) and then
+# disables cloud-init. This is a cloud image: run cloud-init with datasource_list regardless; its own
+# Ec2 datasource (strict_id: false) then finds our metadata service.
+DS_IDENTIFY_CFG = "policy: search,found=all,maybe=all,notfound=enabled\n"
 
 HOSTS = """\
 127.0.0.1\tlocalhost
