@@ -62,7 +62,7 @@ class BenchCloud:
 
     def cli(self, *args: str) -> str:
         return subprocess.run([LXCLOUD, *args], env=self.env, check=True, capture_output=True,
-                              text=True).stdout
+                              text=True, stdin=subprocess.DEVNULL).stdout
 
     def launch(self, image: str, name: str, start: bool = True, **limits: Any) -> dict[str, Any]:
         r = self.http.post("/api/v1/instances", json={"image": image, "name": name, "start": start,

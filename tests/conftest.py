@@ -7,6 +7,14 @@ import os
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Every program the tests start gets an empty stdin: `lxcloud exec`, ssh and friends read a
+    # non-terminal stdin, and a CI runner's may be a pipe that never closes.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() == 0:
         return

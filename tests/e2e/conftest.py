@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -85,8 +86,10 @@ class Cloud:
 
     def cli(self, *args: str, check: bool = True, input: str | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        # no inherited stdin: `lxcloud exec` forwards a non-terminal stdin, and CI's may never close
+        extra: dict[str, Any] = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         cp = subprocess.run([LXCLOUD, *args], env=self.env, capture_output=True, text=True,
-                            input=input, timeout=timeout)
+                            timeout=timeout, **extra)
         if check and cp.returncode != 0:
             raise AssertionError(f"lxcloud {' '.join(args)} exited {cp.returncode}:\n"
                                  f"{cp.stdout}\n{cp.stderr}")
