@@ -35,6 +35,11 @@ def test_cross_project_access_is_not_found(api: TestClient, image: Any, tmp_path
         assert bob.post(f"/api/v1/instances/{ref}/exec", json={"argv": ["true"]}).status_code == 404
         assert bob.get(f"/api/v1/instances/{ref}/console").status_code == 404
     assert api.get(f"/api/v1/instances/{mine['id']}").status_code == 404
+    # operations: a member sees its own only
+    theirs = admin_inst["operation"]
+    assert bob.get(f"/api/v1/operations/{theirs}").status_code == 404
+    assert bob.get(f"/api/v1/operations/{mine['operation']}").status_code == 200
+    assert {o["target"] for o in bob.get("/api/v1/operations").json()} == {mine["id"]}
     # a member's image is private to its project
     tar = make_tar(tmp_path / "b.tar")
     r = bob.post("/api/v1/images", params={"name": "bobimg"}, content=tar.read_bytes())
