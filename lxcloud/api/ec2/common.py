@@ -23,6 +23,14 @@ STATE_CODES = {
 }
 
 
+# Debian's architecture names (what images record) -> EC2's
+ARCH = {"amd64": "x86_64", "i386": "i386", "arm64": "arm64"}
+
+
+def ec2_arch(debian_arch: str | None) -> str:
+    return ARCH.get(debian_arch or "", debian_arch or "x86_64")
+
+
 def account_id(project_id: str) -> str:
     """A 12-digit EC2-style account id for a project."""
     return str(int(hashlib.sha256(project_id.encode()).hexdigest(), 16) % 10**12).zfill(12)

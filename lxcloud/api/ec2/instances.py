@@ -13,6 +13,7 @@ from lxcloud.api.ec2.common import (
     STATE_CODES,
     apply_filters,
     check_ids,
+    ec2_arch,
     owner,
     request_tags,
     tag_set,
@@ -27,10 +28,6 @@ from lxcloud.core.models import Instance
 from lxcloud.services.instances import LaunchInput
 
 TERMINATED_VISIBLE = timedelta(hours=1)
-
-
-def _arch(a: str) -> str:
-    return {"amd64": "x86_64", "i386": "i386", "arm64": "arm64"}.get(a, a or "x86_64")
 
 
 def _state(inst: Instance) -> dict[str, Any]:
@@ -56,7 +53,7 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str,
         "instanceType": inst.instance_type, "launchTime": inst.launched_at or inst.created,
         "placement": {"availabilityZone": _zone(ctx, inst), "tenancy": "default"},
         "monitoring": {"state": "disabled"}, "privateIpAddress": inst.ipv4,
-        "architecture": _arch(image.get("architecture", "")), "rootDeviceType": "instance-store",
+        "architecture": ec2_arch(image.get("architecture", "")), "rootDeviceType": "instance-store",
         "hypervisor": "lxc", "virtualizationType": "container", "groupSet": [],
         "tagSet": tag_set(tags), "stateReason": reason,
         "clientToken": _row(ctx, inst).get("client_token") or "",
@@ -150,7 +147,7 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     fields.update({
         "key-name": lambda i: _key_name(ctx, i), "availability-zone": lambda i: _zone(ctx, i),
         "reservation-id": lambda i: _reservation(ctx, i), "private-dns-name": lambda i: _dns(ctx, i),
-        "architecture": lambda i: _arch(_image(ctx, i.image_id).get("architecture", "")),
+        "architecture": lambda i: ec2_arch(_image(ctx, i.image_id).get("architecture", "")),
     })
     items = apply_filters(items, filters, fields, lambda i: tags.get(i.id, {}))
     key = "DescribeInstances|" + repr(sorted(filters.items()))

@@ -13,6 +13,7 @@ from lxcloud.api.ec2.common import (
     account_id,
     apply_filters,
     check_ids,
+    ec2_arch,
     owner,
     tag_set,
 )
@@ -22,8 +23,6 @@ from lxcloud.api.ec2.params import Params
 from lxcloud.core.instance_types import DEFAULT_TYPES
 from lxcloud.core.models import Image
 from lxcloud.services.keypairs import KeyPair
-
-ARCH = {"amd64": "x86_64", "i386": "i386", "arm64": "arm64"}
 
 
 # --- images
@@ -36,7 +35,7 @@ def render_image(img: Image, tags: dict[str, str]) -> dict[str, Any]:
     return {
         "imageId": img.id, "imageLocation": f"lxcloud/{img.name}", "imageState": "available",
         "imageOwnerId": _image_owner(img), "creationDate": img.created, "isPublic": img.public,
-        "architecture": ARCH.get(img.architecture, img.architecture or "x86_64"),
+        "architecture": ec2_arch(img.architecture),
         "imageType": "machine", "name": img.name,
         "description": f"{img.os} {img.release} ({img.format}, {img.size} bytes)".strip(),
         "rootDeviceType": "instance-store", "platformDetails": "Linux/UNIX",
@@ -69,7 +68,7 @@ def describe_images(ctx: Ctx, p: Params) -> dict[str, Any]:
     tags = ctx.cloud.tags.of(ctx.caller, [i.id for i in images])
     fields = {
         "image-id": lambda i: i.id, "name": lambda i: i.name, "owner-id": _image_owner,
-        "architecture": lambda i: ARCH.get(i.architecture, i.architecture),
+        "architecture": lambda i: ec2_arch(i.architecture),
         "is-public": lambda i: i.public, "state": lambda i: "available",
         "image-type": lambda i: "machine",
         "virtualization-type": lambda i: "container" if i.kind == "container" else "hvm",

@@ -6,13 +6,12 @@ import logging
 
 from sqlalchemy import select
 
-from lxcloud.api.ec2.common import account_id
+from lxcloud.api.ec2.common import account_id, ec2_arch
 from lxcloud.api.metadata.app import Lookup, MetadataView
 from lxcloud.db.tables import ImageRow, InstanceRow, KeyPairRow
 from lxcloud.services.cloud import Cloud
 
 log = logging.getLogger(__name__)
-ARCH = {"amd64": "x86_64", "i386": "i386", "arm64": "arm64"}
 
 
 def make_lookup(c: Cloud) -> Lookup:
@@ -38,6 +37,6 @@ def make_lookup(c: Cloud) -> Lookup:
                 user_data=r.user_data.encode() if r.user_data is not None else None,
                 launch_index=r.launch_index or 0, account_id=account_id(r.project_id or ""),
                 subnet_cidr=net.cidr,
-                architecture=ARCH.get(img.architecture if img else "", "x86_64"),
+                architecture=ec2_arch(img.architecture if img else None),
                 pending_time=r.launched_at or r.created)
     return lookup
