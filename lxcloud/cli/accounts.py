@@ -79,4 +79,4 @@ def user_credentials(ctx: typer.Context, name: str,
               f"aws_secret_access_key = {cred['secret_access_key']}\n\n"
               f"# ~/.aws/config\n[profile {name}]\nregion = {cred['region']}\n"
               f"# aws --profile {name} --endpoint-url {cred['endpoint_url']} ec2 describe-instances",
-              highlight=False)
+              highlight=False, markup=False)

@@ -16,8 +16,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from lxcloud.cli.client import ApiError, Client, discover
 
 # scripts reading a table get whole ids, not ones cut to 80 columns
-out = Console() if sys.stdout.isatty() else Console(width=250)
-err = Console(stderr=True)
+# markup off: names, messages and aws profile snippets ("[profile x]") are printed as they are
+out = (Console(markup=False, highlight=False) if sys.stdout.isatty()
+       else Console(width=250, markup=False, highlight=False))
+err = Console(stderr=True, markup=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -50,7 +52,7 @@ def api_errors(fn: F) -> F:
         try:
             return fn(*a, **kw)
         except ApiError as e:
-            err.print(f"[red]error:[/red] {e.message}", highlight=False)
+            err.print(f"error: {e.message}", style="red" if err.is_terminal else None)
             raise typer.Exit(1) from None
     return wrapper  # type: ignore[return-value]
 

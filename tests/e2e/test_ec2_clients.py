@@ -197,3 +197,34 @@ def test_ssh_into_debian_with_a_created_key_pair(ec2: Any, tmp_path: Path) -> No
     assert bad.returncode != 0
     ec2.terminate_instances(InstanceIds=[iid])
     ec2.delete_key_pair(KeyName="e2e-key")
+
+
+def test_cli_accounts_and_isolation(cloud: Cloud, ec2: Any, creds: dict[str, str]) -> None:
+    cloud.cli("project", "create", "teal")
+    made = cloud.json("user", "create", "tess", "--project", "teal")
+    assert made["user"]["project"] == "teal" and made["token"]  # type: ignore[index]
+    text = cloud.cli("user", "credentials", "tess").stdout
+    assert "aws_access_key_id" in text and "[profile tess]" in text
+    theirs = cloud.json("user", "credentials", "tess")
+    tess = boto3.client("ec2", endpoint_url=creds["endpoint_url"], region_name=creds["region"],
+                        aws_access_key_id=theirs["access_key_id"],  # type: ignore[index]
+                        aws_secret_access_key=theirs["secret_access_key"])  # type: ignore[index]
+    ami = image_id(ec2, "busybox")     # the admin's images are public
+    mine = tess.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.nano")
+    tid = mine["Instances"][0]["InstanceId"]
+    admin_ids = [i["InstanceId"] for r in ec2.describe_instances()["Reservations"]
+                 for i in r["Instances"]]
+    assert tid not in admin_ids
+    for call, kw in [(tess.describe_instances, {"InstanceIds": admin_ids[:1]}),
+                     (tess.terminate_instances, {"InstanceIds": admin_ids[:1]})]:
+        if not admin_ids:
+            break
+        with pytest.raises(ClientError) as ei:
+            call(**kw)
+        assert ei.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
+    # her REST token works with the CLI and sees only her project
+    env_token = made["token"]  # type: ignore[index]
+    listed = subprocess.run([LXCLOUD, "--token", env_token, "list", "--json"], env=cloud.env,
+                            capture_output=True, text=True, check=True).stdout
+    assert [i["id"] for i in json.loads(listed)] == [tid]
+    tess.terminate_instances(InstanceIds=[tid])
