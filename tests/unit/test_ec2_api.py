@@ -209,3 +209,24 @@ def test_projects_are_isolated(ec2: Any, ec2_server: str, image: dict[str, Any],
     assert theirs.describe_key_pairs()["KeyPairs"] == []
     theirs.create_key_pair(KeyName="admins")   # names are per project
     assert ec2.describe_instances(InstanceIds=[iid])["Reservations"]
+
+
+def test_query_string_get_and_header_signed_get(ec2_server: str, cloud: Cloud) -> None:
+    """The Query protocol over GET: presigned (X-Amz-* in the URL) and header-signed alike."""
+    import httpx
+    from botocore.auth import SigV4Auth, SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    creds = Credentials(cloud.admin_key.access_key_id, cloud.admin_key.secret_access_key)
+    url = f"{ec2_server}/ec2/?Action=DescribeRegions&Version=2016-11-15"
+    req = AWSRequest("GET", url)
+    SigV4QueryAuth(creds, "ec2", "lxcloud-1", expires=60).add_auth(req)
+    r = httpx.get(req.url)
+    assert r.status_code == 200 and "<regionName>lxcloud-1</regionName>" in r.text
+    tampered = req.url.replace("DescribeRegions", "DescribeImages")
+    assert "SignatureDoesNotMatch" in httpx.get(tampered).text
+    req = AWSRequest("GET", url)
+    SigV4Auth(creds, "ec2", "lxcloud-1").add_auth(req)
+    r = httpx.get(url, headers=dict(req.headers))
+    assert r.status_code == 200 and "DescribeRegionsResponse" in r.text
