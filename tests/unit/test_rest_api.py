@@ -158,6 +158,8 @@ def test_exec_console_types_nodes_metrics(api: TestClient, image: Any) -> None:
     assert nodes[0]["name"] == "local" and nodes[0]["instances"] == 1
     m = api.get("/metrics")
     assert m.status_code == 200 and 'lxcloud_instances{state="running"} 1.0' in m.text
+    assert 'lxcloud_http_requests_total{api="rest",method="POST",status="202"}' in m.text
+    assert "lxcloud_http_request_seconds_bucket" in m.text
 
 
 def test_images_import_list_show_and_delete_refused_while_used(api: TestClient, image: Any,
