@@ -70,3 +70,19 @@ def next_state(current: State | str, action: Action | str) -> State:
 def allowed_actions(current: State | str) -> list[str]:
     cur = State(current)
     return sorted({a.value for (s, a) in TRANSITIONS if s is cur})
+
+
+# What the host is seen doing -> the state a record converges to (the reconciler's table).
+# Host states are plain strings here, so that core imports no driver.
+OBSERVED: dict[str, State] = {
+    "running": S.RUNNING, "stopped": S.STOPPED, "frozen": S.FROZEN, "missing": S.ERROR,
+}
+
+
+def observe(current: State | str, host_state: str | None) -> State:
+    """The state a record takes when its host shows `host_state` (None: host unreachable).
+    A terminated record never comes back (InvalidState)."""
+    cur = State(current)
+    if cur is S.TERMINATED:
+        raise InvalidState("a terminated instance is not reconciled", state=cur.value)
+    return OBSERVED.get(str(host_state), S.ERROR) if host_state is not None else S.ERROR

@@ -24,12 +24,12 @@ from lxcloud.core.errors import (
 )
 from lxcloud.core.ids import is_id, new_id, valid_name
 from lxcloud.core.instance_types import DEFAULT_TYPE, Limits, get_type, resolve_limits
-from lxcloud.core.lifecycle import Action, State, next_state
+from lxcloud.core.lifecycle import Action, State, next_state, observe
 from lxcloud.core.models import Instance, Operation
 from lxcloud.core.units import parse_size
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import InstanceRow, utcnow
-from lxcloud.drivers.compute.base import ExecResult, HostState
+from lxcloud.drivers.compute.base import ExecResult
 from lxcloud.node.protocol import LaunchRequest, NodeClient
 from lxcloud.services.images import ImageService
 from lxcloud.services.keypairs import KeyPairService
@@ -217,7 +217,7 @@ class InstanceService:
             with self.db.session() as s:
                 r = s.get(InstanceRow, iid)
                 if r is not None:
-                    r.state = State.ERROR
+                    r.state = next_state(r.state, Action.FAIL)
                     r.state_reason = f"launch failed: {err}"
                     r.ipv4 = None
                     self.networks.release(s, iid)
@@ -375,15 +375,10 @@ class InstanceService:
             r = s.get(InstanceRow, iid)
             if r is None or r.state == State.TERMINATED:
                 return "missing"
-            mapping = {HostState.RUNNING: State.RUNNING, HostState.STOPPED: State.STOPPED,
-                       HostState.FROZEN: State.FROZEN}
-            new = mapping.get(host) if host is not None else None  # type: ignore[arg-type]
-            if new is None:
-                r.state = State.ERROR
-                r.state_reason = reason or "the container vanished from its host"
-            else:
-                r.state = new
-                r.state_reason = reason
+            r.state = observe(r.state, host.value if host is not None else None)
+            r.state_reason = reason
+            if r.state == State.ERROR and not reason:
+                r.state_reason = "the container vanished from its host"
             return str(r.state)
 
     # --- delete

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from lxcloud.core.lifecycle import State
+from lxcloud.core.lifecycle import State, observe
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import InstanceRow
 from lxcloud.drivers.compute.base import HostState
@@ -72,13 +72,12 @@ class Reconciler:
                 return None
             if state == State.PENDING and not startup:
                 return None
-            return self._set(iid, State.ERROR, "the container vanished from its host")
+            return self._set(iid, observe(state, host.value), "the container vanished from its host")
         if state in _EXPECTED and _EXPECTED[state] == host:
             return None
         if state in (State.PENDING, State.STOPPING, State.REBOOTING) and not startup:
             return None    # transient: its operation will settle it
-        target = {HostState.RUNNING: State.RUNNING, HostState.STOPPED: State.STOPPED,
-                  HostState.FROZEN: State.FROZEN}[host]
+        target = observe(state, host.value)
         if state == State.ERROR and not startup:
             return None
         reason = "reconciled with the host" + (" after a restart" if startup else "")

@@ -40,3 +40,21 @@ def test_every_live_state_can_fail_and_terminate() -> None:
         else:
             assert {"fail", "terminate"} <= set(allowed_actions(s))
     assert Action("start") is Action.START
+
+
+@pytest.mark.parametrize("cur,host,to", [
+    ("running", "stopped", "stopped"), ("stopped", "running", "running"),
+    ("pending", "running", "running"), ("running", "missing", "error"),
+    ("frozen", "running", "running"), ("running", None, "error"), ("error", "running", "running"),
+])
+def test_observed_host_states(cur: str, host: str | None, to: str) -> None:
+    from lxcloud.core.lifecycle import observe
+
+    assert observe(cur, host) == State(to)
+
+
+def test_terminated_is_never_reconciled() -> None:
+    from lxcloud.core.lifecycle import observe
+
+    with pytest.raises(InvalidState):
+        observe("terminated", "running")
