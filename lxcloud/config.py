@@ -77,6 +77,11 @@ class Settings:
         return f"lxcbr{self.cloud_id}"   # 13 chars: within IFNAMSIZ
 
     @property
+    def veth_prefix(self) -> str:
+        """Host-side veths of this cloud's instances start with it (the port guard matches it)."""
+        return f"lx{self.cloud_id[:4]}"
+
+    @property
     def nft_table(self) -> str:
         return f"lxcloud_{self.cloud_id}"
 

@@ -28,8 +28,10 @@ class NodeAgent:
     """One host's agent. Stateless apart from its drivers: the database lives with the controller."""
 
     def __init__(self, settings: Settings, compute: ComputeDriver, storage: StorageDriver,
-                 network: NetworkDriver, dns: Any = None, name: str = "local") -> None:
+                 network: NetworkDriver, dns: Any = None, name: str = "local",
+                 guard: Any = None) -> None:
         self.settings = settings
+        self.guard = guard     # address anti-spoofing on the bridge (PortGuard), when present
         self.name = name
         self.compute = compute
         self.storage = storage
@@ -41,11 +43,14 @@ class NodeAgent:
     def local(cls, settings: Settings) -> NodeAgent:
         from lxcloud.drivers.compute.registry import get_compute_driver
         from lxcloud.drivers.network.dns import DnsmasqSupervisor
+        from lxcloud.drivers.network.portguard import PortGuard
         from lxcloud.drivers.network.registry import get_network_driver
         from lxcloud.drivers.storage.registry import get_storage_driver
 
         return cls(settings,
-                   compute=get_compute_driver("lxc", lxcpath=settings.lxcpath),
+                   compute=get_compute_driver("lxc", lxcpath=settings.lxcpath,
+                                              veth_prefix=settings.veth_prefix),
+                   guard=PortGuard(),
                    storage=get_storage_driver("dir", path=settings.pools_dir / "default"),
                    network=get_network_driver("bridge"),
                    dns=DnsmasqSupervisor())
@@ -59,6 +64,8 @@ class NodeAgent:
     # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None:
         self.network.ensure(spec)
+        if self.guard is not None:
+            self.guard.ensure(spec.nft_table, self.settings.veth_prefix)
         if self.dns is not None:
             self.dns.ensure(spec, self._dns_dir(spec))
 
@@ -66,6 +73,8 @@ class NodeAgent:
         if self.dns is not None:
             self.dns.stop(self._dns_dir(spec))
         self.network.teardown(spec)
+        if self.guard is not None:
+            self.guard.remove(spec.nft_table)
 
     def update_dns(self, spec: NetworkSpec, hosts: dict[str, str]) -> None:
         if self.dns is not None:
@@ -93,6 +102,10 @@ class NodeAgent:
                 extra_files=dict(req.extra_files))
             self.compute.create(spec)
             rev.add(lambda: self.compute.destroy(req.instance_id), "definition")
+            if self.guard is not None:
+                port = self.compute.veth_name(req.instance_id)
+                self.guard.allow(self.settings.nft_table, port, req.ipv4.split("/")[0])
+                rev.add(lambda: self.guard.forget(self.settings.nft_table, port), "port guard")
             if req.start:
                 report(70, "starting")
                 self.compute.start(req.instance_id)
@@ -111,6 +124,12 @@ class NodeAgent:
         from lxcloud.images.unpack import safe_extract
 
         safe_extract(template, dest, uid_shift=self.idmap.host_uid, gid_shift=self.idmap.host_gid)
+
+    def sync_ports(self, addresses: dict[str, str]) -> None:
+        """The port guard allows exactly these instances (id -> address) on this host."""
+        if self.guard is not None:
+            self.guard.sync(self.settings.nft_table,
+                            {self.compute.veth_name(i): ip for i, ip in addresses.items()})
 
     def start(self, instance_id: str) -> None:
         self.compute.start(instance_id)
@@ -135,6 +154,8 @@ class NodeAgent:
     def destroy(self, instance_id: str) -> None:
         self._thaw(instance_id)
         self.compute.destroy(instance_id)
+        if self.guard is not None:
+            self.guard.forget(self.settings.nft_table, self.compute.veth_name(instance_id))
         self.storage.delete_root(instance_id)
 
     def state(self, instance_id: str) -> HostState:

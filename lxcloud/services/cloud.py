@@ -53,6 +53,7 @@ class Cloud:
             log.warning("%d operation(s) were interrupted by a restart", interrupted)
         self.nodes.register_local()
         net = self.networks.ensure_default()
+        self.node.sync_ports({i.id: i.ipv4 for i in self.instances.list() if i.ipv4})
         rep = self.reconciler.run_once(startup=True)
         self.nodes.unknown = rep.unknown
         self.networks.refresh_dns(net)

@@ -101,6 +101,12 @@ def test_network_table_bridge_and_dns(cloud: Cloud) -> None:
     launch(cloud, "busybox", "beta", memory="64MiB")
     a, b = cloud.instances.get("alpha"), cloud.instances.get("beta")
     assert a.ipv4 != b.ipv4
+    # each instance's port may send from its own address only (the port guard's set)
+    from lxcloud.drivers.network.portguard import PortGuard
+
+    veth = cloud.node.compute.veth_name  # type: ignore[attr-defined]
+    allowed = set(PortGuard().elements(cloud.settings.nft_table))
+    assert {(veth(a.id), a.ipv4), (veth(b.id), b.ipv4)} <= allowed
     # instances resolve each other by name through the network's dnsmasq, and reach each other
     code, out = sh(cloud, "alpha", f"nslookup beta {net.gateway}")
     assert code == 0 and b.ipv4 in out, out
@@ -117,6 +123,8 @@ def test_network_table_bridge_and_dns(cloud: Cloud) -> None:
     assert code == 0 and " 64 " in out.splitlines()[1] and "up 0 days" in out, out
     for n in ("alpha", "beta"):
         wait(cloud, cloud.instances.delete(n, force=True).id)
+    left = {p for p, _ in PortGuard().elements(cloud.settings.nft_table)}
+    assert veth(a.id) not in left and veth(b.id) not in left
     code = subprocess.run(["busybox", "ping", "-c1", "-W1", str(a.ipv4)], capture_output=True).returncode
     assert code != 0
 

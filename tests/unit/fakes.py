@@ -44,6 +44,9 @@ class FakeNode:
             self.requests[req.instance_id] = req
             self.states[req.instance_id] = HostState.RUNNING if req.start else HostState.STOPPED
 
+    def sync_ports(self, addresses: dict[str, str]) -> None:
+        self.ports = dict(addresses)
+
     def redefine(self, req: LaunchRequest) -> None:
         self._get(req.instance_id)
         self.requests[req.instance_id] = req

@@ -122,3 +122,6 @@ class ComputeDriver(Protocol):
         """argv of a program that attaches a terminal to the container's console."""
 
     def init_pid(self, name: str) -> int | None: ...
+
+    def veth_name(self, name: str, index: int = 0) -> str:
+        """The host-side interface of a container's NIC `index` (named for firewall rules)."""

@@ -114,6 +114,9 @@ class FakeDriver:
         box = self._boxes.get(name)
         return box.pid if box else None
 
+    def veth_name(self, name: str, index: int = 0) -> str:
+        return f"fk{abs(hash(name)) % 10**10}{index}"
+
     def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None,
              timeout: float = 60, env: dict[str, str] | None = None) -> ExecResult:
         box = self._get(name)

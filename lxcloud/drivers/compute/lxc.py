@@ -38,9 +38,11 @@ LXC_STATES = {
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def host_veth_name(name: str, index: int = 0) -> str:
-    """The host-side veth of NIC `index`: deterministic (firewall rules can name it), ≤ 15 chars."""
-    return f"vx{hashlib.sha256(name.encode()).hexdigest()[:10]}{index}"
+def host_veth_name(name: str, index: int = 0, prefix: str = "vx") -> str:
+    """The host-side veth of NIC `index`: deterministic (firewall rules can name it), ≤ 15 chars.
+    A per-cloud `prefix` (≤ 6 chars) lets one cloud's rules match its own ports only."""
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return f"{prefix}{digest[:14 - len(prefix)]}{index}"
 
 
 LXC_CONFIG_DIR = Path("/usr/share/lxc/config")
@@ -214,11 +216,19 @@ class LxcDriver:
     caps = ComputeCaps(containers=True, vms=False, freeze=True, console=True, snapshots=False,
                        live_migration=False, hotplug_nic=False, images=("rootfs-tar",))
 
-    def __init__(self, lxcpath: Path, *, netns: str | None = None, lxcfs_dir: Path = LXCFS_DIR) -> None:
+    def __init__(self, lxcpath: Path, *, netns: str | None = None, lxcfs_dir: Path = LXCFS_DIR,
+                 veth_prefix: str = "vx") -> None:
+        if not (1 <= len(veth_prefix) <= 6 and veth_prefix.isalnum()):
+            raise InvalidInput("veth_prefix must be 1 to 6 letters or digits")
+        self.veth_prefix = veth_prefix
         self.lxcpath = Path(lxcpath)
         self.netns = netns
         self.lxcfs_dir = Path(lxcfs_dir)
         self.lxcpath.mkdir(parents=True, exist_ok=True)
+
+    def veth_name(self, name: str, index: int = 0) -> str:
+        """The host-side veth of a container's NIC `index`."""
+        return host_veth_name(name, index, self.veth_prefix)
 
     # --- helpers
     def _cmd(self, argv: Sequence[str]) -> list[str]:
@@ -281,7 +291,7 @@ class LxcDriver:
             raise NotFound(f"root {root} of {spec.name} does not exist", resource="rootfs")
         uid = spec.idmap.host_uid if spec.idmap else 0
         gid = spec.idmap.host_gid if spec.idmap else 0
-        veths = [host_veth_name(spec.name, i) for i in range(len(spec.nics))]
+        veths = [self.veth_name(spec.name, i) for i in range(len(spec.nics))]
         config = render_config(spec, lxcpath=self.lxcpath, veth=veths, lxcfs_dir=self.lxcfs_dir)
         tmp = d / "config.tmp"
         tmp.write_text(config)
