@@ -57,8 +57,9 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
     lock_fd = _lock(settings.data_dir)
     host, port = _split_listen(settings.listen)
     try:
-        with socket.create_server((host, port)):
-            pass
+        # bound and listening before the banner: once it is printed, connections are accepted
+        # (the first ones wait in the backlog while the server starts)
+        sock = socket.create_server((host, port), backlog=2048)
     except OSError as e:
         print(f"error: cannot listen on {settings.listen}: {e.strerror} (use --listen)",
               file=sys.stderr)
@@ -73,6 +74,12 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         settings.url_file.write_text(url + "\n")
         net = cloud.networks.get()
+        try:
+            metadata = _metadata_server(cloud, net.gateway, verbose)
+        except OSError as e:
+            print(f"error: cannot serve instance metadata on {net.gateway}:"
+                  f"{settings.metadata_port}: {e.strerror}", file=sys.stderr)
+            return 1
         print(f"lxcloud is up (data dir {settings.data_dir})\n"
               f"  API:       {url}/api/v1\n"
               f"  docs:      {url}/docs\n"
@@ -84,14 +91,15 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
               f"             aws_secret_access_key={cloud.admin_key.secret_access_key}\n"
               f"  (lxcloud user credentials admin prints them as an aws CLI profile)",
               flush=True)
-        metadata = _metadata_server(cloud, net.gateway, verbose)
         try:
-            uvicorn.run(create_app(cloud), host=host, port=port, log_level="warning",
-                        access_log=verbose, timeout_graceful_shutdown=5)
+            server = uvicorn.Server(uvicorn.Config(create_app(cloud), log_level="warning",
+                                                   access_log=verbose, timeout_graceful_shutdown=5))
+            server.run(sockets=[sock])
         finally:
             metadata.should_exit = True
         return 0
     finally:
+        sock.close()
         cloud.close()
         os.close(lock_fd)
 
@@ -154,8 +162,10 @@ def _metadata_server(cloud: Cloud, gateway: str, verbose: bool) -> uvicorn.Serve
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_bytes(32))
     app = create_metadata_app(make_lookup(cloud), secret_file.read_bytes())
-    server = uvicorn.Server(uvicorn.Config(app, host=gateway, port=cloud.settings.metadata_port,
-                                           log_level="warning", access_log=verbose,
+    # listening before `lxcloud up` says it is up, like the API's socket
+    sock = socket.create_server((gateway, cloud.settings.metadata_port), backlog=1024)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=verbose,
                                            lifespan="off"))
-    threading.Thread(target=server.run, name="metadata", daemon=True).start()
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="metadata",
+                     daemon=True).start()
     return server

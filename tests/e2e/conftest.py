@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +27,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(cond, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -60,19 +50,38 @@ class Cloud:
         return env
 
     def start(self) -> None:
-        logf = open(self.log, "ab")  # noqa: SIM115
+        """Runs `lxcloud up` and returns once it says it is up: its API socket listens before
+        that line is printed, so nothing has to poll. Its output is copied to self.log."""
         self.proc = subprocess.Popen([LXCLOUD, "up", "--listen", f"127.0.0.1:{self.port}"],
-                                     env=self.env, stdout=logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     env=self.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        said: queue.Queue[bool] = queue.Queue()
+        threading.Thread(target=self._copy_output, args=(self.proc, said), daemon=True).start()
+        try:
+            up = said.get(timeout=60)        # True: the banner; False: it exited first
+        except queue.Empty:
+            up = False
+        if not up:
+            self.stop()
+            raise AssertionError(f"lxcloud up did not come up: {self.log.read_text()[-3000:]}")
+        assert httpx.get(f"{self.url}/healthz", timeout=10).status_code == 200
 
-        def healthy() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"lxcloud up exited: {self.log.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_for(healthy, 60, "lxcloud up to answer /healthz", 0.1)
+    def _copy_output(self, proc: subprocess.Popen[bytes], said: queue.Queue[bool]) -> None:
+        assert proc.stdout is not None
+        told = pending = False
+        with open(self.log, "ab") as logf:
+            for line in proc.stdout:
+                logf.write(line)
+                logf.flush()
+                if not told and line.startswith(b"lxcloud is up"):
+                    # the banner's other lines follow at once: signal after the whole block
+                    told = True
+                    pending = True
+                elif told and pending and b"aws CLI profile" in line:
+                    said.put(True)
+                    pending = False
+        if not told or pending:
+            said.put(False)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -18,7 +18,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import LXCLOUD, Cloud, free_port, wait_for
+from tests.e2e.conftest import LXCLOUD, Cloud, free_port
+from tests.waiting import wait_for
 
 AWS = str(Path(LXCLOUD).parent / "aws")
 DEBIAN_CACHE = Path("/var/cache/lxcloud-test")

@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from lxcloud.drivers.compute.base import IdMap, InstanceSpec, NicSpec
 from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.images.builders.busybox import build_busybox, build_busybox_tree
+from tests.waiting import wait_for as _wait_for
 
 IDMAP = IdMap(host_uid=1_000_000, host_gid=1_000_000, count=65536)
 
@@ -52,17 +52,8 @@ def unique(prefix: str) -> str:
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    """Poll `cond` until it returns something truthy (returned); fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
+    """Wait on `cond` with a deadline (tests/waiting.py); kept here for the tests importing it."""
+    return _wait_for(cond, timeout, what)
 
 
 def _host_networks() -> list[ipaddress.IPv4Network]:

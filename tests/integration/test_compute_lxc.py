@@ -92,9 +92,13 @@ def test_contract_exec_timeout(env: Env) -> None:
     d = env.driver
     name = env.new()
     d.start(name)
-    t = time.monotonic()
     r = d.exec(name, ["sleep", "30"], timeout=0.5)
-    assert r.timed_out and time.monotonic() - t < 10
+    assert r.timed_out
+    # the timed-out command was killed, not left running behind the answer
+    if d.name == "lxc":
+        # (busybox ps shows a killed, not yet reaped process as "[sleep]")
+        wait_for(lambda: b"sleep 30" not in d.exec(name, ["ps"]).stdout, 10,
+                 "the timed-out sleep to be killed")
 
 
 def test_registry() -> None:
@@ -192,12 +196,10 @@ def test_reboot_and_clean_stop(launch: Launcher) -> None:
     assert d.state(spec.name) is HostState.RUNNING and d.init_pid(spec.name) != old
     assert d.exec(spec.name, ["ls", "/root/persist"]).exit_code == 0
     assert d.console_log(spec.name).count(b"lxcloud-busybox: booted") >= 2
-    t = time.monotonic()
     d.stop(spec.name, timeout=20)
-    took = time.monotonic() - t
     assert d.state(spec.name) is HostState.STOPPED
-    # Clean: busybox init took the halt signal (its ~2 s of fixed sleeps), not the kill after 20 s.
-    assert took < 15, took
+    # Clean: busybox init took the halt signal and finished its shutdown (its last words are on
+    # the console), rather than being killed after the timeout.
     assert b"Requesting system halt" in d.console_log(spec.name)
     d.start(spec.name)
     assert d.exec(spec.name, ["ls", "/root/persist"]).exit_code == 0

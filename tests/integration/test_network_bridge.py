@@ -15,7 +15,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from lxcloud.drivers.network.bridge import BridgeDriver, host_networks
 from lxcloud.drivers.network.dns import DnsmasqSupervisor
 from lxcloud.drivers.network.firewall import Firewall, chain_names
 from lxcloud.drivers.network.registry import get_network_driver
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -38,14 +38,7 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def poll(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return wait_for(cond, timeout, what)
 
 
 _reserved: set[str] = set()

@@ -58,28 +58,24 @@ def image(api: TestClient, tmp_path: Path) -> dict[str, object]:
 
 @pytest.fixture
 def ec2_server(cloud: Cloud) -> Iterator[str]:
-    """The cloud's HTTP app served by a real uvicorn on a free loopback port (boto3 needs HTTP)."""
+    """The cloud's HTTP app served by a real uvicorn on a free loopback port (boto3 needs HTTP).
+    The socket listens before the server thread starts: early requests wait in its backlog, so
+    nothing has to wait for the server to come up."""
     import socket
     import threading
-    import time
 
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     cloud.settings.url_file.write_text(f"http://127.0.0.1:{port}\n")
-    server = uvicorn.Server(uvicorn.Config(create_app(cloud), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    t = threading.Thread(target=server.run, daemon=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(cloud), log_level="warning", lifespan="on"))
+    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     t.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
-    t.join(5)
+    t.join(10)
+    sock.close()
 
 
 @pytest.fixture
