@@ -61,6 +61,12 @@ class NodeAgent:
         prepare_host(self.settings)
         self.settings.lxcpath.mkdir(parents=True, exist_ok=True)
 
+    def heal(self) -> None:
+        """Bring back the host services containers rely on if one died (lxcfs), between launches."""
+        from lxcloud.node.host import ensure_lxcfs
+
+        ensure_lxcfs(Path(self.settings.lxcfs_dir))
+
     # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None:
         self.network.ensure(spec)

@@ -30,32 +30,44 @@ def _mounts() -> list[tuple[str, str, str]]:
 
 
 def lxcfs_mounted(lxcfs_dir: Path) -> bool:
+    """lxcfs is mounted at `lxcfs_dir` and its daemon answers.
+
+    A FUSE mount outlives its daemon: when lxcfs is killed the mount stays listed, and every
+    access fails with ENOTCONN ("Transport endpoint is not connected"). Such a mount is dead.
+    """
     d = str(lxcfs_dir)
-    return any(mp == d and fstype.startswith("fuse") and "lxcfs" in (src + fstype)
-               for src, mp, fstype in _mounts())
+    if not any(mp == d and fstype.startswith("fuse") and "lxcfs" in (src + fstype)
+               for src, mp, fstype in _mounts()):
+        return False
+    try:
+        os.stat(lxcfs_dir / "proc/meminfo")
+    except OSError:
+        return False
+    return True
 
 
-def ensure_lxcfs(lxcfs_dir: Path, timeout: float = 10) -> None:
-    """Mount lxcfs at `lxcfs_dir` unless it already is; the daemon lives in its own session."""
+def ensure_lxcfs(lxcfs_dir: Path, timeout: float = 10, pidfile: Path = LXCFS_PIDFILE) -> None:
+    """Mount lxcfs at `lxcfs_dir` unless a live one already is; the daemon lives in its own session."""
     if lxcfs_mounted(lxcfs_dir):
         return
     if not Path("/dev/fuse").exists():
         raise DriverError("/dev/fuse is missing: lxcfs (limits visible inside containers) needs FUSE")
-    lxcfs_dir.mkdir(parents=True, exist_ok=True)
-    # A stale, dead FUSE mount ("Transport endpoint is not connected") must go before remounting.
+    # A stale, dead FUSE mount ("Transport endpoint is not connected") must go before remounting
+    # (before anything else touches the path: even mkdir fails with ENOTCONN on it).
     if any(mp == str(lxcfs_dir) for _, mp, _ in _mounts()):
         run(["umount", "-l", str(lxcfs_dir)], check=False)
+    lxcfs_dir.mkdir(parents=True, exist_ok=True)
     # `setsid -f` forks lxcfs into its own session (it outlives us, is not our child to reap);
     # stdio goes to a log file so no pipe of ours is held open by the daemon.
     # --enable-cfs: /proc/cpuinfo and sysconf(NPROCESSORS) inside follow the CFS quota (vcpus).
     LXCFS_LOG.parent.mkdir(parents=True, exist_ok=True)
     run(["sh", "-c", 'exec "$@" </dev/null >>"$LOG" 2>&1', "sh", "setsid", "-f",
-         "lxcfs", "-f", "--enable-cfs", "--enable-pidfd", "-p", str(LXCFS_PIDFILE), str(lxcfs_dir)],
+         "lxcfs", "-f", "--enable-cfs", "--enable-pidfd", "-p", str(pidfile), str(lxcfs_dir)],
         env={"LOG": str(LXCFS_LOG), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
         timeout=30)
     deadline = time.monotonic() + timeout
     delay = 0.005
-    while not (lxcfs_mounted(lxcfs_dir) and (lxcfs_dir / "proc/meminfo").exists()):
+    while not lxcfs_mounted(lxcfs_dir):
         if time.monotonic() > deadline:
             raise DriverError(f"lxcfs did not mount {lxcfs_dir} within {timeout}s")
         time.sleep(delay)   # polling the mount table with a deadline

@@ -44,6 +44,10 @@ class Reconciler:
 
     def run_once(self, startup: bool = False) -> ReconcileReport:
         rep = ReconcileReport()
+        try:
+            self.node.heal()
+        except Exception:
+            log.exception("host %s: could not restore its services", self.node.name)
         on_host = set(self.node.list_instances())
         with self.db.reader() as s:
             rows = list(s.execute(select(InstanceRow.id, InstanceRow.state)

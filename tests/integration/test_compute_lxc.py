@@ -399,6 +399,33 @@ def test_prepare_host_is_idempotent(host_ready: dict[str, object]) -> None:
     assert Path("/var/lib/lxcfs/proc/meminfo").read_text().startswith("MemTotal:")
 
 
+def test_dead_lxcfs_is_restarted(host_ready: dict[str, object], tmp_path: Path) -> None:
+    """A killed lxcfs leaves its FUSE mount listed but dead (ENOTCONN); that is not "running"."""
+    import signal
+
+    from lxcloud.node.host import ensure_lxcfs, lxcfs_mounted
+
+    mnt, pidfile = tmp_path / "lxcfs", tmp_path / "lxcfs.pid"
+    try:
+        ensure_lxcfs(mnt, pidfile=pidfile)
+        first = int(pidfile.read_text().split()[0])
+        assert (mnt / "proc/meminfo").read_text().startswith("MemTotal:")
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: not Path(f"/proc/{first}").exists(), 10, "lxcfs to die")
+        assert str(mnt) in Path("/proc/self/mounts").read_text()     # still listed...
+        assert not lxcfs_mounted(mnt)                                  # ...but dead
+        ensure_lxcfs(mnt, pidfile=pidfile)
+        second = int(pidfile.read_text().split()[0])
+        assert second != first and lxcfs_mounted(mnt)
+        assert (mnt / "proc/meminfo").read_text().startswith("MemTotal:")
+    finally:
+        if pidfile.exists():
+            pid = int(pidfile.read_text().split()[0])
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGTERM)
+        run(["umount", "-l", str(mnt)], check=False)
+
+
 def test_privileged_when_asked(launch: Launcher) -> None:
     spec = launch(idmap=None, nic=False)
     d = launch.driver

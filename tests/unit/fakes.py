@@ -108,5 +108,8 @@ class FakeNode:
     def delete_base(self, image_id: str) -> None:
         self.bases.discard(image_id)
 
+    def heal(self) -> None:
+        self.healed = getattr(self, "healed", 0) + 1
+
     def facts(self) -> dict[str, object]:
         return {"cpus": 2, "fake": True}

@@ -189,7 +189,9 @@ def test_reconcile_marks_vanished_and_stopped_and_reports_unknown(api: TestClien
     node.states.pop(a)
     node.states[b] = node.states[b].__class__("stopped")
     node.states["i-0123456789abcdef0"] = node.states[b]
+    healed = getattr(node, "healed", 0)
     cloud.reconcile()
+    assert node.healed == healed + 1          # each pass also restores the host's services (lxcfs)
     assert api.get("/api/v1/instances/a").json()["state"] == "error"
     assert "vanished" in api.get("/api/v1/instances/a").json()["state_reason"]
     assert api.get("/api/v1/instances/b").json()["state"] == "stopped"
