@@ -1,6 +1,24 @@
-"""The one error hierarchy. Every API maps these once; a user never sees a traceback."""
+"""The one error hierarchy. Every API maps these once; a user never sees a traceback.
+
+An error says what went wrong in lxcloud's terms: its class, a message, the `resource` it is about
+and, where the class alone is too coarse, a `reason` (one of `Reason`). Each API picks its own
+code from those (REST: `code` + HTTP status; EC2: errors.to_ec2); no service names an API's code.
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why an error happened, where its class and resource do not say enough."""
+
+    MALFORMED_ID = "malformed_id"                     # an id of the right kind, ill-formed
+    KEY_FORMAT = "key_format"                         # public key material not understood
+    TAG_LIMIT = "tag_limit"                           # too many tags on one resource
+    TERMINATION_PROTECTED = "termination_protected"   # delete refused: protection is on
+    INVALID_COMBINATION = "invalid_combination"       # valid alone, not together
+    MISSING_PARAMETER = "missing_parameter"           # a required value was not given
 
 
 class LxcloudError(Exception):
@@ -9,10 +27,13 @@ class LxcloudError(Exception):
     code = "internal"
     http_status = 500
 
-    def __init__(self, message: str, **details: object) -> None:
+    def __init__(self, message: str, *, reason: Reason | None = None, **details: object) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
         self.details = details
+        if reason is not None:
+            self.details["reason"] = str(reason)
 
     def __str__(self) -> str:
         return self.message
@@ -54,6 +75,15 @@ class Exhausted(QuotaExceeded):
 
 class Unsupported(LxcloudError):
     code = "unsupported"
+    http_status = 422
+
+
+class InvalidCombination(Unsupported):
+    """A description the chosen drivers cannot run (an EC2 kernel with a container, a block device
+    mapping a container cannot honour, a pool without quotas asked for a disk limit): refused
+    before any row is written or any host touched. `details` name the capability missing."""
+
+    code = "invalid_combination"
     http_status = 422
 
 

@@ -20,6 +20,7 @@ from lxcloud.core.errors import (
     InvalidState,
     NotFound,
     QuotaExceeded,
+    Reason,
     Unsupported,
 )
 from lxcloud.core.ids import is_id, new_id, valid_name
@@ -160,12 +161,12 @@ class InstanceService:
         image = self.images.get(inp.image, caller=caller)
         if image.kind != "container":
             raise Unsupported(f"image {image.name!r} is a {image.kind} image; LXC needs a container "
-                              "image", ec2_code="InvalidParameterCombination")
+                              "image", reason=Reason.INVALID_COMBINATION)
         need = min_memory(image.os)
         if limits.memory < need:
             raise InvalidInput(f"instance type {itype.name} has {limits.memory >> 20} MiB of memory; "
                                f"image {image.name} ({image.os}) needs at least {need >> 20} MiB",
-                               ec2_code="InvalidParameterCombination")
+                               reason=Reason.INVALID_COMBINATION)
         public_keys: list[str] = []
         if inp.key_name is not None:
             if self.keypairs is None:
@@ -275,7 +276,7 @@ class InstanceService:
             image = self.images.get(inst.image_id)
             if itype.memory < min_memory(image.os):
                 raise InvalidInput(f"instance type {itype.name} is too small for image {image.name}",
-                                   ec2_code="InvalidParameterCombination")
+                                   reason=Reason.INVALID_COMBINATION)
             limits = resolve_limits(itype).to_dict()
             itype_name = itype.name
         with self.db.session() as s:

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 
 from lxcloud.core.caller import Caller
-from lxcloud.core.errors import Conflict, InvalidInput, NotFound
+from lxcloud.core.errors import Conflict, InvalidInput, NotFound, Reason
 from lxcloud.core.ids import new_id
 from lxcloud.core.proc import run
 from lxcloud.db.engine import Database
@@ -44,14 +44,14 @@ def _parse_public(material: str) -> tuple[str, str, str]:
     kinds = {"ssh-rsa": "rsa", "ssh-ed25519": "ed25519"}
     if len(parts) < 2 or parts[0] not in kinds:
         raise InvalidInput("the key material is not an OpenSSH ssh-rsa or ssh-ed25519 public key",
-                           ec2_code="InvalidKey.Format")
+                           reason=Reason.KEY_FORMAT)
     try:
         blob = base64.b64decode(parts[1], validate=True)
     except ValueError:
-        raise InvalidInput("the key material is not valid base64", ec2_code="InvalidKey.Format") from None
+        raise InvalidInput("the key material is not valid base64", reason=Reason.KEY_FORMAT) from None
     n = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else 0
     if blob[4:4 + n].decode(errors="replace") != parts[0]:
-        raise InvalidInput("the key material does not match its type", ec2_code="InvalidKey.Format")
+        raise InvalidInput("the key material does not match its type", reason=Reason.KEY_FORMAT)
     md5 = hashlib.md5(blob).hexdigest()  # noqa: S324 - a fingerprint, as EC2 shows for imports
     return f"{parts[0]} {parts[1]}", kinds[parts[0]], ":".join(md5[i:i + 2] for i in range(0, 32, 2))
 

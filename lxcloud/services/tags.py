@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 
 from lxcloud.core.caller import Caller
-from lxcloud.core.errors import InvalidInput
+from lxcloud.core.errors import InvalidInput, Reason
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import TagRow
 
@@ -33,8 +33,7 @@ def resource_type_of(resource_id: str) -> str:
 
 def check_tag(key: str, value: str) -> None:
     if not key or len(key) > 128 or key.lower().startswith("aws:"):
-        raise InvalidInput(f"tag key {key!r} is not valid (1-128 characters, not aws:)",
-                           ec2_code="InvalidParameterValue")
+        raise InvalidInput(f"tag key {key!r} is not valid (1-128 characters, not aws:)")
     if len(value) > 256:
         raise InvalidInput(f"the value of tag {key!r} is longer than 256 characters")
 
@@ -60,7 +59,7 @@ class TagService:
                 n = len(list(s.scalars(select(TagRow.key).where(TagRow.resource_id == rid))))
                 if n > MAX_TAGS:
                     raise InvalidInput(f"{rid} would have more than {MAX_TAGS} tags",
-                                       ec2_code="TagLimitExceeded")
+                                       reason=Reason.TAG_LIMIT)
 
     def remove(self, caller: Caller, resource_ids: Sequence[str],
                tags: dict[str, str | None]) -> None:

@@ -1,9 +1,9 @@
 """EC2 errors: the one mapping of lxcloud's core errors to EC2 error codes.
 
 Every EC2 action raises or is translated into `Ec2Error`; the transport renders it with
-`xml.render_error` and its `status`. Services may pin the exact EC2 code of an error by putting
-`ec2_code` in its details (e.g. ``InvalidInput(..., ec2_code="InvalidParameterCombination")``);
-that always wins over the class-based mapping below.
+`xml.render_error` and its `status`. Services never name an EC2 code: a core error carries its
+class, its `resource` and, where needed, a `reason` (core.errors.Reason), and this module picks
+the code from those, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -73,18 +73,42 @@ def to_ec2(err: core.LxcloudError, *, action: str) -> Ec2Error:
 
     Internal errors keep their details to the server log; the client gets EC2's generic text.
     """
-    override = err.details.get("ec2_code")
-    if isinstance(override, str) and override:
-        return Ec2Error(override, err.message)
     code = _code_for(err)
     if code == "InternalError":
         return Ec2Error(code, f"An internal error has occurred while processing {action}.")
     return Ec2Error(code, err.message)
 
 
+# Codes by reason, for a reason whose code does not depend on the resource.
+_REASON: dict[core.Reason, str] = {
+    core.Reason.KEY_FORMAT: "InvalidKey.Format",
+    core.Reason.TAG_LIMIT: "TagLimitExceeded",
+    core.Reason.TERMINATION_PROTECTED: "OperationNotPermitted",
+    core.Reason.INVALID_COMBINATION: "InvalidParameterCombination",
+    core.Reason.MISSING_PARAMETER: "MissingParameter",
+}
+
+# Malformed-id codes by resource.
+_MALFORMED: dict[str, str] = {
+    "instance": "InvalidInstanceID.Malformed",
+    "image": "InvalidAMIID.Malformed",
+    "volume": "InvalidVolumeID.Malformed",
+    "snapshot": "InvalidSnapshotID.Malformed",
+    "security_group": "InvalidGroupId.Malformed",
+    "key_pair": "InvalidKeyPair.Format",
+    "reservation": "InvalidReservationID.Malformed",
+}
+
+
 def _code_for(err: core.LxcloudError) -> str:
-    """The class-based part of the mapping; order matters because InvalidState is a Conflict."""
+    """The mapping: a reason first, then the class; order matters (InvalidState is a Conflict)."""
     resource = str(err.details.get("resource", ""))
+    if err.reason is core.Reason.MALFORMED_ID:
+        return _MALFORMED.get(resource, "InvalidParameterValue")
+    if err.reason in _REASON:
+        return _REASON[err.reason]
+    if isinstance(err, core.InvalidCombination):
+        return "InvalidParameterCombination"
     if isinstance(err, core.NotFound):
         return _NOT_FOUND.get(resource, "InvalidParameterValue")
     if isinstance(err, core.InvalidState):
