@@ -52,16 +52,19 @@ def register(app: typer.Typer) -> None:
     @app.command("list")
     @api_errors
     def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
-              all_: bool = typer.Option(False, "--all", help="include terminated")) -> None:
+              all_: bool = typer.Option(False, "--all", help="include terminated"),
+              all_projects: bool = typer.Option(False, "--all-projects",
+                                                help="every project's instances (admins)")) -> None:
         """List instances."""
-        items = g(ctx).client().get("/api/v1/instances", params={"all": all_})
+        items = g(ctx).client().get("/api/v1/instances",
+                                    params={"all": all_, "all_projects": all_projects})
         if as_json:
             print_json(items)
             return
-        t = Table("NAME", "ID", "STATE", "IMAGE", "TYPE", "IPV4", "NODE")
+        t = Table("NAME", "ID", "STATE", "IMAGE", "TYPE", "IPV4", "PROJECT", "NODE")
         for i in items:
             t.add_row(i["name"], i["id"], i["state"], i["image"] or i["image_id"],
-                      i["instance_type"], i["ipv4"] or "", i["node"] or "")
+                      i["instance_type"], i["ipv4"] or "", i.get("project") or "", i["node"] or "")
         out.print(t)
 
     @app.command()
@@ -76,7 +79,8 @@ def register(app: typer.Typer) -> None:
         for k, v in [("name", i["name"]), ("id", i["id"]), ("state", i["state"]),
                      ("reason", i.get("state_reason") or ""), ("image", i["image"]),
                      ("type", i["instance_type"]), ("ipv4", i["ipv4"]), ("node", i["node"]),
-                     ("vcpus", lim.get("vcpus")), ("memory", _fmt_mem(lim.get("memory"))),
+                     ("project", i.get("project")),
+                     ("cpus", lim.get("cpus")), ("memory", _fmt_mem(lim.get("memory"))),
                      ("pids", lim.get("pids")), ("created", i["created"])]:
             out.print(f"{k + ':':10} {v if v is not None else ''}", highlight=False)
 

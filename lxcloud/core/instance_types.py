@@ -8,6 +8,7 @@ from lxcloud.core.errors import InvalidInput, NotFound
 
 MiB = 1024**2
 GiB = 1024**3
+MIN_LIMIT = 16 * MiB       # the least memory limit an instance may have
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ def resolve_limits(itype: InstanceType, *, memory: int | None = None, vcpus: flo
     cpu = itype.vcpus if vcpus is None else vcpus
     pid = itype.pids if pids is None else pids
     sw = 0 if swap is None else swap
-    if mem < 16 * MiB:
-        raise InvalidInput("memory limit must be at least 16MiB")
+    if mem < MIN_LIMIT:
+        raise InvalidInput(f"memory limit must be at least {MIN_LIMIT >> 20}MiB")
     if cpu <= 0 or cpu > 1024:
         raise InvalidInput("cpus must be a positive number")
     if pid < 16:

@@ -6,6 +6,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from lxcloud.core.instance import Disk, Kind, Nic
+from lxcloud.core.instance_types import Limits
+from lxcloud.core.lifecycle import State
+
 
 @dataclass
 class Image:
@@ -18,11 +22,12 @@ class Image:
     size: int
     sha256: str
     created: datetime
-    kind: str = "container"        # container | vm
+    kind: Kind = Kind.CONTAINER
     halt_signal: str | None = None
     init: str | None = None
     project_id: str | None = None
     public: bool = True
+    min_memory: int = 16 * 1024**2   # the least memory its init boots in (from its metadata)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -30,25 +35,47 @@ class Image:
 
 @dataclass
 class Instance:
+    """An instance as the database records it: its description (kind, limits, devices) and its
+    life (state, times, the operation on it), plus what the EC2 skin shows of it."""
+
     id: str
     name: str
-    state: str
+    state: State
     image_id: str
     instance_type: str
-    limits: dict[str, Any]
+    limits: Limits
     node: str | None
-    ipv4: str | None
-    network: str | None
     created: datetime
     updated: datetime
+    kind: Kind = Kind.CONTAINER
+    nics: list[Nic] = field(default_factory=list)
+    disks: list[Disk] = field(default_factory=list)
     user_data: str | None = None
     state_reason: str | None = None
-    mac: str | None = None
     launched_at: datetime | None = None
     terminated_at: datetime | None = None
     project_id: str | None = None
+    project: str | None = None
     image_name: str | None = None
     operation_id: str | None = None
+    key_name: str | None = None
+    zone: str | None = None
+    reservation_id: str | None = None
+    client_token: str | None = None
+    launch_index: int = 0
+
+    @property
+    def ipv4(self) -> str | None:
+        """The first NIC's address (what one-NIC clients show)."""
+        return self.nics[0].ipv4 if self.nics else None
+
+    @property
+    def mac(self) -> str | None:
+        return self.nics[0].mac if self.nics else None
+
+    @property
+    def network(self) -> str | None:
+        return self.nics[0].network if self.nics else None
 
 
 @dataclass
@@ -64,6 +91,8 @@ class Operation:
     created: datetime
     updated: datetime
     result: dict[str, Any] = field(default_factory=dict)
+    project_id: str | None = None   # whose it is (None: the cloud's own, seen by admins only)
+    owner: str | None = None        # the controller running it
 
     @property
     def done(self) -> bool:

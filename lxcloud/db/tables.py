@@ -5,16 +5,47 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always read back as an aware UTC datetime (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: JSON, list[dict[str, Any]]: JSON,
+                           datetime: UtcDateTime()}
 
 
 class NodeRow(Base):
@@ -52,6 +83,8 @@ class ImageRow(Base):
     init: Mapped[str | None] = mapped_column(String(255), nullable=True)
     project_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     public: Mapped[bool] = mapped_column(Boolean, default=True)
+    # the least memory (bytes) the image's init boots in, from its metadata
+    min_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -63,11 +96,12 @@ class InstanceRow(Base):
     state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     image_id: Mapped[str] = mapped_column(String(32), index=True)
     instance_type: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16), default="container", server_default="container")
     limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # the devices: core.instance.Nic and Disk as dicts (the addresses are also in ip_allocations)
+    nics: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    disks: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     node: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    network: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    ipv4: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
     user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
     project_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     operation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -108,8 +142,21 @@ class OperationRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # the controller running it: at start-up a controller fails only its own interrupted ones
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    project_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LockRow(Base):
+    """One operation at a time per resource: the row exists while the operation holds it."""
+
+    __tablename__ = "locks"
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operation_id: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TokenRow(Base):

@@ -31,6 +31,12 @@ from lxcloud.core.errors import InvalidInput
 
 __all__ = ["ArchiveInfo", "open_archive", "check_archive", "safe_extract", "FORMATS"]
 
+# The least memory an init boots in (a container's whole memory limit, not the init's own use):
+# systemd with its journal and logind needs room, busybox init next to none.
+SYSTEMD_MIN_MEMORY = 128 * 1024**2
+BUSYBOX_MIN_MEMORY = 16 * 1024**2
+OTHER_INIT_MIN_MEMORY = 32 * 1024**2
+
 FORMATS = ("tar", "tar.gz", "tar.xz", "tar.zst")
 MAX_ID = 65535  # ids must fit the 65536-wide idmap of an unprivileged container
 
@@ -66,8 +72,9 @@ class ArchiveInfo:
     format: "tar" | "tar.gz" | "tar.xz" | "tar.zst" (by magic bytes); size and sha256 of the file
     as stored; entries: tar members; os/release from os-release (os "busybox" for a bare busybox
     tree); architecture in Debian naming ("amd64", "i386", "arm64" ...) from an ELF header;
-    init/halt_signal guessed from what /sbin/init is; unpacked_size: bytes of regular files;
-    skipped: device nodes and fifos (counted, never created). None means unknown.
+    init/halt_signal guessed from what /sbin/init is, and min_memory (bytes), the least memory
+    that init boots in; unpacked_size: bytes of regular files; skipped: device nodes and fifos
+    (counted, never created). None means unknown.
     """
 
     format: str
@@ -79,6 +86,7 @@ class ArchiveInfo:
     architecture: str | None = None
     init: str | None = None
     halt_signal: str | None = None
+    min_memory: int | None = None
     unpacked_size: int = 0
     skipped: int = 0
 
@@ -428,21 +436,22 @@ class _Validator:
                 release = fields.get("VERSION_CODENAME") or fields.get("VERSION_ID")
                 break
         init = halt = None
+        memory = None
         target = self.resolve("sbin/init")
         busybox = self.resolve("bin/busybox")
         if target is not None:
             init = "/sbin/init"
             if target.endswith("systemd/systemd"):
-                halt = "SIGRTMIN+3"
+                halt, memory = "SIGRTMIN+3", SYSTEMD_MIN_MEMORY
             elif target.rsplit("/", 1)[-1] == "busybox":
-                halt = "SIGUSR1"
+                halt, memory = "SIGUSR1", BUSYBOX_MIN_MEMORY
             else:
-                halt = "SIGPWR"  # sysvinit and LXC's default
+                halt, memory = "SIGPWR", OTHER_INIT_MIN_MEMORY  # sysvinit and LXC's default
         if os_name is None and busybox is not None:
             os_name = "busybox"
         return ArchiveInfo(format=fmt, size=size, sha256=sha256, entries=self.entries, os=os_name,
                            release=release, architecture=self.arch, init=init, halt_signal=halt,
-                           unpacked_size=self.unpacked, skipped=self.skipped)
+                           min_memory=memory, unpacked_size=self.unpacked, skipped=self.skipped)
 
 
 def _parse_os_release(data: bytes) -> dict[str, str]:

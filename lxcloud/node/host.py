@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import platform
 import re
-import time
 from pathlib import Path
 
 from lxcloud.config import Settings
 from lxcloud.core.errors import DriverError
 from lxcloud.core.proc import run
+from lxcloud.core.waiting import wait_until
 
 LXCFS_PIDFILE = Path("/run/lxcfs.pid")
 LXCFS_LOG = Path("/var/log/lxcfs.log")
@@ -65,13 +65,7 @@ def ensure_lxcfs(lxcfs_dir: Path, timeout: float = 10, pidfile: Path = LXCFS_PID
          "lxcfs", "-f", "--enable-cfs", "--enable-pidfd", "-p", str(pidfile), str(lxcfs_dir)],
         env={"LOG": str(LXCFS_LOG), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
         timeout=30)
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while not lxcfs_mounted(lxcfs_dir):
-        if time.monotonic() > deadline:
-            raise DriverError(f"lxcfs did not mount {lxcfs_dir} within {timeout}s")
-        time.sleep(delay)   # polling the mount table with a deadline
-        delay = min(delay * 2, 0.2)
+    wait_until(lambda: lxcfs_mounted(lxcfs_dir), timeout, f"lxcfs mounting {lxcfs_dir}", first=0.005)
 
 
 def ensure_subids(user: str, base: int, count: int) -> None:

@@ -1,60 +1,89 @@
-"""The node protocol: what the controller asks of a host's agent (typed requests and answers).
+"""The node protocol: what the controller asks of a host's agent, in typed values.
 
-In the all-in-one mode the controller calls a NodeAgent in-process; a remote agent would serve the
-same methods as HTTP+JSON.
+Everything the controller does to a host goes through a NodeClient: instances (given as the
+services built their `InstanceSpec`, handed on unchanged), networks, DNS, the console, host facts
+and host network discovery. In the all-in-one mode the client is the NodeAgent itself, called
+in-process; a remote agent serves the same methods as HTTP+JSON (`InstanceSpec.to_dict` is the
+wire form of the description).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from lxcloud.core.instance_types import Limits
-from lxcloud.drivers.compute.base import ExecResult, HostState
+from lxcloud.core.caps import NodeCaps
+from lxcloud.core.host import ExecResult, HostState
+from lxcloud.core.instance import InstanceSpec, Nic
 from lxcloud.drivers.network.base import NetworkSpec
 
+Progress = Callable[[int, str], None]
+# step name -> seconds, in the order the steps ran (what a launch spent where)
+Timings = dict[str, float]
 
-@dataclass(frozen=True)
-class LaunchRequest:
-    instance_id: str
-    hostname: str
-    image_id: str
-    template: Path
-    limits: Limits
-    bridge: str
-    ipv4: str            # "10.1.2.3/24"
-    gateway: str
-    mac: str
-    halt_signal: str | None = None
-    nameservers: Sequence[str] = ()
-    extra_files: dict[str, bytes | tuple[bytes, int]] = field(default_factory=dict)
-    start: bool = True
+
+class ConsoleStream(Protocol):
+    """A terminal attached to an instance's console."""
+
+    def read(self, n: int = 65536) -> bytes:
+        """Blocks until output comes; b"" once the console is gone."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None:
+        """Detach (the instance keeps running). Idempotent."""
 
 
 class NodeClient(Protocol):
     name: str
 
+    # --- the host
+    def capabilities(self) -> NodeCaps:
+        """What this host's drivers can do (asked before any row is written)."""
+
+    def prepare(self) -> None:
+        """Make the host ready (id ranges, sysctls, lxcfs); idempotent."""
+
+    def heal(self) -> None:
+        """Bring back host services instances rely on if one died (between operations)."""
+
+    def facts(self) -> dict[str, object]: ...
+
+    def host_networks(self) -> list[str]:
+        """Every IPv4 network the host already uses (addresses and routes), as CIDRs."""
+
+    # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None: ...
-    def update_dns(self, spec: NetworkSpec, hosts: dict[str, str]) -> None: ...
-    def launch(self, req: LaunchRequest,
-               progress: Callable[[int, str], None] | None = None) -> None: ...
-    def redefine(self, req: LaunchRequest) -> None: ...
-    def sync_ports(self, addresses: dict[str, str]) -> None: ...
+    def teardown_network(self, spec: NetworkSpec) -> None: ...
+    def update_dns(self, spec: NetworkSpec, hosts: dict[str, str]) -> None:
+        """The network's DNS answers exactly these names (name -> address)."""
+
+    # --- instances
+    def launch(self, spec: InstanceSpec, *, start: bool = True,
+               progress: Progress | None = None) -> Timings:
+        """Root disk, definition, ports, DNS name, start: all undone on failure."""
+
+    def redefine(self, spec: InstanceSpec) -> None:
+        """Rewrite a stopped instance's definition (limits, devices) over its existing root."""
+
+    def sync_ports(self, nics: Mapping[str, Sequence[Nic]]) -> None:
+        """The port guard lets exactly these instances' NICs send from their addresses."""
+
     def start(self, instance_id: str) -> None: ...
     def stop(self, instance_id: str, force: bool = False, timeout: float = 30) -> None: ...
     def reboot(self, instance_id: str) -> None: ...
     def freeze(self, instance_id: str) -> None: ...
     def unfreeze(self, instance_id: str) -> None: ...
-    def destroy(self, instance_id: str) -> None: ...
+    def destroy(self, instance_id: str) -> None:
+        """Stop, remove the definition, the ports' rules and the root disk. Missing: no-op."""
+
     def state(self, instance_id: str) -> HostState: ...
     def list_instances(self) -> list[str]: ...
     def exec(self, instance_id: str, argv: Sequence[str], stdin: bytes | None, timeout: float,
              env: dict[str, str] | None) -> ExecResult: ...
     def console_log(self, instance_id: str) -> bytes: ...
-    def console_command(self, instance_id: str) -> list[str]: ...
+    def open_console(self, instance_id: str) -> ConsoleStream: ...
+
+    # --- images
     def has_base(self, image_id: str) -> bool: ...
     def delete_base(self, image_id: str) -> None: ...
-    def facts(self) -> dict[str, object]: ...
-    def heal(self) -> None: ...

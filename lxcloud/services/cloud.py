@@ -8,10 +8,11 @@ from lxcloud.config import Settings
 from lxcloud.db.engine import Database
 from lxcloud.node.protocol import NodeClient
 from lxcloud.services.accounts import AccountService
-from lxcloud.services.auth import ensure_admin_token
+from lxcloud.services.auth import controller_id, ensure_admin_token
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
+from lxcloud.services.metadata import MetadataService
 from lxcloud.services.networks import NetworkService
 from lxcloud.services.nodes import NodeService
 from lxcloud.services.operations import Operations
@@ -28,7 +29,8 @@ class Cloud:
         self.db = db or Database(settings.db_url)
         self.db.create_all()
         self.node = node
-        self.ops = Operations(self.db, workers=settings.workers)
+        self.controller_id = controller_id(settings)
+        self.ops = Operations(self.db, owner=self.controller_id, workers=settings.workers)
         self.accounts = AccountService(self.db)
         self.networks = NetworkService(settings, self.db, node)
         self.images = ImageService(settings, self.db, self.ops, node)
@@ -36,15 +38,15 @@ class Cloud:
         self.keypairs = KeyPairService(self.db)
         self.instances = InstanceService(settings, self.db, self.ops, node, self.images,
                                          self.networks, self.tags, self.keypairs)
+        self.metadata = MetadataService(self.db, self.instances, self.images, self.keypairs,
+                                        self.networks)
         self.nodes = NodeService(self.db, node)
         self.reconciler = Reconciler(self.db, self.ops, node)
         self.admin_token = ""
 
     def startup(self, *, reconcile_loop: bool = True) -> None:
         """Host prepared, default network made or repaired, records reconciled with the host."""
-        prepare = getattr(self.node, "prepare", None)
-        if prepare is not None:
-            prepare()
+        self.node.prepare()
         self.admin_token = ensure_admin_token(self.settings)
         self.admin = self.accounts.ensure_admin(self.admin_token)
         self.admin_key = self.accounts.credentials("admin")
@@ -53,7 +55,7 @@ class Cloud:
             log.warning("%d operation(s) were interrupted by a restart", interrupted)
         self.nodes.register_local()
         net = self.networks.ensure_default()
-        self.node.sync_ports({i.id: i.ipv4 for i in self.instances.list() if i.ipv4})
+        self.node.sync_ports(self.instances.port_map())
         rep = self.reconciler.run_once(startup=True)
         self.nodes.unknown = rep.unknown
         self.networks.refresh_dns(net)

@@ -17,7 +17,10 @@ from lxcloud.config import Settings
 from lxcloud.core.caller import SYSTEM, Caller
 from lxcloud.core.errors import Conflict, InvalidInput, NotFound
 from lxcloud.core.ids import is_id, new_id
+from lxcloud.core.instance import ImageRef, Kind
+from lxcloud.core.instance_types import MIN_LIMIT
 from lxcloud.core.models import Image, Operation
+from lxcloud.core.units import parse_size
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import ImageRow, InstanceRow
 from lxcloud.node.protocol import NodeClient
@@ -29,10 +32,14 @@ BUILDERS = ("busybox", "debian")
 ARCHES = ("amd64", "i386")
 
 
+DEFAULT_MIN_MEMORY = 16 * 1024**2    # an image whose metadata does not say
+
+
 def _to_model(r: ImageRow) -> Image:
     return Image(id=r.id, name=r.name, os=r.os, release=r.release, architecture=r.architecture,
-                 format=r.format, size=r.size, sha256=r.sha256, created=r.created, kind=r.kind,
-                 halt_signal=r.halt_signal, init=r.init, project_id=r.project_id, public=r.public)
+                 format=r.format, size=r.size, sha256=r.sha256, created=r.created, kind=Kind(r.kind),
+                 halt_signal=r.halt_signal, init=r.init, project_id=r.project_id, public=r.public,
+                 min_memory=r.min_memory or DEFAULT_MIN_MEMORY)
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,11 @@ class ImageService:
     def template_path(self, image: Image) -> Path:
         return self.store.path(image.id)
 
+    def ref(self, image: Image) -> ImageRef:
+        """What a host needs of the image to boot an instance of it."""
+        return ImageRef(id=image.id, template=str(self.store.path(image.id)), format=image.format,
+                        halt_signal=image.halt_signal, init=image.init)
+
     # --- import
     def check_name(self, name: str) -> None:
         if not IMAGE_NAME_RE.match(name) or is_id(name):
@@ -99,10 +111,10 @@ class ImageService:
                 os=str(meta.get("os") or info.os or ""),
                 release=str(meta.get("release") or info.release or ""),
                 architecture=str(meta.get("architecture") or info.architecture or ""),
-                kind="container",
-                halt_signal=meta.get("halt_signal") or info.halt_signal
-                or _default_halt_signal(info.os),
+                kind=str(Kind(meta.get("kind") or Kind.CONTAINER)),
+                halt_signal=meta.get("halt_signal") or info.halt_signal,
                 init=meta.get("init") or info.init,
+                min_memory=_min_memory(meta.get("min_memory"), info.min_memory),
                 project_id=caller.project_id or None,
                 # an admin's images are for everyone; a member's stay in its project
                 public=caller.is_admin if public is None else public)
@@ -125,12 +137,7 @@ class ImageService:
                             f"debian-{req.release}-{req.arch}" + ("-cloud" if req.cloud_init else ""))
         self.check_name(name)
         target = f"image-build:{name}"
-        op_id = self.ops.reserve(target)
-        try:
-            op = self.ops.create("image_build", target, op_id=op_id)
-        except Exception:
-            self.ops.release(target, op_id)
-            raise
+        op = self.ops.create("image_build", target, project_id=caller.project_id or None)
 
         def job(progress: Progress) -> dict[str, Any]:
             tmp = Path(tempfile.mkdtemp(prefix="build-", dir=self._tmp_dir()))
@@ -195,9 +202,11 @@ class ImageService:
         self.store.delete(image.id)
 
 
-def _default_halt_signal(os_name: str | None) -> str | None:
-    if os_name == "busybox":
-        return "SIGUSR1"
-    if os_name in ("debian", "ubuntu"):
-        return "SIGRTMIN+3"
-    return None
+def _min_memory(given: object, found: int | None) -> int:
+    """The image's least memory: its metadata's (a size), else what its init needs."""
+    if given is not None and given != "":
+        n = parse_size(given if isinstance(given, int) else str(given), "min_memory")
+        if n < MIN_LIMIT:
+            raise InvalidInput(f"min_memory must be at least {MIN_LIMIT >> 20}MiB")
+        return n
+    return found or DEFAULT_MIN_MEMORY

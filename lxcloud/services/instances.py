@@ -1,37 +1,60 @@
-"""Instances: launch, lifecycle actions, delete, exec, console — the business rules, once."""
+"""Instances: launch, lifecycle actions, modify, delete, exec, console — the business rules, once.
+
+Every front-end (REST, EC2, the CLI through REST) comes through here. A launch is checked whole
+— type, limits, name, image, key, zone, quota, the description against the drivers' capabilities
+— before any row is written; the rows (instances, their addresses, their operations and locks)
+are written in one transaction; the host work then runs as an operation with the description
+(`InstanceSpec`) built here once and handed to the node unchanged.
+"""
 
 from __future__ import annotations
 
 import builtins
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from lxcloud.config import Settings
-from lxcloud.core import ipam
-from lxcloud.core.caller import SYSTEM, Caller
+from lxcloud.core.caller import DEFAULT_PROJECT, SYSTEM, Caller
+from lxcloud.core.caps import NodeCaps
 from lxcloud.core.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     InvalidState,
     NotFound,
     QuotaExceeded,
     Reason,
-    Unsupported,
 )
+from lxcloud.core.firstboot import firstboot_files
+from lxcloud.core.host import ExecResult
 from lxcloud.core.ids import is_id, new_id, valid_name
+from lxcloud.core.instance import (
+    BlockDevice,
+    BootOptions,
+    Disk,
+    InstanceSpec,
+    Kind,
+    Nic,
+    disk_from_dict,
+    disk_to_dict,
+    nic_from_dict,
+    nic_to_dict,
+)
 from lxcloud.core.instance_types import DEFAULT_TYPE, Limits, get_type, resolve_limits
 from lxcloud.core.lifecycle import Action, State, next_state, observe
-from lxcloud.core.models import Instance, Operation
+from lxcloud.core.models import Image, Instance, Network, Operation
 from lxcloud.core.units import parse_size
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import InstanceRow, utcnow
-from lxcloud.drivers.compute.base import ExecResult
-from lxcloud.node.protocol import LaunchRequest, NodeClient
+from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow, utcnow
+from lxcloud.node.protocol import ConsoleStream, NodeClient
+from lxcloud.services.capabilities import check_description
 from lxcloud.services.images import ImageService
 from lxcloud.services.keypairs import KeyPairService
 from lxcloud.services.networks import NetworkService
@@ -40,33 +63,14 @@ from lxcloud.services.tags import TagService
 
 log = logging.getLogger(__name__)
 MAX_USER_DATA = 16 * 1024
-MiB = 1024**2
-
-
-def min_memory(os_name: str) -> int:
-    """The least memory an image's init runs in: systemd images need more than busybox."""
-    return 128 * MiB if os_name in ("debian", "ubuntu") else 16 * MiB
-
-
-def firstboot(user_data: str | None, public_keys: list[str]) -> dict[str, bytes | tuple[bytes, int]]:
-    """Files the new root gets: authorized keys, and the user data run once at first boot."""
-    from lxcloud.node.firstboot import firstboot_files
-
-    return dict(firstboot_files(user_data.encode() if user_data is not None else None, public_keys))
-
-
-def _to_model(r: Any, image_name: str | None = None) -> Instance:
-    """From an ORM row or a Core row of the instances table (same attribute names)."""
-    return Instance(id=r.id, name=r.name, state=r.state, image_id=r.image_id,
-                    instance_type=r.instance_type, limits=dict(r.limits or {}), node=r.node,
-                    ipv4=r.ipv4, network=r.network, created=r.created, updated=r.updated,
-                    user_data=r.user_data, state_reason=r.state_reason, mac=r.mac,
-                    launched_at=r.launched_at, terminated_at=r.terminated_at,
-                    project_id=r.project_id, image_name=image_name, operation_id=r.operation_id)
+DEFAULT_POOL = "default"
 
 
 @dataclass(frozen=True)
-class LaunchInput:
+class LaunchRequest:
+    """What a front-end asks for. Everything is optional but the image; counts are EC2's
+    MinCount/MaxCount (at least min_count or none, at most max_count, one reservation)."""
+
     image: str
     name: str | None = None
     instance_type: str | None = None
@@ -79,187 +83,287 @@ class LaunchInput:
     key_name: str | None = None
     zone: str | None = None
     client_token: str | None = None
-    reservation_id: str | None = None
-    launch_index: int = 0
     tags: dict[str, str] | None = None
+    min_count: int = 1
+    max_count: int = 1
+    # EC2: a Name tag is free text; when it is not a free hostname the instance is named by its id
+    name_from_tag: bool = False
+    boot: BootOptions = field(default_factory=BootOptions)
+    block_devices: tuple[BlockDevice, ...] = ()
+    network: str | None = None     # the network's name; the default network when None
+    pool: str | None = None        # the root disk's pool; the default pool when None
 
 
-# user-facing action -> (lifecycle action, node verb)
+# user-facing action -> lifecycle action
 ACTIONS: dict[str, Action] = {
     "start": Action.START, "stop": Action.STOP, "reboot": Action.REBOOT, "restart": Action.REBOOT,
     "suspend": Action.SUSPEND, "resume": Action.RESUME,
 }
 
 
+def _to_model(r: Any, image_names: dict[str, str], projects: dict[str, str]) -> Instance:
+    """From an ORM row or a Core row of the instances table (same attribute names)."""
+    return Instance(
+        id=r.id, name=r.name, state=State(r.state), image_id=r.image_id,
+        instance_type=r.instance_type, limits=Limits(**(r.limits or {})), node=r.node,
+        created=r.created, updated=r.updated, kind=Kind(r.kind or Kind.CONTAINER),
+        nics=[nic_from_dict(n) for n in r.nics or ()],
+        disks=[disk_from_dict(d) for d in r.disks or ()],
+        user_data=r.user_data, state_reason=r.state_reason, launched_at=r.launched_at,
+        terminated_at=r.terminated_at, project_id=r.project_id,
+        project=projects.get(r.project_id or ""), image_name=image_names.get(r.image_id),
+        operation_id=r.operation_id, key_name=r.key_name, zone=r.zone,
+        reservation_id=r.reservation_id, client_token=r.client_token,
+        launch_index=r.launch_index or 0)
+
+
 class InstanceService:
     def __init__(self, settings: Settings, db: Database, ops: Operations, node: NodeClient,
-                 images: ImageService, networks: NetworkService, tags: TagService | None = None,
-                 keypairs: KeyPairService | None = None) -> None:
-        self.tags = tags or TagService(db)
-        self.keypairs = keypairs
+                 images: ImageService, networks: NetworkService, tags: TagService,
+                 keypairs: KeyPairService) -> None:
         self.settings = settings
         self.db = db
         self.ops = ops
         self.node = node
         self.images = images
         self.networks = networks
+        self.tags = tags
+        self.keypairs = keypairs
+        self._caps: NodeCaps | None = None
+
+    @property
+    def caps(self) -> NodeCaps:
+        """The node's driver capabilities (they do not change while it runs)."""
+        if self._caps is None:
+            self._caps = self.node.capabilities()
+        return self._caps
 
     # --- queries
     def get(self, ref: str, *, caller: Caller = SYSTEM) -> Instance:
-        """By id (terminated ones included) or by name (live ones), within the caller's project:
-        another project's instance is "not found", never "forbidden"."""
+        """By id (terminated ones included) or by name (live ones). A member sees its project's
+        instances only (another project's is "not found", never "forbidden"); an admin every one."""
         with self.db.reader() as s:
             row = s.get(InstanceRow, ref) if is_id(ref, "instance") else None
             if row is None:
                 row = s.scalar(select(InstanceRow).where(InstanceRow.name == ref,
-                                                         InstanceRow.state != State.TERMINATED)
-                               .where(*self._scope(caller)))
+                                                         InstanceRow.state != State.TERMINATED))
             if row is None or not self._sees(caller, row.project_id):
                 raise NotFound(f"instance {ref!r} not found", resource="instance", id=ref)
-            return _to_model(row, self._image_names(s).get(row.image_id))
+            return _to_model(row, self._image_names(s), self._projects(s))
 
     @staticmethod
     def _sees(caller: Caller, project_id: str | None) -> bool:
-        return caller is SYSTEM or project_id == caller.project_id
-
-    @staticmethod
-    def _scope(caller: Caller) -> list[Any]:
-        return [] if caller is SYSTEM else [InstanceRow.project_id == caller.project_id]
+        return caller is SYSTEM or caller.is_admin or project_id == caller.project_id
 
     def list(self, include_terminated: bool = False, *, caller: Caller = SYSTEM,
-             ids: Sequence[str] | None = None) -> builtins.list[Instance]:
+             ids: Sequence[str] | None = None, all_projects: bool = False) -> builtins.list[Instance]:
+        """The caller's project's instances; `all_projects` (admins only): every project's."""
+        if all_projects and not (caller is SYSTEM or caller.is_admin):
+            raise Forbidden("only an admin may list the instances of all projects")
         with self.db.reader() as s:
             # Core rows, not ORM objects: a list of 1,000 is read without identity-map costs
-            q = select(InstanceRow.__table__).order_by(InstanceRow.created).where(*self._scope(caller))
+            q = select(InstanceRow.__table__).order_by(InstanceRow.created)
+            if caller is not SYSTEM and not all_projects:
+                q = q.where(InstanceRow.project_id == caller.project_id)
             if ids is not None:
                 q = q.where(InstanceRow.id.in_(list(ids)))
             if not include_terminated:
                 q = q.where(InstanceRow.state != State.TERMINATED)
-            names = self._image_names(s)
-            return [_to_model(r, names.get(r.image_id)) for r in s.execute(q)]
+            names, projects = self._image_names(s), self._projects(s)
+            return [_to_model(r, names, projects) for r in s.execute(q)]
+
+    def counts(self) -> dict[str, int]:
+        """How many instances there are by state (every project)."""
+        with self.db.reader() as s:
+            return dict(s.execute(select(InstanceRow.state, func.count())  # type: ignore[arg-type]
+                                  .group_by(InstanceRow.state)).all())
 
     @staticmethod
-    def _image_names(s: Any) -> dict[str, str]:
-        from lxcloud.db.tables import ImageRow
+    def _image_names(s: Session) -> dict[str, str]:
+        return dict(s.execute(select(ImageRow.id, ImageRow.name)).all())  # type: ignore[arg-type]
 
-        return dict(s.execute(select(ImageRow.id, ImageRow.name)).all())
+    @staticmethod
+    def _projects(s: Session) -> dict[str, str]:
+        return dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())  # type: ignore[arg-type]
 
     # --- launch
-    def launch(self, inp: LaunchInput, *, caller: Caller = SYSTEM) -> tuple[Instance, Operation]:
-        """Everything is checked before anything is made; the host work runs as an operation."""
-        itype = get_type(inp.instance_type or DEFAULT_TYPE)
+    def launch(self, req: LaunchRequest, *, caller: Caller = SYSTEM, dry_run: bool = False
+               ) -> builtins.list[tuple[Instance, Operation | None]]:
+        """Everything is checked before anything is made; the host work runs as operations.
+        A repeated client token returns the first request's instances (no new ones).
+        dry_run: every check, nothing made, [] returned."""
+        if req.min_count < 1 or req.max_count < req.min_count:
+            raise InvalidInput("the minimum count must be at least 1 and at most the maximum count")
+        if req.client_token:
+            earlier = self._by_client_token(req.client_token, caller)
+            if earlier:
+                return [(i, self.ops.get(i.operation_id) if i.operation_id else None)
+                        for i in earlier]
+        itype = get_type(req.instance_type or DEFAULT_TYPE)
         limits = resolve_limits(
             itype,
-            memory=parse_size(inp.memory, "memory") if inp.memory is not None else None,
-            vcpus=inp.cpus, pids=inp.pids,
-            swap=parse_size(inp.swap, "swap") if inp.swap is not None else None)
-        if inp.name is not None and not valid_name(inp.name):
-            raise InvalidInput(f"instance name {inp.name!r} is not valid: a letter, then letters, "
-                               "digits or dashes, at most 63 characters")
-        if inp.user_data is not None and len(inp.user_data.encode()) > MAX_USER_DATA:
-            raise InvalidInput(f"user data is larger than {MAX_USER_DATA} bytes")
-        image = self.images.get(inp.image, caller=caller)
-        if image.kind != "container":
-            raise Unsupported(f"image {image.name!r} is a {image.kind} image; LXC needs a container "
-                              "image", reason=Reason.INVALID_COMBINATION)
-        need = min_memory(image.os)
-        if limits.memory < need:
-            raise InvalidInput(f"instance type {itype.name} has {limits.memory >> 20} MiB of memory; "
-                               f"image {image.name} ({image.os}) needs at least {need >> 20} MiB",
-                               reason=Reason.INVALID_COMBINATION)
-        public_keys: list[str] = []
-        if inp.key_name is not None:
-            if self.keypairs is None:
-                raise Unsupported("key pairs are not available")
-            public_keys.append(self.keypairs.get(inp.key_name, caller).public_key)
-        net = self.networks.get()
+            memory=parse_size(req.memory, "memory") if req.memory is not None else None,
+            vcpus=req.cpus, pids=req.pids,
+            swap=parse_size(req.swap, "swap") if req.swap is not None else None)
+        name = req.name
+        if name is not None and not valid_name(name):
+            if not req.name_from_tag:
+                raise InvalidInput(f"instance name {name!r} is not valid: a letter, then letters, "
+                                   "digits or dashes, at most 63 characters")
+            name = None
+        self._check_user_data(req.user_data)
+        image = self.images.get(req.image, caller=caller)
+        self._check_memory(limits, image, itype.name)
+        public_keys = [self.keypairs.get(req.key_name, caller).public_key] if req.key_name else []
+        first_boot = firstboot_files(req.user_data.encode() if req.user_data is not None else None,
+                                     public_keys)
+        zone = req.zone or self.settings.zones[0]
+        if zone not in self.settings.zones:
+            raise InvalidInput(f"invalid availability zone: [{zone}] (this cloud has "
+                               f"{', '.join(self.settings.zones)})", resource="zone")
+        net = self.networks.get(req.network or "default")
+        pool = req.pool or DEFAULT_POOL
+        plan = self.networks.nic_template(net)
+        disks = [Disk(pool=pool, size=limits.disk, source=image.id)]
+        check_description(self.caps, kind=image.kind, image=image, nics=[plan], disks=disks,
+                          boot=req.boot, block_devices=req.block_devices)
+        if req.tags:
+            self.tags.check(req.tags)
         project_id = caller.project_id or self._default_project()
-        iid = new_id("instance")
-        name = inp.name or iid
-        op_id = self.ops.reserve(iid)
-        try:
-            with self.db.session() as s:
-                if s.scalar(select(InstanceRow.id).where(InstanceRow.name == name,
-                                                         InstanceRow.state != State.TERMINATED)):
-                    raise Conflict(f"an instance named {name!r} already exists",
-                                   resource="instance")
-                ip = self.networks.allocate(s, net, iid)
+        owner = dataclasses.replace(caller, project_id=project_id)
+        rid = new_id("reservation")
+        made: builtins.list[tuple[Instance, Operation]] = []
+        if dry_run:
+            with self.db.reader() as s:
+                self._room(s, project_id, req.min_count)
+            return []
+        with self.db.session() as s:
+            count = min(req.max_count, self._room(s, project_id, req.min_count))
+            for n in range(count):
+                iid = new_id("instance")
+                wanted = name if count == 1 or name is None else f"{name}-{n}"
                 row = InstanceRow(
-                    id=iid, name=name, state=State.PENDING, image_id=image.id,
-                    instance_type=itype.name, limits=limits.to_dict(), node=self.node.name,
-                    network=net.id, ipv4=ip, mac=ipam.mac_for(ip, self.settings.cloud_id),
-                    user_data=inp.user_data, operation_id=op_id,
-                    project_id=project_id,
-                    key_name=inp.key_name, zone=inp.zone or self.settings.zones[0],
-                    client_token=inp.client_token, launch_index=inp.launch_index,
-                    reservation_id=inp.reservation_id or new_id("reservation"))
+                    id=iid, name=self._free_name(s, wanted, iid, req.name_from_tag),
+                    state=State.PENDING, image_id=image.id, instance_type=itype.name,
+                    kind=str(image.kind), limits=dataclasses.asdict(limits), node=self.node.name,
+                    nics=[nic_to_dict(self.networks.attach(s, net, plan, iid))],
+                    disks=[disk_to_dict(d) for d in disks], user_data=req.user_data,
+                    project_id=project_id, key_name=req.key_name, zone=zone,
+                    client_token=req.client_token, launch_index=n, reservation_id=rid)
                 s.add(row)
-                op = self.ops.create("launch", iid, session=s, op_id=op_id)
-                inst = _to_model(row, image.name)
-        except Exception:
-            self.ops.release(iid, op_id)
-            raise
+                op = self.ops.begin(s, "launch", iid, project_id=project_id)
+                row.operation_id = op.id
+                s.flush()
+                if req.tags:
+                    self.tags.add(s, owner, [iid], req.tags)
+                made.append((_to_model(row, {image.id: image.name}, {project_id: owner.project}), op))
+        for inst, op in made:
+            spec = self._spec(inst, image, first_boot)
+            self._submit_launch(inst, spec, op, net, start=req.start)
+        return [(i, o) for i, o in made]
 
-        req = LaunchRequest(
-            instance_id=iid, hostname=name, image_id=image.id,
-            template=self.images.template_path(image), limits=limits, bridge=net.bridge,
-            ipv4=f"{ip}/{self.networks.prefix_len(net)}", gateway=net.gateway, mac=inst.mac or "",
-            halt_signal=image.halt_signal, nameservers=(net.gateway,), start=inp.start,
-            extra_files=firstboot(inp.user_data, public_keys))
+    def _room(self, s: Session, project_id: str, at_least: int) -> int:
+        """How many more instances the project may have; QuotaExceeded below `at_least`.
+        The quota is the same for every front-end."""
+        live = s.scalar(select(func.count()).select_from(InstanceRow).where(
+            InstanceRow.project_id == project_id, InstanceRow.state != State.TERMINATED)) or 0
+        room = self.settings.max_instances_per_project - live
+        if room < at_least:
+            raise QuotaExceeded(f"your quota allows for {max(room, 0)} more instance(s); you "
+                                f"requested at least {at_least}", resource="instances")
+        return room
+
+    def _free_name(self, s: Session, wanted: str | None, iid: str, fallback: bool) -> str:
+        """`wanted` if no live instance has it (in this transaction); else Conflict, or the id
+        when the name only came from a tag."""
+        if wanted is None:
+            return iid
+        taken = s.scalar(select(InstanceRow.id).where(InstanceRow.name == wanted,
+                                                      InstanceRow.state != State.TERMINATED))
+        if taken is None:
+            return wanted
+        if fallback:
+            return iid
+        raise Conflict(f"an instance named {wanted!r} already exists", resource="instance")
+
+    def _submit_launch(self, inst: Instance, spec: InstanceSpec, op: Operation, net: Network, *,
+                       start: bool) -> None:
+        submitted = time.perf_counter()
 
         def job(progress: Progress) -> dict[str, Any]:
-            self.node.launch(req, progress)
-            self._finish(iid, Action.CREATED if inp.start else Action.STOPPED, launched=True)
+            t0 = time.perf_counter()
+            steps = {"operation.handoff": t0 - submitted}
+            steps.update(self.node.launch(spec, start=start, progress=progress))
+            t1 = time.perf_counter()
+            self._finish(inst.id, Action.CREATED if start else Action.STOPPED, launched=True)
+            t2 = time.perf_counter()
             self.networks.refresh_dns(net)
-            return {"instance_id": iid, "ipv4": ip}
+            t3 = time.perf_counter()
+            steps.update({"database.finish": t2 - t1, "network.dns": t3 - t2})
+            return {"instance_id": inst.id, "ipv4": inst.ipv4,
+                    "timings": {k: round(v * 1000, 3) for k, v in steps.items()}}
 
         def on_error(err: Exception) -> None:
             # the agent has undone its host work; the record stays, in error, its address freed
             with self.db.session() as s:
-                r = s.get(InstanceRow, iid)
+                r = s.get(InstanceRow, inst.id)
                 if r is not None:
                     r.state = next_state(r.state, Action.FAIL)
                     r.state_reason = f"launch failed: {err}"
-                    r.ipv4 = None
-                    self.networks.release(s, iid)
+                    r.nics = [dict(n, ipv4=None) for n in r.nics or ()]
+                    self.networks.release(s, inst.id)
 
-        if inp.tags:
-            self.tags.set(dataclasses.replace(caller, project_id=project_id), [iid], inp.tags)
         self.ops.submit(op, job, on_error=on_error)
-        return inst, op
 
-    def launch_many(self, inp: LaunchInput, min_count: int, max_count: int, *,
-                    caller: Caller = SYSTEM) -> builtins.list[tuple[Instance, Operation | None]]:
-        """EC2's MinCount/MaxCount: at least min_count or none (InstanceLimitExceeded), at most
-        max_count; one reservation. A repeated ClientToken returns the first request's instances."""
-        if min_count < 1 or max_count < min_count:
-            raise InvalidInput("MinCount must be at least 1 and at most MaxCount")
-        if inp.client_token:
-            earlier = self._by_client_token(inp.client_token, caller)
-            if earlier:
-                return [(i, self.ops.get(i.operation_id) if i.operation_id else None)
-                        for i in earlier]
-        room = self.settings.max_instances_per_project - len(self.list(caller=caller))
-        if room < min_count:
-            raise QuotaExceeded(f"your quota allows for {max(room, 0)} more running instance(s); "
-                                f"you requested at least {min_count}", resource="instances")
-        count = min(max_count, room)
-        rid = inp.reservation_id or new_id("reservation")
-        out: builtins.list[tuple[Instance, Operation | None]] = []
-        for n in range(count):
-            name = inp.name if count == 1 or inp.name is None else f"{inp.name}-{n}"
-            one = dataclasses.replace(inp, name=name, reservation_id=rid, launch_index=n)
-            out.append(self.launch(one, caller=caller))
-        return out
+    def _spec(self, inst: Instance, image: Image, first_boot: Sequence[Any] | None = None
+              ) -> InstanceSpec:
+        """The description a host gets: the record's devices and limits, the image's boot facts,
+        the first-boot files (from the record when not given)."""
+        if first_boot is None:
+            keys: builtins.list[str] = []
+            if inst.key_name:
+                try:
+                    keys.append(self.keypairs.get(inst.key_name, self._owner_of(inst)).public_key)
+                except NotFound:
+                    pass   # deleted since: nothing to write (and first-boot files are written once)
+            first_boot = firstboot_files(inst.user_data.encode() if inst.user_data is not None
+                                         else None, keys)
+        return InstanceSpec(id=inst.id, name=inst.name, kind=inst.kind, image=self.images.ref(image),
+                            limits=inst.limits, nics=tuple(inst.nics), disks=tuple(inst.disks),
+                            first_boot=tuple(first_boot), node=inst.node or self.node.name)
+
+    @staticmethod
+    def _owner_of(inst: Instance) -> Caller:
+        return Caller(user_id="system", user="system", project_id=inst.project_id or "",
+                      project=inst.project or "")
+
+    def _check_user_data(self, user_data: str | None) -> None:
+        if user_data is not None and len(user_data.encode()) > MAX_USER_DATA:
+            raise InvalidInput(f"user data is larger than {MAX_USER_DATA} bytes")
+
+    @staticmethod
+    def _check_memory(limits: Limits, image: Image, itype: str) -> None:
+        """The least memory an image boots in comes from its metadata."""
+        if limits.memory < image.min_memory:
+            raise InvalidInput(f"instance type {itype} with {limits.memory >> 20} MiB of memory is "
+                               f"too small for image {image.name}: it needs at least "
+                               f"{image.min_memory >> 20} MiB", reason=Reason.INVALID_COMBINATION)
 
     def _by_client_token(self, token: str, caller: Caller) -> builtins.list[Instance]:
         with self.db.reader() as s:
-            rows = s.scalars(select(InstanceRow).where(InstanceRow.client_token == token,
-                                                       *self._scope(caller))
-                             .order_by(InstanceRow.launch_index))
-            names = self._image_names(s)
-            return [_to_model(r, names.get(r.image_id)) for r in rows]
+            q = select(InstanceRow).where(InstanceRow.client_token == token)
+            if caller is not SYSTEM:
+                q = q.where(InstanceRow.project_id == caller.project_id)
+            rows = list(s.scalars(q.order_by(InstanceRow.launch_index)))
+            names, projects = self._image_names(s), self._projects(s)
+            return [_to_model(r, names, projects) for r in rows]
 
+    def _default_project(self) -> str:
+        with self.db.reader() as s:
+            pid = s.scalar(select(ProjectRow.id).where(ProjectRow.name == DEFAULT_PROJECT))
+        return pid or ""
+
+    # --- modify
     def modify(self, ref: str, *, instance_type: str | None = None, user_data: str | None = None,
                caller: Caller = SYSTEM) -> Instance:
         """Instance type and user data change on a stopped instance only."""
@@ -267,50 +371,29 @@ class InstanceService:
         if inst.state != State.STOPPED:
             raise InvalidState(f"the instance {inst.id} is not in the 'stopped' state",
                                state=inst.state)
-        if user_data is not None and len(user_data.encode()) > MAX_USER_DATA:
-            raise InvalidInput(f"user data is larger than {MAX_USER_DATA} bytes")
-        limits = dict(inst.limits)
-        itype_name = inst.instance_type
+        self._check_user_data(user_data)
+        limits, itype_name = inst.limits, inst.instance_type
+        image = self.images.get(inst.image_id)
         if instance_type is not None:
             itype = get_type(instance_type)
-            image = self.images.get(inst.image_id)
-            if itype.memory < min_memory(image.os):
-                raise InvalidInput(f"instance type {itype.name} is too small for image {image.name}",
-                                   reason=Reason.INVALID_COMBINATION)
-            limits = resolve_limits(itype).to_dict()
+            limits = resolve_limits(itype)
+            self._check_memory(limits, image, itype.name)
             itype_name = itype.name
         with self.db.session() as s:
             r = s.get(InstanceRow, inst.id)
             if r is None or r.state != State.STOPPED:
                 raise InvalidState("the instance is no longer stopped", state=r.state if r else "")
             r.instance_type = itype_name
-            r.limits = limits
+            r.limits = dataclasses.asdict(limits)
             if user_data is not None:
                 r.user_data = user_data
+        updated = self.get(inst.id)
         if instance_type is not None:
-            self.node.redefine(self._request(self.get(inst.id)))
-        return self.get(inst.id)
+            self.node.redefine(self._spec(updated, image))
+        return updated
 
-    def _request(self, inst: Instance) -> LaunchRequest:
-        image = self.images.get(inst.image_id)
-        net = self.networks.get()
-        return LaunchRequest(
-            instance_id=inst.id, hostname=inst.name, image_id=image.id,
-            template=self.images.template_path(image), limits=Limits(**inst.limits),
-            bridge=net.bridge, ipv4=f"{inst.ipv4}/{self.networks.prefix_len(net)}",
-            gateway=net.gateway, mac=inst.mac or "", halt_signal=image.halt_signal,
-            nameservers=(net.gateway,), start=False)
-
-    def _default_project(self) -> str:
-        from lxcloud.core.caller import DEFAULT_PROJECT
-        from lxcloud.db.tables import ProjectRow
-
-        with self.db.reader() as s:
-            pid = s.scalar(select(ProjectRow.id).where(ProjectRow.name == DEFAULT_PROJECT))
-        return pid or ""
-
-    def _finish(self, iid: str, action: Action, *, launched: bool = False, reason: str | None = None,
-                ) -> None:
+    def _finish(self, iid: str, action: Action, *, launched: bool = False,
+                reason: str | None = None) -> None:
         with self.db.session() as s:
             r = s.get(InstanceRow, iid)
             if r is None:
@@ -327,21 +410,16 @@ class InstanceService:
             raise InvalidInput(f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})")
         act = ACTIONS[action]
         inst = self.get(ref, caller=caller)
-        target_state = next_state(inst.state, act)   # InvalidState (409) names the current state
-        op_id = self.ops.reserve(inst.id)
-        try:
-            with self.db.session() as s:
-                r = s.get(InstanceRow, inst.id)
-                if r is None:
-                    raise NotFound(f"instance {ref!r} not found", resource="instance")
-                target_state = next_state(r.state, act)
-                if target_state in (State.PENDING, State.STOPPING, State.REBOOTING):
-                    r.state = target_state       # transient states show at once
-                r.operation_id = op_id
-                op = self.ops.create(action, inst.id, session=s, op_id=op_id)
-        except Exception:
-            self.ops.release(inst.id, op_id)
-            raise
+        next_state(inst.state, act)   # InvalidState (409) names the current state
+        with self.db.session() as s:
+            r = s.get(InstanceRow, inst.id)
+            if r is None:
+                raise NotFound(f"instance {ref!r} not found", resource="instance")
+            target_state = next_state(r.state, act)
+            op = self.ops.begin(s, action, inst.id, project_id=r.project_id)
+            if target_state in (State.PENDING, State.STOPPING, State.REBOOTING):
+                r.state = target_state       # transient states show at once
+            r.operation_id = op.id
 
         verbs: dict[Action, tuple[Callable[[], None], Action | None]] = {
             Action.START: (lambda: self.node.start(inst.id), Action.CREATED),
@@ -390,13 +468,13 @@ class InstanceService:
         if inst.state in (State.RUNNING, State.FROZEN, State.REBOOTING) and not force:
             raise InvalidState(f"instance {inst.name} is {inst.state}: stop it first or use force",
                                state=inst.state)
-        # a forced delete waits for an operation in flight (a reboot, a stop) instead of failing
-        op_id = self.ops.reserve_after(inst.id, 120) if force else self.ops.reserve(inst.id)
-        try:
-            op = self.ops.create("delete", inst.id, op_id=op_id)
-        except Exception:
-            self.ops.release(inst.id, op_id)
-            raise
+        if force:   # a forced delete waits for an operation in flight (a reboot, a stop)
+            self.ops.wait_free(inst.id, 120)
+        with self.db.session() as s:
+            op = self.ops.begin(s, "delete", inst.id, project_id=inst.project_id)
+            r = s.get(InstanceRow, inst.id)
+            if r is not None:
+                r.operation_id = op.id
 
         def job(progress: Progress) -> None:
             progress(10, "removing the container")
@@ -406,12 +484,12 @@ class InstanceService:
                 if r is not None:
                     r.state = next_state(r.state, Action.TERMINATE)
                     r.terminated_at = utcnow()
-                    r.operation_id = op_id
                     self.networks.release(s, inst.id)
-            try:
-                self.networks.refresh_dns(self.networks.get())
-            except NotFound:
-                pass
+            for nic in inst.nics:
+                try:
+                    self.networks.refresh_dns(self.networks.by_id(nic.network))
+                except NotFound:
+                    pass
 
         def on_error(err: Exception) -> None:
             self.sync_state(inst.id, reason=f"delete failed: {err}")
@@ -437,11 +515,14 @@ class InstanceService:
             raise InvalidState("the instance is terminated", state=inst.state)
         return self.node.console_log(inst.id)
 
-    def console_command(self, ref: str, *,
-                        caller: Caller = SYSTEM) -> tuple[Instance, builtins.list[str]]:
+    def open_console(self, ref: str, *, caller: Caller = SYSTEM) -> tuple[Instance, ConsoleStream]:
+        """A terminal on the instance's console: as privileged as exec (it gives a root shell)."""
         inst = self.get(ref, caller=caller)
         if inst.state != State.RUNNING:
             raise InvalidState(f"cannot attach to the console of an instance that is {inst.state}",
                                state=inst.state)
-        return inst, self.node.console_command(inst.id)
+        return inst, self.node.open_console(inst.id)
 
+    def port_map(self) -> dict[str, builtins.list[Nic]]:
+        """Every live instance's NICs on this node (what the port guard must allow)."""
+        return {i.id: i.nics for i in self.list() if i.node in (None, self.node.name)}

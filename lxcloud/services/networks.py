@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from dataclasses import replace
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +14,7 @@ from lxcloud.config import Settings
 from lxcloud.core import ipam
 from lxcloud.core.errors import NotFound
 from lxcloud.core.ids import new_id
+from lxcloud.core.instance import Nic
 from lxcloud.core.models import Network
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import InstanceRow, IpAllocationRow, NetworkRow
@@ -55,9 +57,7 @@ class NetworkService:
         return net_model
 
     def _pick_subnet(self, s: Session) -> str:
-        from lxcloud.drivers.network.bridge import host_networks
-
-        taken = list(host_networks()) + [r.cidr for r in s.scalars(select(NetworkRow))]
+        taken = list(self.node.host_networks()) + [r.cidr for r in s.scalars(select(NetworkRow))]
         return ipam.pick_subnet(prefix=self.settings.network_prefix, taken=taken,
                                  seed=self.settings.cloud_id)
 
@@ -68,9 +68,28 @@ class NetworkService:
                 raise NotFound(f"network {name!r} not found", resource="network")
             return _to_model(row)
 
+    def by_id(self, network_id: str) -> Network:
+        with self.db.reader() as s:
+            row = s.get(NetworkRow, network_id)
+            if row is None:
+                raise NotFound(f"network {network_id!r} not found", resource="network")
+            return _to_model(row)
+
     def list(self) -> list[Network]:
         with self.db.reader() as s:
             return [_to_model(r) for r in s.scalars(select(NetworkRow))]
+
+    def nic_template(self, net: Network) -> Nic:
+        """A NIC on `net` as the host must plug it in, before its address and MAC are chosen."""
+        return Nic(network=net.id, mac="", ipv4=None, prefix=self.prefix_len(net),
+                   gateway=net.gateway, link=net.bridge, driver="bridge",
+                   nameservers=(net.gateway,))
+
+    def attach(self, s: Session, net: Network, template: Nic, instance_id: str) -> Nic:
+        """`template` with an address of `net` allocated to `instance_id` (in the caller's
+        transaction) and the MAC that address always gets."""
+        ip = self.allocate(s, net, instance_id)
+        return replace(template, ipv4=ip, mac=ipam.mac_for(ip, self.settings.cloud_id))
 
     def allocate(self, s: Session, net: Network, instance_id: str) -> str:
         """An unused address of `net` for `instance_id`, inside the caller's transaction.
@@ -92,8 +111,9 @@ class NetworkService:
     def refresh_dns(self, net: Network) -> None:
         """Instances resolve each other by name through the network's DNS."""
         with self.db.reader() as s:
-            rows = s.execute(select(InstanceRow.name, InstanceRow.ipv4)
-                             .where(InstanceRow.network == net.id, InstanceRow.ipv4.is_not(None),
+            rows = s.execute(select(InstanceRow.name, IpAllocationRow.address)
+                             .join(IpAllocationRow, IpAllocationRow.instance_id == InstanceRow.id)
+                             .where(IpAllocationRow.network == net.id,
                                     InstanceRow.state != "terminated"))
             hosts = {name: ip for name, ip in rows if ip}
         try:

@@ -1,7 +1,10 @@
 """Operations: every long action is a row (id, kind, target, status, progress, error) and a job.
 
-Jobs run on a thread pool; waiters are woken the moment an operation finishes (no polling).
-A per-target lock keeps two operations off one resource at a time.
+One operation at a time per target: the lock is a row of the `locks` table, taken in the same
+transaction that records the operation (and whatever the action changes), released in the one
+that records its end. Operations and locks name the controller that runs them, so that a
+controller starting up fails only the operations it was running when it stopped, never another
+controller's. Jobs run on a thread pool; waiters are woken the moment an operation finishes.
 """
 
 from __future__ import annotations
@@ -13,150 +16,184 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from lxcloud.core.caller import SYSTEM, Caller
 from lxcloud.core.errors import Busy, LxcloudError, NotFound
 from lxcloud.core.ids import new_id
 from lxcloud.core.models import Operation
+from lxcloud.core.waiting import wait_until
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import OperationRow, utcnow
+from lxcloud.db.tables import LockRow, OperationRow, utcnow
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, str], None]
 Job = Callable[[Progress], dict[str, Any] | None]
+# progress is kept in memory and written to the row at most this often (seconds)
+PROGRESS_WRITE_INTERVAL = 0.5
 
 
-def _to_model(r: OperationRow) -> Operation:
+def _to_model(r: Any) -> Operation:
     return Operation(id=r.id, kind=r.kind, target=r.target, status=r.status, progress=r.progress,
                      message=r.message, error=r.error, error_code=r.error_code, created=r.created,
-                     updated=r.updated, result=dict(r.result or {}))
+                     updated=r.updated, result=dict(r.result or {}), project_id=r.project_id,
+                     owner=r.owner)
 
 
 class Operations:
-    def __init__(self, db: Database, workers: int = 8) -> None:
+    def __init__(self, db: Database, owner: str = "local", workers: int = 8) -> None:
         self.db = db
+        self.owner = owner
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="op")
         self._events: dict[str, threading.Event] = {}
-        self._locks: dict[str, str] = {}          # target -> operation id holding it
+        # live progress of this controller's running operations: id -> (percent, message)
+        self._progress: dict[str, tuple[int, str]] = {}
         self._mu = threading.Lock()
         self.on_finish: list[Callable[[Operation], None]] = []
 
     # --- records
-    def create(self, kind: str, target: str, *, session: Any = None,
-               op_id: str | None = None) -> Operation:
-        """A pending operation row. Pass `session` to create it in the caller's transaction."""
-        row = OperationRow(id=op_id or new_id("operation"), kind=kind, target=target, status="pending",
-                           progress=0, message="queued", result={})
-        if session is not None:
-            session.add(row)
-            session.flush()
-            return _to_model(row)
-        with self.db.session() as s:
-            s.add(row)
+    def begin(self, s: Session, kind: str, target: str, *, project_id: str | None = None
+              ) -> Operation:
+        """In the caller's transaction: take `target`'s lock (Busy naming the operation that holds
+        it) and record a pending operation of this controller. Both vanish if the transaction
+        rolls back; `submit` runs it once the transaction has committed."""
+        holder = s.get(LockRow, target)
+        if holder is not None:
+            raise Busy(f"{target} is busy running operation {holder.operation_id}",
+                       operation=holder.operation_id)
+        op_id = new_id("operation")
+        s.add(LockRow(target=target, operation_id=op_id, owner=self.owner))
+        row = OperationRow(id=op_id, kind=kind, target=target, status="pending", progress=0,
+                           message="queued", result={}, owner=self.owner, project_id=project_id)
+        s.add(row)
+        try:
             s.flush()
-            return _to_model(row)
+        except IntegrityError:   # another transaction took the lock between our read and write
+            raise Busy(f"{target} is busy running another operation") from None
+        return _to_model(row)
 
-    def get(self, op_id: str) -> Operation:
+    def create(self, kind: str, target: str, *, project_id: str | None = None) -> Operation:
+        """`begin` in a transaction of its own."""
+        with self.db.session() as s:
+            return self.begin(s, kind, target, project_id=project_id)
+
+    def get(self, op_id: str, *, caller: Caller = SYSTEM) -> Operation:
+        """By id; another project's operation is "not found" (admins see every one)."""
         with self.db.reader() as s:
             row = s.get(OperationRow, op_id)
-            if row is None:
+            if row is None or not self._sees(caller, row.project_id):
                 raise NotFound(f"operation {op_id} not found", resource="operation")
-            return _to_model(row)
+            return self._live(_to_model(row))
 
-    def list(self, limit: int = 100) -> list[Operation]:
+    def list(self, limit: int = 100, *, caller: Caller = SYSTEM) -> list[Operation]:
         with self.db.reader() as s:
-            rows = s.scalars(select(OperationRow).order_by(OperationRow.created.desc()).limit(limit))
-            return [_to_model(r) for r in rows]
+            q = select(OperationRow).order_by(OperationRow.created.desc()).limit(limit)
+            if not (caller is SYSTEM or caller.is_admin):
+                q = q.where(OperationRow.project_id == caller.project_id)
+            return [self._live(_to_model(r)) for r in s.scalars(q)]
 
-    def wait(self, op_id: str, timeout: float) -> Operation:
+    @staticmethod
+    def _sees(caller: Caller, project_id: str | None) -> bool:
+        return caller is SYSTEM or caller.is_admin or project_id == caller.project_id
+
+    def _live(self, op: Operation) -> Operation:
+        """The operation with this controller's freshest progress (the row lags behind it)."""
+        if not op.done:
+            with self._mu:
+                live = self._progress.get(op.id)
+            if live is not None:
+                op.status = "running"
+                op.progress, op.message = live
+        return op
+
+    def wait(self, op_id: str, timeout: float, *, caller: Caller = SYSTEM) -> Operation:
         """The operation once done, or as it is after `timeout` seconds."""
-        op = self.get(op_id)
+        op = self.get(op_id, caller=caller)
         if op.done or timeout <= 0:
             return op
         with self._mu:
-            ev = self._events.get(op_id)
-        if ev is not None:
-            ev.wait(timeout)
-        return self.get(op_id)
+            ev = self._events.setdefault(op_id, threading.Event())
+        op = self.get(op_id, caller=caller)   # it may have finished before the event existed
+        if not op.done:
+            if op.owner == self.owner:
+                ev.wait(timeout)
+            else:      # another controller's: only its row tells
+                try:
+                    wait_until(lambda: self.get(op_id).done, timeout, f"operation {op_id}",
+                               first=0.05, most=1.0)
+                except LxcloudError:
+                    pass
+            op = self.get(op_id, caller=caller)
+        return op
 
-    def _update(self, op_id: str, **values: Any) -> None:
-        with self.db.session() as s:
-            s.execute(update(OperationRow).where(OperationRow.id == op_id).values(updated=utcnow(),
-                                                                                  **values))
+    def counts(self) -> dict[str, int]:
+        """How many operations there are by status."""
+        with self.db.reader() as s:
+            return dict(s.execute(select(OperationRow.status, func.count())   # type: ignore[arg-type]
+                                  .group_by(OperationRow.status)).all())
 
     # --- locks
-    def lock(self, target: str, op_id: str) -> None:
-        with self._mu:
-            holder = self._locks.get(target)
-            if holder is not None and holder != op_id:
-                raise Busy(f"{target} is busy running operation {holder}", operation=holder)
-            self._locks[target] = op_id
-
-    def unlock(self, target: str, op_id: str) -> None:
-        with self._mu:
-            if self._locks.get(target) == op_id:
-                del self._locks[target]
-
     def busy(self, target: str) -> str | None:
-        with self._mu:
-            return self._locks.get(target)
+        """The operation holding `target`'s lock, None when it is free."""
+        with self.db.reader() as s:
+            row = s.get(LockRow, target)
+            return row.operation_id if row is not None else None
+
+    def wait_free(self, target: str, timeout: float) -> None:
+        """Returns once no operation holds `target` (Busy after `timeout`)."""
+        holder = self.busy(target)
+        if holder is None:
+            return
+        deadline = time.monotonic() + timeout
+        while holder is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Busy(f"{target} is busy running operation {holder}", operation=holder)
+            self.wait(holder, left)
+            holder = self.busy(target)
 
     # --- running
-    def submit(self, op: Operation, job: Job, *, on_error: Callable[[LxcloudError], None] | None = None,
-               lock: bool = True) -> None:
-        """Run `job(progress)` in the pool; the operation's row follows it. The target lock
-        (taken beforehand with `reserve`) is released when the job ends."""
+    def submit(self, op: Operation, job: Job, *,
+               on_error: Callable[[LxcloudError], None] | None = None) -> None:
+        """Run `job(progress)` in the pool (the transaction that began `op` has committed); the
+        row follows it and the target's lock is released when it ends."""
+        self.pool.submit(self._run, op, job, on_error)
+
+    def _update(self, s: Session, op_id: str, **values: Any) -> None:
+        s.execute(update(OperationRow).where(OperationRow.id == op_id)
+                  .values(updated=utcnow(), **values))
+
+    def _run(self, op: Operation, job: Job,
+             on_error: Callable[[LxcloudError], None] | None) -> None:
+        started = time.perf_counter()
+        last_write = [started]
         with self._mu:
-            self._events.setdefault(op.id, threading.Event())
-        self.pool.submit(self._run, op, job, on_error, lock)
+            self._progress[op.id] = (0, "running")
 
-    def reserve(self, target: str) -> str:
-        """Take `target`'s lock for a new operation id (Busy if held); pass the id to create()."""
-        op_id = new_id("operation")
-        self.lock(target, op_id)
-        with self._mu:
-            self._events[op_id] = threading.Event()
-        return op_id
-
-    def reserve_after(self, target: str, timeout: float) -> str:
-        """Like reserve, but first waits (up to `timeout`) for an operation holding the target."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return self.reserve(target)
-            except Busy:
-                holder = self.busy(target)
-                left = deadline - time.monotonic()
-                if holder is None:
-                    continue
-                if left <= 0:
-                    raise
-                with self._mu:
-                    ev = self._events.get(holder)
-                if ev is not None:
-                    ev.wait(min(left, 1.0))
-
-    def release(self, target: str, op_id: str) -> None:
-        """Give back a reservation whose operation was never submitted."""
-        self.unlock(target, op_id)
-        with self._mu:
-            ev = self._events.pop(op_id, None)
-        if ev is not None:
-            ev.set()
-
-    def _run(self, op: Operation, job: Job, on_error: Callable[[LxcloudError], None] | None,
-             lock: bool) -> None:
         def progress(pct: int, message: str) -> None:
+            value = (max(0, min(100, pct)), message[:500])
+            with self._mu:
+                self._progress[op.id] = value
+            now = time.perf_counter()
+            if now - last_write[0] < PROGRESS_WRITE_INTERVAL:
+                return    # a short operation never pays a write per step
+            last_write[0] = now
             try:
-                self._update(op.id, progress=max(0, min(100, pct)), message=message[:500])
+                with self.db.session() as s:
+                    self._update(s, op.id, status="running", progress=value[0], message=value[1])
             except Exception:
                 log.exception("progress update of %s failed", op.id)
 
         try:
-            self._update(op.id, status="running", message="running")
             result = job(progress) or {}
-            self._update(op.id, status="success", progress=100, message="done", result=result)
+            with self.db.session() as s:
+                self._update(s, op.id, status="success", progress=100, message="done",
+                             result=result)
+                s.execute(delete(LockRow).where(LockRow.target == op.target,
+                                                LockRow.operation_id == op.id))
         except Exception as e:  # every failure is recorded on the operation, none escapes
             err = e if isinstance(e, LxcloudError) else LxcloudError(f"internal error: {e}")
             if not isinstance(e, LxcloudError):
@@ -169,30 +206,42 @@ class Operations:
                 except Exception:
                     log.exception("error handler of %s failed", op.id)
             try:
-                self._update(op.id, status="failure", message="failed", error=str(err),
-                             error_code=err.code)
+                with self.db.session() as s:
+                    self._update(s, op.id, status="failure", message="failed", error=str(err),
+                                 error_code=err.code)
+                    s.execute(delete(LockRow).where(LockRow.target == op.target,
+                                                    LockRow.operation_id == op.id))
             except Exception:
                 log.exception("could not record failure of %s", op.id)
         finally:
-            if lock:
-                self.unlock(op.target, op.id)
             with self._mu:
+                self._progress.pop(op.id, None)
                 ev = self._events.pop(op.id, None)
             if ev is not None:
                 ev.set()
-            for cb in self.on_finish:
+            if self.on_finish:
                 try:
-                    cb(self.get(op.id))
+                    done = self.get(op.id)
                 except Exception:
-                    log.exception("on_finish callback failed")
+                    log.exception("operation %s vanished", op.id)
+                else:
+                    for cb in self.on_finish:
+                        try:
+                            cb(done)
+                        except Exception:
+                            log.exception("on_finish callback failed")
 
     def fail_interrupted(self) -> int:
-        """At start-up: operations a previous process left unfinished are marked failed."""
+        """At start-up: this controller's operations left unfinished by its previous run are
+        marked failed and their locks released. Other controllers' are left alone (rows from
+        before operations had owners count as this controller's)."""
         with self.db.session() as s:
+            mine = or_(OperationRow.owner == self.owner, OperationRow.owner.is_(None))
             res = s.execute(update(OperationRow)
-                            .where(OperationRow.status.in_(("pending", "running")))
+                            .where(OperationRow.status.in_(("pending", "running")), mine)
                             .values(status="failure", error="interrupted by a controller restart",
                                     error_code="interrupted", updated=utcnow()))
+            s.execute(delete(LockRow).where(LockRow.owner == self.owner))
             return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
     def shutdown(self) -> None:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from lxcloud.core.host import HostState
 from lxcloud.core.lifecycle import State, observe
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import InstanceRow
-from lxcloud.drivers.compute.base import HostState
+from lxcloud.db.tables import InstanceRow, LockRow
 from lxcloud.node.protocol import NodeClient
 from lxcloud.services.operations import Operations
 
@@ -52,6 +52,7 @@ class Reconciler:
         with self.db.reader() as s:
             rows = list(s.execute(select(InstanceRow.id, InstanceRow.state)
                                   .where(InstanceRow.node == self.node.name)))
+            locked = set(s.scalars(select(LockRow.target)))
         known = {iid for iid, _ in rows}
         rep.unknown = sorted(on_host - known)
         for iid in rep.unknown:
@@ -60,7 +61,7 @@ class Reconciler:
         for iid, state in rows:
             if state == State.TERMINATED:
                 continue
-            if self.ops.busy(iid):
+            if iid in locked:
                 continue    # an operation owns it right now
             rep.checked += 1
             host = self.node.state(iid) if iid in on_host else HostState.MISSING

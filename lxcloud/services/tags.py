@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from lxcloud.core.caller import Caller
 from lxcloud.core.errors import InvalidInput, Reason
@@ -42,24 +43,37 @@ class TagService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def set(self, caller: Caller, resource_ids: Sequence[str], tags: dict[str, str]) -> None:
-        """Adds or overwrites tags. Callers check first that the resources are the caller's."""
+    @staticmethod
+    def check(tags: dict[str, str]) -> None:
+        """InvalidInput for a key or value no resource may carry, or too many tags at once."""
         for k, v in tags.items():
             check_tag(k, v)
+        if len(tags) > MAX_TAGS:
+            raise InvalidInput(f"at most {MAX_TAGS} tags per resource", reason=Reason.TAG_LIMIT)
+
+    def set(self, caller: Caller, resource_ids: Sequence[str], tags: dict[str, str]) -> None:
+        """Adds or overwrites tags. Callers check first that the resources are the caller's."""
+        self.check(tags)
         with self.db.session() as s:
-            for rid in resource_ids:
-                rtype = resource_type_of(rid)
-                for k, v in tags.items():
-                    row = s.get(TagRow, (rid, k))
-                    if row is None:
-                        s.add(TagRow(resource_id=rid, key=k, value=v, resource_type=rtype,
-                                     project_id=caller.project_id))
-                    elif row.project_id == caller.project_id:
-                        row.value = v
-                n = len(list(s.scalars(select(TagRow.key).where(TagRow.resource_id == rid))))
-                if n > MAX_TAGS:
-                    raise InvalidInput(f"{rid} would have more than {MAX_TAGS} tags",
-                                       reason=Reason.TAG_LIMIT)
+            self.add(s, caller, resource_ids, tags)
+
+    def add(self, s: Session, caller: Caller, resource_ids: Sequence[str],
+            tags: dict[str, str]) -> None:
+        """`set` inside the caller's transaction (tags already checked)."""
+        for rid in resource_ids:
+            rtype = resource_type_of(rid)
+            for k, v in tags.items():
+                row = s.get(TagRow, (rid, k))
+                if row is None:
+                    s.add(TagRow(resource_id=rid, key=k, value=v, resource_type=rtype,
+                                 project_id=caller.project_id))
+                elif row.project_id == caller.project_id:
+                    row.value = v
+            s.flush()
+            n = s.scalar(select(func.count()).select_from(TagRow).where(TagRow.resource_id == rid))
+            if (n or 0) > MAX_TAGS:
+                raise InvalidInput(f"{rid} would have more than {MAX_TAGS} tags",
+                                   reason=Reason.TAG_LIMIT)
 
     def remove(self, caller: Caller, resource_ids: Sequence[str],
                tags: dict[str, str | None]) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.storage.dir import DirPool
-from lxcloud.node.firstboot import AUTHORIZED_KEYS, USER_DATA, USER_DATA_DONE, firstboot_files
+from lxcloud.core.firstboot import AUTHORIZED_KEYS, USER_DATA, USER_DATA_DONE, firstboot_files
 from tests.integration.conftest import Launcher, Template, wait_for
 
 pytestmark = pytest.mark.root

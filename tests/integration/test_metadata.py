@@ -20,7 +20,7 @@ from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.firewall import Firewall
 from lxcloud.drivers.storage.dir import DirPool
-from lxcloud.node.firstboot import firstboot_files
+from lxcloud.core.firstboot import firstboot_files
 from tests.integration.conftest import IDMAP, BridgeNet, Launcher, unique, wait_for
 
 pytestmark = pytest.mark.root

@@ -88,7 +88,7 @@ def test_a_port_sends_only_from_its_own_address(lab: Lab) -> None:
     lab.readdress(0, 10)
     assert lab.ping_gw(0)
     # forgetting a port shuts it; sync sets exactly what is given; re-ensuring keeps the set
-    guard.forget(lab.table, lab.ports[1])
+    guard.forget(lab.table, [lab.ports[1]])
     sh("ip", "neigh", "flush", "dev", lab.bridge)
     assert not lab.ping_gw(1)
     guard.ensure(lab.table, lab.prefix)

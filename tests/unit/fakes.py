@@ -1,115 +1,104 @@
-"""A fake node (the node protocol in memory) for unit tests of the services and APIs."""
+"""A fake node for unit tests of the services and APIs: the real NodeAgent over the fake drivers
+(compute, storage, network), with hooks to make a launch fail or wait, and to change what the
+host shows behind the controller's back."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from lxcloud.core.errors import DriverError, NotFound
-from lxcloud.drivers.compute.base import ExecResult, HostState
+from lxcloud.config import Settings
+from lxcloud.core.errors import DriverError
+from lxcloud.core.host import HostState
+from lxcloud.core.instance import InstanceSpec
+from lxcloud.drivers.compute.base import RootfsSpec
+from lxcloud.drivers.compute.fake import FakeDriver
 from lxcloud.drivers.network.base import NetworkSpec
-from lxcloud.node.protocol import LaunchRequest
+from lxcloud.drivers.network.fake import FakeNetwork
+from lxcloud.drivers.storage.fake import FakePool
+from lxcloud.node.agent import NodeAgent
+from lxcloud.node.protocol import Progress, Timings
 
 
-class FakeNode:
+class FakeDns:
+    """The dnsmasq supervisor's contract, in memory."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, dict[str, str]] = {}
+
+    def ensure(self, spec: NetworkSpec, run_dir: Path) -> int:
+        self.hosts.setdefault(str(run_dir), {})
+        return 1
+
+    def update_hosts(self, run_dir: Path, entries: dict[str, str]) -> None:
+        self.hosts[str(run_dir)] = dict(entries)
+
+    def stop(self, run_dir: Path) -> None:
+        self.hosts.pop(str(run_dir), None)
+
+
+class FakeNode(NodeAgent):
     name = "local"
 
     def __init__(self) -> None:
-        self.states: dict[str, HostState] = {}
-        self.requests: dict[str, LaunchRequest] = {}
-        self.networks: list[NetworkSpec] = []
-        self.dns: dict[str, str] = {}
-        self.bases: set[str] = set()
+        self.compute = FakeDriver()
+        self.pool = FakePool()
+        self.network = FakeNetwork()
+        self.fake_dns = FakeDns()
+        super().__init__(Settings(data_dir=Path("/nonexistent/fake-node")), compute=self.compute,
+                         storage={"default": self.pool}, network={"bridge": self.network},
+                         dns=self.fake_dns)
+        self.requests: dict[str, InstanceSpec] = {}
         self.fail_launch: str | None = None
         self.gate: threading.Event | None = None   # when set, launches wait on it
-        self.mu = threading.Lock()
+        self.healed = 0
 
+    # --- the host: nothing to prepare
     def prepare(self) -> None:
         pass
 
-    def ensure_network(self, spec: NetworkSpec) -> None:
-        self.networks.append(spec)
+    def heal(self) -> None:
+        self.healed += 1
 
-    def update_dns(self, spec: NetworkSpec, hosts: dict[str, str]) -> None:
-        self.dns = dict(hosts)
+    def facts(self) -> dict[str, object]:
+        return {"cpus": 2, "fake": True}
 
-    def launch(self, req: LaunchRequest, progress: Any = None) -> None:
+    def host_networks(self) -> list[str]:
+        return []
+
+    def _unpack(self, template: Path, dest: Path) -> None:
+        pass
+
+    # --- hooks
+    def launch(self, spec: InstanceSpec, *, start: bool = True,
+               progress: Progress | None = None) -> Timings:
         if self.gate is not None:
             self.gate.wait(10)
         if self.fail_launch:
             raise DriverError(self.fail_launch)
-        with self.mu:
-            self.bases.add(req.image_id)
-            self.requests[req.instance_id] = req
-            self.states[req.instance_id] = HostState.RUNNING if req.start else HostState.STOPPED
+        self.requests[spec.id] = spec
+        return super().launch(spec, start=start, progress=progress)
 
-    def sync_ports(self, addresses: dict[str, str]) -> None:
-        self.ports = dict(addresses)
+    def redefine(self, spec: InstanceSpec) -> None:
+        super().redefine(spec)
+        self.requests[spec.id] = spec
 
-    def redefine(self, req: LaunchRequest) -> None:
-        self._get(req.instance_id)
-        self.requests[req.instance_id] = req
+    @property
+    def hosts(self) -> dict[str, str]:
+        """The names the (only) network's DNS answers."""
+        return next(iter(self.fake_dns.hosts.values()), {})
 
-    def _get(self, iid: str) -> HostState:
-        if iid not in self.states:
-            raise NotFound(f"container {iid} not found")
-        return self.states[iid]
+    def vanish(self, instance_id: str) -> None:
+        """The instance disappears from the host behind the controller's back."""
+        self.compute._boxes.pop(instance_id, None)
 
-    def start(self, iid: str) -> None:
-        self._get(iid)
-        self.states[iid] = HostState.RUNNING
+    def set_state(self, instance_id: str, state: HostState) -> None:
+        self.compute._boxes[instance_id].state = state
 
-    def stop(self, iid: str, force: bool = False, timeout: float = 30) -> None:
-        self._get(iid)
-        self.states[iid] = HostState.STOPPED
-
-    def reboot(self, iid: str) -> None:
-        self._get(iid)
-
-    def freeze(self, iid: str) -> None:
-        self._get(iid)
-        self.states[iid] = HostState.FROZEN
-
-    def unfreeze(self, iid: str) -> None:
-        self._get(iid)
-        self.states[iid] = HostState.RUNNING
-
-    def destroy(self, iid: str) -> None:
-        self.states.pop(iid, None)
-
-    def state(self, iid: str) -> HostState:
-        return self.states.get(iid, HostState.MISSING)
-
-    def list_instances(self) -> list[str]:
-        return list(self.states)
-
-    def exec(self, iid: str, argv: Sequence[str], stdin: bytes | None, timeout: float,
-             env: dict[str, str] | None) -> ExecResult:
-        self._get(iid)
-        if argv[0] == "echo":
-            return ExecResult(0, (" ".join(argv[1:]) + "\n").encode(), b"")
-        if argv[0] == "cat":
-            return ExecResult(0, stdin or b"", b"")
-        if argv[0] == "false":
-            return ExecResult(1, b"", b"")
-        return ExecResult(127, b"", f"{argv[0]}: not found\n".encode())
-
-    def console_log(self, iid: str) -> bytes:
-        self._get(iid)
-        return b"boot ok\n"
-
-    def console_command(self, iid: str) -> list[str]:
-        return ["cat"]
-
-    def has_base(self, image_id: str) -> bool:
-        return image_id in self.bases
-
-    def delete_base(self, image_id: str) -> None:
-        self.bases.discard(image_id)
-
-    def heal(self) -> None:
-        self.healed = getattr(self, "healed", 0) + 1
-
-    def facts(self) -> dict[str, object]:
-        return {"cpus": 2, "fake": True}
+    def add_unknown(self, instance_id: str, like: str) -> None:
+        """A container the database does not know (a copy of `like`'s definition)."""
+        box = self.compute._boxes[like]
+        spec: Any = box.spec
+        self.compute.create(spec.__class__(**{**spec.__dict__, "id": instance_id}),
+                            RootfsSpec("dir", Path("/nonexistent")))

@@ -55,7 +55,7 @@ def test_run_describe_tag_filter_and_names(ec2: Any, image: dict[str, Any], api:
     attr = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
     assert base64.b64decode(attr["UserData"]["Value"]) == b"#!/bin/sh\necho hi\n"
     out = ec2.get_console_output(InstanceId=iid)
-    assert out["Output"] == "boot ok\n"     # botocore decodes the base64 itself
+    assert out["Output"] == "fake: booted web\n"     # botocore decodes the base64 itself
     st = ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"][0]
     assert st["InstanceStatus"]["Status"] == "ok"
 

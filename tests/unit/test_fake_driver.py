@@ -6,22 +6,28 @@ from pathlib import Path
 
 import pytest
 
-from lxcloud.core.errors import DriverError, NotFound
+from lxcloud.core.errors import DriverError, NotFound, Unsupported
+from lxcloud.core.host import HostState
+from lxcloud.core.instance import Disk, File, ImageRef, InstanceSpec, Kind
 from lxcloud.core.instance_types import Limits, MiB
-from lxcloud.drivers.compute.base import HostState, InstanceSpec, RootfsSpec
+from lxcloud.drivers.compute.base import RootfsSpec
 from lxcloud.drivers.compute.fake import FakeDriver
 from lxcloud.drivers.compute.registry import get_compute_driver
 
+ROOT = RootfsSpec("dir", Path("/nonexistent"))
+
 
 def _spec(name: str = "i-1", hostname: str = "web") -> InstanceSpec:
-    return InstanceSpec(name=name, hostname=hostname, rootfs=RootfsSpec("dir", Path("/nonexistent")),
-                        limits=Limits(1, 64 * MiB, 0, 64, 0), extra_files={"/etc/x": b"y"})
+    return InstanceSpec(id=name, name=hostname, kind=Kind.CONTAINER,
+                        image=ImageRef(id="ami-1", template="/nonexistent"),
+                        limits=Limits(1, 64 * MiB, 0, 64, 0), disks=(Disk(pool="default"),),
+                        first_boot=(File("/etc/x", b"y"),))
 
 
 def test_lifecycle_and_state_rules() -> None:
     d = get_compute_driver("fake")
     assert isinstance(d, FakeDriver)
-    d.create(_spec())
+    d.create(_spec(), ROOT)
     assert d.list() == ["i-1"] and d.state("i-1") is HostState.STOPPED and d.init_pid("i-1") is None
     with pytest.raises(DriverError):
         d.freeze("i-1")
@@ -52,7 +58,7 @@ def test_lifecycle_and_state_rules() -> None:
 
 def test_exec_mini_shell() -> None:
     d = FakeDriver()
-    d.create(_spec())
+    d.create(_spec(), ROOT)
     d.start("i-1")
     assert d.exec("i-1", ["sh", "-c", "exit 3"]).exit_code == 3
     assert d.exec("i-1", ["cat"], stdin=b"abc").stdout == b"abc"
@@ -68,5 +74,5 @@ def test_missing_raises_not_found() -> None:
                  lambda: d.console_log("x"), lambda: d.console_command("x")):
         with pytest.raises(NotFound):
             call()
-    with pytest.raises(NotFound):
+    with pytest.raises(Unsupported, match="known: fake, lxc"):
         get_compute_driver("vmware")

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from lxcloud.services.cloud import Cloud
+from lxcloud.core.host import HostState
 from tests.unit.fakes import FakeNode
 
 
@@ -44,12 +45,12 @@ def test_launch_runs_and_shows_every_contract_field(api: TestClient, image: Any,
     assert inst["state"] == "running"
     assert inst["image"] == "bb"
     assert inst["limits"]["memory"] == 128 * 1024**2
-    assert inst["limits"]["vcpus"] == 0.5
+    assert inst["limits"]["cpus"] == 0.5
     assert inst["ipv4"].startswith("10.251.7.")
     assert api.get(f"/api/v1/instances/{inst['id']}").json()["name"] == "web1"
-    req = node.requests[inst["id"]]
-    assert req.hostname == "web1" and req.ipv4 == inst["ipv4"] + "/28"
-    assert node.dns == {"web1": inst["ipv4"]}
+    spec = node.requests[inst["id"]]
+    assert spec.name == "web1" and spec.nics[0].interface == inst["ipv4"] + "/28"
+    assert node.hosts == {"web1": inst["ipv4"]}
 
 
 def test_lifecycle_and_invalid_transitions_are_409_naming_the_state(api: TestClient,
@@ -150,7 +151,7 @@ def test_exec_console_types_nodes_metrics(api: TestClient, image: Any) -> None:
     assert r.json()["stdout"] == "data"
     assert api.post("/api/v1/instances/ex/exec", json={"argv": ["false"]}).json()["exit_code"] == 1
     assert api.post("/api/v1/instances/ex/exec", json={"argv": []}).status_code == 400
-    assert api.get("/api/v1/instances/ex/console").text == "boot ok\n"
+    assert api.get("/api/v1/instances/ex/console").text == "fake: booted ex\n"
     types = api.get("/api/v1/instance-types").json()
     assert {"t3.nano", "t3.micro"} <= {t["name"] for t in types}
     assert sum(1 for t in types if t["default"]) == 1
@@ -186,10 +187,10 @@ def test_reconcile_marks_vanished_and_stopped_and_reports_unknown(api: TestClien
                                                                  cloud: Cloud, node: FakeNode) -> None:
     a = launch(api, name="a")["instance"]["id"]
     b = launch(api, name="b")["instance"]["id"]
-    node.states.pop(a)
-    node.states[b] = node.states[b].__class__("stopped")
-    node.states["i-0123456789abcdef0"] = node.states[b]
-    healed = getattr(node, "healed", 0)
+    node.vanish(a)
+    node.set_state(b, HostState.STOPPED)
+    node.add_unknown("i-0123456789abcdef0", like=b)
+    healed = node.healed
     cloud.reconcile()
     assert node.healed == healed + 1          # each pass also restores the host's services (lxcfs)
     assert api.get("/api/v1/instances/a").json()["state"] == "error"

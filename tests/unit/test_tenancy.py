@@ -34,7 +34,17 @@ def test_cross_project_access_is_not_found(api: TestClient, image: Any, tmp_path
         assert bob.delete(f"/api/v1/instances/{ref}?force=true").status_code == 404
         assert bob.post(f"/api/v1/instances/{ref}/exec", json={"argv": ["true"]}).status_code == 404
         assert bob.get(f"/api/v1/instances/{ref}/console").status_code == 404
-    assert api.get(f"/api/v1/instances/{mine['id']}").status_code == 404
+    # an admin sees and acts on every project's instances; its list is its own project's unless
+    # it asks for all of them, and shows whose each one is
+    shown = api.get(f"/api/v1/instances/{mine['id']}")
+    assert shown.status_code == 200 and shown.json()["project"] == "blue"
+    assert api.get("/api/v1/instances/bobs").json()["id"] == mine["id"]
+    assert api.post("/api/v1/instances/bobs/exec", json={"argv": ["true"]}).status_code == 200
+    every = {i["name"]: i["project"] for i in
+             api.get("/api/v1/instances", params={"all_projects": True}).json()}
+    assert every == {"secret": "default", "bobs": "blue"}
+    r = bob.get("/api/v1/instances", params={"all_projects": True})
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
     # operations: a member sees its own only
     theirs = admin_inst["operation"]
     assert bob.get(f"/api/v1/operations/{theirs}").status_code == 404

@@ -122,7 +122,7 @@ def test_good_archive_checks_and_extracts_with_shift(tmp_path: Path, fmt: str, c
     assert info == ArchiveInfo(
         format=fmt, size=src.stat().st_size, sha256=hashlib.sha256(src.read_bytes()).hexdigest(),
         entries=len(members), os="debian", release="bookworm", architecture="amd64",
-        init="/sbin/init", halt_signal="SIGRTMIN+3",
+        init="/sbin/init", halt_signal="SIGRTMIN+3", min_memory=128 * 1024**2,
         unpacked_size=sum(len(b) for t, b in members if b is not None and t.isreg()), skipped=2)
 
     assert dict(info)["sha256"] == info.sha256 and dict(info)["os"] == "debian"

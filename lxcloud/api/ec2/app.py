@@ -6,43 +6,23 @@ once (errors.to_ec2)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from lxcloud.api.ec2 import sigv4
+from lxcloud.api.ec2 import instances, resources, sigv4  # noqa: F401 - they register their actions
+from lxcloud.api.ec2.dispatch import ACTIONS, Ctx
 from lxcloud.api.ec2.errors import Ec2Error, to_ec2
 from lxcloud.api.ec2.params import Params
 from lxcloud.api.ec2.xml import new_request_id, render, render_error
-from lxcloud.core.caller import Caller
 from lxcloud.core.errors import LxcloudError
 from lxcloud.services.cloud import Cloud
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 MAX_BODY = 1 << 20
-
-
-@dataclass(frozen=True)
-class Ctx:
-    cloud: Cloud
-    caller: Caller
-    action: str
-
-
-Handler = Callable[[Ctx, Params], dict[str, Any]]
-ACTIONS: dict[str, Handler] = {}
-
-
-def action(name: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        ACTIONS[name] = fn
-        return fn
-    return register
 
 
 def _xml(body: bytes, status: int = 200) -> Response:
@@ -112,8 +92,3 @@ def _unsupported(ctx: Ctx, p: Params) -> dict[str, Any]:
     raise Ec2Error("UnsupportedOperation",
                    f"{ctx.action} is not supported by this cloud yet (volumes, snapshots, images "
                    "from instances, security groups and addresses come later).")
-
-
-def install() -> None:
-    """Registers the action handlers (imported for their @action side effect)."""
-    from lxcloud.api.ec2 import instances, resources  # noqa: F401

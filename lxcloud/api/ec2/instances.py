@@ -7,7 +7,6 @@ import binascii
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lxcloud.api.ec2.app import Ctx, action
 from lxcloud.api.ec2.common import (
     INSTANCE_ID,
     STATE_CODES,
@@ -18,14 +17,15 @@ from lxcloud.api.ec2.common import (
     request_tags,
     tag_set,
 )
+from lxcloud.api.ec2.dispatch import Ctx, action
 from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
 from lxcloud.core.errors import InvalidState, NotFound
-from lxcloud.core.ids import valid_name
-from lxcloud.core.instance_types import DEFAULT_TYPE, get_type
+from lxcloud.core.instance import BlockDevice, BootOptions, Kind
+from lxcloud.core.instance_types import get_type
 from lxcloud.core.models import Instance
-from lxcloud.services.instances import LaunchInput
+from lxcloud.services.instances import LaunchRequest
 
 TERMINATED_VISIBLE = timedelta(hours=1)
 
@@ -41,7 +41,6 @@ def _dns(ctx: Ctx, inst: Instance) -> str:
 
 
 def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str, Any]:
-    image = _image(ctx, inst.image_id)
     reason = None
     if inst.state in ("error", "terminated") and inst.state_reason:
         reason = {"code": "Server.InternalError" if inst.state == "error"
@@ -49,54 +48,34 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str,
     return {
         "instanceId": inst.id, "imageId": inst.image_id, "instanceState": _state(inst),
         "privateDnsName": _dns(ctx, inst), "dnsName": "", "reason": inst.state_reason or "",
-        "keyName": _key_name(ctx, inst), "amiLaunchIndex": _launch_index(ctx, inst),
+        "keyName": inst.key_name, "amiLaunchIndex": inst.launch_index,
         "instanceType": inst.instance_type, "launchTime": inst.launched_at or inst.created,
         "placement": {"availabilityZone": _zone(ctx, inst), "tenancy": "default"},
         "monitoring": {"state": "disabled"}, "privateIpAddress": inst.ipv4,
-        "architecture": ec2_arch(image.get("architecture", "")), "rootDeviceType": "instance-store",
-        "hypervisor": "lxc", "virtualizationType": "container", "groupSet": [],
-        "tagSet": tag_set(tags), "stateReason": reason,
-        "clientToken": _row(ctx, inst).get("client_token") or "",
-        "cpuOptions": {"coreCount": max(1, int(inst.limits.get("vcpus", 1))), "threadsPerCore": 1},
+        "architecture": ec2_arch(_arch(ctx, inst.image_id)), "rootDeviceType": "instance-store",
+        "hypervisor": "lxc" if inst.kind == Kind.CONTAINER else "kvm",
+        "virtualizationType": "container" if inst.kind == Kind.CONTAINER else "hvm",
+        "groupSet": [], "tagSet": tag_set(tags), "stateReason": reason,
+        "clientToken": inst.client_token or "",
+        "cpuOptions": {"coreCount": max(1, int(inst.limits.vcpus)), "threadsPerCore": 1},
     }
 
 
-def _row(ctx: Ctx, inst: Instance) -> dict[str, Any]:
-    """The EC2-only columns of an instance (key, reservation, zone, client token, index)."""
-    cache: dict[str, dict[str, Any]] = ctx.__dict__.setdefault("_rows", {})  # per request
-    if inst.id not in cache:
-        from lxcloud.db.tables import InstanceRow
-
-        with ctx.cloud.db.reader() as s:
-            r = s.get(InstanceRow, inst.id)
-            cache[inst.id] = {} if r is None else {
-                "key_name": r.key_name, "reservation_id": r.reservation_id, "zone": r.zone,
-                "client_token": r.client_token, "launch_index": r.launch_index}
-    return cache[inst.id]
-
-
-def _key_name(ctx: Ctx, inst: Instance) -> str | None:
-    return _row(ctx, inst).get("key_name")
-
-
-def _launch_index(ctx: Ctx, inst: Instance) -> int:
-    return int(_row(ctx, inst).get("launch_index") or 0)
-
-
 def _zone(ctx: Ctx, inst: Instance) -> str:
-    return _row(ctx, inst).get("zone") or ctx.cloud.settings.zones[0]
+    return inst.zone or ctx.cloud.settings.zones[0]
 
 
-def _reservation(ctx: Ctx, inst: Instance) -> str:
-    return _row(ctx, inst).get("reservation_id") or "r-" + inst.id[2:]
+def _reservation(inst: Instance) -> str:
+    return inst.reservation_id or "r-" + inst.id[2:]
 
 
-def _image(ctx: Ctx, image_id: str) -> dict[str, Any]:
-    try:
-        img = ctx.cloud.images.get(image_id)
-        return {"architecture": img.architecture, "os": img.os}
-    except NotFound:
-        return {}
+def _arch(ctx: Ctx, image_id: str) -> str:
+    """An image's architecture, from one listing of the images per request."""
+    cache: dict[str, str] = ctx.__dict__.setdefault("_arch", {})
+    if not cache:
+        cache.update({i.id: i.architecture for i in ctx.cloud.images.list()})
+        cache.setdefault("", "")
+    return cache.get(image_id, "")
 
 
 def _visible(ctx: Ctx, ids: list[str] | None) -> list[Instance]:
@@ -145,16 +124,16 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     tags = ctx.cloud.tags.of(ctx.caller, [i.id for i in items])
     fields = dict(INSTANCE_FILTERS)
     fields.update({
-        "key-name": lambda i: _key_name(ctx, i), "availability-zone": lambda i: _zone(ctx, i),
-        "reservation-id": lambda i: _reservation(ctx, i), "private-dns-name": lambda i: _dns(ctx, i),
-        "architecture": lambda i: ec2_arch(_image(ctx, i.image_id).get("architecture", "")),
+        "key-name": lambda i: i.key_name, "availability-zone": lambda i: _zone(ctx, i),
+        "reservation-id": _reservation, "private-dns-name": lambda i: _dns(ctx, i),
+        "architecture": lambda i: ec2_arch(_arch(ctx, i.image_id)),
     })
     items = apply_filters(items, filters, fields, lambda i: tags.get(i.id, {}))
     key = "DescribeInstances|" + repr(sorted(filters.items()))
     page, token = paginate(items, max_results, p.str("NextToken"), key=key)
     reservations: dict[str, list[Instance]] = {}
     for i in page:
-        reservations.setdefault(_reservation(ctx, i), []).append(i)
+        reservations.setdefault(_reservation(i), []).append(i)
     return {"reservationSet": [
         {"reservationId": rid, "ownerId": owner(ctx.caller), "groupSet": [],
          "instancesSet": [render_instance(ctx, i, tags.get(i.id, {})) for i in insts]}
@@ -163,64 +142,62 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 @action("RunInstances")
 def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
+    """A translation: every rule (counts, type, image, key, name, user data, zone, quota, what a
+    container can honour) is the instance service's."""
     image_id = p.req("ImageId")
     min_count = p.int("MinCount", min=1, required=True)
     max_count = p.int("MaxCount", min=1, required=True)
     assert min_count is not None and max_count is not None
-    if max_count < min_count:
-        raise Ec2Error("InvalidParameterValue", "MaxCount must be greater than or equal to MinCount")
-    for opt in ("KernelId", "RamdiskId"):
-        if p.str(opt):
-            raise Ec2Error("InvalidParameterCombination",
-                           f"{opt} can't be used with a container image: containers run on the "
-                           "host's kernel and have no boot ramdisk")
-    for vm_only in ("BlockDeviceMapping", "CpuOptions", "HibernationOptions", "EnclaveOptions"):
-        if p.has(vm_only):
-            raise Ec2Error("InvalidParameterCombination",
-                           f"{vm_only} applies to virtual machines, not to container instances")
-    itype = p.str("InstanceType") or DEFAULT_TYPE
-    try:
-        get_type(itype)
-    except NotFound:
-        raise Ec2Error("InvalidParameterValue",
-                       f"Invalid value '{itype}' for InstanceType.") from None
-    zone = p.str("Placement.AvailabilityZone")
-    if zone and zone not in ctx.cloud.settings.zones:
-        raise Ec2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
-    user_data = None
-    if p.str("UserData"):
-        try:
-            user_data = base64.b64decode(p.req("UserData"), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise Ec2Error("InvalidParameterValue",
-                           "Invalid BASE64 encoding of user data.") from None
-    image = ctx.cloud.images.get(image_id, caller=ctx.caller)   # InvalidAMIID.NotFound
-    key_name = p.str("KeyName")
-    if key_name is not None:
-        ctx.cloud.keypairs.get(key_name, ctx.caller)           # InvalidKeyPair.NotFound
     tags = request_tags(p, "instance")
-    name = tags.get("Name")
-    if name is not None and (not valid_name(name) or _name_taken(ctx, name)):
-        name = None        # EC2 Name tags are free text; an instance name must be a hostname
-    if p.dry_run():
+    features = frozenset(name for param, name in (
+        ("CpuOptions", "cpu_options"), ("HibernationOptions", "hibernation"),
+        ("EnclaveOptions", "enclave")) if p.has(param))
+    req = LaunchRequest(
+        image=image_id, name=tags.get("Name"), name_from_tag=True,
+        instance_type=p.str("InstanceType"), user_data=_user_data(p.str("UserData")),
+        key_name=p.str("KeyName"), zone=p.str("Placement.AvailabilityZone") or None,
+        client_token=p.str("ClientToken"), tags=tags or None,
+        min_count=min_count, max_count=max_count,
+        boot=BootOptions(kernel_id=p.str("KernelId") or None,
+                         ramdisk_id=p.str("RamdiskId") or None, features=features),
+        block_devices=_block_devices(p))
+    launched = ctx.cloud.instances.launch(req, caller=ctx.caller, dry_run=p.dry_run())
+    if not launched:
         raise dry_run_ok()
-    inp = LaunchInput(image=image.id, name=name, instance_type=itype, user_data=user_data,
-                      key_name=key_name, zone=zone, client_token=p.str("ClientToken"),
-                      tags=tags or None)
-    launched = ctx.cloud.instances.launch_many(inp, min_count, max_count, caller=ctx.caller)
-    insts = [ctx.cloud.instances.get(i.id, caller=ctx.caller) for i, _ in launched]
+    insts = [i for i, _ in launched]
     all_tags = ctx.cloud.tags.of(ctx.caller, [i.id for i in insts])
-    return {"reservationId": _reservation(ctx, insts[0]), "ownerId": owner(ctx.caller),
+    return {"reservationId": _reservation(insts[0]), "ownerId": owner(ctx.caller),
             "groupSet": [],
             "instancesSet": [render_instance(ctx, i, all_tags.get(i.id, {})) for i in insts]}
 
 
-def _name_taken(ctx: Ctx, name: str) -> bool:
+def _user_data(b64: str | None) -> str | None:
+    """EC2 sends user data base64-encoded."""
+    if not b64:
+        return None
     try:
-        ctx.cloud.instances.get(name)
-        return True
-    except NotFound:
-        return False
+        return base64.b64decode(b64, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise Ec2Error("InvalidParameterValue", "Invalid BASE64 encoding of user data.") from None
+
+
+def _block_devices(p: Params) -> tuple[BlockDevice, ...]:
+    out = []
+    for m in p.struct_list("BlockDeviceMapping"):
+        if not isinstance(m, dict):
+            continue
+        ebs: dict[str, Any] = m["Ebs"] if isinstance(m.get("Ebs"), dict) else {}
+        size = ebs.get("VolumeSize")
+        try:
+            size_bytes = int(size) * 1024**3 if size not in (None, "") else None
+        except (TypeError, ValueError):
+            raise Ec2Error("InvalidParameterValue",
+                           f"Invalid value '{size}' for BlockDeviceMapping VolumeSize.") from None
+        out.append(BlockDevice(device_name=str(m.get("DeviceName") or ""), size=size_bytes,
+                               snapshot_id=ebs.get("SnapshotId") or None,
+                               no_device="NoDevice" in m,
+                               virtual_name=m.get("VirtualName") or None))
+    return tuple(out)
 
 
 def _changes(ctx: Ctx, p: Params, verb: str, **kw: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import base64
 import binascii
 from typing import Any
 
-from lxcloud.api.ec2.app import Ctx, action
 from lxcloud.api.ec2.common import (
     IMAGE_ID,
     INSTANCE_ID,
@@ -17,6 +16,7 @@ from lxcloud.api.ec2.common import (
     owner,
     tag_set,
 )
+from lxcloud.api.ec2.dispatch import Ctx, action
 from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params

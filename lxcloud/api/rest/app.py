@@ -60,8 +60,7 @@ def create_app(c: Cloud) -> FastAPI:
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)
     app.include_router(console.router)
-    from lxcloud.api.ec2 import app as ec2
+    from lxcloud.api.ec2.app import router as ec2
 
-    ec2.install()
-    app.include_router(ec2.router)
+    app.include_router(ec2)
     return app

@@ -1,14 +1,12 @@
-"""REST: the interactive console, a websocket bridged to a pty running the driver's console command."""
+"""REST: the interactive console, a websocket bridged to the console stream the node opens."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import pty
-import signal
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
 
 from lxcloud.core.errors import LxcloudError
 from lxcloud.services.cloud import Cloud
@@ -23,36 +21,18 @@ async def console_ws(ws: WebSocket, ref: str) -> None:
         who = c.accounts.verify_token(
             ws.headers.get("authorization") or
             (f"Bearer {ws.query_params['token']}" if "token" in ws.query_params else None))
-        _, argv = c.instances.console_command(ref, caller=who)
+        _, stream = await run_in_threadpool(c.instances.open_console, ref, caller=who)
     except LxcloudError as e:
         await ws.close(code=4000 + min(e.http_status, 999) % 1000, reason=str(e)[:120])
         return
     await ws.accept()
-    pid, fd = pty.fork()
-    if pid == 0:  # child: becomes the console client on the pty
-        try:
-            os.execvp(argv[0], argv)
-        finally:
-            os._exit(127)
-    loop = asyncio.get_running_loop()
-    out: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def readable() -> None:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            data = b""
-        out.put_nowait(data)
-        if not data:
-            loop.remove_reader(fd)
-
-    loop.add_reader(fd, readable)
 
     async def pump_out() -> None:
         while True:
-            data = await out.get()
+            data = await run_in_threadpool(stream.read)
             if not data:
-                await ws.close()
+                with contextlib.suppress(Exception):
+                    await ws.close()
                 return
             await ws.send_bytes(data)
 
@@ -64,19 +44,12 @@ async def console_ws(ws: WebSocket, ref: str) -> None:
                 break
             data = msg.get("bytes") or (msg.get("text") or "").encode()
             if data:
-                os.write(fd, data)
-    except (WebSocketDisconnect, OSError):
+                await run_in_threadpool(stream.write, data)
+    except (WebSocketDisconnect, OSError, RuntimeError):
         pass
     finally:
+        # closing the stream ends the reader blocked in its thread (EOF), then the sender task
+        await run_in_threadpool(stream.close)
         sender.cancel()
-        loop.remove_reader(fd)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        await asyncio.get_running_loop().run_in_executor(None, _reap, pid)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender

@@ -19,7 +19,7 @@ from lxcloud.api.rest.schemas import (
 )
 from lxcloud.core.caller import Caller
 from lxcloud.services.cloud import Cloud
-from lxcloud.services.instances import LaunchInput
+from lxcloud.services.instances import LaunchRequest
 
 router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
 
@@ -30,11 +30,13 @@ _LIST = TypeAdapter(list[InstanceOut])
 @router.get("", response_model=list[InstanceOut])
 def list_instances(
     all: bool = Query(False, description="include terminated instances"),
+    all_projects: bool = Query(False, description="every project's instances (admins only)"),
     c: Cloud = Depends(cloud),
     who: Caller = Depends(caller),
 ) -> Response:
     # serialised once here, not validated a second time by the framework
-    items = [InstanceOut.of(i) for i in c.instances.list(include_terminated=all, caller=who)]
+    items = [InstanceOut.of(i) for i in c.instances.list(include_terminated=all, caller=who,
+                                                         all_projects=all_projects)]
     return Response(_LIST.dump_json(items), media_type="application/json")
 
 
@@ -43,8 +45,8 @@ def create_instance(
     body: InstanceCreate, c: Cloud = Depends(cloud), who: Caller = Depends(caller)
 ) -> LaunchOut:
     lim = body.limits
-    inst, op = c.instances.launch(
-        LaunchInput(
+    [(inst, op)] = c.instances.launch(
+        LaunchRequest(
             image=body.image,
             name=body.name,
             instance_type=body.instance_type,
@@ -57,6 +59,7 @@ def create_instance(
         ),
         caller=who,
     )
+    assert op is not None
     return LaunchOut(instance=InstanceOut.of(inst), operation=OperationOut.of(op))
 
 

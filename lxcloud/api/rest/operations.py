@@ -11,7 +11,6 @@ from starlette.concurrency import run_in_threadpool
 from lxcloud.api.rest.deps import caller, cloud
 from lxcloud.api.rest.schemas import OperationOut
 from lxcloud.core.caller import Caller
-from lxcloud.core.errors import NotFound
 from lxcloud.core.models import Operation
 from lxcloud.services.cloud import Cloud
 
@@ -52,41 +51,29 @@ def _resolve(f: asyncio.Future[None]) -> None:
         f.set_result(None)
 
 
-def _mine(c: Cloud, who: Caller) -> set[str] | None:
-    """The targets a caller may see operations of (None: all, for admins)."""
-    if who.is_admin:
-        return None
-    return {i.id for i in c.instances.list(include_terminated=True, caller=who)}
-
-
 @router.get("", response_model=list[OperationOut])
 def list_operations(limit: int = Query(100, gt=0, le=1000), c: Cloud = Depends(cloud),
                     who: Caller = Depends(caller)) -> list[OperationOut]:
-    mine = _mine(c, who)
-    return [OperationOut.of(o) for o in c.ops.list(limit) if mine is None or o.target in mine]
+    return [OperationOut.of(o) for o in c.ops.list(limit, caller=who)]
 
 
 @router.get("/{op_id}", response_model=OperationOut)
 async def get_operation(op_id: str, request: Request,
                         wait: float = Query(0, ge=0, le=3600, description="seconds to wait for it"),
                         c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> OperationOut:
-    op = await run_in_threadpool(c.ops.get, op_id)
-    if not who.is_admin:
-        mine = await run_in_threadpool(_mine, c, who)
-        if mine is not None and op.target not in mine:
-            raise NotFound(f"operation {op_id} not found", resource="operation")
+    op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))
     if op.done or wait <= 0:
         return OperationOut.of(op)
     waiters: Waiters = request.app.state.waiters
     fut = waiters.add(op_id)
     try:
-        op = await run_in_threadpool(c.ops.get, op_id)   # it may have finished meanwhile
+        op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))   # finished meanwhile?
         if not op.done:
             try:
                 await asyncio.wait_for(fut, timeout=wait)
             except TimeoutError:
                 pass
-            op = await run_in_threadpool(c.ops.get, op_id)
+            op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))
     finally:
         waiters.discard(op_id, fut)
     return OperationOut.of(op)

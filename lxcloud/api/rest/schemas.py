@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lxcloud.core.instance import Disk, Nic
+from lxcloud.core.instance_types import Limits
 from lxcloud.core.models import Image, Instance, Operation
 
 
@@ -69,18 +71,65 @@ class OperationOut(BaseModel):
                    created=op.created, updated=op.updated)
 
 
+class LimitsOut(BaseModel):
+    """The limits in force (the same names as the request's `limits`; sizes in bytes)."""
+
+    cpus: float
+    memory: int
+    swap: int
+    pids: int
+    disk: int
+
+    @classmethod
+    def of(cls, lim: Limits) -> LimitsOut:
+        return cls.model_construct(cpus=lim.vcpus, memory=lim.memory, swap=lim.swap,
+                                   pids=lim.pids, disk=lim.disk)
+
+
+class NicOut(BaseModel):
+    name: str
+    network: str
+    mac: str
+    ipv4: str | None
+    prefix: int
+    gateway: str | None
+
+    @classmethod
+    def of(cls, n: Nic) -> NicOut:
+        return cls.model_construct(name=n.name, network=n.network, mac=n.mac, ipv4=n.ipv4,
+                                   prefix=n.prefix, gateway=n.gateway)
+
+
+class DiskOut(BaseModel):
+    name: str
+    pool: str
+    size: int
+    path: str
+    source: str | None
+
+    @classmethod
+    def of(cls, d: Disk) -> DiskOut:
+        return cls.model_construct(name=d.name, pool=d.pool, size=d.size, path=d.path,
+                                   source=d.source)
+
+
 class InstanceOut(BaseModel):
     id: str
     name: str
     state: str
     state_reason: str | None
+    kind: str
     image: str | None
     image_id: str
     instance_type: str
-    limits: dict[str, Any]
-    ipv4: str | None
-    mac: str | None
+    limits: LimitsOut
+    ipv4: str | None = Field(description="the first NIC's address")
+    mac: str | None = Field(description="the first NIC's MAC")
+    nics: list[NicOut]
+    disks: list[DiskOut]
     node: str | None
+    project: str | None
+    project_id: str | None
     created: datetime
     launched_at: datetime | None
     terminated_at: datetime | None
@@ -89,10 +138,13 @@ class InstanceOut(BaseModel):
     @classmethod
     def of(cls, i: Instance) -> InstanceOut:
         # the record comes from our own database: no need to validate it again
-        return cls.model_construct(id=i.id, name=i.name, state=i.state, state_reason=i.state_reason,
-                   image=i.image_name, image_id=i.image_id, instance_type=i.instance_type,
-                   limits=i.limits, ipv4=i.ipv4, mac=i.mac, node=i.node, created=i.created,
-                   launched_at=i.launched_at, terminated_at=i.terminated_at, operation=i.operation_id)
+        return cls.model_construct(
+            id=i.id, name=i.name, state=str(i.state), state_reason=i.state_reason,
+            kind=str(i.kind), image=i.image_name, image_id=i.image_id,
+            instance_type=i.instance_type, limits=LimitsOut.of(i.limits), ipv4=i.ipv4, mac=i.mac,
+            nics=[NicOut.of(n) for n in i.nics], disks=[DiskOut.of(d) for d in i.disks],
+            node=i.node, project=i.project, project_id=i.project_id, created=i.created,
+            launched_at=i.launched_at, terminated_at=i.terminated_at, operation=i.operation_id)
 
 
 class LaunchOut(BaseModel):
@@ -115,12 +167,15 @@ class ImageOut(BaseModel):
     size: int
     sha256: str
     kind: str
+    min_memory: int = Field(description="the least memory (bytes) the image boots in")
+    public: bool
     created: datetime
 
     @classmethod
     def of(cls, i: Image) -> ImageOut:
         return cls(id=i.id, name=i.name, os=i.os, release=i.release, architecture=i.architecture,
-                   format=i.format, size=i.size, sha256=i.sha256, kind=i.kind, created=i.created)
+                   format=i.format, size=i.size, sha256=i.sha256, kind=str(i.kind),
+                   min_memory=i.min_memory, public=i.public, created=i.created)
 
 
 class ImageBuildIn(BaseModel):

@@ -7,11 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
 
 from lxcloud.api.rest.deps import cloud, require_auth
 from lxcloud.core.instance_types import DEFAULT_TYPE, DEFAULT_TYPES
-from lxcloud.db.tables import InstanceRow, OperationRow
 from lxcloud.services.cloud import Cloud
 
 router = APIRouter(tags=["system"])
@@ -40,7 +38,7 @@ def healthz() -> dict[str, str]:
 
 
 class CloudCollector:
-    """Instance and operation counts read from the database at scrape time."""
+    """Instance and operation counts, asked of the services at scrape time."""
 
     def __init__(self, c: Cloud) -> None:
         self.c = c
@@ -48,13 +46,10 @@ class CloudCollector:
     def collect(self) -> Any:
         inst = GaugeMetricFamily("lxcloud_instances", "Instances by state", labels=["state"])
         ops = GaugeMetricFamily("lxcloud_operations", "Operations by status", labels=["status"])
-        with self.c.db.reader() as s:
-            for state, n in s.execute(select(InstanceRow.state, func.count())
-                                      .group_by(InstanceRow.state)):
-                inst.add_metric([state], n)
-            for status, n in s.execute(select(OperationRow.status, func.count())
-                                       .group_by(OperationRow.status)):
-                ops.add_metric([status], n)
+        for state, n in self.c.instances.counts().items():
+            inst.add_metric([state], n)
+        for status, n in self.c.ops.counts().items():
+            ops.add_metric([status], n)
         yield inst
         yield ops
 

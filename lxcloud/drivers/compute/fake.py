@@ -8,13 +8,17 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lxcloud.core.caps import ComputeCaps
 from lxcloud.core.errors import DriverError, InvalidInput, NotFound
-from lxcloud.drivers.compute.base import ComputeCaps, ExecResult, HostState, InstanceSpec
+from lxcloud.core.host import ExecResult, HostState
+from lxcloud.core.instance import InstanceSpec
+from lxcloud.drivers.compute.base import RootfsSpec
 
 
 @dataclass
 class _Box:
     spec: InstanceSpec
+    root: RootfsSpec
     state: HostState = HostState.STOPPED
     pid: int | None = None
     boots: int = 0
@@ -46,18 +50,20 @@ class FakeDriver:
         box.pid = self._next_pid
         box.boots += 1
         box.state = HostState.RUNNING
-        box.console += f"fake: booted {box.spec.hostname}\n".encode()
+        box.console += f"fake: booted {box.spec.name}\n".encode()
 
-    def create(self, spec: InstanceSpec) -> None:
+    def create(self, spec: InstanceSpec, root: RootfsSpec) -> None:
         with self._lock:
-            self.calls.append(("create", spec.name))
-            box = self._boxes.get(spec.name)
+            self.calls.append(("create", spec.id))
+            box = self._boxes.get(spec.id)
+            first = box is None
             if box is None:
-                box = self._boxes[spec.name] = _Box(spec=spec)
-            box.spec = spec
-            box.files["/etc/hostname"] = f"{spec.hostname}\n".encode()
-            for path, value in spec.extra_files.items():
-                box.files[path] = value[0] if isinstance(value, tuple) else value
+                box = self._boxes[spec.id] = _Box(spec=spec, root=root)
+            box.spec, box.root = spec, root
+            box.files["/etc/hostname"] = f"{spec.name}\n".encode()
+            if first:
+                for f in spec.first_boot:
+                    box.files[f.path] = f.content
 
     def start(self, name: str, timeout: float = 30) -> None:
         with self._lock:
@@ -114,7 +120,7 @@ class FakeDriver:
         box = self._boxes.get(name)
         return box.pid if box else None
 
-    def veth_name(self, name: str, index: int = 0) -> str:
+    def port_name(self, name: str, index: int = 0) -> str:
         return f"fk{abs(hash(name)) % 10**10}{index}"
 
     def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None,
@@ -143,7 +149,7 @@ class FakeDriver:
         if cmd == "cat" and rest and rest[0] in box.files:
             return ExecResult(0, box.files[rest[0]], b"")
         if cmd == "hostname":
-            return ExecResult(0, f"{box.spec.hostname}\n".encode(), b"")
+            return ExecResult(0, f"{box.spec.name}\n".encode(), b"")
         if cmd == "sleep":
             if float(rest[0]) > timeout:
                 return ExecResult(-9, b"", b"", timed_out=True)

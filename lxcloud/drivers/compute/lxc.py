@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import ipaddress
 import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lxcloud.core.caps import ComputeCaps
 from lxcloud.core.errors import DriverError, InvalidInput, NotFound
+from lxcloud.core.host import ExecResult, HostState
+from lxcloud.core.instance import InstanceSpec, Kind, Nic
+from lxcloud.core.instance_types import Limits
 from lxcloud.core.proc import run
-from lxcloud.drivers.compute.base import (
-    ComputeCaps,
-    ExecResult,
-    HostState,
-    InstanceSpec,
-    NicSpec,
-)
+from lxcloud.core.waiting import wait_until
+from lxcloud.drivers.compute.base import IdMap, RootfsSpec
 
 LXC_STATES = {
     "RUNNING": HostState.RUNNING, "STARTING": HostState.RUNNING, "STOPPING": HostState.RUNNING,
@@ -68,8 +65,7 @@ def cgroup_version() -> int:
     return 1
 
 
-def _limit_lines(spec: InstanceSpec, version: int) -> list[str]:
-    lim = spec.limits
+def _limit_lines(lim: Limits, version: int) -> list[str]:
     quota = max(1000, int(lim.vcpus * CFS_PERIOD))
     if version == 1:
         lines = [f"lxc.cgroup.memory.limit_in_bytes = {lim.memory}"]
@@ -87,27 +83,28 @@ def _limit_lines(spec: InstanceSpec, version: int) -> list[str]:
             f"lxc.cgroup2.pids.max = {lim.pids}"]
 
 
-def _nic_lines(i: int, nic: NicSpec, veth: str) -> list[str]:
+def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
     p = f"lxc.net.{i}"
-    lines = [f"{p}.type = veth", f"{p}.link = {nic.bridge}", f"{p}.flags = up", f"{p}.name = {nic.name}",
+    lines = [f"{p}.type = veth", f"{p}.link = {nic.link}", f"{p}.flags = up", f"{p}.name = {nic.name}",
              f"{p}.mtu = {nic.mtu}", f"{p}.veth.pair = {veth}"]
-    if nic.hwaddr:
-        lines.append(f"{p}.hwaddr = {nic.hwaddr}")
+    if nic.mac:
+        lines.append(f"{p}.hwaddr = {nic.mac}")
     if nic.ipv4:
         # With no explicit broadcast liblxc 5.0 sets 0.0.0.255 on a /24: give the right one.
-        bcast = ipaddress.ip_interface(nic.ipv4).network.broadcast_address
-        lines.append(f"{p}.ipv4.address = {nic.ipv4} {bcast}")
+        lines.append(f"{p}.ipv4.address = {nic.interface} {nic.broadcast}")
     if nic.gateway:
         lines.append(f"{p}.ipv4.gateway = {nic.gateway}")
     return lines
 
 
-def render_config(spec: InstanceSpec, *, lxcpath: Path, veth: Sequence[str],
-                  cgroup: int | None = None, lxcfs_dir: Path = LXCFS_DIR) -> str:
-    """The liblxc config file of `spec` (pure: no I/O except reading which cgroup layout this is)."""
+def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: Sequence[str],
+                  idmap: IdMap | None, cgroup: int | None = None, lxcfs_dir: Path | None = LXCFS_DIR,
+                  ) -> str:
+    """The liblxc config file of `spec` over `root` (pure: no I/O except reading which cgroup
+    layout this is). idmap None: privileged; lxcfs_dir None: no lxcfs."""
     version = cgroup or cgroup_version()
-    cdir = lxcpath / spec.name
-    rf = spec.rootfs
+    cdir = lxcpath / spec.id
+    rf = root
     if rf.kind == "overlay":
         if rf.lower is None:
             raise InvalidInput("an overlay root needs a lower dir")
@@ -116,11 +113,11 @@ def render_config(spec: InstanceSpec, *, lxcpath: Path, veth: Sequence[str],
         rootfs = f"dir:{rf.path}"
     else:
         raise InvalidInput(f"root kind {rf.kind!r} is not supported by the lxc driver")
-    for v in (spec.name, spec.hostname, rootfs, *(n.bridge for n in spec.nics)):
+    for v in (spec.id, spec.name, rootfs, *(n.link for n in spec.nics)):
         if "\n" in v or "\r" in v:
             raise InvalidInput("newline in a container setting")
     lines = ["# written by lxcloud; rewritten on every create", f"lxc.include = {LXC_CONFIG_DIR}/common.conf"]
-    if spec.idmap:
+    if idmap:
         lines.append(f"lxc.include = {LXC_CONFIG_DIR}/userns.conf")
     devkey = "lxc.cgroup" if version == 1 else "lxc.cgroup2"
     # No host devices: deny all but the standard safe set (userns.conf empties the list; the monitor
@@ -131,26 +128,26 @@ def render_config(spec: InstanceSpec, *, lxcpath: Path, veth: Sequence[str],
     # mount hook) and a fixed 0.5 s per stop (the post-stop hook is `sleep 0.5s`). Empty keys clear
     # them; liblxc makes the same bind mounts natively from mount entries instead.
     lines += ["lxc.hook.mount =", "lxc.hook.post-stop ="]
-    if spec.lxcfs:
+    if lxcfs_dir is not None:
         lines += [f"lxc.mount.entry = {lxcfs_dir}/proc/{f} proc/{f} none bind,optional 0 0"
                   for f in LXCFS_PROC_FILES]
         lines.append(f"lxc.mount.entry = {lxcfs_dir}/sys/devices/system/cpu sys/devices/system/cpu "
                      "none bind,optional 0 0")
-    lines += [f"lxc.uts.name = {spec.hostname}", f"lxc.rootfs.path = {rootfs}",
+    lines += [f"lxc.uts.name = {spec.name}", f"lxc.rootfs.path = {rootfs}",
               "lxc.start.auto = 0", "lxc.autodev = 1",
               f"lxc.console.logfile = {cdir / 'console.log'}",
               f"lxc.console.size = {CONSOLE_LOG_SIZE}", "lxc.console.rotate = 1"]
-    if spec.halt_signal:
-        lines.append(f"lxc.signal.halt = {spec.halt_signal}")
-    if spec.idmap:
-        m = spec.idmap
+    if spec.image.halt_signal:
+        lines.append(f"lxc.signal.halt = {spec.image.halt_signal}")
+    if idmap:
+        m = idmap
         lines += [f"lxc.idmap = u 0 {m.host_uid} {m.count}", f"lxc.idmap = g 0 {m.host_gid} {m.count}"]
     if spec.nics:
         for i, nic in enumerate(spec.nics):
             lines += _nic_lines(i, nic, veth[i])
     else:
         lines.append("lxc.net.0.type = empty")   # own network namespace with only lo
-    lines += _limit_lines(spec, version)
+    lines += _limit_lines(spec.limits, version)
     return "\n".join(lines) + "\n"
 
 
@@ -201,32 +198,26 @@ def write_into_root(root: Path, lower: Path | None, path: str, content: bytes, *
         os.close(fd)
 
 
-def _file_and_mode(value: bytes | tuple[bytes, int]) -> tuple[bytes, int]:
-    """An extra_files value: plain content (mode 0644) or (content, mode)."""
-    if isinstance(value, tuple):
-        content, mode = value
-        return bytes(content), int(mode) & 0o7777
-    return bytes(value), 0o644
-
-
 class LxcDriver:
     """ComputeDriver for LXC system containers under one lxcpath."""
 
     name = "lxc"
-    caps = ComputeCaps(containers=True, vms=False, freeze=True, console=True, snapshots=False,
-                       live_migration=False, hotplug_nic=False, images=("rootfs-tar",))
+    caps = ComputeCaps(kind=Kind.CONTAINER, freeze=True, console=True, exec=True, max_nics=8)
 
-    def __init__(self, lxcpath: Path, *, netns: str | None = None, lxcfs_dir: Path = LXCFS_DIR,
-                 veth_prefix: str = "vx") -> None:
+    def __init__(self, lxcpath: Path, *, idmap: IdMap | None = None, netns: str | None = None,
+                 lxcfs_dir: Path | None = LXCFS_DIR, veth_prefix: str = "vx") -> None:
+        """idmap: the unprivileged id map (None: privileged containers, an operator's choice);
+        lxcfs_dir None: containers see the host's /proc (no lxcfs)."""
         if not (1 <= len(veth_prefix) <= 6 and veth_prefix.isalnum()):
             raise InvalidInput("veth_prefix must be 1 to 6 letters or digits")
         self.veth_prefix = veth_prefix
         self.lxcpath = Path(lxcpath)
+        self.idmap = idmap
         self.netns = netns
-        self.lxcfs_dir = Path(lxcfs_dir)
+        self.lxcfs_dir = Path(lxcfs_dir) if lxcfs_dir is not None else None
         self.lxcpath.mkdir(parents=True, exist_ok=True)
 
-    def veth_name(self, name: str, index: int = 0) -> str:
+    def port_name(self, name: str, index: int = 0) -> str:
         """The host-side veth of a container's NIC `index`."""
         return host_veth_name(name, index, self.veth_prefix)
 
@@ -270,47 +261,51 @@ class LxcDriver:
 
     def _wait(self, name: str, want: set[HostState], timeout: float,
               cond: Callable[[], bool] | None = None) -> HostState:
-        deadline = time.monotonic() + timeout
-        delay = 0.002
-        while True:
+        seen: list[HostState] = []
+
+        def reached() -> HostState | None:
             st = self.state(name)
-            if st in want and (cond is None or cond()):
-                return st
-            if time.monotonic() > deadline:
-                raise DriverError(f"container {name} did not become {'/'.join(sorted(want))} "
-                                  f"within {timeout}s (it is {st})")
-            time.sleep(delay)       # polling a condition with a deadline, backing off
-            delay = min(delay * 2, 0.1)
+            seen[:] = [st]
+            return st if st in want and (cond is None or cond()) else None
+
+        try:
+            return wait_until(reached, timeout, f"container {name} becoming {'/'.join(sorted(want))}")
+        except DriverError as e:
+            raise DriverError(f"{e} (it is {seen[0] if seen else 'unknown'})") from None
 
     # --- lifecycle
-    def create(self, spec: InstanceSpec) -> None:
-        d = self._dir(spec.name)
+    def create(self, spec: InstanceSpec, root: RootfsSpec) -> None:
+        d = self._dir(spec.id)
+        first = not (d / "config").is_file()
         d.mkdir(mode=0o750, exist_ok=True)
-        root = spec.rootfs.path
-        if not root.is_dir():
-            raise NotFound(f"root {root} of {spec.name} does not exist", resource="rootfs")
-        uid = spec.idmap.host_uid if spec.idmap else 0
-        gid = spec.idmap.host_gid if spec.idmap else 0
-        veths = [self.veth_name(spec.name, i) for i in range(len(spec.nics))]
-        config = render_config(spec, lxcpath=self.lxcpath, veth=veths, lxcfs_dir=self.lxcfs_dir)
+        if not root.path.is_dir():
+            raise NotFound(f"root {root.path} of {spec.id} does not exist", resource="rootfs")
+        uid = self.idmap.host_uid if self.idmap else 0
+        gid = self.idmap.host_gid if self.idmap else 0
+        veths = [self.port_name(spec.id, i) for i in range(len(spec.nics))]
+        config = render_config(spec, root, lxcpath=self.lxcpath, veth=veths, idmap=self.idmap,
+                               lxcfs_dir=self.lxcfs_dir)
         tmp = d / "config.tmp"
         tmp.write_text(config)
-        os.replace(tmp, d / "config")
         files: dict[str, bytes] = {
-            "/etc/hostname": f"{spec.hostname}\n".encode(),
-            "/etc/hosts": (f"127.0.0.1 localhost\n127.0.1.1 {spec.hostname}\n"
+            "/etc/hostname": f"{spec.name}\n".encode(),
+            "/etc/hosts": (f"127.0.0.1 localhost\n127.0.1.1 {spec.name}\n"
                            "::1 localhost ip6-localhost ip6-loopback\n").encode(),
         }
-        if spec.nameservers:
-            files["/etc/resolv.conf"] = "".join(f"nameserver {ns}\n" for ns in spec.nameservers).encode()
+        nameservers = spec.nics[0].nameservers if spec.nics else ()
+        if nameservers:
+            files["/etc/resolv.conf"] = "".join(f"nameserver {ns}\n" for ns in nameservers).encode()
         for path, content in files.items():
-            write_into_root(root, spec.rootfs.lower, path, content, uid=uid, gid=gid)
-        for path, value in spec.extra_files.items():
-            content, mode = _file_and_mode(value)
-            # A private file (e.g. /root/.ssh/authorized_keys) gets private new parents (0700),
-            # which sshd's StrictModes requires of ~/.ssh.
-            write_into_root(root, spec.rootfs.lower, path, content, uid=uid, gid=gid, mode=mode,
-                            dir_mode=0o700 if not mode & 0o077 else 0o755)
+            write_into_root(root.path, root.lower, path, content, uid=uid, gid=gid)
+        if first:
+            for f in spec.first_boot:
+                mode = f.mode & 0o7777
+                # A private file (e.g. /root/.ssh/authorized_keys) gets private new parents (0700),
+                # which sshd's StrictModes requires of ~/.ssh.
+                write_into_root(root.path, root.lower, f.path, f.content, uid=uid, gid=gid,
+                                mode=mode, dir_mode=0o700 if not mode & 0o077 else 0o755)
+        # the config last: a definition exists only once its root is ready
+        os.replace(tmp, d / "config")
 
     def start(self, name: str, timeout: float = 30) -> None:
         self._require(name)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Protocol
 
+from lxcloud.core.caps import NetworkCaps
+from lxcloud.core.errors import InvalidInput
+from lxcloud.core.ipam import NetworkPlan
 
-@dataclass(frozen=True)
-class NetworkCaps:
-    nat: bool = True
-    dhcp: bool = False
-    overlay: bool = False
+IFNAMSIZ = 15
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class NetworkSpec:
     # When set, instances' http://169.254.169.254/ is DNATed to gateway:metadata_port, where the
     # controller serves the EC2 metadata app (lxcloud.api.metadata).
     metadata_port: int | None = None
+    driver: str = "bridge"       # the network driver that makes it
 
 
 class NetworkDriver(Protocol):
@@ -38,3 +39,14 @@ class NetworkDriver(Protocol):
         """Remove the bridge and the rules. Missing: no-op."""
 
     def exists(self, spec: NetworkSpec) -> bool: ...
+
+
+def check_spec(spec: NetworkSpec) -> NetworkPlan:
+    """What every driver refuses before touching the host: a bad interface name, a CIDR that is
+    not a network, a gateway outside it. Returns the network's plan."""
+    if not spec.bridge or len(spec.bridge) > IFNAMSIZ or "/" in spec.bridge or " " in spec.bridge:
+        raise InvalidInput(f"invalid bridge name {spec.bridge!r} (1..{IFNAMSIZ} chars)")
+    plan = NetworkPlan.from_cidr(spec.cidr)
+    if ipaddress.ip_address(spec.gateway) not in ipaddress.ip_network(plan.cidr):
+        raise InvalidInput(f"gateway {spec.gateway} is not inside {spec.cidr}")
+    return plan

@@ -11,15 +11,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lxcloud.core.errors import DriverError, InvalidInput
+from lxcloud.core.caps import NetworkCaps
+from lxcloud.core.errors import DriverError
 from lxcloud.core.ipam import NetworkPlan
-from lxcloud.drivers.network.base import NetworkCaps, NetworkSpec
+from lxcloud.drivers.network.base import NetworkSpec, check_spec
 from lxcloud.drivers.network.firewall import Firewall
 
 log = logging.getLogger(__name__)
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
-IFNAMSIZ = 15
 _IFF_UP = 0x1
 _ENODEV = 19
 _EEXIST = 17
@@ -97,7 +97,7 @@ class BridgeDriver:
     def ensure(self, spec: NetworkSpec) -> None:
         """Create or repair the bridge (no STP, no forward delay), its gateway address, MTU, up,
         then the nftables rules and IPv4 forwarding. Idempotent."""
-        plan = self._check(spec)
+        plan = check_spec(spec)
         with self._lock:
             try:
                 idx = self._ensure_link(spec)
@@ -128,15 +128,6 @@ class BridgeDriver:
             return self._index(spec.bridge) is not None
 
     # --- helpers
-    @staticmethod
-    def _check(spec: NetworkSpec) -> NetworkPlan:
-        if not spec.bridge or len(spec.bridge) > IFNAMSIZ or "/" in spec.bridge or " " in spec.bridge:
-            raise InvalidInput(f"invalid bridge name {spec.bridge!r} (1..{IFNAMSIZ} chars)")
-        plan = NetworkPlan.from_cidr(spec.cidr)
-        if ipaddress.ip_address(spec.gateway) not in ipaddress.ip_network(plan.cidr):
-            raise InvalidInput(f"gateway {spec.gateway} is not inside {spec.cidr}")
-        return plan
-
     def _index(self, ifname: str) -> int | None:
         found = self._nl().link_lookup(ifname=ifname)
         return found[0] if found else None

@@ -14,13 +14,13 @@ import os
 import re
 import signal
 import stat
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxcloud.core.errors import DriverError, InvalidInput
 from lxcloud.core.ipam import NetworkPlan
 from lxcloud.core.proc import run
+from lxcloud.core.waiting import wait_until
 from lxcloud.drivers.network.base import NetworkSpec
 
 log = logging.getLogger(__name__)
@@ -172,13 +172,9 @@ class DnsmasqSupervisor:
         # dnsmasq reports start-up errors (address in use, bad option) through its exit code
         # before the daemon detaches, so run() raising is reliable.
         run(argv, timeout=30)
-        deadline = time.monotonic() + 5
-        while (pid := self.running_pid(run_dir)) is None:
-            if time.monotonic() > deadline:
-                raise DriverError(f"dnsmasq for {spec.bridge} did not write {paths.pid_file}",
-                                  command=argv)
-            time.sleep(0.01)   # polling the pid file the daemon writes right after detaching
-        return pid
+        # the daemon writes its pid file right after detaching
+        return wait_until(lambda: self.running_pid(run_dir), 5,
+                          f"dnsmasq for {spec.bridge} writing {paths.pid_file}")
 
     def update_hosts(self, run_dir: Path, entries: dict[str, str],
                      macs: dict[str, str] | None = None) -> None:
@@ -229,9 +225,9 @@ class DnsmasqSupervisor:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 return
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if _pid_alive_cmdline(pid) is None:
-                    return
-                time.sleep(0.01)   # polling process exit: dnsmasq is not our child, no waitpid
+            try:   # dnsmasq is not our child: no waitpid, its /proc entry tells
+                wait_until(lambda: _pid_alive_cmdline(pid) is None, wait, f"dnsmasq {pid} exiting")
+                return
+            except DriverError:
+                continue
         raise DriverError(f"dnsmasq {pid} does not die")

@@ -20,14 +20,13 @@ half-written table is never visible.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from lxcloud.core.errors import DriverError
 from lxcloud.core.ipam import NetworkPlan
 from lxcloud.drivers.network.base import NetworkSpec
+from lxcloud.drivers.network.nft import NFT, Json, Nft
 
-Json = dict[str, Any]
 FAMILY = "inet"
 _CHAIN_KINDS = ("prerouting", "postrouting", "forward", "input")
 METADATA_IP = "169.254.169.254"
@@ -109,49 +108,30 @@ def ruleset(spec: NetworkSpec) -> list[Json]:
 
 
 class Firewall:
-    """One libnftables context (not thread-safe, hence the lock), reused for every call."""
+    """The cloud tables' NAT, forward and input rules, through the shared libnftables context."""
 
-    def __init__(self) -> None:
-        self._nft: Any = None
-        self._lock = threading.Lock()
-
-    def _ctx(self) -> Any:
-        if self._nft is None:
-            try:
-                import nftables  # Debian's python3-nftables, symlinked into the venv
-            except ImportError as e:
-                raise DriverError("python3-nftables is not available (apt install python3-nftables)"
-                                  ) from e
-            nft = nftables.Nftables()
-            nft.set_json_output(True)
-            nft.set_handle_output(True)
-            self._nft = nft
-        return self._nft
-
-    def _run(self, cmds: list[Json], what: str) -> tuple[int, Any, str]:
-        with self._lock:
-            rc, out, err = self._ctx().json_cmd({"nftables": cmds})
-        if rc != 0:
-            raise DriverError(f"nftables: {what} failed (rc {rc})", stderr=err or "")
-        return rc, out, err
+    def __init__(self, nft: Nft | None = None) -> None:
+        self.nft = nft or NFT
 
     def apply(self, spec: NetworkSpec) -> None:
         """Create or replace spec's rules in its cloud table, atomically. Idempotent."""
-        self._run(ruleset(spec), f"apply rules of {spec.bridge} in {FAMILY} {spec.nft_table}")
+        self.nft.run(ruleset(spec), f"apply rules of {spec.bridge} in {FAMILY} {spec.nft_table}")
 
     def validate(self, spec: NetworkSpec) -> bool:
         """Check spec's JSON against libnftables' schema (needs jsonschema). Raises if invalid."""
-        return bool(self._ctx().json_validate({"nftables": ruleset(spec)}))
+        return self.nft.validate(ruleset(spec))
 
     def table_exists(self, name: str) -> bool:
         return self.list_table(name) is not None
 
     def list_table(self, name: str) -> list[Json] | None:
         """The table's contents as nftables JSON objects, None when there is no such table."""
-        with self._lock:
-            rc, out, _err = self._ctx().json_cmd(
-                {"nftables": [{"list": {"table": {"family": FAMILY, "name": name}}}]})
-        if rc != 0:
+        try:
+            out = self.nft.run([{"list": {"table": {"family": FAMILY, "name": name}}}],
+                               f"list table {name}", missing_ok=True)
+        except DriverError:
+            return None
+        if out is None:
             return None
         return [o for o in out.get("nftables", []) if "metainfo" not in o]
 
@@ -168,15 +148,12 @@ class Firewall:
         cmds: list[Json] = [{"delete": {"chain": {"family": FAMILY, "table": spec.nft_table,
                                                   "name": c}}} for c in sorted(chains & ours)]
         if cmds:
-            self._run(cmds, f"remove chains of {spec.bridge} from {FAMILY} {spec.nft_table}")
+            self.nft.run(cmds, f"remove chains of {spec.bridge} from {FAMILY} {spec.nft_table}")
 
     def remove_table(self, name: str) -> None:
         """Delete the whole cloud table. Missing: no-op."""
-        with self._lock:
-            rc, _out, err = self._ctx().json_cmd(
-                {"nftables": [{"delete": {"table": {"family": FAMILY, "name": name}}}]})
-        if rc != 0 and "No such file or directory" not in (err or ""):
-            raise DriverError(f"nftables: delete table {FAMILY} {name} failed (rc {rc})", stderr=err)
+        self.nft.run([{"delete": {"table": {"family": FAMILY, "name": name}}}],
+                     f"delete table {FAMILY} {name}", missing_ok=True)
 
     def rules_of(self, spec: NetworkSpec) -> list[Json]:
         """spec's rules as listed by the kernel (for checks and tests); [] when absent."""

@@ -12,12 +12,11 @@ else on the bridge, are not matched.
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Collection
 from typing import Any
 
-from lxcloud.core.errors import DriverError
+from lxcloud.drivers.network.nft import NFT, Json, Nft
 
-Json = dict[str, Any]
 FAMILY = "bridge"
 SET = "ports"
 CHAIN = "guard"
@@ -62,25 +61,13 @@ def ruleset(table: str, port_prefix: str) -> list[Json]:
 
 
 class PortGuard:
-    """libnftables calls for the guard table (one context, behind a lock)."""
+    """The guard table's chain and port set, through the shared libnftables context."""
 
-    def __init__(self) -> None:
-        self._nft: Any = None
-        self._lock = threading.Lock()
+    def __init__(self, nft: Nft | None = None) -> None:
+        self.nft = nft or NFT
 
     def _run(self, cmds: list[Json], what: str, missing_ok: bool = False) -> Any:
-        with self._lock:
-            if self._nft is None:
-                import nftables
-
-                self._nft = nftables.Nftables()
-                self._nft.set_json_output(True)
-            rc, out, err = self._nft.json_cmd({"nftables": cmds})
-        if rc != 0:
-            if missing_ok and "No such file or directory" in (err or ""):
-                return None
-            raise DriverError(f"nftables: {what} failed (rc {rc})", stderr=err or "")
-        return out
+        return self.nft.run(cmds, what, missing_ok=missing_ok)
 
     def ensure(self, table: str, port_prefix: str) -> None:
         self._run(ruleset(table, port_prefix), f"port guard of {table}")
@@ -90,13 +77,14 @@ class PortGuard:
                                         "elem": [{"concat": [port, ip]}]}}}],
                   f"allow {ip} on {port}")
 
-    def forget(self, table: str, port: str) -> None:
-        """Removes every address of `port`. Missing table or port: no-op."""
-        elems = [e for e in self.elements(table) if e[0] == port]
+    def forget(self, table: str, ports: Collection[str]) -> None:
+        """Removes every address of these ports. Missing table or ports: no-op."""
+        wanted = set(ports)
+        elems = [e for e in self.elements(table) if e[0] in wanted]
         if elems:
             self._run([{"delete": {"element": {"family": FAMILY, "table": table, "name": SET,
                                                "elem": [{"concat": list(e)} for e in elems]}}}],
-                      f"forget {port}", missing_ok=True)
+                      f"forget {', '.join(sorted(wanted))}", missing_ok=True)
 
     def sync(self, table: str, ports: dict[str, str]) -> None:
         """The set becomes exactly `ports` (port -> address), in one transaction."""

@@ -1,32 +1,21 @@
-"""Network drivers by name: a name → constructor map (add "macvlan", "vxlan", "fake" here)."""
+"""Network drivers by name ("bridge" today; macvlan and vxlan later; "fake" for tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
-from lxcloud.core.errors import Unsupported
 from lxcloud.drivers.network.base import NetworkDriver
+from lxcloud.drivers.registry import Registry
+
+NETWORK: Registry[NetworkDriver] = Registry("network")
+NETWORK.add("bridge", "lxcloud.drivers.network.bridge:BridgeDriver")
+NETWORK.add("fake", "lxcloud.drivers.network.fake:FakeNetwork")
 
 
-def _bridge() -> NetworkDriver:
-    from lxcloud.drivers.network.bridge import BridgeDriver  # late: keeps pyroute2 off import paths
-    return BridgeDriver()
-
-
-DRIVERS: dict[str, Callable[[], NetworkDriver]] = {
-    "bridge": _bridge,
-}
-
-
-def get_network_driver(name: str) -> NetworkDriver:
-    """A new driver instance for name. Raises Unsupported for an unknown name."""
-    try:
-        factory = DRIVERS[name]
-    except KeyError:
-        raise Unsupported(f"unknown network driver {name!r} (known: {', '.join(sorted(DRIVERS))})",
-                          driver=name) from None
-    return factory()
+def get_network_driver(name: str, **kw: Any) -> NetworkDriver:
+    """A new network driver `name` built with `kw`; Unsupported for an unknown name."""
+    return NETWORK.get(name, **kw)
 
 
 def network_driver_names() -> list[str]:
-    return sorted(DRIVERS)
+    return NETWORK.names()

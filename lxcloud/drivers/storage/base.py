@@ -1,20 +1,18 @@
-"""The storage driver contract: pools of read-only image bases and per-instance roots."""
+"""The storage driver contract: one pool of read-only image bases and per-instance roots.
+
+A driver is a stateless adapter over one pool (a directory, later a btrfs filesystem or a shared
+mount): no database, no instances beyond the ids it is given. Every method raises `DriverError`
+when the host refuses and `InvalidInput` for an id that could walk out of the pool.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from lxcloud.core.caps import StorageCaps
 from lxcloud.drivers.compute.base import RootfsSpec
-
-
-@dataclass(frozen=True)
-class StorageCaps:
-    snapshots: bool = False
-    quota: bool = False
-    copy_on_write: bool = True
 
 
 class StorageDriver(Protocol):
@@ -29,13 +27,18 @@ class StorageDriver(Protocol):
         moved into place atomically. Concurrent callers for one image wait for the first.
         On failure nothing is left behind."""
 
-    def delete_base(self, image_id: str) -> None: ...
+    def delete_base(self, image_id: str) -> None:
+        """Remove an image's base. Missing: no-op."""
 
     def create_root(self, instance_id: str, image_id: str, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
-        """A copy-on-write root over the image's base, owned by the mapped root uid/gid."""
+        """A copy-on-write root over the image's base, owned by the mapped root uid/gid.
+        NotFound when the image has no base here. Idempotent: an existing root is kept as is."""
+
+    def has_root(self, instance_id: str) -> bool: ...
 
     def delete_root(self, instance_id: str) -> None:
         """Remove the instance's root. Missing: no-op."""
 
-    def root_usage(self, instance_id: str) -> int: ...
+    def root_usage(self, instance_id: str) -> int:
+        """Bytes the instance's own layer holds; NotFound when it has no root here."""

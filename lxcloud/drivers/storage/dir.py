@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lxcloud.core.caps import StorageCaps
 from lxcloud.core.errors import DriverError, InvalidInput, NotFound
 from lxcloud.drivers.compute.base import RootfsSpec
-from lxcloud.drivers.storage.base import StorageCaps
 
 # liblxc 5.0.2 (storage/overlay.c) mounts `overlay:LOWER:UPPER` with workdir=dirname(UPPER)/work
 # (verified: it mkdir_p()s that path inside the user namespace, so we pre-create it, owned by mapped root).
@@ -113,6 +113,9 @@ class DirPool:
         # The upper dir's own mode/owner become the root directory's inside: copy the base's mode.
         upper.chmod(base.stat().st_mode & 0o7777)
         return RootfsSpec(kind="overlay", path=upper, lower=base)
+
+    def has_root(self, instance_id: str) -> bool:
+        return (self.instance_path(instance_id) / "upper").is_dir()
 
     def delete_root(self, instance_id: str) -> None:
         inst = self.instance_path(instance_id)

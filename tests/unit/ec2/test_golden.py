@@ -17,6 +17,9 @@ from botocore.parsers import create_parser
 from lxcloud.api.ec2.instances import render_instance
 from lxcloud.api.ec2.resources import render_image, render_key
 from lxcloud.api.ec2.xml import render, render_error
+from lxcloud.core.instance import Nic
+from lxcloud.core.instance_types import Limits
+from lxcloud.core.lifecycle import State
 from lxcloud.core.models import Image, Instance
 from lxcloud.services.keypairs import KeyPair
 
@@ -28,18 +31,18 @@ AMI = "ami-0123456789abcdef0"
 
 
 def _ctx() -> Any:
-    images = SimpleNamespace(get=lambda _id: SimpleNamespace(architecture="amd64", os="debian"))
+    images = SimpleNamespace(list=lambda: [SimpleNamespace(id=AMI, architecture="amd64")])
     settings = SimpleNamespace(region="lxcloud-1", zones=["lxcloud-1a"])
-    ctx = SimpleNamespace(cloud=SimpleNamespace(images=images, settings=settings))
-    ctx._rows = {IID: {"key_name": "mykey", "reservation_id": "r-0123456789abcdef0",
-                       "zone": "lxcloud-1a", "client_token": "tok-1", "launch_index": 0}}
-    return ctx
+    return SimpleNamespace(cloud=SimpleNamespace(images=images, settings=settings))
 
 
 def _instance(state: str = "running") -> Instance:
-    return Instance(id=IID, name="web", state=state, image_id=AMI, instance_type="t3.micro",
-                    limits={"vcpus": 1, "memory": 256 << 20}, node="local", ipv4="10.99.0.5",
-                    network="net-1", created=T0, updated=T0, launched_at=T0, mac="02:00:00:00:00:01")
+    return Instance(id=IID, name="web", state=State(state), image_id=AMI, instance_type="t3.micro",
+                    limits=Limits(vcpus=1, memory=256 << 20, swap=0, pids=512, disk=0),
+                    node="local", created=T0, updated=T0, launched_at=T0,
+                    nics=[Nic(network="net-1", mac="02:00:00:00:00:01", ipv4="10.99.0.5")],
+                    key_name="mykey", reservation_id="r-0123456789abcdef0", zone="lxcloud-1a",
+                    client_token="tok-1", launch_index=0)
 
 
 def _bodies() -> dict[str, tuple[str, dict[str, Any]]]:

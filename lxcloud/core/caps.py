@@ -1,0 +1,55 @@
+"""What drivers can do, declared as typed values (never discovered by isinstance or a name).
+
+A host's agent reports the capabilities of the drivers it runs (`NodeCaps`); the services check
+an instance description against them before any row is written (services/capabilities.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lxcloud.core.instance import Kind
+
+
+@dataclass(frozen=True)
+class ComputeCaps:
+    kind: Kind = Kind.CONTAINER
+    image_formats: tuple[str, ...] = ("tar", "tar.gz", "tar.xz", "tar.zst")
+    kernel_boot: bool = False        # an EC2 kernel / ramdisk can be booted
+    block_devices: bool = False      # block device mappings beyond the root disk
+    cpu_topology: bool = False       # EC2 CpuOptions (cores, threads per core)
+    hibernation: bool = False
+    enclave: bool = False
+    freeze: bool = True
+    console: bool = True
+    exec: bool = True
+    snapshots: bool = False
+    live_migration: bool = False
+    hotplug_nic: bool = False
+    hotplug_disk: bool = False
+    max_nics: int = 1
+
+
+@dataclass(frozen=True)
+class StorageCaps:
+    copy_on_write: bool = True       # an instance root is a layer over the image's base
+    quota: bool = False              # a disk size limit is enforced
+    snapshots: bool = False
+    remote: bool = False             # every host sees the same data (an instance can move)
+
+
+@dataclass(frozen=True)
+class NetworkCaps:
+    nat: bool = True
+    dhcp: bool = False
+    overlay: bool = False
+    static_addresses: bool = True    # the database's allocation is set on the NIC
+
+
+@dataclass(frozen=True)
+class NodeCaps:
+    """One host's drivers: compute by kind, storage by pool name, network by driver name."""
+
+    compute: dict[Kind, ComputeCaps] = field(default_factory=dict)
+    storage: dict[str, StorageCaps] = field(default_factory=dict)
+    network: dict[str, NetworkCaps] = field(default_factory=dict)

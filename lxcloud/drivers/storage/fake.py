@@ -1,0 +1,66 @@
+"""An in-memory StorageDriver with the dir pool's contract, for unit tests (nothing on disk)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from lxcloud.core.caps import StorageCaps
+from lxcloud.core.errors import InvalidInput, NotFound
+from lxcloud.drivers.compute.base import RootfsSpec
+
+
+def _check_id(value: str) -> str:
+    if not value or "/" in value or value in (".", "..") or value.startswith(".") or "\0" in value:
+        raise InvalidInput(f"invalid storage id {value!r}")
+    return value
+
+
+class FakePool:
+    """Bases and roots as records; `populate` is handed a path it must not need to write to."""
+
+    name = "fake"
+
+    def __init__(self, path: Path = Path("/nonexistent/fake-pool"), *,
+                 caps: StorageCaps | None = None) -> None:
+        self.path = Path(path)
+        self.caps = caps or StorageCaps(copy_on_write=True, quota=False)
+        self.bases: set[str] = set()
+        self.roots: dict[str, str] = {}      # instance id -> image id
+        self._lock = threading.Lock()
+
+    def has_base(self, image_id: str) -> bool:
+        return _check_id(image_id) in self.bases
+
+    def create_base(self, image_id: str, populate: Callable[[Path], None]) -> Path:
+        with self._lock:
+            if _check_id(image_id) not in self.bases:
+                populate(self.path / "bases" / f".tmp-{image_id}")
+                self.bases.add(image_id)
+        return self.path / "bases" / image_id
+
+    def delete_base(self, image_id: str) -> None:
+        with self._lock:
+            self.bases.discard(_check_id(image_id))
+
+    def create_root(self, instance_id: str, image_id: str, uid: int = 100000,
+                    gid: int = 100000) -> RootfsSpec:
+        with self._lock:
+            if _check_id(image_id) not in self.bases:
+                raise NotFound(f"image {image_id} has no base in pool {self.path}", resource="image")
+            self.roots[_check_id(instance_id)] = image_id
+        return RootfsSpec(kind="overlay", path=self.path / "instances" / instance_id / "upper",
+                          lower=self.path / "bases" / image_id)
+
+    def has_root(self, instance_id: str) -> bool:
+        return _check_id(instance_id) in self.roots
+
+    def delete_root(self, instance_id: str) -> None:
+        with self._lock:
+            self.roots.pop(_check_id(instance_id), None)
+
+    def root_usage(self, instance_id: str) -> int:
+        if _check_id(instance_id) not in self.roots:
+            raise NotFound(f"instance root {instance_id} does not exist", resource="instance")
+        return 0

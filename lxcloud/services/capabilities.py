@@ -1,0 +1,90 @@
+"""The one check of an instance description against what the chosen drivers can do.
+
+Run before any row is written: a combination the drivers cannot honour is refused with one typed
+error (core.errors.InvalidCombination, naming the capability), which every front-end maps
+(REST 422 invalid_combination, EC2 InvalidParameterCombination). Only capabilities are asked —
+never a driver's type or a literal kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lxcloud.core.caps import ComputeCaps, NodeCaps
+from lxcloud.core.errors import InvalidCombination
+from lxcloud.core.instance import BlockDevice, BootOptions, Disk, Kind, Nic
+from lxcloud.core.models import Image
+
+ROOT_DEVICE = "/dev/sda1"      # the root disk's device name, as EC2 block device mappings say it
+
+
+def compute_caps(caps: NodeCaps, kind: Kind) -> ComputeCaps:
+    try:
+        return caps.compute[kind]
+    except KeyError:
+        raise InvalidCombination(f"no host here runs {kind} instances", capability="kind",
+                                 kind=str(kind)) from None
+
+
+def check_description(caps: NodeCaps, *, kind: Kind, image: Image, nics: Sequence[Nic],
+                      disks: Sequence[Disk], boot: BootOptions = BootOptions(),
+                      block_devices: Sequence[BlockDevice] = ()) -> None:
+    """InvalidCombination for the first thing the drivers cannot do; nothing when all is well."""
+    cc = compute_caps(caps, kind)
+    what = f"a {kind} instance"
+    if image.kind != kind:
+        raise InvalidCombination(f"image {image.name!r} is a {image.kind} image: {what} needs a "
+                                 f"{kind} image", capability="image_kind", image=image.id)
+    if image.format not in cc.image_formats:
+        raise InvalidCombination(f"image {image.name!r} is a {image.format} image, which {what} "
+                                 f"cannot boot (it takes {', '.join(cc.image_formats)})",
+                                 capability="image_format", image=image.id)
+    for given, name in ((boot.kernel_id, "a kernel"), (boot.ramdisk_id, "a ramdisk")):
+        if given and not cc.kernel_boot:
+            raise InvalidCombination(f"{what} cannot boot {name} ({given}): containers run on "
+                                     "the host's kernel and have no boot ramdisk",
+                                     capability="kernel_boot")
+    features = {"cpu_options": cc.cpu_topology, "hibernation": cc.hibernation,
+                "enclave": cc.enclave}
+    for feature in sorted(boot.features):
+        if not features.get(feature, False):
+            raise InvalidCombination(f"{feature.replace('_', ' ')} applies to virtual machines, "
+                                     f"not to {what}", capability=feature)
+    if len(nics) > cc.max_nics:
+        raise InvalidCombination(f"{what} takes at most {cc.max_nics} network interface(s)",
+                                 capability="max_nics")
+    for nic in nics:
+        if nic.driver not in caps.network:
+            raise InvalidCombination(f"no host here has the {nic.driver} network driver "
+                                     f"({nic.name})", capability="network_driver")
+    for disk in disks:
+        pool = caps.storage.get(disk.pool)
+        if pool is None:
+            raise InvalidCombination(f"pool {disk.pool!r} does not exist on this host",
+                                     capability="pool", pool=disk.pool)
+        if disk.is_root and not pool.copy_on_write:
+            raise InvalidCombination(f"pool {disk.pool!r} cannot make copy-on-write roots",
+                                     capability="copy_on_write", pool=disk.pool)
+    for bd in block_devices:
+        _check_block_device(bd, cc, caps, disks, what)
+
+
+def _check_block_device(bd: BlockDevice, cc: ComputeCaps, caps: NodeCaps, disks: Sequence[Disk],
+                        what: str) -> None:
+    """A mapping that suppresses a device is always fine; one that sizes the root disk needs a
+    pool that enforces sizes; anything else (more volumes, snapshots, instance store) needs a
+    driver with block devices."""
+    if bd.no_device:
+        return
+    if bd.device_name == ROOT_DEVICE and bd.snapshot_id is None and bd.virtual_name is None:
+        root = next((d for d in disks if d.is_root), None)
+        pool = caps.storage.get(root.pool) if root else None
+        if bd.size is not None and not (pool and pool.quota):
+            raise InvalidCombination(
+                f"the root disk of {what} is on pool {root.pool if root else '?'!r}, which cannot "
+                f"enforce a size: block device mapping {bd.device_name} can't be honoured",
+                capability="quota")
+        return
+    if not cc.block_devices:
+        raise InvalidCombination(f"{what} cannot honour block device mapping {bd.device_name} "
+                                 f"(only {ROOT_DEVICE}, or NoDevice)", capability="block_devices")
