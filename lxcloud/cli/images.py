@@ -20,10 +20,12 @@ def import_(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, di
             os_name: str | None = typer.Option(None, "--os"),
             release: str | None = typer.Option(None, "--release"),
             arch: str | None = typer.Option(None, "--arch"),
+            min_memory: str | None = typer.Option(
+                None, "--min-memory", help="least memory it boots in (default: what its init needs)"),
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Import a root filesystem tarball (.tar, .tar.gz, .tar.xz, .tar.zst)."""
     params = {k: v for k, v in {"name": name, "os": os_name, "release": release,
-                                "architecture": arch}.items() if v}
+                                "architecture": arch, "min_memory": min_memory}.items() if v}
     img = g(ctx).client().upload("/api/v1/images", file, params)
     if as_json:
         print_json(img)
@@ -76,7 +78,7 @@ def show(ctx: typer.Context, name: str, as_json: bool = typer.Option(False, "--j
         print_json(i)
         return
     for k in ("name", "id", "os", "release", "architecture", "format", "size", "sha256", "kind",
-              "created"):
+              "min_memory", "created"):
         out.print(f"{k + ':':14} {i[k]}", highlight=False)
 
 

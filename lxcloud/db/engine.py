@@ -35,6 +35,10 @@ class Database:
 
     def create_all(self) -> None:
         """Brings the schema to the newest migration (Alembic; creates it on an empty database)."""
+        self.upgrade("head")
+
+    def upgrade(self, revision: str) -> None:
+        """Brings the schema to `revision` (an Alembic revision id, or "head")."""
         from pathlib import Path
 
         from alembic import command
@@ -44,7 +48,7 @@ class Database:
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     def create_all_unversioned(self) -> None:
         Base.metadata.create_all(self.engine)

@@ -13,9 +13,10 @@ Function scope (each test gets its own, removed afterwards even when the test fa
   lxc_driver        -> LxcDriver  over work_dir/lxc; every container in it is destroyed at teardown
   dir_pool          -> DirPool   over work_dir/pool
   busybox_image     -> str       the busybox image id, its base made in dir_pool (shifted to IDMAP)
-  launch            -> Launcher  launch(**overrides) -> InstanceSpec: root + create + start a busybox
+  launch            -> Launcher  launch(**overrides) -> Box: root + create + start a busybox
                                  container on `bridge` (kwargs: memory, vcpus, pids, swap, hostname,
-                                 nic=True, idmap, extra_files, nameservers, lxcfs, start=True)
+                                 nic=True, idmap, extra_files, nameservers, lxcfs, start=True);
+                                 Box.name is the container's name, Box.spec what the driver got
 
 Module-level helpers: IDMAP, wait_for(cond, timeout, what), free_subnet(), unique(prefix).
 """
@@ -36,9 +37,10 @@ from typing import Any
 import pytest
 
 from lxcloud.config import Settings
+from lxcloud.core.instance import Disk, File, ImageRef, InstanceSpec, Kind, Nic
 from lxcloud.core.instance_types import Limits, MiB
 from lxcloud.core.proc import run
-from lxcloud.drivers.compute.base import IdMap, InstanceSpec, NicSpec
+from lxcloud.drivers.compute.base import IdMap, RootfsSpec
 from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.images.builders.busybox import build_busybox, build_busybox_tree
@@ -140,7 +142,7 @@ def bridge() -> Iterator[BridgeNet]:
 
 @pytest.fixture
 def lxc_driver(work_dir: Path, host_ready: dict[str, object]) -> Iterator[LxcDriver]:
-    drv = LxcDriver(work_dir / "lxc")
+    drv = LxcDriver(work_dir / "lxc", idmap=IDMAP, lxcfs_dir=Path(Settings().lxcfs_dir))
     yield drv
     for name in drv.list():
         try:
@@ -183,6 +185,44 @@ def busybox_image(dir_pool: DirPool, busybox_template: Template) -> str:
     return image_id
 
 
+@dataclass
+class Box:
+    """A container the Launcher made: its description, its root, the driver that defined it."""
+
+    spec: InstanceSpec
+    rootfs: RootfsSpec
+    driver: LxcDriver
+
+    @property
+    def name(self) -> str:          # the container's name on the host
+        return self.spec.id
+
+    @property
+    def hostname(self) -> str:
+        return self.spec.name
+
+    @property
+    def nics(self) -> tuple[Nic, ...]:
+        return self.spec.nics
+
+
+def bridge_nic(bridge: BridgeNet, nameservers: tuple[str, ...] = ()) -> Nic:
+    """A NIC on the test bridge with its next address and a random MAC."""
+    ip, _, prefix = bridge.address().partition("/")
+    return Nic(network="net-test", mac="02:00:" + secrets.token_bytes(4).hex(":"), ipv4=ip,
+               prefix=int(prefix), gateway=bridge.gateway, link=bridge.name,
+               nameservers=nameservers)
+
+
+def busybox_spec(name: str, image_id: str, *, hostname: str, limits: Limits,
+                 nics: tuple[Nic, ...] = (), halt_signal: str | None = "SIGUSR1",
+                 first_boot: tuple[File, ...] = ()) -> InstanceSpec:
+    return InstanceSpec(id=name, name=hostname, kind=Kind.CONTAINER,
+                        image=ImageRef(id=image_id, template="", halt_signal=halt_signal),
+                        limits=limits, nics=nics, disks=(Disk(pool="test", source=image_id),),
+                        first_boot=first_boot)
+
+
 class Launcher:
     """Creates (and by default starts) busybox containers; each call gets a unique name."""
 
@@ -190,27 +230,38 @@ class Launcher:
                  metadata: dict[str, str]) -> None:
         self.driver, self.pool, self.image_id, self.bridge = driver, pool, image_id, bridge
         self.metadata = metadata
-        self.specs: list[InstanceSpec] = []
+        self.boxes: list[Box] = []
+
+    def driver_for(self, idmap: IdMap | None, lxcfs: bool) -> LxcDriver:
+        """The launcher's driver, or one over the same lxcpath with another id map / no lxcfs."""
+        if idmap == self.driver.idmap and lxcfs == (self.driver.lxcfs_dir is not None):
+            return self.driver
+        return LxcDriver(self.driver.lxcpath, idmap=idmap,
+                         lxcfs_dir=Path(Settings().lxcfs_dir) if lxcfs else None)
 
     def __call__(self, *, memory: int = 128 * MiB, vcpus: float = 1, pids: int = 256, swap: int = 0,
                  hostname: str | None = None, nic: bool = True, idmap: IdMap | None = IDMAP,
-                 extra_files: dict[str, bytes] | None = None, nameservers: tuple[str, ...] = (),
-                 lxcfs: bool = True, start: bool = True) -> InstanceSpec:
+                 extra_files: dict[str, bytes] | tuple[File, ...] | None = None,
+                 nameservers: tuple[str, ...] = (), lxcfs: bool = True, start: bool = True) -> Box:
         name = unique("i-t")
         uid = idmap.host_uid if idmap else 0
         gid = idmap.host_gid if idmap else 0
         rootfs = self.pool.create_root(name, self.image_id, uid, gid)
-        nics = [NicSpec(bridge=self.bridge.name, ipv4=self.bridge.address(), gateway=self.bridge.gateway,
-                        hwaddr="02:00:" + secrets.token_bytes(4).hex(":"))] if nic else []
-        spec = InstanceSpec(name=name, hostname=hostname or unique("bb-"), rootfs=rootfs,
+        files = tuple(File(p, c) for p, c in extra_files.items()) if isinstance(extra_files, dict) \
+            else tuple(extra_files or ())
+        spec = busybox_spec(name, self.image_id, hostname=hostname or unique("bb-"),
                             limits=Limits(vcpus=vcpus, memory=memory, swap=swap, pids=pids, disk=0),
-                            nics=nics, idmap=idmap, halt_signal=self.metadata.get("halt_signal"),
-                            nameservers=nameservers, extra_files=extra_files or {}, lxcfs=lxcfs)
-        self.specs.append(spec)
-        self.driver.create(spec)
+                            nics=(bridge_nic(self.bridge, nameservers),) if nic else (),
+                            halt_signal=self.metadata.get("halt_signal"), first_boot=files)
+        if not nic and nameservers:
+            raise AssertionError("nameservers come with a NIC")
+        driver = self.driver_for(idmap, lxcfs)
+        box = Box(spec, rootfs, driver)
+        self.boxes.append(box)
+        driver.create(spec, rootfs)
         if start:
-            self.driver.start(name)
-        return spec
+            driver.start(name)
+        return box
 
 
 @pytest.fixture
@@ -218,6 +269,6 @@ def launch(lxc_driver: LxcDriver, dir_pool: DirPool, busybox_image: str, bridge:
            busybox_template: Template) -> Iterator[Launcher]:
     launcher = Launcher(lxc_driver, dir_pool, busybox_image, bridge, busybox_template.metadata)
     yield launcher
-    for spec in launcher.specs:   # containers first (they hold the overlay mounts), then roots
-        lxc_driver.destroy(spec.name)
-        dir_pool.delete_root(spec.name)
+    for box in launcher.boxes:   # containers first (they hold the overlay mounts), then roots
+        lxc_driver.destroy(box.name)
+        dir_pool.delete_root(box.name)

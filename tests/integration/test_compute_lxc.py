@@ -16,14 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from lxcloud.core.errors import DriverError, NotFound
+from lxcloud.core.errors import DriverError, NotFound, Unsupported
+from lxcloud.core.host import HostState
+from lxcloud.core.instance import Nic
 from lxcloud.core.instance_types import Limits, MiB
 from lxcloud.core.proc import run
-from lxcloud.drivers.compute.base import HostState, InstanceSpec, NicSpec, RootfsSpec
+from lxcloud.drivers.compute.base import RootfsSpec
 from lxcloud.drivers.compute.fake import FakeDriver
 from lxcloud.drivers.compute.lxc import render_config
 from lxcloud.drivers.compute.registry import get_compute_driver
-from tests.integration.conftest import IDMAP, BridgeNet, Launcher, unique, wait_for
+from tests.integration.conftest import IDMAP, BridgeNet, Launcher, busybox_spec, unique, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -42,8 +44,8 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
 
         def new_fake() -> str:
             name = unique("i-f")
-            drv.create(InstanceSpec(name=name, hostname="fk", rootfs=RootfsSpec("dir", Path("/nonexistent")),
-                                    limits=Limits(1, 64 * MiB, 0, 64, 0)))
+            drv.create(busybox_spec(name, "ami-fake", hostname="fk", limits=Limits(1, 64 * MiB, 0, 64, 0)),
+                       RootfsSpec("dir", Path("/nonexistent")))
             return name
         yield Env(drv, new_fake)
     else:
@@ -103,7 +105,7 @@ def test_contract_exec_timeout(env: Env) -> None:
 
 def test_registry() -> None:
     assert isinstance(get_compute_driver("fake"), FakeDriver)
-    with pytest.raises(NotFound):
+    with pytest.raises(Unsupported):
         get_compute_driver("nope")
 
 
@@ -116,11 +118,11 @@ def test_start_hostname_address_ping(launch: Launcher, bridge: BridgeNet) -> Non
     assert d.exec(spec.name, ["cat", "/etc/hostname"]).stdout == b"web-1\n"
     assert b"nameserver 10.250.0.53" in d.exec(spec.name, ["cat", "/etc/resolv.conf"]).stdout
     out = d.exec(spec.name, ["ip", "-4", "addr", "show", "eth0"]).stdout.decode()
-    assert f"inet {spec.nics[0].ipv4} " in out
+    assert f"inet {spec.nics[0].interface} " in out
     assert f"brd {bridge.network.broadcast_address}" in out
     route = d.exec(spec.name, ["ip", "route"]).stdout.decode()
     assert f"default via {bridge.gateway}" in route
-    ip = spec.nics[0].ipv4.split("/")[0]
+    ip = spec.nics[0].ipv4
     # The address is set by LXC (no DHCP): it must still be there after boot settles, and answer.
     run(["busybox", "ping", "-c1", "-W1", "-I", bridge.name, ip], timeout=10)
     nobody = str(bridge.network.network_address + 250)
@@ -334,9 +336,12 @@ def test_extra_files_owned_by_mapped_root_and_symlink_safe(launch: Launcher, wor
     victim = work_dir / "victim"
     victim.write_text("host secret\n")
     d.exec(spec.name, ["ln", "-sf", str(victim), "/etc/hostname"])
-    d.create(spec)
+    d.exec(spec.name, ["sh", "-c", "echo changed > /etc/lxcloud/user-data"])
+    d.create(spec.spec, spec.rootfs)
     assert victim.read_text() == "host secret\n"
     assert not (spec.rootfs.path / "etc/hostname").is_symlink()
+    # first-boot files are written into a new root only: a redefinition keeps the tenant's edits
+    assert d.exec(spec.name, ["cat", "/etc/lxcloud/user-data"]).stdout == b"changed\n"
 
 
 def test_destroy_leaves_nothing(launch: Launcher) -> None:
@@ -350,11 +355,11 @@ def test_destroy_leaves_nothing(launch: Launcher) -> None:
 
 def test_config_cgroup_v2_keys(launch: Launcher) -> None:
     spec = launch(start=False, nic=False, memory=96 * MiB, vcpus=0.5, pids=100, swap=32 * MiB)
-    v2 = render_config(spec, lxcpath=Path("/x"), veth=[], cgroup=2)
+    v2 = render_config(spec.spec, spec.rootfs, lxcpath=Path("/x"), veth=[], idmap=IDMAP, cgroup=2)
     assert "lxc.cgroup2.memory.max = 100663296" in v2 and "lxc.cgroup2.cpu.max = 50000 100000" in v2
     assert "lxc.cgroup2.memory.swap.max = 33554432" in v2 and "lxc.cgroup2.pids.max = 100" in v2
     assert "lxc.cgroup." not in v2.replace("lxc.cgroup2.", "")
-    v1 = render_config(spec, lxcpath=Path("/x"), veth=[], cgroup=1)
+    v1 = render_config(spec.spec, spec.rootfs, lxcpath=Path("/x"), veth=[], idmap=IDMAP, cgroup=1)
     assert "lxc.cgroup.cpu.cfs_quota_us = 50000" in v1 and "lxc.cgroup2." not in v1
 
 
@@ -428,7 +433,7 @@ def test_dead_lxcfs_is_restarted(host_ready: dict[str, object], tmp_path: Path) 
 
 def test_privileged_when_asked(launch: Launcher) -> None:
     spec = launch(idmap=None, nic=False)
-    d = launch.driver
+    d = spec.driver
     pid = d.init_pid(spec.name)
     assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", "0", "4294967295"]
     # still no host block devices: the device cgroup denies them even to a privileged root
@@ -441,7 +446,8 @@ def test_privileged_when_asked(launch: Launcher) -> None:
 def test_failed_start_says_why(launch: Launcher) -> None:
     spec = launch(start=False)
     d = launch.driver
-    d.create(replace(spec, nics=[NicSpec(bridge="nosuchbr0")]))
+    d.create(replace(spec.spec, nics=(Nic(network="n", mac="", ipv4=None, link="nosuchbr0"),)),
+             spec.rootfs)
     with pytest.raises(DriverError) as ei:
         d.start(spec.name, timeout=10)
     assert "lxc-start" in str(ei.value.command) and ei.value.stderr

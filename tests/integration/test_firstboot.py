@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from lxcloud.core.firstboot import AUTHORIZED_KEYS, USER_DATA, USER_DATA_DONE, firstboot_files
 from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.storage.dir import DirPool
-from lxcloud.core.firstboot import AUTHORIZED_KEYS, USER_DATA, USER_DATA_DONE, firstboot_files
-from tests.integration.conftest import Launcher, Template, wait_for
+from tests.integration.conftest import IDMAP, Launcher, Template, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -25,9 +25,9 @@ def boot(lxc_driver: LxcDriver, dir_pool: DirPool, busybox_image: str,
     """The conftest Launcher without a bridge (these tests only use nic=False)."""
     launcher = Launcher(lxc_driver, dir_pool, busybox_image, None, busybox_template.metadata)  # type: ignore[arg-type]
     yield launcher
-    for spec in launcher.specs:
-        lxc_driver.destroy(spec.name)
-        dir_pool.delete_root(spec.name)
+    for box in launcher.boxes:
+        lxc_driver.destroy(box.name)
+        dir_pool.delete_root(box.name)
 
 
 def sh(d: LxcDriver, name: str, script: str) -> str:
@@ -44,11 +44,11 @@ def sysinit_done(d: LxcDriver, name: str) -> bool:
 
 
 def test_firstboot_files_shape() -> None:
-    files = firstboot_files(SCRIPT, [KEY, "  ", f"{KEY}2\n"])
+    files = {f.path: (f.content, f.mode) for f in firstboot_files(SCRIPT, [KEY, "  ", f"{KEY}2\n"])}
     assert files[AUTHORIZED_KEYS] == (f"{KEY}\n{KEY}2\n".encode(), 0o600)
     assert files[USER_DATA] == (SCRIPT, 0o600)
-    assert firstboot_files(None, []) == {}
-    assert firstboot_files(b"", []) == {}
+    assert firstboot_files(None, []) == ()
+    assert firstboot_files(b"", []) == ()
     from lxcloud.core.errors import InvalidInput
     with pytest.raises(InvalidInput):
         firstboot_files(None, [f"{KEY}\ncommand=\"evil\" {KEY}"])
@@ -56,7 +56,7 @@ def test_firstboot_files_shape() -> None:
 
 def test_user_data_runs_once_with_output_in_console_log(boot: Launcher) -> None:
     d = boot.driver
-    spec = boot(nic=False, extra_files=firstboot_files(SCRIPT, [KEY]))  # type: ignore[arg-type]
+    spec = boot(nic=False, extra_files=firstboot_files(SCRIPT, [KEY]))
     wait_for(lambda: b"hello-42" in d.console_log(spec.name), 20, "user data output in the console log")
     wait_for(lambda: sh(d, spec.name, "cat /var/lib/lxcloud/runs 2>/dev/null") == "ran\n", 10, "run marker")
     assert sh(d, spec.name, f"test -e {USER_DATA_DONE} && echo done").strip() == "done"
@@ -66,7 +66,7 @@ def test_user_data_runs_once_with_output_in_console_log(boot: Launcher) -> None:
     assert sh(d, spec.name, f"stat -c '%a %u %g' {AUTHORIZED_KEYS} /root/.ssh /root").split("\n")[:3] == [
         "600 0 0", "700 0 0", "700 0 0"]
     host_file = spec.rootfs.path / AUTHORIZED_KEYS.lstrip("/")
-    assert host_file.stat().st_uid == spec.idmap.host_uid   # type: ignore[union-attr]
+    assert host_file.stat().st_uid == IDMAP.host_uid
 
     # second boot: the marker stops a second run
     d.stop(spec.name, timeout=20)
@@ -81,7 +81,7 @@ def test_user_data_runs_once_with_output_in_console_log(boot: Launcher) -> None:
 
 def test_non_script_user_data_is_left_alone(boot: Launcher) -> None:
     d = boot.driver
-    spec = boot(nic=False, extra_files=firstboot_files(b"#cloud-config\nruncmd: [touch /x]\n", []))  # type: ignore[arg-type]
+    spec = boot(nic=False, extra_files=firstboot_files(b"#cloud-config\nruncmd: [touch /x]\n", []))
     wait_for(lambda: sysinit_done(d, spec.name), 20, "sysinit to finish")
     assert sh(d, spec.name, f"test -e {USER_DATA_DONE} || echo absent").strip() == "absent"
     assert sh(d, spec.name, f"head -c 13 {USER_DATA}") == "#cloud-config"

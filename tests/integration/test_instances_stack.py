@@ -16,10 +16,11 @@ import pytest
 
 from lxcloud.config import Settings
 from lxcloud.core.errors import InvalidState
+from lxcloud.core.instance import Kind
 from lxcloud.node.agent import NodeAgent
 from lxcloud.services.cloud import Cloud
 from lxcloud.services.images import BuildRequest
-from lxcloud.services.instances import LaunchInput
+from lxcloud.services.instances import LaunchRequest
 from tests.waiting import wait_for
 
 DEBIAN_CACHE = Path("/var/cache/lxcloud-test")
@@ -69,7 +70,8 @@ def cloud() -> Iterator[Cloud]:
 
 
 def launch(cloud: Cloud, image: str, name: str, **kw: object) -> str:
-    inst, op = cloud.instances.launch(LaunchInput(image=image, name=name, **kw))  # type: ignore[arg-type]
+    [(inst, op)] = cloud.instances.launch(LaunchRequest(image=image, name=name, **kw))  # type: ignore[arg-type]
+    assert op is not None
     wait(cloud, op.id, 180)
     assert cloud.instances.get(name).state == "running"
     return inst.id
@@ -104,7 +106,7 @@ def test_network_table_bridge_and_dns(cloud: Cloud) -> None:
     # each instance's port may send from its own address only (the port guard's set)
     from lxcloud.drivers.network.portguard import PortGuard
 
-    veth = cloud.node.compute.veth_name  # type: ignore[attr-defined]
+    veth = cloud.node.computes[Kind.CONTAINER].port_name  # type: ignore[attr-defined]
     allowed = set(PortGuard().elements(cloud.settings.nft_table))
     assert {(veth(a.id), a.ipv4), (veth(b.id), b.ipv4)} <= allowed
     # instances resolve each other by name through the network's dnsmasq, and reach each other

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 
 from lxcloud.api.metadata.app import MetadataView, create_metadata_app
-from lxcloud.drivers.compute.base import InstanceSpec
+from lxcloud.core.firstboot import firstboot_files
 from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.firewall import Firewall
 from lxcloud.drivers.storage.dir import DirPool
-from lxcloud.core.firstboot import firstboot_files
-from tests.integration.conftest import IDMAP, BridgeNet, Launcher, unique, wait_for
+from tests.integration.conftest import IDMAP, Box, BridgeNet, Launcher, unique, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -52,12 +51,12 @@ class Served:
         self.thread.join(10)
         self.sock.close()
 
-    def add(self, spec: InstanceSpec, **kw: object) -> MetadataView:
+    def add(self, spec: Box, **kw: object) -> MetadataView:
         nic = spec.nics[0]
-        ip = (nic.ipv4 or "").split("/")[0]
+        ip = nic.ipv4 or ""
         fields: dict[str, object] = dict(
             instance_id="i-" + secrets.token_hex(8) + "a", hostname=spec.hostname, local_ipv4=ip,
-            mac=nic.hwaddr or "", instance_type="t3.micro", ami_id="ami-" + secrets.token_hex(8) + "b",
+            mac=nic.mac or "", instance_type="t3.micro", ami_id="ami-" + secrets.token_hex(8) + "b",
             availability_zone="lxcloud-1a", region="lxcloud-1", reservation_id="r-" + secrets.token_hex(8),
             security_groups=["default"], account_id="000000000001")
         fields.update(kw)
@@ -134,9 +133,9 @@ def _debian_launcher(lxc_driver: LxcDriver, dir_pool: DirPool, bridge: BridgeNet
     launcher = Launcher(lxc_driver, dir_pool, image_id, bridge, {"halt_signal": "SIGRTMIN+3"})
 
     def cleanup() -> None:
-        for spec in launcher.specs:
-            lxc_driver.destroy(spec.name)
-            dir_pool.delete_root(spec.name)
+        for box in launcher.boxes:
+            lxc_driver.destroy(box.name)
+            dir_pool.delete_root(box.name)
         dir_pool.delete_base(image_id)
     request.addfinalizer(cleanup)
     return launcher
@@ -204,7 +203,7 @@ def test_debian_runs_script_user_data_once(lxc_driver: LxcDriver, dir_pool: DirP
                                            request: pytest.FixtureRequest) -> None:
     deb = _debian_launcher(lxc_driver, dir_pool, bridge, _debian_build("base"), request)
     script = b"#!/bin/sh\necho hello-$((6*7))\necho ran >> /var/lib/lxcloud/runs\n"
-    spec = deb(memory=256 << 20, extra_files=firstboot_files(script, [KEY]))  # type: ignore[arg-type]
+    spec = deb(memory=256 << 20, extra_files=firstboot_files(script, [KEY]))
     d = lxc_driver
     _wait_console(d, spec.name, b"hello-42", 90)
     assert sh(d, spec.name, "cat /var/lib/lxcloud/runs") == (0, "ran\n")
@@ -231,7 +230,7 @@ def test_cloud_init_consumes_the_metadata_service(lxc_driver: LxcDriver, dir_poo
     # the launcher writes the user data file too; cloud-init images must ignore it (the unit's
     # condition) and take the user data from the metadata service
     spec = deb(memory=512 << 20,
-               extra_files=firstboot_files(b"#!/bin/sh\necho unit-ran\n", []))  # type: ignore[arg-type]
+               extra_files=firstboot_files(b"#!/bin/sh\necho unit-ran\n", []))
     view = imds.add(spec, user_data=user_data, public_keys={"alice": KEY})
     d = lxc_driver
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lxcloud.core.errors import InvalidInput, NotFound
-from lxcloud.drivers.compute.base import HostState
+from lxcloud.core.errors import InvalidInput, NotFound, Unsupported
+from lxcloud.core.host import HostState
 from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.drivers.storage.registry import get_storage_driver
 from lxcloud.images.builders.busybox import build_busybox_tree
@@ -87,7 +87,7 @@ def test_errors(dir_pool: DirPool) -> None:
         with pytest.raises(InvalidInput):
             dir_pool.create_root(bad, "ami-none")
     assert isinstance(get_storage_driver("dir", path=dir_pool.path), DirPool)
-    with pytest.raises(NotFound):
+    with pytest.raises(Unsupported):
         get_storage_driver("zfs")
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from lxcloud.services.cloud import Cloud
 from lxcloud.core.host import HostState
+from lxcloud.services.cloud import Cloud
 from tests.unit.fakes import FakeNode
 
 

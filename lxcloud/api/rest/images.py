@@ -37,6 +37,9 @@ async def import_image(request: Request, name: str = Query(..., min_length=1),
                        release: str | None = Query(None),
                        architecture: str | None = Query(None),
                        public: bool | None = Query(None, description="visible to every project"),
+                       min_memory: str | None = Query(
+                           None, description="the least memory the image boots in (e.g. 128MiB); "
+                                             "by default what its init needs"),
                        c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> ImageOut:
     """Upload a root filesystem tarball as the raw request body (.tar, .tar.gz, .tar.xz, .tar.zst)."""
     c.images.check_name(name)   # refused before a byte of a large upload is stored
@@ -51,7 +54,8 @@ async def import_image(request: Request, name: str = Query(..., min_length=1),
                 f.write(chunk)
         if size == 0:
             raise InvalidInput("empty upload: send the tarball as the request body")
-        meta = {"os": os_name, "release": release, "architecture": architecture}
+        meta = {"os": os_name, "release": release, "architecture": architecture,
+                "min_memory": min_memory}
         image = await run_in_threadpool(lambda: c.images.import_file(
             Path(tmp), name, {k: v for k, v in meta.items() if v}, caller=who, public=public))
         return ImageOut.of(image)

@@ -1,0 +1,66 @@
+"""The one check of a description against the drivers' declared capabilities."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from lxcloud.core.caps import ComputeCaps, NetworkCaps, NodeCaps, StorageCaps
+from lxcloud.core.errors import InvalidCombination
+from lxcloud.core.instance import BlockDevice, BootOptions, Disk, Kind, Nic
+from lxcloud.core.models import Image
+from lxcloud.services.capabilities import ROOT_DEVICE, check_description
+
+CAPS = NodeCaps(compute={Kind.CONTAINER: ComputeCaps()}, storage={"default": StorageCaps()},
+                network={"bridge": NetworkCaps()})
+NIC = Nic(network="net-1", mac="", ipv4=None)
+ROOT = Disk(pool="default", source="ami-1")
+
+
+def image(**kw: object) -> Image:
+    base: dict[str, object] = dict(id="ami-1", name="bb", os="busybox", release="1.35",
+                                   architecture="amd64", format="tar", size=1, sha256="0" * 64,
+                                   created=datetime.now(UTC))
+    base.update(kw)
+    return Image(**base)  # type: ignore[arg-type]
+
+
+def check(**kw: object) -> None:
+    args: dict[str, object] = dict(kind=Kind.CONTAINER, image=image(), nics=[NIC], disks=[ROOT])
+    args.update(kw)
+    check_description(CAPS, **args)  # type: ignore[arg-type]
+
+
+def test_a_plain_container_passes() -> None:
+    check()
+    check(block_devices=[BlockDevice(device_name="/dev/sdb", no_device=True),
+                         BlockDevice(device_name=ROOT_DEVICE)])
+
+
+@pytest.mark.parametrize("kw, capability", [
+    ({"boot": BootOptions(kernel_id="aki-1")}, "kernel_boot"),
+    ({"boot": BootOptions(ramdisk_id="ari-1")}, "kernel_boot"),
+    ({"boot": BootOptions(features=frozenset({"hibernation"}))}, "hibernation"),
+    ({"boot": BootOptions(features=frozenset({"cpu_options"}))}, "cpu_options"),
+    ({"kind": Kind.VM}, "kind"),
+    ({"image": image(kind=Kind.VM)}, "image_kind"),
+    ({"image": image(format="qcow2")}, "image_format"),
+    ({"nics": [NIC, NIC]}, "max_nics"),
+    ({"nics": [Nic(network="n", mac="", ipv4=None, driver="ovs")]}, "network_driver"),
+    ({"disks": [Disk(pool="fast", source="ami-1")]}, "pool"),
+    ({"block_devices": [BlockDevice(device_name="/dev/sdf", size=1 << 30)]}, "block_devices"),
+    ({"block_devices": [BlockDevice(device_name=ROOT_DEVICE, size=8 << 30)]}, "quota"),
+])
+def test_what_the_drivers_cannot_do_is_refused_naming_the_capability(kw: dict[str, object],
+                                                                       capability: str) -> None:
+    with pytest.raises(InvalidCombination) as ei:
+        check(**kw)
+    assert ei.value.details["capability"] == capability
+
+
+def test_a_pool_with_quotas_honours_a_root_size() -> None:
+    caps = NodeCaps(compute=CAPS.compute, network=CAPS.network,
+                    storage={"default": StorageCaps(quota=True)})
+    check_description(caps, kind=Kind.CONTAINER, image=image(), nics=[NIC], disks=[ROOT],
+                      block_devices=[BlockDevice(device_name=ROOT_DEVICE, size=8 << 30)])

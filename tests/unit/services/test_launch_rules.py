@@ -1,0 +1,138 @@
+"""A launch's rules live once, in the instance service: REST and EC2 get the same answers (in
+their own words), and nothing is written when a rule refuses."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from fastapi.testclient import TestClient
+
+from lxcloud.services.cloud import Cloud
+from tests.unit.conftest import make_tar
+from tests.unit.fakes import FakeNode
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$")
+
+
+def ec2_code(fn: Any, **kw: Any) -> str:
+    with pytest.raises(ClientError) as ei:
+        fn(**kw)
+    return str(ei.value.response["Error"]["Code"])
+
+
+def rows(cloud: Cloud) -> int:
+    return len(cloud.instances.list(include_terminated=True))
+
+
+@pytest.mark.parametrize("extra, what", [
+    ({"KernelId": "aki-12345678"}, "kernel"),
+    ({"RamdiskId": "ari-12345678"}, "ramdisk"),
+    ({"BlockDeviceMapping": [{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 8}}]}, "/dev/sdf"),
+    ({"BlockDeviceMapping": [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}]}, "size"),
+    ({"HibernationOptions": {"Configured": True}}, "hibernation"),
+])
+def test_what_a_container_cannot_honour_is_refused_before_anything_is_written(
+        ec2: Any, image: dict[str, Any], cloud: Cloud, extra: dict[str, Any], what: str) -> None:
+    kw = {"BlockDeviceMappings" if k == "BlockDeviceMapping" else k: v for k, v in extra.items()}
+    with pytest.raises(ClientError) as ei:
+        ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1, **kw)
+    err = ei.value.response["Error"]
+    assert err["Code"] == "InvalidParameterCombination" and what in err["Message"]
+    assert rows(cloud) == 0
+
+
+def test_a_mapping_that_only_suppresses_a_device_is_fine(ec2: Any, image: dict[str, Any]) -> None:
+    r = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1,
+                          BlockDeviceMappings=[{"DeviceName": "/dev/sdb", "NoDevice": ""}])
+    assert r["Instances"][0]["State"]["Name"] == "pending"
+
+
+def test_the_least_memory_comes_from_the_image_metadata(api: TestClient, ec2: Any,
+                                                        tmp_path: Any, cloud: Cloud) -> None:
+    tar = make_tar(tmp_path / "big.tar")
+    r = api.post("/api/v1/images", params={"name": "big", "min_memory": "512MiB"},
+                 content=tar.read_bytes())
+    assert r.status_code == 201 and r.json()["min_memory"] == 512 << 20
+    small = api.post("/api/v1/instances", json={"image": "big", "limits": {"memory": "256MiB"}})
+    assert small.status_code == 400 and "needs at least 512 MiB" in small.json()["error"]
+    assert ec2_code(ec2.run_instances, ImageId=r.json()["id"], MinCount=1, MaxCount=1,
+                    InstanceType="t3.micro") == "InvalidParameterCombination"
+    assert rows(cloud) == 0
+    ok = api.post("/api/v1/instances", json={"image": "big", "instance_type": "t3.small"})
+    assert ok.status_code == 202, ok.text
+
+
+def test_the_quota_holds_for_every_front_end(api: TestClient, ec2: Any, image: dict[str, Any],
+                                             cloud: Cloud) -> None:
+    cloud.settings.max_instances_per_project = 2
+    assert api.post("/api/v1/instances", json={"image": "bb"}).status_code == 202
+    assert ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=5)["Instances"]
+    r = api.post("/api/v1/instances", json={"image": "bb"})
+    assert r.status_code == 429 and r.json()["code"] == "quota_exceeded"
+    assert ec2_code(ec2.run_instances, ImageId=image["id"], MinCount=1,
+                    MaxCount=1) == "InstanceLimitExceeded"
+    assert rows(cloud) == 2
+
+
+def test_a_taken_name_tag_names_the_instance_by_its_id_even_when_racing(
+        ec2: Any, image: dict[str, Any], api: TestClient, node: FakeNode) -> None:
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "web"}]}]
+    node.gate = threading.Event()
+    results: list[dict[str, Any]] = []
+
+    def one() -> None:
+        results.append(ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1,
+                                         TagSpecifications=tags)["Instances"][0])
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    node.gate.set()
+    names = sorted(api.get(f"/api/v1/instances/{i['InstanceId']}").json()["name"] for i in results)
+    ids = sorted(i["InstanceId"] for i in results)
+    assert len(results) == 4 and names.count("web") == 1
+    assert [n for n in names if n != "web"] == [i for i in ids if i in names]
+    # REST's own names are strict: a taken one is a conflict
+    assert api.post("/api/v1/instances", json={"image": "bb", "name": "web"}).status_code == 409
+
+
+def test_one_limits_name_and_zoned_timestamps_in_every_answer(api: TestClient, image: Any) -> None:
+    made = api.post("/api/v1/instances", json={"image": "bb", "name": "ts",
+                                               "limits": {"cpus": 0.5, "memory": "64MiB"}})
+    assert made.status_code == 202
+    got = api.get("/api/v1/instances/ts").json()
+    listed = api.get("/api/v1/instances").json()[0]
+    for inst in (made.json()["instance"], got, listed):
+        assert inst["limits"]["cpus"] == 0.5 and "vcpus" not in inst["limits"]
+        assert inst["limits"]["memory"] == 64 << 20
+        assert ISO_Z.match(inst["created"]), inst["created"]
+    assert ISO_Z.match(got["launched_at"]) and got["kind"] == "container"
+    assert got["nics"][0]["ipv4"] == got["ipv4"] and got["disks"][0]["name"] == "root"
+    op = api.get(f"/api/v1/operations/{got['operation']}").json()
+    assert ISO_Z.match(op["created"]) and ISO_Z.match(op["updated"])
+    # the launch says where its time went, step by step
+    assert {"operation.handoff", "storage.root", "compute.define", "compute.start",
+            "database.finish", "network.dns"} <= set(op["result"]["timings"])
+
+
+def test_the_description_goes_unchanged_to_the_host_and_back_on_modify(
+        api: TestClient, image: Any, node: FakeNode, cloud: Cloud) -> None:
+    out = api.post("/api/v1/instances", json={"image": "bb", "name": "m", "user_data": "#!/bin/sh\n"}
+                   ).json()
+    iid = out["instance"]["id"]
+    api.get(f"/api/v1/operations/{out['operation']['id']}", params={"wait": 5})
+    first = node.requests[iid]
+    assert [f.path for f in first.first_boot] == ["/var/lib/lxcloud/user-data"]
+    op = api.post(f"/api/v1/instances/{iid}/actions/stop").json()["operation"]
+    api.get(f"/api/v1/operations/{op['id']}", params={"wait": 5})
+    cloud.instances.modify(iid, instance_type="t3.small")
+    again = node.requests[iid]
+    assert again.limits.memory == 512 << 20
+    assert (again.nics, again.disks, again.first_boot, again.image) == \
+        (first.nics, first.disks, first.first_boot, first.image)
