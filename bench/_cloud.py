@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ def summary(name: str, ms: list[float]) -> str:
 class BenchCloud:
     """`lxcloud up` in a temp data dir on a free port; purged on close."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: str | None = None) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="lxcloud-bench-", dir="/tmp"))
         os.chmod(self.base, 0o755)
         self.data_dir = self.base / "data"
@@ -41,24 +41,41 @@ class BenchCloud:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LXCLOUD_")}
         self.env["LXCLOUD_DATA_DIR"] = str(self.data_dir)
-        self.log = open(self.base / "up.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([LXCLOUD, "up", "--listen", f"127.0.0.1:{self.port}"],
-                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"lxcloud up failed: {(self.base / 'up.log').read_text()[-2000:]}")
-            time.sleep(0.1)
+        argv = [LXCLOUD, "up", "--listen", f"127.0.0.1:{self.port}"]
+        if network:
+            argv += ["--network", network]
+        self.proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        # `lxcloud up` listens before it prints its banner: once the banner is out, it answers
+        log = open(self.base / "up.log", "wb")  # noqa: SIM115
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            log.write(line)
+            if b"aws CLI profile" in line:
+                break
+        else:
+            log.close()
+            raise SystemExit(f"lxcloud up failed: {(self.base / 'up.log').read_text()[-2000:]}")
+        log.flush()
+        threading.Thread(target=self._copy, args=(log,), daemon=True).start()
         token = (self.data_dir / "admin.token").read_text().strip()
         self.http = httpx.Client(base_url=self.url, timeout=120,
                                  headers={"Authorization": f"Bearer {token}"},
                                  limits=httpx.Limits(max_connections=200))
+
+    def _copy(self, log: Any) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            log.write(line)
+            log.flush()
+
+    def delete_all(self) -> None:
+        """Every instance deleted (forced), waiting for each."""
+        ops = [self.http.delete(f"/api/v1/instances/{i['id']}", params={"force": True}).json()
+               for i in self.http.get("/api/v1/instances").json()]
+        for op in ops:
+            if "operation" in op:
+                self.http.get(f"/api/v1/operations/{op['operation']['id']}", params={"wait": 120})
 
     def cli(self, *args: str) -> str:
         return subprocess.run([LXCLOUD, *args], env=self.env, check=True, capture_output=True,
@@ -141,60 +158,79 @@ def descendants_of_lxcpath(lxcpath: Path) -> list[int]:
     return sorted(pids)
 
 
-class PlainLxc:
-    """The plain-LXC floor: a base container over `rootfs` (already shifted to the same id range),
-    on a bridge of its own, cloned with `lxc-copy -s` (overlay snapshot) and started with a static
-    address."""
+DEBIAN_CACHE = Path("/var/cache/lxcloud-test")
 
-    def __init__(self, rootfs: Path, halt: str = "SIGUSR1", prefix: int = 24) -> None:
-        import random
 
-        self.tmp = Path(tempfile.mkdtemp(prefix="lxc-floor-", dir="/tmp"))
-        self.tmp.chmod(0o755)   # the containers' mapped root must traverse it
-        self.bridge = f"lxfl{random.randrange(16**6):06x}"
-        # a /16 floor (density) lives in 10.248/16, away from the tests' 10.250.x.0/24 subnets
-        self.net = "10.248.199" if prefix == 16 else f"10.250.{random.randrange(200, 250)}"
-        self.prefix = prefix
-        self.names: list[str] = []
-        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
-        subprocess.run(["ip", "addr", "add", f"{self.net}.1/{prefix}", "dev", self.bridge], check=True)
-        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
-        self.lxcpath = self.tmp / "lxc"
-        (self.lxcpath / "base").mkdir(parents=True)
-        (self.lxcpath / "base" / "config").write_text(f"""
-lxc.include = /usr/share/lxc/config/common.conf
-lxc.include = /usr/share/lxc/config/userns.conf
-lxc.idmap = u 0 1000000 65536
-lxc.idmap = g 0 1000000 65536
-lxc.rootfs.path = dir:{rootfs}
-lxc.uts.name = base
-lxc.signal.halt = {halt}
-lxc.net.0.type = veth
-lxc.net.0.link = {self.bridge}
-lxc.net.0.flags = up
-lxc.net.0.ipv4.gateway = {self.net}.1
-""")
+def ensure_image(cloud: BenchCloud, kind: str) -> dict[str, Any]:
+    """The busybox image (built, seconds) or the Debian one (the tests' cached build, else built)."""
+    if kind == "busybox":
+        cloud.cli("image", "build", "busybox")
+        return cloud.http.get("/api/v1/images/busybox").json()  # type: ignore[no-any-return]
+    cached = sorted(DEBIAN_CACHE.glob("debian-bookworm-amd64-base-*.tar*"),
+                    key=lambda p: p.stat().st_mtime) if DEBIAN_CACHE.exists() else []
+    if cached:
+        cloud.cli("image", "import", str(cached[-1]), "--name", "debian")
+    else:
+        cloud.cli("image", "build", "debian", "--name", "debian")
+    return cloud.http.get("/api/v1/images/debian").json()  # type: ignore[no-any-return]
 
-    def address(self, i: int) -> str:
-        if self.prefix == 24:
-            return f"{self.net}.{i + 2}/24"
-        return f"{self.net.rsplit('.', 1)[0]}.{200 + i // 250}.{i % 250 + 2}/{self.prefix}"
 
-    def launch(self, i: int, attach: bool = True) -> None:
-        name = f"c{i}"
-        self.names.append(name)
-        P = str(self.lxcpath)
-        subprocess.run(["lxc-copy", "-P", P, "-n", "base", "-N", name, "-s", "-B", "overlay"],
-                       check=True, capture_output=True)
-        subprocess.run(["lxc-start", "-P", P, "-n", name, "-d", "-s",
-                        f"lxc.net.0.ipv4.address={self.address(i)}"], check=True, capture_output=True)
-        if attach:
-            subprocess.run(["lxc-attach", "-P", P, "-n", name, "--", "true"], check=True,
-                           capture_output=True)
+class Profiler:
+    """py-spy sampling a process (busy threads only) into collapsed stacks, one file per phase."""
 
-    def close(self) -> None:
-        for name in self.names:
-            subprocess.run(["lxc-stop", "-k", "-P", str(self.lxcpath), "-n", name], capture_output=True)
-            subprocess.run(["lxc-destroy", "-P", str(self.lxcpath), "-n", name], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    def __init__(self, pid: int, out_dir: Path) -> None:
+        self.pid = pid
+        self.dir = out_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.files: dict[str, Path] = {}
+
+    def start(self, phase: str) -> None:
+        path = self.dir / f"{phase}.collapsed"
+        self.files[phase] = path
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.pid),
+             "--rate", "500", "--format", "raw", "--output", str(path), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(2)    # py-spy writes its output on SIGINT
+            self.proc.wait(30)
+            self.proc = None
+
+    def report(self, phase: str, top: int = 20) -> None:
+        """Where the samples were: lxcloud's functions by inclusive share, and the functions the
+        samples ended in (self share, lxcloud's or a library's)."""
+        path = self.files.get(phase)
+        if path is None or not path.exists():
+            print(f"(no profile for {phase})")
+            return
+        inclusive: dict[str, int] = {}
+        leaf: dict[str, int] = {}
+        total = 0
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            total += n
+            frames = [_frame(f) for f in stack.split(";")]
+            for fn in set(frames):
+                if "lxcloud/" in fn:
+                    inclusive[fn] = inclusive.get(fn, 0) + n
+            leaf[frames[-1]] = leaf.get(frames[-1], 0) + n
+        print(f"\nprofile of the controller ({phase}, py-spy, {total} samples of busy threads at "
+              f"500 Hz; raw stacks in {path})")
+        print("  lxcloud's functions, inclusive:")
+        for fn, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {100 * n / max(total, 1):5.1f}%  {fn}")
+        print("  where the samples ended (self):")
+        for fn, n in sorted(leaf.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {100 * n / max(total, 1):5.1f}%  {fn}")
+
+
+def _frame(frame: str) -> str:
+    """'fn (path/file.py:123)' -> 'fn (path/file.py)'."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0]})" if where else name

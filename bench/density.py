@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Density: N idle busybox instances through the API against N plain LXC containers.
+"""Density: N idle busybox instances through the API against N containers of lxcloud's own
+config started by hand (the same-work floor).
 Host memory per instance = PSS of every process involved (container processes, their monitors,
 the control plane) from /proc/*/smaps_rollup + growth of kernel memory (slab, stacks, page tables).
 
@@ -16,7 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cloud import BenchCloud, PlainLxc, descendants_of_lxcpath, kernel_kib, pss_kib  # noqa: E402
+from _cloud import BenchCloud, descendants_of_lxcpath, kernel_kib, pss_kib  # noqa: E402
+from _floor import SameWorkFloor  # noqa: E402
+
+from lxcloud.core.instance_types import get_type, resolve_limits  # noqa: E402
 
 
 def settle() -> None:
@@ -26,7 +30,9 @@ def settle() -> None:
 
 
 def plain(base_rootfs: Path, n: int) -> tuple[float, float]:
-    floor = PlainLxc(base_rootfs, "SIGUSR1", prefix=16)
+    """The same-work floor: lxcloud's own config for each, started by hand (bench/_floor.py)."""
+    floor = SameWorkFloor(base_rootfs, halt_signal="SIGUSR1", first_exec=["true"], prefix=16,
+                          limits=resolve_limits(get_type("t3.micro"), memory=64 << 20))
     k0 = kernel_kib()
     t0 = time.perf_counter()
     try:

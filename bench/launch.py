@@ -1,9 +1,18 @@
 #!/usr/bin/env python3
-"""Launch latency: lxcloud's API (launch -> running with an address [-> first exec]) against the
-plain-LXC floor (lxc-copy -s overlay snapshot + lxc-start with a static address on a bridge +
-lxc-attach -- true), for the same template. Prints p50/p95 and the ratio.
+"""Launch latency, launch → first command runs, against two floors in the same run on the same
+base rootfs, interleaved launch by launch so that the machine's drift hits all three alike:
 
-    .venv/bin/python bench/launch.py --count 50 [--image busybox|debian|both]
+  lxcloud      POST /api/v1/instances, the operation awaited (?wait), POST .../exec
+  same-work    the config lxcloud renders, by hand: mkdir upper+work, write it, lxc-start -d,
+               lxc-attach (bench/_floor.py SameWorkFloor) — the floor the ratio is taken against
+  bare         a stock privileged container: lxc-copy -s, lxc-start -d, lxc-attach (for scale)
+
+The first command is `true` for busybox and `systemctl is-system-running --wait` for Debian
+(systemd has booted). Prints p50/p95 of each and where lxcloud's time goes, step by step (the
+launch operation's own timings plus what the client saw); --profile samples the controller with
+py-spy while lxcloud launches and prints where its CPU time went.
+
+    .venv/bin/python bench/launch.py --count 50 [--image busybox|debian|both] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -15,76 +24,125 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cloud import BenchCloud, PlainLxc, pct, summary  # noqa: E402
+from _cloud import BenchCloud, Profiler, ensure_image, pct, summary  # noqa: E402
+from _floor import BareFloor, SameWorkFloor, Steps  # noqa: E402
 
-DEBIAN_CACHE = Path("/var/cache/lxcloud-test")
+from lxcloud.core.instance_types import Limits, get_type, resolve_limits  # noqa: E402
 
-
-def ensure_image(cloud: BenchCloud, kind: str) -> dict:
-    if kind == "busybox":
-        cloud.cli("image", "build", "busybox")
-        return cloud.http.get("/api/v1/images/busybox").json()
-    cached = sorted(DEBIAN_CACHE.glob("debian-bookworm-amd64-base-*.tar*"),
-                    key=lambda p: p.stat().st_mtime) if DEBIAN_CACHE.exists() else []
-    if cached:
-        cloud.cli("image", "import", str(cached[-1]), "--name", "debian")
-    else:
-        cloud.cli("image", "build", "debian", "--name", "debian")
-    return cloud.http.get("/api/v1/images/debian").json()
+FIRST_EXEC = {"busybox": ["true"],
+              "debian": ["systemctl", "is-system-running", "--wait"]}
+MEMORY = {"busybox": "128MiB", "debian": "256MiB"}
+# the lxcloud steps in the order they happen (the operation's timings, then the client's)
+STEPS = ["client: POST /instances", "api.checks", "database.launch", "operation.handoff",
+         "network.dns", "storage.base", "storage.root", "compute.define", "network.rules",
+         "compute.start", "client: operation seen done", "client: first exec"]
 
 
-def bench_api(cloud: BenchCloud, image: str, n: int) -> tuple[list[float], list[float]]:
-    to_running, to_exec = [], []
-    tag = random.randrange(16**4)
-    for i in range(n):
-        t0 = time.perf_counter()
-        inst = cloud.launch(image, f"b{tag:04x}-{image[:3]}-{i}", memory="128MiB")
-        t1 = time.perf_counter()
-        r = cloud.http.post(f"/api/v1/instances/{inst['id']}/exec", json={"argv": ["true"]})
-        t2 = time.perf_counter()
-        assert r.json()["exit_code"] == 0, r.text
-        to_running.append((t1 - t0) * 1000)
-        to_exec.append((t2 - t0) * 1000)
-    for inst in cloud.http.get("/api/v1/instances").json():
-        op = cloud.http.delete(f"/api/v1/instances/{inst['id']}", params={"force": True}).json()
-        cloud.http.get(f"/api/v1/operations/{op['operation']['id']}", params={"wait": 60})
-    return to_running, to_exec
+def lxcloud_launch(cloud: BenchCloud, image: str, name: str, kind: str) -> Steps:
+    steps = Steps()
+    t0 = time.perf_counter()
+    r = cloud.http.post("/api/v1/instances", json={"image": image, "name": name,
+                                                  "limits": {"memory": MEMORY[kind]}})
+    r.raise_for_status()
+    out = r.json()
+    t1 = time.perf_counter()
+    op = cloud.http.get(f"/api/v1/operations/{out['operation']['id']}",
+                        params={"wait": 120}).json()
+    t2 = time.perf_counter()
+    if op["status"] != "success":
+        raise SystemExit(f"launch {name} failed: {op}")
+    e = cloud.http.post(f"/api/v1/instances/{out['instance']['id']}/exec",
+                        json={"argv": FIRST_EXEC[kind], "timeout": 300})
+    t3 = time.perf_counter()
+    if e.json().get("exit_code") not in (0, 1) or (kind == "busybox" and e.json()["exit_code"]):
+        raise SystemExit(f"first exec in {name} failed: {e.text}")
+    server = dict(op["result"].get("timings", {}))
+    steps.ms["client: POST /instances"] = (t1 - t0) * 1000
+    steps.ms.update(server)
+    on_host = sum(v for k, v in server.items() if k not in ("api.checks", "database.launch"))
+    # what the client waited beyond the operation's own work: the final row (state and operation
+    # in one transaction), the wake-up of the waiting request, HTTP
+    steps.ms["client: operation seen done"] = max(0.0, (t2 - t1) * 1000 - on_host)
+    steps.ms["client: first exec"] = (t3 - t2) * 1000
+    steps.ms["_total"] = (t3 - t0) * 1000
+    return steps
 
 
-def bench_plain(base_rootfs: Path, halt: str, n: int) -> list[float]:
-    floor = PlainLxc(base_rootfs, halt)
-    times = []
+def table(kind: str, runs: dict[str, list[Steps]]) -> None:
+    lx, same, bare = runs["lxcloud"], runs["same-work"], runs["bare"]
+    total = {k: [s.ms.get("_total", s.total) for s in v] for k, v in runs.items()}
+    print(f"\n-- {kind}: launch -> first command, N={len(lx)} each")
+    for k in ("lxcloud", "same-work", "bare"):
+        print(summary(k, total[k]))
+    r50 = pct(total["lxcloud"], 50) / pct(total["same-work"], 50)
+    r95 = pct(total["lxcloud"], 95) / pct(total["same-work"], 95)
+    goal = 1.5 if kind == "busybox" else 1.2
+    print(f"ratio lxcloud / same-work floor: p50 {r50:.2f}, p95 {r95:.2f} (goal p50 <= {goal})")
+    print(f"ratio same-work / bare: p50 {pct(total['same-work'], 50) / pct(total['bare'], 50):.2f}")
+    print("\nwhere lxcloud's time goes (p50 of each step, ms; steps not taken are left out):")
+    for name in STEPS:
+        vals = [s.ms[name] for s in lx if name in s.ms]
+        if vals:
+            print(f"  {name:32} {pct(vals, 50):8.2f}")
+    print("the same-work floor's steps (p50, ms):")
+    for name in same[0].ms:
+        print(f"  {name:32} {pct([s.ms[name] for s in same], 50):8.2f}")
+    print("the bare floor's steps (p50, ms):")
+    for name in bare[0].ms:
+        print(f"  {name:32} {pct([s.ms[name] for s in bare], 50):8.2f}")
+
+
+def bench(cloud: BenchCloud, kind: str, n: int, profiler: Profiler | None) -> None:
+    img = ensure_image(cloud, kind)
+    # the first launch unpacks the base once; it is not part of the steady-state figures
+    lxcloud_launch(cloud, img["name"], f"warm-{kind[:3]}", kind)
+    base = cloud.data_dir / "pools" / "default" / "bases" / img["id"]
+    halt = "SIGUSR1" if kind == "busybox" else "SIGRTMIN+3"
+    t = get_type("t3.micro")
+    lim: Limits = resolve_limits(t, memory=int(MEMORY[kind].removesuffix("MiB")) << 20)
+    same = SameWorkFloor(base, halt_signal=halt, limits=lim, first_exec=FIRST_EXEC[kind])
+    bare = BareFloor(base, halt_signal=halt, first_exec=FIRST_EXEC[kind])
+    runs: dict[str, list[Steps]] = {"lxcloud": [], "same-work": [], "bare": []}
+    tag = f"{random.randrange(16**4):04x}"
+    if profiler:   # py-spy samples busy threads only: the floors' turns leave no samples
+        profiler.start(kind)
     try:
         for i in range(n):
-            t0 = time.perf_counter()
-            floor.launch(i)
-            times.append((time.perf_counter() - t0) * 1000)
+            order = ["lxcloud", "same-work", "bare"]
+            random.shuffle(order)        # no one always runs first (or right after another)
+            for who in order:
+                if who == "lxcloud":
+                    runs[who].append(lxcloud_launch(cloud, img["name"], f"b{tag}-{kind[:3]}-{i}",
+                                                    kind))
+                elif who == "same-work":
+                    runs[who].append(same.launch(i))
+                else:
+                    runs[who].append(bare.launch(i))
     finally:
-        floor.close()
-    return times
+        if profiler:
+            profiler.stop()
+        same.close()
+        bare.close()
+        cloud.delete_all()
+    print(f"\n== {kind} ({img['size'] / 2**20:.1f} MiB template)")
+    table(kind, runs)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=50)
     ap.add_argument("--image", choices=("busybox", "debian", "both"), default="busybox")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="directory for py-spy's samples of the controller during lxcloud launches")
     args = ap.parse_args()
     kinds = ["busybox", "debian"] if args.image == "both" else [args.image]
     cloud = BenchCloud()
+    profiler = Profiler(cloud.pid(), args.profile) if args.profile else None
     try:
         for kind in kinds:
-            img = ensure_image(cloud, kind)
-            # the first launch unpacks the base once; it is not part of the steady-state figure
-            cloud.launch(img["name"], f"warm-{kind[:3]}", memory="128MiB")
-            run, ex = bench_api(cloud, img["name"], args.count)
-            base = cloud.data_dir / "pools" / "default" / "bases" / img["id"]
-            plain = bench_plain(base, "SIGUSR1" if kind == "busybox" else "SIGRTMIN+3", args.count)
-            print(f"\n== {kind} ({img['size'] / 2**20:.1f} MiB template), N={args.count}")
-            print(summary("lxcloud API launch -> running+IP", run))
-            print(summary("lxcloud API launch -> first exec", ex))
-            print(summary("plain LXC copy+start+attach", plain))
-            print(f"ratio (p50, API to first exec / plain): {pct(ex, 50) / pct(plain, 50):.2f}")
-            print(f"ratio (p95, API to first exec / plain): {pct(ex, 95) / pct(plain, 95):.2f}")
+            bench(cloud, kind, args.count, profiler)
+            if profiler:
+                profiler.report(kind)
     finally:
         cloud.close()
 

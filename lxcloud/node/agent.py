@@ -141,9 +141,19 @@ class NodeAgent:
         if self.guard is not None:
             self.guard.remove(spec.nft_table)
 
-    def update_dns(self, spec: NetworkSpec, hosts: dict[str, str]) -> None:
+    def update_dns(self, spec: NetworkSpec, hosts: dict[str, str],
+                   macs: dict[str, str] | None = None) -> None:
         if self.dns is not None:
-            self.dns.update_hosts(self._dns_dir(spec), hosts)
+            self.dns.update_hosts(self._dns_dir(spec), hosts, macs)
+
+    def add_dns(self, spec: NetworkSpec, hosts: dict[str, str],
+                macs: dict[str, str] | None = None) -> None:
+        if self.dns is not None:
+            self.dns.add_hosts(self._dns_dir(spec), hosts, macs)
+
+    def remove_dns(self, spec: NetworkSpec, names: list[str]) -> None:
+        if self.dns is not None:
+            self.dns.remove_hosts(self._dns_dir(spec), names)
 
     def _dns_dir(self, spec: NetworkSpec) -> Path:
         return self.settings.run_dir / f"dnsmasq-{spec.name}"

@@ -55,8 +55,15 @@ class NodeClient(Protocol):
     # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None: ...
     def teardown_network(self, spec: NetworkSpec) -> None: ...
-    def update_dns(self, spec: NetworkSpec, hosts: dict[str, str]) -> None:
-        """The network's DNS answers exactly these names (name -> address)."""
+    def update_dns(self, spec: NetworkSpec, hosts: dict[str, str],
+                   macs: dict[str, str] | None = None) -> None:
+        """The network's DNS (and static DHCP) answers exactly these names (name -> address)."""
+
+    def add_dns(self, spec: NetworkSpec, hosts: dict[str, str],
+                macs: dict[str, str] | None = None) -> None:
+        """These names are added to the network's DNS (the others are kept)."""
+
+    def remove_dns(self, spec: NetworkSpec, names: list[str]) -> None: ...
 
     # --- instances
     def launch(self, spec: InstanceSpec, *, start: bool = True,

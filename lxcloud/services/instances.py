@@ -192,6 +192,7 @@ class InstanceService:
         """Everything is checked before anything is made; the host work runs as operations.
         A repeated client token returns the first request's instances (no new ones).
         dry_run: every check, nothing made, [] returned."""
+        t_start = time.perf_counter()
         if req.min_count < 1 or req.max_count < req.min_count:
             raise InvalidInput("the minimum count must be at least 1 and at most the maximum count")
         if req.client_token:
@@ -237,6 +238,7 @@ class InstanceService:
             with self.db.reader() as s:
                 self._room(s, project_id, req.min_count)
             return []
+        t_checked = time.perf_counter()
         with self.db.session() as s:
             count = min(req.max_count, self._room(s, project_id, req.min_count))
             for n in range(count):
@@ -257,9 +259,10 @@ class InstanceService:
                 if req.tags:
                     self.tags.add(s, owner, [iid], req.tags)
                 made.append((_to_model(row, {image.id: image.name}, {project_id: owner.project}), op))
+        before = {"api.checks": t_checked - t_start, "database.launch": time.perf_counter() - t_checked}
         for inst, op in made:
             spec = self._spec(inst, image, first_boot)
-            self._submit_launch(inst, spec, op, net, start=req.start)
+            self._submit_launch(inst, spec, op, net, start=req.start, before=before)
         return [(i, o) for i, o in made]
 
     def _room(self, s: Session, project_id: str, at_least: int) -> int:
@@ -287,24 +290,28 @@ class InstanceService:
         raise Conflict(f"an instance named {wanted!r} already exists", resource="instance")
 
     def _submit_launch(self, inst: Instance, spec: InstanceSpec, op: Operation, net: Network, *,
-                       start: bool) -> None:
+                       start: bool, before: dict[str, float]) -> None:
+        """The host work of one launch, as an operation whose result says where the time went
+        (step -> milliseconds: the checks and the rows before it, then each host step)."""
         submitted = time.perf_counter()
 
         def job(progress: Progress) -> dict[str, Any]:
             t0 = time.perf_counter()
-            steps = {"operation.handoff": t0 - submitted}
+            steps = dict(before)
+            steps["operation.handoff"] = t0 - submitted
+            for nic in spec.nics:   # the name resolves from the moment the instance runs
+                self.networks.add_dns(net, nic, spec.name)
+            steps["network.dns"] = time.perf_counter() - t0
             steps.update(self.node.launch(spec, start=start, progress=progress))
-            t1 = time.perf_counter()
-            self._finish(inst.id, Action.CREATED if start else Action.STOPPED, launched=True)
-            t2 = time.perf_counter()
-            self.networks.refresh_dns(net)
-            t3 = time.perf_counter()
-            steps.update({"database.finish": t2 - t1, "network.dns": t3 - t2})
             return {"instance_id": inst.id, "ipv4": inst.ipv4,
                     "timings": {k: round(v * 1000, 3) for k, v in steps.items()}}
 
+        def commit(s: Session) -> None:
+            self._finish(s, inst.id, Action.CREATED if start else Action.STOPPED, launched=True)
+
         def on_error(err: Exception) -> None:
             # the agent has undone its host work; the record stays, in error, its address freed
+            self.networks.remove_dns(net, [spec.name])
             with self.db.session() as s:
                 r = s.get(InstanceRow, inst.id)
                 if r is not None:
@@ -313,7 +320,7 @@ class InstanceService:
                     r.nics = [dict(n, ipv4=None) for n in r.nics or ()]
                     self.networks.release(s, inst.id)
 
-        self.ops.submit(op, job, on_error=on_error)
+        self.ops.submit(op, job, on_error=on_error, commit=commit)
 
     def _spec(self, inst: Instance, image: Image, first_boot: Sequence[Any] | None = None
               ) -> InstanceSpec:
@@ -392,16 +399,16 @@ class InstanceService:
             self.node.redefine(self._spec(updated, image))
         return updated
 
-    def _finish(self, iid: str, action: Action, *, launched: bool = False,
-                reason: str | None = None) -> None:
-        with self.db.session() as s:
-            r = s.get(InstanceRow, iid)
-            if r is None:
-                return
-            r.state = next_state(r.state, action)
-            r.state_reason = reason
-            if launched:
-                r.launched_at = utcnow()
+    @staticmethod
+    def _finish(s: Session, iid: str, action: Action, *, launched: bool = False) -> None:
+        """The state an action's success leads to, in the caller's transaction."""
+        r = s.get(InstanceRow, iid)
+        if r is None:
+            return
+        r.state = next_state(r.state, action)
+        r.state_reason = None
+        if launched:
+            r.launched_at = utcnow()
 
     # --- lifecycle
     def action(self, ref: str, action: str, *, force: bool = False, timeout: float = 30,
@@ -434,13 +441,15 @@ class InstanceService:
         def job(progress: Progress) -> None:
             progress(10, f"{action} in progress")
             do()
+
+        def commit(s: Session) -> None:
             if done is not None:
-                self._finish(inst.id, done)
+                self._finish(s, inst.id, done)
 
         def on_error(err: Exception) -> None:
             self.sync_state(inst.id, reason=f"{action} failed: {err}")
 
-        self.ops.submit(op, job, on_error=on_error)
+        self.ops.submit(op, job, on_error=on_error, commit=commit)
         return op
 
     def sync_state(self, iid: str, reason: str | None = None) -> str:
@@ -479,22 +488,23 @@ class InstanceService:
         def job(progress: Progress) -> None:
             progress(10, "removing the container")
             self.node.destroy(inst.id)
-            with self.db.session() as s:
-                r = s.get(InstanceRow, inst.id)
-                if r is not None:
-                    r.state = next_state(r.state, Action.TERMINATE)
-                    r.terminated_at = utcnow()
-                    self.networks.release(s, inst.id)
             for nic in inst.nics:
                 try:
-                    self.networks.refresh_dns(self.networks.by_id(nic.network))
+                    self.networks.remove_dns(self.networks.by_id(nic.network), [inst.name])
                 except NotFound:
                     pass
+
+        def commit(s: Session) -> None:
+            r = s.get(InstanceRow, inst.id)
+            if r is not None:
+                r.state = next_state(r.state, Action.TERMINATE)
+                r.terminated_at = utcnow()
+                self.networks.release(s, inst.id)
 
         def on_error(err: Exception) -> None:
             self.sync_state(inst.id, reason=f"delete failed: {err}")
 
-        self.ops.submit(op, job, on_error=on_error)
+        self.ops.submit(op, job, on_error=on_error, commit=commit)
         return op
 
     # --- interaction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import logging
 from dataclasses import replace
@@ -108,16 +109,28 @@ class NetworkService:
     def release(self, s: Session, instance_id: str) -> None:
         s.execute(delete(IpAllocationRow).where(IpAllocationRow.instance_id == instance_id))
 
-    def refresh_dns(self, net: Network) -> None:
-        """Instances resolve each other by name through the network's DNS."""
-        with self.db.reader() as s:
-            rows = s.execute(select(InstanceRow.name, IpAllocationRow.address)
-                             .join(IpAllocationRow, IpAllocationRow.instance_id == InstanceRow.id)
-                             .where(IpAllocationRow.network == net.id,
-                                    InstanceRow.state != "terminated"))
-            hosts = {name: ip for name, ip in rows if ip}
+    def add_dns(self, net: Network, nic: Nic, name: str) -> None:
+        """`name` resolves to the NIC's address on its network (and DHCP offers it that address)."""
+        if nic.ipv4:
+            self.node.add_dns(self.spec(net), {name: nic.ipv4}, {name: nic.mac} if nic.mac else None)
+
+    def remove_dns(self, net: Network, names: builtins.list[str]) -> None:
         try:
-            self.node.update_dns(self.spec(net), hosts)
+            self.node.remove_dns(self.spec(net), names)
+        except Exception:
+            log.exception("DNS removal of %s on %s failed", ", ".join(names), net.name)
+
+    def refresh_dns(self, net: Network) -> None:
+        """The network's DNS knows exactly its live instances (at start-up, after a restart)."""
+        with self.db.reader() as s:
+            rows = list(s.execute(select(InstanceRow.name, IpAllocationRow.address)
+                                  .join(IpAllocationRow, IpAllocationRow.instance_id == InstanceRow.id)
+                                  .where(IpAllocationRow.network == net.id,
+                                         InstanceRow.state != "terminated")))
+        hosts = {name: ip for name, ip in rows if ip}
+        macs = {name: ipam.mac_for(ip, self.settings.cloud_id) for name, ip in hosts.items()}
+        try:
+            self.node.update_dns(self.spec(net), hosts, macs)
         except Exception:
             log.exception("DNS update for %s failed", net.name)
 

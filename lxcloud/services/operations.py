@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, str], None]
 Job = Callable[[Progress], dict[str, Any] | None]
+# what a job's success changes besides the operation's row, written in the same transaction
+Commit = Callable[[Session], None]
 # progress is kept in memory and written to the row at most this often (seconds)
 PROGRESS_WRITE_INTERVAL = 0.5
 
@@ -157,17 +160,20 @@ class Operations:
 
     # --- running
     def submit(self, op: Operation, job: Job, *,
-               on_error: Callable[[LxcloudError], None] | None = None) -> None:
+               on_error: Callable[[LxcloudError], None] | None = None,
+               commit: Commit | None = None) -> None:
         """Run `job(progress)` in the pool (the transaction that began `op` has committed); the
-        row follows it and the target's lock is released when it ends."""
-        self.pool.submit(self._run, op, job, on_error)
+        row follows it and the target's lock is released when it ends. `commit(session)`, when
+        given, writes what the job's success changes in the transaction that records it (so
+        that a record and its operation never disagree); if it raises, the job has failed."""
+        self.pool.submit(self._run, op, job, on_error, commit)
 
     def _update(self, s: Session, op_id: str, **values: Any) -> None:
-        s.execute(update(OperationRow).where(OperationRow.id == op_id)
-                  .values(updated=utcnow(), **values))
+        values.setdefault("updated", utcnow())
+        s.execute(update(OperationRow).where(OperationRow.id == op_id).values(**values))
 
-    def _run(self, op: Operation, job: Job,
-             on_error: Callable[[LxcloudError], None] | None) -> None:
+    def _run(self, op: Operation, job: Job, on_error: Callable[[LxcloudError], None] | None,
+             commit: Commit | None) -> None:
         started = time.perf_counter()
         last_write = [started]
         with self._mu:
@@ -187,13 +193,18 @@ class Operations:
             except Exception:
                 log.exception("progress update of %s failed", op.id)
 
+        done = op
         try:
             result = job(progress) or {}
+            now = utcnow()
             with self.db.session() as s:
+                if commit is not None:
+                    commit(s)
                 self._update(s, op.id, status="success", progress=100, message="done",
-                             result=result)
-                s.execute(delete(LockRow).where(LockRow.target == op.target,
-                                                LockRow.operation_id == op.id))
+                             result=result, updated=now)
+                self._unlock(s, op)
+            done = replace(op, status="success", progress=100, message="done", result=result,
+                           updated=now)
         except Exception as e:  # every failure is recorded on the operation, none escapes
             err = e if isinstance(e, LxcloudError) else LxcloudError(f"internal error: {e}")
             if not isinstance(e, LxcloudError):
@@ -205,31 +216,31 @@ class Operations:
                     on_error(err)
                 except Exception:
                     log.exception("error handler of %s failed", op.id)
+            now = utcnow()
             try:
                 with self.db.session() as s:
                     self._update(s, op.id, status="failure", message="failed", error=str(err),
-                                 error_code=err.code)
-                    s.execute(delete(LockRow).where(LockRow.target == op.target,
-                                                    LockRow.operation_id == op.id))
+                                 error_code=err.code, updated=now)
+                    self._unlock(s, op)
             except Exception:
                 log.exception("could not record failure of %s", op.id)
+            done = replace(op, status="failure", message="failed", error=str(err),
+                           error_code=err.code, updated=now)
         finally:
             with self._mu:
                 self._progress.pop(op.id, None)
                 ev = self._events.pop(op.id, None)
             if ev is not None:
                 ev.set()
-            if self.on_finish:
+            for cb in self.on_finish:
                 try:
-                    done = self.get(op.id)
+                    cb(done)
                 except Exception:
-                    log.exception("operation %s vanished", op.id)
-                else:
-                    for cb in self.on_finish:
-                        try:
-                            cb(done)
-                        except Exception:
-                            log.exception("on_finish callback failed")
+                    log.exception("on_finish callback failed")
+
+    @staticmethod
+    def _unlock(s: Session, op: Operation) -> None:
+        s.execute(delete(LockRow).where(LockRow.target == op.target, LockRow.operation_id == op.id))
 
     def fail_interrupted(self) -> int:
         """At start-up: this controller's operations left unfinished by its previous run are

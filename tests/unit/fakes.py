@@ -31,8 +31,17 @@ class FakeDns:
         self.hosts.setdefault(str(run_dir), {})
         return 1
 
-    def update_hosts(self, run_dir: Path, entries: dict[str, str]) -> None:
+    def update_hosts(self, run_dir: Path, entries: dict[str, str],
+                     macs: dict[str, str] | None = None) -> None:
         self.hosts[str(run_dir)] = dict(entries)
+
+    def add_hosts(self, run_dir: Path, entries: dict[str, str],
+                  macs: dict[str, str] | None = None) -> None:
+        self.hosts.setdefault(str(run_dir), {}).update(entries)
+
+    def remove_hosts(self, run_dir: Path, names: list[str]) -> None:
+        for n in names:
+            self.hosts.get(str(run_dir), {}).pop(n, None)
 
     def stop(self, run_dir: Path) -> None:
         self.hosts.pop(str(run_dir), None)

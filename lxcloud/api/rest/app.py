@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Request
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from fastapi import Depends, FastAPI
+from prometheus_client import CollectorRegistry
 
 from lxcloud import __version__
-from lxcloud.api.rest import accounts, console, errors, images, instances, operations, system
+from lxcloud.api.rest import (
+    accounts,
+    console,
+    errors,
+    images,
+    instances,
+    middleware,
+    operations,
+    system,
+)
 from lxcloud.api.rest.deps import require_auth
 from lxcloud.services.cloud import Cloud
 
@@ -38,21 +45,7 @@ def create_app(c: Cloud) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(system.CloudCollector(c))  # type: ignore[arg-type]
     app.state.metrics = registry
-    requests = Counter("lxcloud_http_requests", "HTTP requests by API, method and status",
-                       ["api", "method", "status"], registry=registry)
-    latency = Histogram("lxcloud_http_request_seconds", "HTTP request latency by API",
-                        ["api"], registry=registry,
-                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60))
-
-    @app.middleware("http")
-    async def count(request: Request, call_next: Any) -> Any:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        path = request.url.path
-        api = "ec2" if path.startswith("/ec2") else "rest" if path.startswith("/api/") else "other"
-        requests.labels(api, request.method, str(response.status_code)).inc()
-        latency.labels(api).observe(time.perf_counter() - t0)
-        return response
+    middleware.install(app, registry)
     errors.install(app)
     auth = [Depends(require_auth)]
     for r in (instances.router, images.router, operations.router, accounts.router):

@@ -22,16 +22,17 @@ class Waiters:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._futs: dict[str, list[asyncio.Future[None]]] = {}
+        self._futs: dict[str, list[asyncio.Future[Operation]]] = {}
         self._mu = threading.Lock()
 
-    def add(self, op_id: str) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = self.loop.create_future()
+    def add(self, op_id: str) -> asyncio.Future[Operation]:
+        """A future that gets the operation as it ended."""
+        fut: asyncio.Future[Operation] = self.loop.create_future()
         with self._mu:
             self._futs.setdefault(op_id, []).append(fut)
         return fut
 
-    def discard(self, op_id: str, fut: asyncio.Future[None]) -> None:
+    def discard(self, op_id: str, fut: asyncio.Future[Operation]) -> None:
         with self._mu:
             lst = self._futs.get(op_id, [])
             if fut in lst:
@@ -43,12 +44,12 @@ class Waiters:
         with self._mu:
             futs = self._futs.pop(op.id, [])
         for f in futs:
-            self.loop.call_soon_threadsafe(_resolve, f)
+            self.loop.call_soon_threadsafe(_resolve, f, op)
 
 
-def _resolve(f: asyncio.Future[None]) -> None:
+def _resolve(f: asyncio.Future[Operation], op: Operation) -> None:
     if not f.done():
-        f.set_result(None)
+        f.set_result(op)
 
 
 @router.get("", response_model=list[OperationOut])
@@ -69,11 +70,10 @@ async def get_operation(op_id: str, request: Request,
     try:
         op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))   # finished meanwhile?
         if not op.done:
-            try:
-                await asyncio.wait_for(fut, timeout=wait)
+            try:   # the operation as it ended, handed over by the worker (no second read)
+                op = await asyncio.wait_for(fut, timeout=wait)
             except TimeoutError:
-                pass
-            op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))
+                op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))
     finally:
         waiters.discard(op_id, fut)
     return OperationOut.of(op)

@@ -4,6 +4,11 @@ Instances get their address statically from LXC (the database's allocation is au
 only serves the same address, from a static host list, to images that ask for one anyway. dnsmasq is
 daemonized so it outlives the agent; a restarted agent finds it again by its pid file and
 /proc/<pid>/cmdline, and restarts it only if its command line no longer matches the network.
+
+Each host has a file of its own in two directories dnsmasq watches with inotify (--hostsdir,
+--dhcp-hostsdir): adding or removing one instance's name writes or unlinks one small file, and
+dnsmasq picks it up by itself — no signal, no rewrite of every name on the network. Files are
+written under a dot name (dnsmasq ignores those) and renamed into place.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import ipaddress
 import logging
 import os
 import re
+import shutil
 import signal
 import stat
 from dataclasses import dataclass
@@ -42,19 +48,21 @@ class DnsmasqPaths:
         return self.run_dir / "dnsmasq.pid"
 
     @property
-    def hosts(self) -> Path:           # --addn-hosts: names → addresses for DNS
-        return self.run_dir / "dnsmasq.hosts"
+    def hosts_dir(self) -> Path:       # --hostsdir: one file per host, "address name.domain name"
+        return self.run_dir / "hosts.d"
 
     @property
-    def dhcp_hosts(self) -> Path:      # --dhcp-hostsfile: the static DHCP allocations
-        return self.run_dir / "dnsmasq.dhcp-hosts"
+    def dhcp_dir(self) -> Path:        # --dhcp-hostsdir: one file per host, its static allocation
+        return self.run_dir / "dhcp.d"
 
     @property
     def leases(self) -> Path:
         return self.run_dir / "dnsmasq.leases"
 
     def all(self) -> list[Path]:
-        return [self.pid_file, self.hosts, self.dhcp_hosts, self.leases]
+        """Every file (not directory) we or dnsmasq made, older layouts' included."""
+        return [self.pid_file, self.leases, self.run_dir / "dnsmasq.hosts",
+                self.run_dir / "dnsmasq.dhcp-hosts"]
 
 
 def host_nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
@@ -101,7 +109,7 @@ def _pid_alive_cmdline(pid: int) -> list[str] | None:
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
-    # dnsmasq drops to an unprivileged user: it must still read these on SIGHUP.
+    # dnsmasq drops to an unprivileged user: it must still read these.
     tmp.chmod(0o644)
     os.replace(tmp, path)
 
@@ -124,13 +132,13 @@ class DnsmasqSupervisor:
         user = self.user or ("nobody" if _others_can_read(paths.run_dir) else "root")
         argv = [DNSMASQ, "--conf-file=/dev/null", f"--pid-file={paths.pid_file}",
                 f"--interface={spec.bridge}", "--bind-interfaces", "--except-interface=lo",
-                f"--user={user}", "--no-hosts", f"--addn-hosts={paths.hosts}", "--expand-hosts",
+                f"--user={user}", "--no-hosts", f"--hostsdir={paths.hosts_dir}", "--expand-hosts",
                 f"--domain={DOMAIN}", f"--local=/{DOMAIN}/", "--no-resolv", "--strict-order",
                 "--no-negcache"]
         argv += [f"--server={s}" for s in host_nameservers(self.resolv_conf) if s != spec.gateway]
         if self.dhcp:
             argv += [f"--dhcp-range={plan.first},static,{plan.netmask},{self.lease_time}",
-                     f"--dhcp-hostsfile={paths.dhcp_hosts}", f"--dhcp-leasefile={paths.leases}",
+                     f"--dhcp-hostsdir={paths.dhcp_dir}", f"--dhcp-leasefile={paths.leases}",
                      "--dhcp-authoritative", "--dhcp-no-override",
                      f"--dhcp-option=option:router,{spec.gateway}", "--quiet-dhcp"]
         return argv
@@ -165,9 +173,9 @@ class DnsmasqSupervisor:
             log.info("dnsmasq %s: configuration changed, restarting", pid)
             self._kill(pid)
         paths = DnsmasqPaths(run_dir)
-        for f in (paths.hosts, paths.dhcp_hosts):
-            if not f.exists():    # keep the entries of a previous run
-                _write_atomic(f, "")
+        for d in (paths.hosts_dir, paths.dhcp_dir):   # kept: the entries of a previous run
+            d.mkdir(exist_ok=True)
+            d.chmod(0o755)        # dnsmasq drops to an unprivileged user: it must still read them
         paths.pid_file.unlink(missing_ok=True)
         # dnsmasq reports start-up errors (address in use, bad option) through its exit code
         # before the daemon detaches, so run() raising is reliable.
@@ -178,14 +186,54 @@ class DnsmasqSupervisor:
 
     def update_hosts(self, run_dir: Path, entries: dict[str, str],
                      macs: dict[str, str] | None = None) -> None:
-        """Rewrite the name → address lists and make a running dnsmasq reload them (SIGHUP).
+        """The network's DNS and DHCP know exactly these hosts (name → address): files of hosts
+        not listed are removed. macs (name → MAC), when given, pins DHCP by MAC; otherwise DHCP
+        matches the client's hostname. InvalidInput for a name that is not a DNS label or a bad
+        address (before anything is written)."""
+        paths = self._paths(run_dir)
+        files = self._files(entries, macs or {})
+        for d in (paths.hosts_dir, paths.dhcp_dir):
+            for f in d.iterdir():
+                if f.name not in entries and not f.name.startswith("."):
+                    f.unlink(missing_ok=True)
+        self._write(paths, files)
 
-        macs (name → MAC), when given, pins DHCP by MAC; otherwise DHCP matches the client's
-        hostname. Raises InvalidInput for a name that is not a DNS label or a bad address.
-        """
+    def add_hosts(self, run_dir: Path, entries: dict[str, str],
+                  macs: dict[str, str] | None = None) -> None:
+        """These hosts are added (or their address changed); the others stay as they are."""
+        paths = self._paths(run_dir)
+        self._write(paths, self._files(entries, macs or {}))
+
+    def remove_hosts(self, run_dir: Path, names: list[str]) -> None:
+        """These hosts are forgotten. Unknown names: no-op."""
+        paths = self._paths(run_dir)
+        for name in names:
+            if _NAME_RE.match(name):
+                (paths.hosts_dir / name).unlink(missing_ok=True)
+                (paths.dhcp_dir / name).unlink(missing_ok=True)
+
+    def hosts(self, run_dir: Path) -> dict[str, str]:
+        """The hosts the network's DNS knows (name → address), from their files."""
+        out = {}
+        d = self._paths(run_dir).hosts_dir
+        for f in sorted(d.iterdir()) if d.is_dir() else []:
+            if not f.name.startswith("."):
+                parts = f.read_text().split()
+                if parts:
+                    out[f.name] = parts[0]
+        return out
+
+    @staticmethod
+    def _paths(run_dir: Path) -> DnsmasqPaths:
         paths = DnsmasqPaths(Path(run_dir).resolve())
-        macs = macs or {}
-        hosts, dhcp = [], []
+        for d in (paths.hosts_dir, paths.dhcp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return paths
+
+    @staticmethod
+    def _files(entries: dict[str, str], macs: dict[str, str]) -> dict[str, tuple[str, str]]:
+        """name -> (its hosts line, its DHCP line), every value checked."""
+        out = {}
         for name, ip in sorted(entries.items()):
             if not _NAME_RE.match(name):
                 raise InvalidInput(f"{name!r} is not a valid host name")
@@ -193,20 +241,24 @@ class DnsmasqSupervisor:
                 ipaddress.IPv4Address(ip)
             except ValueError:
                 raise InvalidInput(f"{ip!r} is not an IPv4 address (host {name})") from None
-            hosts.append(f"{ip} {name}.{DOMAIN} {name}\n")
             mac = macs.get(name)
             if mac is not None and not _MAC_RE.match(mac):
                 raise InvalidInput(f"{mac!r} is not a MAC address (host {name})")
-            dhcp.append(f"{mac},{ip},{name}\n" if mac else f"{name},{ip}\n")
-        paths.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(paths.hosts, "".join(hosts))
-        _write_atomic(paths.dhcp_hosts, "".join(dhcp))
-        pid = self.running_pid(paths.run_dir)
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGHUP)
-            except ProcessLookupError:
-                pass
+            out[name] = (f"{ip} {name}.{DOMAIN} {name}\n",
+                         f"{mac},{ip},{name}\n" if mac else f"{name},{ip}\n")
+        return out
+
+    @staticmethod
+    def _write(paths: DnsmasqPaths, files: dict[str, tuple[str, str]]) -> None:
+        for name, (hosts_line, dhcp_line) in files.items():
+            for d, text in ((paths.hosts_dir, hosts_line), (paths.dhcp_dir, dhcp_line)):
+                f = d / name
+                try:
+                    if f.read_text() == text:
+                        continue
+                except FileNotFoundError:
+                    pass
+                _write_atomic(f, text)
 
     def stop(self, run_dir: Path) -> None:
         """Stop the network's dnsmasq and remove every file it or we made. Missing: no-op."""
@@ -217,6 +269,8 @@ class DnsmasqSupervisor:
         for f in paths.all():
             f.unlink(missing_ok=True)
             f.with_name(f".{f.name}.tmp").unlink(missing_ok=True)
+        for d in (paths.hosts_dir, paths.dhcp_dir):
+            shutil.rmtree(d, ignore_errors=True)
 
     @staticmethod
     def _kill(pid: int, timeout: float = 5.0) -> None:
