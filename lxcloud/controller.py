@@ -147,21 +147,17 @@ def purge(data_dir: str | None) -> int:
 def _metadata_server(cloud: Cloud, gateway: str, verbose: bool) -> uvicorn.Server:
     """The instance metadata service on <gateway>:<metadata_port> (169.254.169.254:80 from the
     instances is DNAT'ed there), in a thread of its own beside the API server."""
-    import secrets
     import threading
 
     import uvicorn
 
     from lxcloud.api.metadata.app import create_metadata_app
     from lxcloud.api.metadata.lookup import make_lookup
+    from lxcloud.services.auth import ensure_secret
 
     # kept in the data dir, so IMDSv2 tokens stay valid across a restart of the controller
-    secret_file = cloud.settings.data_dir / "metadata.secret"
-    if not secret_file.exists():
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
-    app = create_metadata_app(make_lookup(cloud), secret_file.read_bytes())
+    app = create_metadata_app(make_lookup(cloud),
+                              ensure_secret(cloud.settings.data_dir / "metadata.secret"))
     # listening before `lxcloud up` says it is up, like the API's socket
     sock = socket.create_server((gateway, cloud.settings.metadata_port), backlog=1024)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=verbose,

@@ -106,8 +106,8 @@ class DriverError(LxcloudError):
     http_status = 500
 
     def __init__(self, message: str, *, command: list[str] | None = None, stderr: str = "",
-                 **details: object) -> None:
-        super().__init__(message, **details)
+                 reason: Reason | None = None, **details: object) -> None:
+        super().__init__(message, reason=reason, **details)
         self.command = command
         self.stderr = stderr
 

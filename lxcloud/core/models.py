@@ -23,6 +23,8 @@ class Image:
     init: str | None = None
     project_id: str | None = None
     public: bool = True
+    description: str | None = None
+    launch_projects: list[str] = field(default_factory=list)   # other projects that may launch it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +51,8 @@ class Instance:
     project_id: str | None = None
     image_name: str | None = None
     operation_id: str | None = None
+    disable_api_termination: bool = False     # termination protection
+    shutdown_behavior: str = "stop"           # what a halt from inside means: stop | terminate
 
 
 @dataclass

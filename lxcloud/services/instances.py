@@ -16,6 +16,7 @@ from lxcloud.core import ipam
 from lxcloud.core.caller import SYSTEM, Caller
 from lxcloud.core.errors import (
     Conflict,
+    InvalidCombination,
     InvalidInput,
     InvalidState,
     NotFound,
@@ -41,6 +42,7 @@ from lxcloud.services.tags import TagService
 log = logging.getLogger(__name__)
 MAX_USER_DATA = 16 * 1024
 MiB = 1024**2
+SHUTDOWN_BEHAVIORS = ("stop", "terminate")
 
 
 def min_memory(os_name: str) -> int:
@@ -62,7 +64,9 @@ def _to_model(r: Any, image_name: str | None = None) -> Instance:
                     ipv4=r.ipv4, network=r.network, created=r.created, updated=r.updated,
                     user_data=r.user_data, state_reason=r.state_reason, mac=r.mac,
                     launched_at=r.launched_at, terminated_at=r.terminated_at,
-                    project_id=r.project_id, image_name=image_name, operation_id=r.operation_id)
+                    project_id=r.project_id, image_name=image_name, operation_id=r.operation_id,
+                    disable_api_termination=bool(r.disable_api_termination),
+                    shutdown_behavior=r.shutdown_behavior or "stop")
 
 
 @dataclass(frozen=True)
@@ -383,10 +387,15 @@ class InstanceService:
             return str(r.state)
 
     # --- delete
-    def delete(self, ref: str, *, force: bool = False, caller: Caller = SYSTEM) -> Operation:
+    def delete(self, ref: str, *, force: bool = False, caller: Caller = SYSTEM,
+               from_inside: bool = False) -> Operation:
+        """Terminates it. Termination protection refuses a delete (Conflict, reason
+        TERMINATION_PROTECTED) unless the instance halted itself (`from_inside`), as on EC2."""
         inst = self.get(ref, caller=caller)
         if inst.state == State.TERMINATED:
             raise InvalidState(f"instance {inst.name} is already terminated", state=inst.state)
+        if not from_inside:
+            self._check_protection(inst)
         if inst.state in (State.RUNNING, State.FROZEN, State.REBOOTING) and not force:
             raise InvalidState(f"instance {inst.name} is {inst.state}: stop it first or use force",
                                state=inst.state)
@@ -445,3 +454,59 @@ class InstanceService:
                                state=inst.state)
         return inst, self.node.console_command(inst.id)
 
+    # --- attributes (EC2's instance attributes; REST shows them on the instance)
+    def set_attributes(self, ref: str, *, disable_api_termination: bool | None = None,
+                       shutdown_behavior: str | None = None, kernel: str | None = None,
+                       ramdisk: str | None = None, caller: Caller = SYSTEM) -> Instance:
+        """Termination protection and the shutdown behaviour (stop | terminate) change in any state
+        but terminated. A kernel or a ramdisk is an InvalidCombination: a container runs on its
+        host's kernel and boots no ramdisk. Everything is checked before anything is written."""
+        self.validate_attributes(shutdown_behavior=shutdown_behavior, kernel=kernel,
+                                 ramdisk=ramdisk)
+        inst = self.get(ref, caller=caller)
+        with self.db.session() as s:
+            r = s.get(InstanceRow, inst.id)
+            if r is None or r.state == State.TERMINATED:
+                raise InvalidState(f"the instance {inst.id} is terminated", state=State.TERMINATED,
+                                   resource="instance")
+            if disable_api_termination is not None:
+                r.disable_api_termination = disable_api_termination
+            if shutdown_behavior is not None:
+                r.shutdown_behavior = shutdown_behavior
+        return self.get(inst.id)
+
+    @staticmethod
+    def validate_attributes(*, shutdown_behavior: str | None = None, kernel: str | None = None,
+                            ramdisk: str | None = None) -> None:
+        """What set_attributes refuses, checked alone (before a launch that will set them)."""
+        for what, value in (("kernel", kernel), ("ramdisk", ramdisk)):
+            if value is not None:
+                raise InvalidCombination(f"a container instance has no {what} of its own: it runs "
+                                         "on its host's kernel", capability=what)
+        if shutdown_behavior is not None and shutdown_behavior not in SHUTDOWN_BEHAVIORS:
+            raise InvalidInput(f"shutdown behaviour {shutdown_behavior!r} is not one of "
+                               f"{', '.join(SHUTDOWN_BEHAVIORS)}")
+
+    def check_deletable(self, refs: Sequence[str], *, caller: Caller = SYSTEM) -> None:
+        """All of these instances may be deleted by this caller now (for a batch that must delete
+        all or none): termination protection refuses, naming the first protected one."""
+        for ref in refs:
+            self._check_protection(self.get(ref, caller=caller))
+
+    @staticmethod
+    def _check_protection(inst: Instance) -> None:
+        if inst.disable_api_termination and inst.state != State.TERMINATED:
+            raise Conflict(f"The instance '{inst.id}' may not be terminated. Modify its "
+                           "'disableApiTermination' instance attribute and try again.",
+                           resource="instance", reason=Reason.TERMINATION_PROTECTED, id=inst.id)
+
+    def halted_from_inside(self, iid: str) -> Operation | None:
+        """Called when the instance's own init halted it (the reconciler saw a running instance
+        stop by itself, and recorded it stopped): with the 'terminate' shutdown behaviour it is
+        terminated, termination protection notwithstanding (as on EC2); with 'stop' it stays
+        stopped. Returns the delete operation, if one was started."""
+        inst = self.get(iid)
+        if inst.shutdown_behavior != "terminate" or inst.state != State.STOPPED:
+            return None
+        log.info("instance %s halted itself; its shutdown behaviour is terminate", iid)
+        return self.delete(iid, force=True, from_inside=True)

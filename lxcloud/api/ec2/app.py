@@ -116,4 +116,4 @@ def _unsupported(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 def install() -> None:
     """Registers the action handlers (imported for their @action side effect)."""
-    from lxcloud.api.ec2 import instances, resources  # noqa: F401
+    from lxcloud.api.ec2 import attributes, instances, resources  # noqa: F401

@@ -9,7 +9,7 @@ from typing import Any
 
 from lxcloud.api.ec2.app import Ctx, action
 from lxcloud.api.ec2.common import (
-    INSTANCE_ID,
+    ROOT_DEVICE,
     STATE_CODES,
     apply_filters,
     check_ids,
@@ -26,6 +26,7 @@ from lxcloud.core.ids import valid_name
 from lxcloud.core.instance_types import DEFAULT_TYPE, get_type
 from lxcloud.core.models import Instance
 from lxcloud.services.instances import LaunchInput
+from lxcloud.services.reconciler import SELF_SHUTDOWN
 
 TERMINATED_VISIBLE = timedelta(hours=1)
 
@@ -43,7 +44,10 @@ def _dns(ctx: Ctx, inst: Instance) -> str:
 def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str, Any]:
     image = _image(ctx, inst.image_id)
     reason = None
-    if inst.state in ("error", "terminated") and inst.state_reason:
+    if inst.state_reason == SELF_SHUTDOWN and inst.state in ("stopped", "terminated"):
+        reason = {"code": "Client.InstanceInitiatedShutdown",
+                  "message": "Client.InstanceInitiatedShutdown: Instance initiated shutdown"}
+    elif inst.state in ("error", "terminated") and inst.state_reason:
         reason = {"code": "Server.InternalError" if inst.state == "error"
                   else "Client.UserInitiatedShutdown", "message": inst.state_reason[:255]}
     return {
@@ -54,6 +58,7 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str,
         "placement": {"availabilityZone": _zone(ctx, inst), "tenancy": "default"},
         "monitoring": {"state": "disabled"}, "privateIpAddress": inst.ipv4,
         "architecture": ec2_arch(image.get("architecture", "")), "rootDeviceType": "instance-store",
+        "rootDeviceName": ROOT_DEVICE,
         "hypervisor": "lxc", "virtualizationType": "container", "groupSet": [],
         "tagSet": tag_set(tags), "stateReason": reason,
         "clientToken": _row(ctx, inst).get("client_token") or "",
@@ -114,7 +119,7 @@ def _visible(ctx: Ctx, ids: list[str] | None) -> list[Instance]:
 
 def _find(ctx: Ctx, ids: list[str]) -> list[Instance]:
     """Exactly these instances of the caller, or InvalidInstanceID.NotFound naming the missing."""
-    check_ids(ids, INSTANCE_ID, "InvalidInstanceID.Malformed")
+    check_ids(ids, "instance")
     found = {i.id: i for i in _visible(ctx, ids)}
     missing = [i for i in ids if i not in found]
     if missing:
@@ -151,7 +156,8 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     })
     items = apply_filters(items, filters, fields, lambda i: tags.get(i.id, {}))
     key = "DescribeInstances|" + repr(sorted(filters.items()))
-    page, token = paginate(items, max_results, p.str("NextToken"), key=key)
+    page, token = paginate(items, max_results, p.str("NextToken"), key=key,
+                           secret=ctx.cloud.ec2_token_secret)
     reservations: dict[str, list[Instance]] = {}
     for i in page:
         reservations.setdefault(_reservation(ctx, i), []).append(i)
@@ -164,6 +170,7 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
 @action("RunInstances")
 def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     image_id = p.req("ImageId")
+    check_ids([image_id], "image")
     min_count = p.int("MinCount", min=1, required=True)
     max_count = p.int("MaxCount", min=1, required=True)
     assert min_count is not None and max_count is not None
@@ -202,12 +209,19 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     name = tags.get("Name")
     if name is not None and (not valid_name(name) or _name_taken(ctx, name)):
         name = None        # EC2 Name tags are free text; an instance name must be a hostname
+    protect = p.bool("DisableApiTermination") if p.has("DisableApiTermination") else None
+    on_halt = p.str("InstanceInitiatedShutdownBehavior")
+    ctx.cloud.instances.validate_attributes(shutdown_behavior=on_halt)
     if p.dry_run():
         raise dry_run_ok()
     inp = LaunchInput(image=image.id, name=name, instance_type=itype, user_data=user_data,
                       key_name=key_name, zone=zone, client_token=p.str("ClientToken"),
                       tags=tags or None)
     launched = ctx.cloud.instances.launch_many(inp, min_count, max_count, caller=ctx.caller)
+    if protect is not None or on_halt is not None:
+        for i, _ in launched:
+            ctx.cloud.instances.set_attributes(i.id, disable_api_termination=protect,
+                                               shutdown_behavior=on_halt, caller=ctx.caller)
     insts = [ctx.cloud.instances.get(i.id, caller=ctx.caller) for i, _ in launched]
     all_tags = ctx.cloud.tags.of(ctx.caller, [i.id for i in insts])
     return {"reservationId": _reservation(ctx, insts[0]), "ownerId": owner(ctx.caller),
@@ -228,6 +242,8 @@ def _changes(ctx: Ctx, p: Params, verb: str, **kw: Any) -> dict[str, Any]:
     insts = _find(ctx, ids)
     if p.dry_run():
         raise dry_run_ok()
+    if verb == "terminate":   # all or none: a protected one refuses the whole request
+        ctx.cloud.instances.check_deletable([i.id for i in insts], caller=ctx.caller)
     out = []
     for inst in insts:
         before = _state(inst)
@@ -302,7 +318,8 @@ def describe_instance_status(ctx: Ctx, p: Params) -> dict[str, Any]:
     fields["availability-zone"] = lambda i: _zone(ctx, i)
     insts = apply_filters(insts, filters, fields, lambda i: {})
     page, token = paginate(insts, p.int("MaxResults"), p.str("NextToken"),
-                           key="DescribeInstanceStatus|" + repr(sorted(filters.items())))
+                           key="DescribeInstanceStatus|" + repr(sorted(filters.items())),
+                           secret=ctx.cloud.ec2_token_secret)
 
     def status(i: Instance) -> dict[str, Any]:
         ok = i.state in ("running", "rebooting", "frozen")
@@ -313,59 +330,3 @@ def describe_instance_status(ctx: Ctx, p: Params) -> dict[str, Any]:
     return {"instanceStatusSet": [
         {"instanceId": i.id, "availabilityZone": _zone(ctx, i), "instanceState": _state(i),
          "systemStatus": status(i), "instanceStatus": status(i)} for i in page], "nextToken": token}
-
-
-@action("DescribeInstanceAttribute")
-def describe_instance_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
-    inst = _find(ctx, [p.req("InstanceId")])[0]
-    attr = p.req("Attribute")
-    out: dict[str, Any] = {"instanceId": inst.id}
-    if attr == "instanceType":
-        out["instanceType"] = {"value": inst.instance_type}
-    elif attr == "userData":
-        ud = inst.user_data
-        out["userData"] = {"value": base64.b64encode(ud.encode()).decode()} if ud else {}
-    else:
-        raise Ec2Error("InvalidParameterValue",
-                       f"Value ({attr}) for parameter attribute is invalid. Supported here: "
-                       "instanceType, userData")
-    return out
-
-
-@action("ModifyInstanceAttribute")
-def modify_instance_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
-    inst = _find(ctx, [p.req("InstanceId")])[0]
-    itype = p.str("InstanceType.Value")
-    ud_b64 = p.str("UserData.Value")
-    attr = p.str("Attribute")
-    if attr == "instanceType" and itype is None:
-        itype = p.str("Value")
-    elif attr == "userData" and ud_b64 is None:
-        ud_b64 = p.str("Value")
-    elif attr is not None and attr not in ("instanceType", "userData"):
-        raise Ec2Error("InvalidParameterValue", f"Value ({attr}) for parameter attribute is invalid")
-    if itype is None and ud_b64 is None:
-        raise Ec2Error("MissingParameter", "The request must contain the parameter InstanceType "
-                       "or UserData")
-    if itype is not None:
-        try:
-            get_type(itype)
-        except NotFound:
-            raise Ec2Error("InvalidParameterValue", f"Invalid value '{itype}' for InstanceType.") \
-                from None
-    user_data = None
-    if ud_b64 is not None:
-        try:
-            user_data = base64.b64decode(ud_b64, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise Ec2Error("InvalidParameterValue", "Invalid BASE64 encoding of user data.") \
-                from None
-    if inst.state != "stopped":
-        raise Ec2Error("IncorrectInstanceState",
-                       f"The instance '{inst.id}' is not in the 'stopped' state.")
-    if p.dry_run():
-        raise dry_run_ok()
-    ctx.cloud.instances.modify(inst.id, instance_type=itype, user_data=user_data, caller=ctx.caller)
-    return {"return": True}
-
-
