@@ -137,8 +137,8 @@ def test_termination_protection_and_shutdown_behaviour(aws: Any, ec2: Any, cloud
     assert aws("get-password-data", "--instance-id", iid)["PasswordData"] == ""
     aws("modify-instance-attribute", "--instance-id", iid,
         "--instance-initiated-shutdown-behavior", "terminate")
-    # the instance halts itself (busybox init's poweroff signal); the reconciler terminates it
-    cloud.cli("exec", "guarded", "--", "sh", "-c", "kill -USR2 1")
+    # the instance halts itself; the reconciler sees it and terminates it
+    cloud.cli("exec", "guarded", "--", "poweroff")
     ec2.get_waiter("instance_terminated").wait(
         InstanceIds=[iid], WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
     gone = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]

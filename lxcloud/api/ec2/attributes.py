@@ -125,11 +125,17 @@ def _bool(attr: str, value: str) -> bool:
     return value.strip().lower() == "true"
 
 
-@action("ModifyInstanceAttribute")
-def modify_instance_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
-    inst = _instance(ctx, p)
-    attr, value = _requested_change(p)
-    svc = ctx.cloud.instances
+# attribute -> the instance service's keyword for it
+_SERVICE_KW = {
+    "instanceType": "instance_type", "userData": "user_data",
+    "disableApiTermination": "disable_api_termination",
+    "instanceInitiatedShutdownBehavior": "shutdown_behavior", "kernel": "kernel",
+    "ramdisk": "ramdisk",
+}
+
+
+def _decoded(attr: str, value: str) -> Any:
+    """The value of one attribute in the service's terms, checked as EC2 checks it."""
     if attr == "instanceType":
         try:
             get_type(value)
@@ -138,26 +144,31 @@ def modify_instance_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
                            f"Invalid value '{value}' for InstanceType.") from None
     elif attr == "userData":
         try:
-            value = base64.b64decode(value, validate=True).decode()
+            return base64.b64decode(value, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             raise Ec2Error("InvalidParameterValue", "Invalid BASE64 encoding of user data.") \
                 from None
     elif attr == "disableApiTermination":
-        protect = _bool(attr, value)
-    else:
-        svc.validate_attributes(**{
-            "instanceInitiatedShutdownBehavior": {"shutdown_behavior": value},
-            "kernel": {"kernel": value}, "ramdisk": {"ramdisk": value}}[attr])
+        return _bool(attr, value)
+    return value
+
+
+@action("ModifyInstanceAttribute")
+def modify_instance_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
+    inst = _instance(ctx, p)
+    attr, raw = _requested_change(p)
+    change = {_SERVICE_KW[attr]: _decoded(attr, raw)}
+    svc = ctx.cloud.instances
+    if attr in ("instanceType", "userData"):      # these change on a stopped instance only
+        if p.dry_run():
+            raise dry_run_ok()
+        svc.modify(inst.id, caller=ctx.caller, **change)
+        return {"return": True}
+    svc.validate_attributes(**{k: v for k, v in change.items()
+                               if k != "disable_api_termination"})
     if p.dry_run():
         raise dry_run_ok()
-    if attr == "instanceType":
-        svc.modify(inst.id, instance_type=value, caller=ctx.caller)
-    elif attr == "userData":
-        svc.modify(inst.id, user_data=value, caller=ctx.caller)
-    elif attr == "disableApiTermination":
-        svc.set_attributes(inst.id, disable_api_termination=protect, caller=ctx.caller)
-    else:
-        svc.set_attributes(inst.id, shutdown_behavior=value, caller=ctx.caller)
+    svc.set_attributes(inst.id, caller=ctx.caller, **change)
     return {"return": True}
 
 

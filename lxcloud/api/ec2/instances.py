@@ -220,8 +220,9 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     launched = ctx.cloud.instances.launch_many(inp, min_count, max_count, caller=ctx.caller)
     if protect is not None or on_halt is not None:
         for i, _ in launched:
-            ctx.cloud.instances.set_attributes(i.id, disable_api_termination=protect,
-                                               shutdown_behavior=on_halt, caller=ctx.caller)
+            if i.state != "terminated":    # a repeated ClientToken answers the first launch
+                ctx.cloud.instances.set_attributes(i.id, disable_api_termination=protect,
+                                                   shutdown_behavior=on_halt, caller=ctx.caller)
     insts = [ctx.cloud.instances.get(i.id, caller=ctx.caller) for i, _ in launched]
     all_tags = ctx.cloud.tags.of(ctx.caller, [i.id for i in insts])
     return {"reservationId": _reservation(ctx, insts[0]), "ownerId": owner(ctx.caller),
