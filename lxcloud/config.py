@@ -73,6 +73,11 @@ class Settings:
         return self.data_dir / "api.url"
 
     @property
+    def ec2_token_secret_file(self) -> Path:
+        """Signs EC2 NextToken values, so a listing resumes across a restart."""
+        return self.data_dir / "ec2-token.secret"
+
+    @property
     def bridge_name(self) -> str:
         return f"lxcbr{self.cloud_id}"   # 13 chars: within IFNAMSIZ
 

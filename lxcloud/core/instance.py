@@ -52,6 +52,7 @@ class Nic:
 
 
 ROOT = "root"
+ROOT_DEVICE = "/dev/sda1"      # the root disk's device name, as EC2 shows it and mappings name it
 
 
 @dataclass(frozen=True)

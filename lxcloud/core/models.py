@@ -28,6 +28,8 @@ class Image:
     project_id: str | None = None
     public: bool = True
     min_memory: int = 16 * 1024**2   # the least memory its init boots in (from its metadata)
+    description: str | None = None
+    launch_projects: list[str] = field(default_factory=list)   # other projects that may launch it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +78,8 @@ class Instance:
     @property
     def network(self) -> str | None:
         return self.nics[0].network if self.nics else None
+    disable_api_termination: bool = False     # termination protection
+    shutdown_behavior: str = "stop"           # what a halt from inside means: stop | terminate
 
 
 @dataclass

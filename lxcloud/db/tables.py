@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -86,6 +87,9 @@ class ImageRow(Base):
     # the least memory (bytes) the image's init boots in, from its metadata
     min_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created: Mapped[datetime] = mapped_column(default=utcnow)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # ids of the other projects that may see and launch it (EC2 launchPermission UserId)
+    launch_projects: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class InstanceRow(Base):
@@ -114,6 +118,12 @@ class InstanceRow(Base):
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     launched_at: Mapped[datetime | None] = mapped_column(nullable=True)
     terminated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # termination protection: a delete asked for by a user is refused while it is on
+    disable_api_termination: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                          server_default=false())
+    # what a halt from inside the instance means: stop | terminate
+    shutdown_behavior: Mapped[str] = mapped_column(String(16), default="stop",
+                                                   server_default="stop")
 
     __table_args__ = (
         # A name is taken while its instance exists; a terminated instance frees it.

@@ -1,5 +1,6 @@
-"""The cloud's own secrets and identity, made on first start and kept 0600 in the data dir:
-the admin token, this controller's id, the metadata token key."""
+"""The cloud's own secrets and identity, made on first start and kept 0600 in the data dir, so
+that what they sign stays valid across a restart: the admin token, this controller's id, the
+metadata token key, the EC2 pagination token key."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from pathlib import Path
 from lxcloud.config import Settings
 
 
-def ensure_secret(path: Path, make: Callable[[], bytes]) -> bytes:
-    """The content of `path`, made once with `make()` (0600; a concurrent maker's wins)."""
+def _random() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def ensure_secret(path: Path, make: Callable[[], bytes] = _random) -> bytes:
+    """The content of `path`, made once with `make()` (0600, never overwritten: a second process
+    racing to make it reads the winner's)."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -40,5 +46,5 @@ def controller_id(settings: Settings) -> str:
 
 
 def metadata_secret(settings: Settings) -> bytes:
-    """The key of IMDSv2 tokens: kept, so tokens stay valid across a restart."""
-    return ensure_secret(settings.data_dir / "metadata.secret", lambda: secrets.token_bytes(32))
+    """The key of IMDSv2 tokens."""
+    return ensure_secret(settings.data_dir / "metadata.secret")

@@ -12,10 +12,8 @@ from collections.abc import Sequence
 
 from lxcloud.core.caps import ComputeCaps, NodeCaps
 from lxcloud.core.errors import InvalidCombination
-from lxcloud.core.instance import BlockDevice, BootOptions, Disk, Kind, Nic
+from lxcloud.core.instance import ROOT_DEVICE, BlockDevice, BootOptions, Disk, Kind, Nic
 from lxcloud.core.models import Image
-
-ROOT_DEVICE = "/dev/sda1"      # the root disk's device name, as EC2 block device mappings say it
 
 
 def compute_caps(caps: NodeCaps, kind: Kind) -> ComputeCaps:

@@ -8,7 +8,7 @@ from lxcloud.config import Settings
 from lxcloud.db.engine import Database
 from lxcloud.node.protocol import NodeClient
 from lxcloud.services.accounts import AccountService
-from lxcloud.services.auth import controller_id, ensure_admin_token
+from lxcloud.services.auth import controller_id, ensure_admin_token, ensure_secret
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
@@ -42,7 +42,10 @@ class Cloud:
                                         self.networks)
         self.nodes = NodeService(self.db, node)
         self.reconciler = Reconciler(self.db, self.ops, node)
+        self.reconciler.on_halt = self.instances.halted_from_inside
         self.admin_token = ""
+        # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
+        self.ec2_token_secret = ensure_secret(settings.ec2_token_secret_file)
 
     def startup(self, *, reconcile_loop: bool = True) -> None:
         """Host prepared, default network made or repaired, records reconciled with the host."""

@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,13 @@ from lxcloud.core.instance_types import MIN_LIMIT
 from lxcloud.core.models import Image, Operation
 from lxcloud.core.units import parse_size
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import ImageRow, InstanceRow
+from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow
 from lxcloud.node.protocol import NodeClient
 from lxcloud.services.operations import Operations, Progress
 
 log = logging.getLogger(__name__)
 IMAGE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$")
+MAX_DESCRIPTION = 255
 BUILDERS = ("busybox", "debian")
 ARCHES = ("amd64", "i386")
 
@@ -39,7 +41,8 @@ def _to_model(r: ImageRow) -> Image:
     return Image(id=r.id, name=r.name, os=r.os, release=r.release, architecture=r.architecture,
                  format=r.format, size=r.size, sha256=r.sha256, created=r.created, kind=Kind(r.kind),
                  halt_signal=r.halt_signal, init=r.init, project_id=r.project_id, public=r.public,
-                 min_memory=r.min_memory or DEFAULT_MIN_MEMORY)
+                 min_memory=r.min_memory or DEFAULT_MIN_MEMORY, description=r.description,
+                 launch_projects=list(r.launch_projects or []))
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,9 @@ class ImageService:
     # --- queries
     @staticmethod
     def _sees(caller: Caller, row: ImageRow) -> bool:
-        return caller is SYSTEM or row.public or row.project_id == caller.project_id
+        """Public images, the caller's project's own, and those shared with its project."""
+        return (caller is SYSTEM or row.public or row.project_id == caller.project_id
+                or caller.project_id in (row.launch_projects or ()))
 
     def get(self, ref: str, *, caller: Caller = SYSTEM) -> Image:
         """By id or name; another project's private image is "not found"."""
@@ -180,11 +185,55 @@ class ImageService:
     def upload_dir(self) -> Path:
         return self._tmp_dir()
 
-    # --- delete
-    def delete(self, ref: str, *, caller: Caller = SYSTEM) -> None:
+    def owned(self, ref: str, *, caller: Caller = SYSTEM) -> Image:
+        """The image, if the caller may change it (its project's, or an admin): another
+        project's image, even a public or shared one, is "not found" for changes."""
         image = self.get(ref, caller=caller)
         if caller is not SYSTEM and not caller.is_admin and image.project_id != caller.project_id:
             raise NotFound(f"image {ref!r} not found", resource="image", id=ref)
+        return image
+
+    # --- attributes
+    def set_description(self, ref: str, description: str, *, caller: Caller = SYSTEM) -> Image:
+        """At most 255 characters; an empty one clears it."""
+        if len(description) > MAX_DESCRIPTION:
+            raise InvalidInput(f"an image description is at most {MAX_DESCRIPTION} characters")
+        image = self.owned(ref, caller=caller)
+        with self.db.session() as s:
+            row = s.get(ImageRow, image.id)
+            if row is None:
+                raise NotFound(f"image {ref!r} not found", resource="image", id=ref)
+            row.description = description or None
+            return _to_model(row)
+
+    def change_launch_permission(self, ref: str, *, public: bool | None = None,
+                                 grant: Sequence[str] = (), revoke: Sequence[str] = (),
+                                 caller: Caller = SYSTEM) -> Image:
+        """Who may see and launch the image besides its own project: everyone (`public`), and
+        the projects granted (by id). Unknown projects are refused before anything changes;
+        granting or revoking what is already so is not an error."""
+        image = self.owned(ref, caller=caller)
+        wanted = set(grant) | set(revoke)
+        with self.db.session() as s:
+            known = set(s.scalars(select(ProjectRow.id).where(ProjectRow.id.in_(wanted)))) \
+                if wanted else set()
+            unknown = sorted(wanted - known)
+            if unknown:
+                raise InvalidInput(f"no such project: {', '.join(unknown)}", resource="project")
+            row = s.get(ImageRow, image.id)
+            if row is None:
+                raise NotFound(f"image {ref!r} not found", resource="image", id=ref)
+            shared = [p for p in row.launch_projects or () if p not in revoke]
+            shared += [p for p in dict.fromkeys(grant)
+                       if p not in shared and p != row.project_id and p not in revoke]
+            row.launch_projects = shared
+            if public is not None:
+                row.public = public
+            return _to_model(row)
+
+    # --- delete
+    def delete(self, ref: str, *, caller: Caller = SYSTEM) -> None:
+        image = self.owned(ref, caller=caller)
         with self.db.session() as s:
             users = s.scalar(select(func.count()).select_from(InstanceRow).where(
                 InstanceRow.image_id == image.id, InstanceRow.state != "terminated"))

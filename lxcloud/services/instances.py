@@ -26,6 +26,7 @@ from lxcloud.core.caps import NodeCaps
 from lxcloud.core.errors import (
     Conflict,
     Forbidden,
+    InvalidCombination,
     InvalidInput,
     InvalidState,
     NotFound,
@@ -64,6 +65,7 @@ from lxcloud.services.tags import TagService
 log = logging.getLogger(__name__)
 MAX_USER_DATA = 16 * 1024
 DEFAULT_POOL = "default"
+SHUTDOWN_BEHAVIORS = ("stop", "terminate")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class LaunchRequest:
     block_devices: tuple[BlockDevice, ...] = ()
     network: str | None = None     # the network's name; the default network when None
     pool: str | None = None        # the root disk's pool; the default pool when None
+    disable_api_termination: bool = False    # termination protection
+    shutdown_behavior: str = "stop"          # what a halt from inside means: stop | terminate
 
 
 # user-facing action -> lifecycle action
@@ -114,7 +118,9 @@ def _to_model(r: Any, image_names: dict[str, str], projects: dict[str, str]) -> 
         project=projects.get(r.project_id or ""), image_name=image_names.get(r.image_id),
         operation_id=r.operation_id, key_name=r.key_name, zone=r.zone,
         reservation_id=r.reservation_id, client_token=r.client_token,
-        launch_index=r.launch_index or 0)
+        launch_index=r.launch_index or 0,
+        disable_api_termination=bool(r.disable_api_termination),
+        shutdown_behavior=r.shutdown_behavior or "stop")
 
 
 class InstanceService:
@@ -213,6 +219,7 @@ class InstanceService:
                                    "digits or dashes, at most 63 characters")
             name = None
         self._check_user_data(req.user_data)
+        self.validate_attributes(shutdown_behavior=req.shutdown_behavior)
         image = self.images.get(req.image, caller=caller)
         self._check_memory(limits, image, itype.name)
         public_keys = [self.keypairs.get(req.key_name, caller).public_key] if req.key_name else []
@@ -251,7 +258,9 @@ class InstanceService:
                     nics=[nic_to_dict(self.networks.attach(s, net, plan, iid))],
                     disks=[disk_to_dict(d) for d in disks], user_data=req.user_data,
                     project_id=project_id, key_name=req.key_name, zone=zone,
-                    client_token=req.client_token, launch_index=n, reservation_id=rid)
+                    client_token=req.client_token, launch_index=n, reservation_id=rid,
+                    disable_api_termination=req.disable_api_termination,
+                    shutdown_behavior=req.shutdown_behavior)
                 s.add(row)
                 op = self.ops.begin(s, "launch", iid, project_id=project_id)
                 row.operation_id = op.id
@@ -470,10 +479,15 @@ class InstanceService:
             return str(r.state)
 
     # --- delete
-    def delete(self, ref: str, *, force: bool = False, caller: Caller = SYSTEM) -> Operation:
+    def delete(self, ref: str, *, force: bool = False, caller: Caller = SYSTEM,
+               from_inside: bool = False) -> Operation:
+        """Terminates it. Termination protection refuses a delete (Conflict, reason
+        TERMINATION_PROTECTED) unless the instance halted itself (`from_inside`), as on EC2."""
         inst = self.get(ref, caller=caller)
         if inst.state == State.TERMINATED:
             raise InvalidState(f"instance {inst.name} is already terminated", state=inst.state)
+        if not from_inside:
+            self._check_protection(inst)
         if inst.state in (State.RUNNING, State.FROZEN, State.REBOOTING) and not force:
             raise InvalidState(f"instance {inst.name} is {inst.state}: stop it first or use force",
                                state=inst.state)
@@ -536,3 +550,60 @@ class InstanceService:
     def port_map(self) -> dict[str, builtins.list[Nic]]:
         """Every live instance's NICs on this node (what the port guard must allow)."""
         return {i.id: i.nics for i in self.list() if i.node in (None, self.node.name)}
+
+    # --- attributes (EC2's instance attributes; REST shows them on the instance)
+    def set_attributes(self, ref: str, *, disable_api_termination: bool | None = None,
+                       shutdown_behavior: str | None = None, kernel: str | None = None,
+                       ramdisk: str | None = None, caller: Caller = SYSTEM) -> Instance:
+        """Termination protection and the shutdown behaviour (stop | terminate) change in any state
+        but terminated. A kernel or a ramdisk is an InvalidCombination: a container runs on its
+        host's kernel and boots no ramdisk. Everything is checked before anything is written."""
+        self.validate_attributes(shutdown_behavior=shutdown_behavior, kernel=kernel,
+                                 ramdisk=ramdisk)
+        inst = self.get(ref, caller=caller)
+        with self.db.session() as s:
+            r = s.get(InstanceRow, inst.id)
+            if r is None or r.state == State.TERMINATED:
+                raise InvalidState(f"the instance {inst.id} is terminated", state=State.TERMINATED,
+                                   resource="instance")
+            if disable_api_termination is not None:
+                r.disable_api_termination = disable_api_termination
+            if shutdown_behavior is not None:
+                r.shutdown_behavior = shutdown_behavior
+        return self.get(inst.id)
+
+    @staticmethod
+    def validate_attributes(*, shutdown_behavior: str | None = None, kernel: str | None = None,
+                            ramdisk: str | None = None) -> None:
+        """What set_attributes refuses, checked alone (before a launch that will set them)."""
+        for what, value in (("kernel", kernel), ("ramdisk", ramdisk)):
+            if value is not None:
+                raise InvalidCombination(f"a container instance has no {what} of its own: it runs "
+                                         "on its host's kernel", capability=what)
+        if shutdown_behavior is not None and shutdown_behavior not in SHUTDOWN_BEHAVIORS:
+            raise InvalidInput(f"shutdown behaviour {shutdown_behavior!r} is not one of "
+                               f"{', '.join(SHUTDOWN_BEHAVIORS)}")
+
+    def check_deletable(self, refs: Sequence[str], *, caller: Caller = SYSTEM) -> None:
+        """All of these instances may be deleted by this caller now (for a batch that must delete
+        all or none): termination protection refuses, naming the first protected one."""
+        for ref in refs:
+            self._check_protection(self.get(ref, caller=caller))
+
+    @staticmethod
+    def _check_protection(inst: Instance) -> None:
+        if inst.disable_api_termination and inst.state != State.TERMINATED:
+            raise Conflict(f"The instance '{inst.id}' may not be terminated. Modify its "
+                           "'disableApiTermination' instance attribute and try again.",
+                           resource="instance", reason=Reason.TERMINATION_PROTECTED, id=inst.id)
+
+    def halted_from_inside(self, iid: str) -> Operation | None:
+        """Called when the instance's own init halted it (the reconciler saw a running instance
+        stop by itself, and recorded it stopped): with the 'terminate' shutdown behaviour it is
+        terminated, termination protection notwithstanding (as on EC2); with 'stop' it stays
+        stopped. Returns the delete operation, if one was started."""
+        inst = self.get(iid)
+        if inst.shutdown_behavior != "terminate" or inst.state != State.STOPPED:
+            return None
+        log.info("instance %s halted itself; its shutdown behaviour is terminate", iid)
+        return self.delete(iid, force=True, from_inside=True)

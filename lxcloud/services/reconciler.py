@@ -2,16 +2,19 @@
 
 Runs at start-up and periodically. A restart neither kills a container nor loses a record:
 a container that vanished is marked `error`, one that stopped by itself is marked `stopped`,
-an unknown one (on the host, not in the database) is reported, never touched.
+an unknown one (on the host, not in the database) is reported, never touched. A running instance
+whose own init halted it (seen by the periodic pass, not at start-up, when the host itself may have
+been down) is handed to `on_halt`, which applies its shutdown behaviour.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from lxcloud.core.host import HostState
 from lxcloud.core.lifecycle import State, observe
@@ -21,6 +24,9 @@ from lxcloud.node.protocol import NodeClient
 from lxcloud.services.operations import Operations
 
 log = logging.getLogger(__name__)
+
+# the state reason of an instance whose own init halted it
+SELF_SHUTDOWN = "instance-initiated shutdown"
 
 _EXPECTED = {State.RUNNING: HostState.RUNNING, State.STOPPED: HostState.STOPPED,
              State.FROZEN: HostState.FROZEN}
@@ -41,6 +47,8 @@ class Reconciler:
         self.last = ReconcileReport()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # called with the id of a running instance that halted itself, once it is recorded stopped
+        self.on_halt: Callable[[str], object] | None = None
 
     def run_once(self, startup: bool = False) -> ReconcileReport:
         rep = ReconcileReport()
@@ -80,6 +88,8 @@ class Reconciler:
             return self._set(iid, observe(state, host.value), "the container vanished from its host")
         if state in _EXPECTED and _EXPECTED[state] == host:
             return None
+        if state == State.RUNNING and host == HostState.STOPPED and not startup:
+            return self._halted(iid)
         if state in (State.PENDING, State.STOPPING, State.REBOOTING) and not startup:
             return None    # transient: its operation will settle it
         target = observe(state, host.value)
@@ -96,6 +106,25 @@ class Reconciler:
                 r.state = state
                 r.state_reason = reason
         return str(state)
+
+    def _halted(self, iid: str) -> str | None:
+        """A running instance stopped by itself: recorded stopped only if its record still says
+        running (an operation that just ended wins), then handed to on_halt."""
+        target = observe(State.RUNNING, HostState.STOPPED.value)
+        with self.db.session() as s:
+            hit = s.execute(update(InstanceRow)
+                            .where(InstanceRow.id == iid, InstanceRow.state == State.RUNNING)
+                            .values(state=target, state_reason=SELF_SHUTDOWN))
+            if not hit.rowcount:  # type: ignore[attr-defined]
+                return None
+        log.info("reconcile %s: running -> %s (%s)", iid, target, SELF_SHUTDOWN)
+        if self.on_halt is not None:
+            try:
+                self.on_halt(iid)
+            except Exception:
+                log.exception("instance %s halted itself; applying its shutdown behaviour failed",
+                              iid)
+        return str(target)
 
     def start(self, interval: float) -> None:
         def loop() -> None:

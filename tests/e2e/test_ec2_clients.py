@@ -30,6 +30,9 @@ def cloud() -> Iterator[Cloud]:
     base = Path(tempfile.mkdtemp(prefix="lxcloud-ec2-", dir="/tmp"))
     os.chmod(base, 0o755)
     c = Cloud(data_dir=base / "data", port=free_port())
+    # the periodic reconciler is what sees an instance halt itself: run it often here
+    c.data_dir.mkdir()
+    (c.data_dir / "config.json").write_text(json.dumps({"reconcile_interval": 2}))
     try:
         c.start()
         c.cli("image", "build", "busybox")
@@ -111,6 +114,46 @@ def test_aws_cli_full_cycle(aws: Any, ec2: Any) -> None:
     ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig={"Delay": 0.5})
     state = aws("describe-instances", "--instance-ids", iid)["Reservations"][0]["Instances"][0]
     assert state["State"]["Name"] == "terminated"
+
+
+def test_termination_protection_and_shutdown_behaviour(aws: Any, ec2: Any, cloud: Cloud) -> None:
+    """Termination protection refuses the aws CLI and lxcloud's own CLI alike; an instance whose
+    shutdown behaviour is `terminate` is terminated when its own init halts it, protection or not
+    (as on EC2)."""
+    ami = image_id(ec2, "busybox")
+    res = aws("run-instances", "--image-id", ami, "--instance-type", "t3.nano", "--count", "1",
+              "--disable-api-termination",
+              "--tag-specifications", "ResourceType=instance,Tags=[{Key=Name,Value=guarded}]")
+    iid = res["Instances"][0]["InstanceId"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig={"Delay": 0.5})
+    got = aws("describe-instance-attribute", "--instance-id", iid, "--attribute",
+              "disableApiTermination")
+    assert got["DisableApiTermination"] == {"Value": True}
+    err = aws("terminate-instances", "--instance-ids", iid, check=False)
+    assert err.returncode != 0 and "OperationNotPermitted" in err.stderr and iid in err.stderr
+    refused = cloud.cli("delete", "guarded", "--force", check=False)
+    assert refused.returncode != 0 and "may not be terminated" in refused.stdout + refused.stderr
+    assert cloud.json("show", "guarded")["state"] == "running"   # type: ignore[index]
+    assert aws("get-password-data", "--instance-id", iid)["PasswordData"] == ""
+    aws("modify-instance-attribute", "--instance-id", iid,
+        "--instance-initiated-shutdown-behavior", "terminate")
+    # the instance halts itself; the reconciler sees it and terminates it
+    cloud.cli("exec", "guarded", "--", "poweroff")
+    ec2.get_waiter("instance_terminated").wait(
+        InstanceIds=[iid], WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
+    gone = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert gone["StateReason"]["Code"] == "Client.InstanceInitiatedShutdown"
+    assert iid not in subprocess.run(["lxc-ls", "-P", str(cloud.data_dir / "containers")],
+                                     capture_output=True, text=True).stdout
+    # protection off: terminate works again
+    other = aws("run-instances", "--image-id", ami, "--instance-type", "t3.nano",
+                "--disable-api-termination")["Instances"][0]["InstanceId"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=[other], WaiterConfig={"Delay": 0.5})
+    aws("modify-instance-attribute", "--instance-id", other, "--no-disable-api-termination")
+    aws("terminate-instances", "--instance-ids", other)
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[other], WaiterConfig={"Delay": 0.5})
+    bad = aws("run-instances", "--image-id", "ami-zzz", "--count", "1", check=False)
+    assert "InvalidAMIID.Malformed" in bad.stderr
 
 
 def test_boto3_user_data_metadata_and_errors(ec2: Any, cloud: Cloud) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,8 @@ def image(api: TestClient, tmp_path: Path) -> dict[str, object]:
     return r.json()  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def ec2_server(cloud: Cloud) -> Iterator[str]:
+@contextmanager
+def serve(cloud: Cloud) -> Iterator[str]:
     """The cloud's HTTP app served by a real uvicorn on a free loopback port (boto3 needs HTTP).
     The socket listens before the server thread starts: early requests wait in its backlog, so
     nothing has to wait for the server to come up."""
@@ -72,17 +73,29 @@ def ec2_server(cloud: Cloud) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(create_app(cloud), log_level="warning", lifespan="on"))
     t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     t.start()
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    t.join(10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        t.join(10)
+        sock.close()
+
+
+@pytest.fixture
+def ec2_server(cloud: Cloud) -> Iterator[str]:
+    with serve(cloud) as url:
+        yield url
+
+
+def ec2_client(url: str, access_key_id: str, secret: str):  # type: ignore[no-untyped-def]
+    """A boto3 EC2 client for the cloud served at `url`."""
+    import boto3
+
+    return boto3.client("ec2", endpoint_url=f"{url}/ec2/", region_name="lxcloud-1",
+                        aws_access_key_id=access_key_id, aws_secret_access_key=secret)
 
 
 @pytest.fixture
 def ec2(ec2_server: str, cloud: Cloud):  # type: ignore[no-untyped-def]
-    import boto3
-
     key = cloud.admin_key
-    return boto3.client("ec2", endpoint_url=f"{ec2_server}/ec2/", region_name="lxcloud-1",
-                        aws_access_key_id=key.access_key_id,
-                        aws_secret_access_key=key.secret_access_key)
+    return ec2_client(ec2_server, key.access_key_id, key.secret_access_key)

@@ -11,9 +11,11 @@ from typing import Any
 from lxcloud.api.ec2.errors import Ec2Error
 from lxcloud.api.ec2.params import Params
 from lxcloud.core.caller import Caller
+from lxcloud.core.errors import InvalidInput, Reason
 
 INSTANCE_ID = re.compile(r"^i-([0-9a-f]{8}|[0-9a-f]{17})$")
 IMAGE_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
+KEY_PAIR_ID = re.compile(r"^key-[0-9a-f]{17}$")
 
 # EC2's state codes; our states without an EC2 twin show as their nearest one
 STATE_CODES = {
@@ -40,10 +42,17 @@ def owner(caller: Caller) -> str:
     return account_id(caller.project_id)
 
 
-def check_ids(ids: Iterable[str], pattern: re.Pattern[str], code: str) -> None:
+ID_PATTERNS: dict[str, re.Pattern[str]] = {"instance": INSTANCE_ID, "image": IMAGE_ID}
+PREFIXES = {"instance": "i", "image": "ami"}
+
+
+def check_ids(ids: Iterable[str], kind: str) -> None:
+    """Each id is well-formed for its kind ("instance", "image"), else the kind's Malformed error
+    (InvalidInstanceID.Malformed, InvalidAMIID.Malformed), before anything is looked up."""
     for i in ids:
-        if not pattern.match(i):
-            raise Ec2Error(code, f'Invalid id: "{i}"')
+        if not ID_PATTERNS[kind].match(i):
+            raise InvalidInput(f'Invalid id: "{i}" (expecting "{PREFIXES[kind]}-...")',
+                               resource=kind, reason=Reason.MALFORMED_ID)
 
 
 def tag_set(tags: Mapping[str, str]) -> list[dict[str, str]]:

@@ -97,6 +97,7 @@ _MALFORMED: dict[str, str] = {
     "security_group": "InvalidGroupId.Malformed",
     "key_pair": "InvalidKeyPair.Format",
     "reservation": "InvalidReservationID.Malformed",
+    "resource": "InvalidID",           # an id of any kind (CreateTags' ResourceId)
 }
 
 

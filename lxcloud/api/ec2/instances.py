@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lxcloud.api.ec2.common import (
-    INSTANCE_ID,
     STATE_CODES,
     apply_filters,
     check_ids,
@@ -21,11 +20,11 @@ from lxcloud.api.ec2.dispatch import Ctx, action
 from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
-from lxcloud.core.errors import InvalidState, NotFound
-from lxcloud.core.instance import BlockDevice, BootOptions, Kind
-from lxcloud.core.instance_types import get_type
+from lxcloud.core.errors import InvalidState
+from lxcloud.core.instance import ROOT_DEVICE, BlockDevice, BootOptions, Kind
 from lxcloud.core.models import Instance
 from lxcloud.services.instances import LaunchRequest
+from lxcloud.services.reconciler import SELF_SHUTDOWN
 
 TERMINATED_VISIBLE = timedelta(hours=1)
 
@@ -42,7 +41,10 @@ def _dns(ctx: Ctx, inst: Instance) -> str:
 
 def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str, Any]:
     reason = None
-    if inst.state in ("error", "terminated") and inst.state_reason:
+    if inst.state_reason == SELF_SHUTDOWN and inst.state in ("stopped", "terminated"):
+        reason = {"code": "Client.InstanceInitiatedShutdown",
+                  "message": "Client.InstanceInitiatedShutdown: Instance initiated shutdown"}
+    elif inst.state in ("error", "terminated") and inst.state_reason:
         reason = {"code": "Server.InternalError" if inst.state == "error"
                   else "Client.UserInitiatedShutdown", "message": inst.state_reason[:255]}
     return {
@@ -53,6 +55,7 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str,
         "placement": {"availabilityZone": _zone(ctx, inst), "tenancy": "default"},
         "monitoring": {"state": "disabled"}, "privateIpAddress": inst.ipv4,
         "architecture": ec2_arch(_arch(ctx, inst.image_id)), "rootDeviceType": "instance-store",
+        "rootDeviceName": ROOT_DEVICE,
         "hypervisor": "lxc" if inst.kind == Kind.CONTAINER else "kvm",
         "virtualizationType": "container" if inst.kind == Kind.CONTAINER else "hvm",
         "groupSet": [], "tagSet": tag_set(tags), "stateReason": reason,
@@ -93,7 +96,7 @@ def _visible(ctx: Ctx, ids: list[str] | None) -> list[Instance]:
 
 def _find(ctx: Ctx, ids: list[str]) -> list[Instance]:
     """Exactly these instances of the caller, or InvalidInstanceID.NotFound naming the missing."""
-    check_ids(ids, INSTANCE_ID, "InvalidInstanceID.Malformed")
+    check_ids(ids, "instance")
     found = {i.id: i for i in _visible(ctx, ids)}
     missing = [i for i in ids if i not in found]
     if missing:
@@ -130,7 +133,8 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     })
     items = apply_filters(items, filters, fields, lambda i: tags.get(i.id, {}))
     key = "DescribeInstances|" + repr(sorted(filters.items()))
-    page, token = paginate(items, max_results, p.str("NextToken"), key=key)
+    page, token = paginate(items, max_results, p.str("NextToken"), key=key,
+                           secret=ctx.cloud.ec2_token_secret)
     reservations: dict[str, list[Instance]] = {}
     for i in page:
         reservations.setdefault(_reservation(i), []).append(i)
@@ -145,6 +149,7 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     """A translation: every rule (counts, type, image, key, name, user data, zone, quota, what a
     container can honour) is the instance service's."""
     image_id = p.req("ImageId")
+    check_ids([image_id], "image")
     min_count = p.int("MinCount", min=1, required=True)
     max_count = p.int("MaxCount", min=1, required=True)
     assert min_count is not None and max_count is not None
@@ -160,7 +165,9 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         min_count=min_count, max_count=max_count,
         boot=BootOptions(kernel_id=p.str("KernelId") or None,
                          ramdisk_id=p.str("RamdiskId") or None, features=features),
-        block_devices=_block_devices(p))
+        block_devices=_block_devices(p),
+        disable_api_termination=p.bool("DisableApiTermination"),
+        shutdown_behavior=p.str("InstanceInitiatedShutdownBehavior") or "stop")
     launched = ctx.cloud.instances.launch(req, caller=ctx.caller, dry_run=p.dry_run())
     if not launched:
         raise dry_run_ok()
@@ -205,6 +212,8 @@ def _changes(ctx: Ctx, p: Params, verb: str, **kw: Any) -> dict[str, Any]:
     insts = _find(ctx, ids)
     if p.dry_run():
         raise dry_run_ok()
+    if verb == "terminate":   # all or none: a protected one refuses the whole request
+        ctx.cloud.instances.check_deletable([i.id for i in insts], caller=ctx.caller)
     out = []
     for inst in insts:
         before = _state(inst)
@@ -279,7 +288,8 @@ def describe_instance_status(ctx: Ctx, p: Params) -> dict[str, Any]:
     fields["availability-zone"] = lambda i: _zone(ctx, i)
     insts = apply_filters(insts, filters, fields, lambda i: {})
     page, token = paginate(insts, p.int("MaxResults"), p.str("NextToken"),
-                           key="DescribeInstanceStatus|" + repr(sorted(filters.items())))
+                           key="DescribeInstanceStatus|" + repr(sorted(filters.items())),
+                           secret=ctx.cloud.ec2_token_secret)
 
     def status(i: Instance) -> dict[str, Any]:
         ok = i.state in ("running", "rebooting", "frozen")
@@ -290,59 +300,3 @@ def describe_instance_status(ctx: Ctx, p: Params) -> dict[str, Any]:
     return {"instanceStatusSet": [
         {"instanceId": i.id, "availabilityZone": _zone(ctx, i), "instanceState": _state(i),
          "systemStatus": status(i), "instanceStatus": status(i)} for i in page], "nextToken": token}
-
-
-@action("DescribeInstanceAttribute")
-def describe_instance_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
-    inst = _find(ctx, [p.req("InstanceId")])[0]
-    attr = p.req("Attribute")
-    out: dict[str, Any] = {"instanceId": inst.id}
-    if attr == "instanceType":
-        out["instanceType"] = {"value": inst.instance_type}
-    elif attr == "userData":
-        ud = inst.user_data
-        out["userData"] = {"value": base64.b64encode(ud.encode()).decode()} if ud else {}
-    else:
-        raise Ec2Error("InvalidParameterValue",
-                       f"Value ({attr}) for parameter attribute is invalid. Supported here: "
-                       "instanceType, userData")
-    return out
-
-
-@action("ModifyInstanceAttribute")
-def modify_instance_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
-    inst = _find(ctx, [p.req("InstanceId")])[0]
-    itype = p.str("InstanceType.Value")
-    ud_b64 = p.str("UserData.Value")
-    attr = p.str("Attribute")
-    if attr == "instanceType" and itype is None:
-        itype = p.str("Value")
-    elif attr == "userData" and ud_b64 is None:
-        ud_b64 = p.str("Value")
-    elif attr is not None and attr not in ("instanceType", "userData"):
-        raise Ec2Error("InvalidParameterValue", f"Value ({attr}) for parameter attribute is invalid")
-    if itype is None and ud_b64 is None:
-        raise Ec2Error("MissingParameter", "The request must contain the parameter InstanceType "
-                       "or UserData")
-    if itype is not None:
-        try:
-            get_type(itype)
-        except NotFound:
-            raise Ec2Error("InvalidParameterValue", f"Invalid value '{itype}' for InstanceType.") \
-                from None
-    user_data = None
-    if ud_b64 is not None:
-        try:
-            user_data = base64.b64decode(ud_b64, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise Ec2Error("InvalidParameterValue", "Invalid BASE64 encoding of user data.") \
-                from None
-    if inst.state != "stopped":
-        raise Ec2Error("IncorrectInstanceState",
-                       f"The instance '{inst.id}' is not in the 'stopped' state.")
-    if p.dry_run():
-        raise dry_run_ok()
-    ctx.cloud.instances.modify(inst.id, instance_type=itype, user_data=user_data, caller=ctx.caller)
-    return {"return": True}
-
-

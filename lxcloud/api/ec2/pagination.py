@@ -1,8 +1,9 @@
 """MaxResults / NextToken pagination with opaque tokens bound to the query they came from.
 
 A token is base64url of `offset:mac`, where mac is a short HMAC over the offset and the caller's
-query `key` (the action plus its filters, in a stable form). A token handed back with another
-query, or edited, fails with InvalidParameterValue, as EC2's do.
+query `key` (the action plus its filters, in a stable form), keyed with the cloud's token secret
+(kept in its data dir, so a token outlives a restart). A token handed back with another query,
+or edited, fails with InvalidParameterValue, as EC2's do.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -21,19 +21,16 @@ T = TypeVar("T")
 
 MIN_RESULTS = 5
 MAX_RESULTS = 1000
-# Tokens only need to survive a listing session; a per-process secret is enough, and a restart
-# turning old tokens into InvalidParameterValue is what EC2 does with stale tokens too.
-_SECRET = os.urandom(32)
 _MAC_BYTES = 12
 
 
-def make_token(offset: int, key: str) -> str:
+def make_token(offset: int, key: str, secret: bytes) -> str:
     """The opaque token that resumes the query `key` at `offset`."""
-    raw = f"{offset}:{_mac(offset, key)}".encode()
+    raw = f"{offset}:{_mac(offset, key, secret)}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def read_token(token: str, key: str) -> int:
+def read_token(token: str, key: str, secret: bytes) -> int:
     """The offset inside a token made for the same `key`; anything else is InvalidParameterValue."""
     try:
         padded = token + "=" * (-len(token) % 4)
@@ -42,13 +39,13 @@ def read_token(token: str, key: str) -> int:
         offset = int(offset_text)
     except (ValueError, binascii.Error, UnicodeError):
         raise _bad_token(token) from None
-    if offset < 0 or not hmac.compare_digest(mac, _mac(offset, key)):
+    if offset < 0 or not hmac.compare_digest(mac, _mac(offset, key, secret)):
         raise _bad_token(token)
     return offset
 
 
 def paginate(items: Sequence[T], max_results: int | None, next_token: str | None, *,
-             key: str) -> tuple[list[T], str | None]:
+             key: str, secret: bytes) -> tuple[list[T], str | None]:
     """One page of `items` and the token of the next page (None on the last page).
 
     Without MaxResults and NextToken everything is returned at once, as EC2 does. MaxResults
@@ -59,16 +56,16 @@ def paginate(items: Sequence[T], max_results: int | None, next_token: str | None
                        f"Value ( {max_results} ) for parameter maxResults is invalid. "
                        f"Expecting a value greater than {MIN_RESULTS - 1} and less than "
                        f"{MAX_RESULTS + 1}.")
-    start = read_token(next_token, key) if next_token else 0
+    start = read_token(next_token, key, secret) if next_token else 0
     if max_results is None:
         return list(items[start:]), None
     end = start + max_results
     page = list(items[start:end])
-    return page, make_token(end, key) if end < len(items) else None
+    return page, make_token(end, key, secret) if end < len(items) else None
 
 
-def _mac(offset: int, key: str) -> str:
-    digest = hmac.new(_SECRET, f"{offset}\n{key}".encode(), hashlib.sha256).digest()
+def _mac(offset: int, key: str, secret: bytes) -> str:
+    digest = hmac.new(secret, f"{offset}\n{key}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:_MAC_BYTES]).decode()
 
 

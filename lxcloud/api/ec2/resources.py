@@ -9,6 +9,7 @@ from typing import Any
 from lxcloud.api.ec2.common import (
     IMAGE_ID,
     INSTANCE_ID,
+    KEY_PAIR_ID,
     account_id,
     apply_filters,
     check_ids,
@@ -20,6 +21,8 @@ from lxcloud.api.ec2.dispatch import Ctx, action
 from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
+from lxcloud.core.errors import InvalidInput, Reason
+from lxcloud.core.instance import ROOT_DEVICE
 from lxcloud.core.instance_types import DEFAULT_TYPES
 from lxcloud.core.models import Image
 from lxcloud.services.keypairs import KeyPair
@@ -30,6 +33,20 @@ def _image_owner(img: Image) -> str:
     return account_id(img.project_id or "")
 
 
+def image_description(img: Image) -> str:
+    """The description set on it, else one made of what the template says about itself."""
+    return img.description or f"{img.os} {img.release} ({img.format}, {img.size} bytes)".strip()
+
+
+def executable_by(img: Image, who: str, me: str) -> bool:
+    """EC2's ExecutableBy: `all` (public images), `self` or an account id (its own images and
+    those shared with it)."""
+    if who == "all":
+        return img.public
+    acct = me if who == "self" else who
+    return _image_owner(img) == acct or acct in {account_id(p) for p in img.launch_projects}
+
+
 def render_image(img: Image, tags: dict[str, str]) -> dict[str, Any]:
     container = img.kind == "container"
     return {
@@ -37,8 +54,9 @@ def render_image(img: Image, tags: dict[str, str]) -> dict[str, Any]:
         "imageOwnerId": _image_owner(img), "creationDate": img.created, "isPublic": img.public,
         "architecture": ec2_arch(img.architecture),
         "imageType": "machine", "name": img.name,
-        "description": f"{img.os} {img.release} ({img.format}, {img.size} bytes)".strip(),
-        "rootDeviceType": "instance-store", "platformDetails": "Linux/UNIX",
+        "description": image_description(img),
+        "rootDeviceType": "instance-store", "rootDeviceName": ROOT_DEVICE,
+        "platformDetails": "Linux/UNIX",
         "virtualizationType": "container" if container else "hvm",
         "hypervisor": "lxc" if container else "kvm", "tagSet": tag_set(tags),
     }
@@ -47,7 +65,7 @@ def render_image(img: Image, tags: dict[str, str]) -> dict[str, Any]:
 @action("DescribeImages")
 def describe_images(ctx: Ctx, p: Params) -> dict[str, Any]:
     ids = p.list("ImageId")
-    check_ids(ids, IMAGE_ID, "InvalidAMIID.Malformed")
+    check_ids(ids, "image")
     images = ctx.cloud.images.list(caller=ctx.caller)
     if ids:
         found = {i.id: i for i in images}
@@ -63,8 +81,7 @@ def describe_images(ctx: Ctx, p: Params) -> dict[str, Any]:
         images = [i for i in images if _image_owner(i) in wanted]
     executable = p.list("ExecutableBy")
     if executable:
-        images = [i for i in images if "all" in executable and i.public
-                  or {"self", me} & set(executable)]
+        images = [i for i in images if any(executable_by(i, w, me) for w in executable)]
     tags = ctx.cloud.tags.of(ctx.caller, [i.id for i in images])
     fields = {
         "image-id": lambda i: i.id, "name": lambda i: i.name, "owner-id": _image_owner,
@@ -77,14 +94,15 @@ def describe_images(ctx: Ctx, p: Params) -> dict[str, Any]:
     }
     images = apply_filters(images, p.filters(), fields, lambda i: tags.get(i.id, {}))
     page, token = paginate(images, p.int("MaxResults"), p.str("NextToken"),
-                           key="DescribeImages|" + repr(sorted(p.filters().items())))
+                           key="DescribeImages|" + repr(sorted(p.filters().items())),
+                           secret=ctx.cloud.ec2_token_secret)
     return {"imagesSet": [render_image(i, tags.get(i.id, {})) for i in page], "nextToken": token}
 
 
 @action("DeregisterImage")
 def deregister_image(ctx: Ctx, p: Params) -> dict[str, Any]:
     image_id = p.req("ImageId")
-    check_ids([image_id], IMAGE_ID, "InvalidAMIID.Malformed")
+    check_ids([image_id], "image")
     ctx.cloud.images.get(image_id, caller=ctx.caller)
     if p.dry_run():
         raise dry_run_ok()
@@ -161,20 +179,20 @@ def delete_key_pair(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 # --- tags
 def _owned(ctx: Ctx, resource_ids: list[str]) -> None:
-    """Every id must be one of the caller's resources (else its EC2 NotFound)."""
+    """Every id must be one of the caller's resources: an ill-formed id of any kind is InvalidID
+    (as EC2's CreateTags answers), a well-formed one not found its kind's NotFound."""
     keys = {k.id for k in ctx.cloud.keypairs.list(ctx.caller)}
     for rid in resource_ids:
-        if rid.startswith("i-"):
-            check_ids([rid], INSTANCE_ID, "InvalidInstanceID.Malformed")
+        if INSTANCE_ID.match(rid):
             ctx.cloud.instances.get(rid, caller=ctx.caller)
-        elif rid.startswith("ami-"):
-            check_ids([rid], IMAGE_ID, "InvalidAMIID.Malformed")
+        elif IMAGE_ID.match(rid):
             ctx.cloud.images.get(rid, caller=ctx.caller)
-        elif rid.startswith("key-"):
+        elif KEY_PAIR_ID.match(rid):
             if rid not in keys:
                 raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair '{rid}' does not exist")
         else:
-            raise Ec2Error("InvalidID", f"The ID '{rid}' is not valid")
+            raise InvalidInput(f"The ID '{rid}' is not valid", resource="resource",
+                               reason=Reason.MALFORMED_ID)
 
 
 def _tags_param(p: Params) -> list[dict[str, Any]]:
@@ -213,7 +231,8 @@ def describe_tags(ctx: Ctx, p: Params) -> dict[str, Any]:
               "key": lambda t: t.key, "value": lambda t: t.value}
     tags = apply_filters(tags, p.filters(), fields, lambda t: {})
     page, token = paginate(tags, p.int("MaxResults"), p.str("NextToken"),
-                           key="DescribeTags|" + repr(sorted(p.filters().items())))
+                           key="DescribeTags|" + repr(sorted(p.filters().items())),
+                           secret=ctx.cloud.ec2_token_secret)
     return {"tagSet": [{"resourceId": t.resource_id, "resourceType": t.resource_type,
                         "key": t.key, "value": t.value} for t in page], "nextToken": token}
 

@@ -272,21 +272,23 @@ def check_scope(credential: Credential, amz_date: str, *, region: str, service: 
 
 
 def check_time(info: AuthInfo, now: datetime, max_skew: timedelta) -> None:
-    """Header form: the request time within ±max_skew; presigned: not yet expired, not from the future."""
+    """Header form: the request time within ±max_skew; presigned: not yet expired, not from the future.
+    Outside those bounds EC2 answers RequestExpired (its code for a stale, expired or future
+    date stamp alike)."""
     signed_at = _parse_amz_date(info.amz_date)
     fmt = AMZ_DATE_FORMAT
     if signed_at - now > max_skew:
-        raise Ec2Error("AuthFailure",
+        raise Ec2Error("RequestExpired",
                        f"Signature not yet current: {info.amz_date} is still later than "
                        f"{(now + max_skew).strftime(fmt)} ({now.strftime(fmt)} + {_minutes(max_skew)}).")
     if info.presigned:
         assert info.expires is not None
         if now > signed_at + timedelta(seconds=info.expires):
-            raise Ec2Error("AuthFailure",
+            raise Ec2Error("RequestExpired",
                            f"Request has expired: signed at {info.amz_date}, valid for {info.expires} "
                            f"seconds, now {now.strftime(fmt)}.")
     elif now - signed_at > max_skew:
-        raise Ec2Error("AuthFailure",
+        raise Ec2Error("RequestExpired",
                        f"Request has expired. Signature expired: {info.amz_date} is now earlier than "
                        f"{(now - max_skew).strftime(fmt)} ({now.strftime(fmt)} - {_minutes(max_skew)}).")
 
@@ -321,7 +323,8 @@ def verify(method: str, path: str, query: list[tuple[str, str]], headers: Mappin
     (a multidict with `getlist`, like Starlette's, keeps repeated headers). `secret_for` maps an
     access key id to its secret, or None when the key is unknown. Raises `Ec2Error`:
     MissingAuthenticationToken (no signature at all), IncompleteSignature (malformed),
-    AuthFailure (unknown key, wrong region or service, outside the time window, expired URL),
+    AuthFailure (unknown key, wrong region or service), RequestExpired (outside the time window,
+    expired URL),
     SignatureDoesNotMatch (wrong signature or payload hash).
     """
     info = _parse(query, headers)

@@ -4,6 +4,7 @@ what a boto3 user gets."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,8 @@ import botocore.session
 import pytest
 from botocore.parsers import create_parser
 
+from lxcloud.api.ec2.attributes import instance_attribute, launch_permissions
+from lxcloud.api.ec2.common import account_id
 from lxcloud.api.ec2.instances import render_instance
 from lxcloud.api.ec2.resources import render_image, render_key
 from lxcloud.api.ec2.xml import render, render_error
@@ -75,6 +78,14 @@ def _bodies() -> dict[str, tuple[str, dict[str, Any]]]:
             {"resourceId": IID, "resourceType": "instance", "key": "env", "value": "prod"}]}),
         "GetConsoleOutput": ("GetConsoleOutput", {
             "instanceId": IID, "timestamp": T0, "output": "aGVsbG8tNDIK"}),
+        "GetPasswordData": ("GetPasswordData", {
+            "instanceId": IID, "timestamp": T0, "passwordData": ""}),
+        "DescribeInstanceAttribute": ("DescribeInstanceAttribute", {
+            "instanceId": IID,
+            "disableApiTermination": instance_attribute(_instance(), "disableApiTermination")}),
+        "DescribeImageAttribute": ("DescribeImageAttribute", {
+            "imageId": AMI, "launchPermission": launch_permissions(
+                dataclasses.replace(img, launch_projects=["proj-0123456789abcdef0"]))}),
         "DescribeRegions": ("DescribeRegions", {"regionInfo": [
             {"regionName": "lxcloud-1", "regionEndpoint": "http://127.0.0.1:8080/ec2/",
              "optInStatus": "opt-in-not-required"}]}),
@@ -121,6 +132,16 @@ def test_golden_parses_into_what_boto3_users_read() -> None:
     assert k["KeyMaterial"].startswith("-----BEGIN RSA")
     out = _parse("GetConsoleOutput", render("GetConsoleOutput", b["GetConsoleOutput"][1], RID))
     assert out["Output"] == "aGVsbG8tNDIK"   # the parser leaves it base64; boto3 decodes later
+    pw = _parse("GetPasswordData", render("GetPasswordData", b["GetPasswordData"][1], RID))
+    assert pw["InstanceId"] == IID and pw["PasswordData"] == "" and pw["Timestamp"] == T0
+    attr = _parse("DescribeInstanceAttribute",
+                  render("DescribeInstanceAttribute", b["DescribeInstanceAttribute"][1], RID))
+    assert attr["DisableApiTermination"] == {"Value": False}
+    perms = _parse("DescribeImageAttribute",
+                   render("DescribeImageAttribute", b["DescribeImageAttribute"][1], RID))
+    assert perms["LaunchPermissions"] == [{"Group": "all"}, {"UserId": account_id(
+        "proj-0123456789abcdef0")}]
+    assert i["RootDeviceName"] == "/dev/sda1" and img["RootDeviceName"] == "/dev/sda1"
 
 
 def test_golden_error_envelope() -> None:

@@ -112,6 +112,7 @@ def test_filters() -> None:
 # --- pagination ------------------------------------------------------------------------------
 
 ITEMS = [f"i-{n:017x}" for n in range(23)]
+SECRET = b"s" * 32
 
 
 def test_paginate_all_pages() -> None:
@@ -119,7 +120,7 @@ def test_paginate_all_pages() -> None:
     token = None
     pages = 0
     while True:
-        page, token = pagination.paginate(ITEMS, 10, token, key="DescribeInstances|q1")
+        page, token = pagination.paginate(ITEMS, 10, token, key="DescribeInstances|q1", secret=SECRET)
         seen += page
         pages += 1
         if token is None:
@@ -128,40 +129,48 @@ def test_paginate_all_pages() -> None:
 
 
 def test_paginate_without_max_results_returns_everything() -> None:
-    assert pagination.paginate(ITEMS, None, None, key="k") == (ITEMS, None)
-    assert pagination.paginate(ITEMS[:5], 5, None, key="k") == (ITEMS[:5], None)
+    assert pagination.paginate(ITEMS, None, None, key="k", secret=SECRET) == (ITEMS, None)
+    assert pagination.paginate(ITEMS[:5], 5, None, key="k", secret=SECRET) == (ITEMS[:5], None)
 
 
 def test_token_from_another_query_is_refused() -> None:
-    _, token = pagination.paginate(ITEMS, 5, None, key="DescribeInstances|q1")
+    _, token = pagination.paginate(ITEMS, 5, None, key="DescribeInstances|q1", secret=SECRET)
     assert token is not None
-    assert _code(pagination.paginate, ITEMS, 5, token, key="DescribeInstances|q2")[0] == \
+    assert _code(pagination.paginate, ITEMS, 5, token, key="DescribeInstances|q2", secret=SECRET)[0] == \
         "InvalidParameterValue"
 
 
 @pytest.mark.parametrize("token", ["garbage", "", "bm90LWEtdG9rZW4", "MTA6", "LTU6YWJj", "ü"])
 def test_bad_tokens(token: str) -> None:
     if token == "":
-        assert pagination.paginate(ITEMS, 5, token, key="k")[0] == ITEMS[:5]  # empty = first page
+        # empty = first page
+        assert pagination.paginate(ITEMS, 5, token, key="k", secret=SECRET)[0] == ITEMS[:5]
         return
-    assert _code(pagination.paginate, ITEMS, 5, token, key="k")[0] == "InvalidParameterValue"
+    assert _code(pagination.paginate, ITEMS, 5, token, key="k", secret=SECRET)[0] == "InvalidParameterValue"
 
 
 def test_tampered_offset_is_refused() -> None:
-    _, token = pagination.paginate(ITEMS, 5, None, key="k")
+    _, token = pagination.paginate(ITEMS, 5, None, key="k", secret=SECRET)
     assert token is not None
-    offset_part = pagination.make_token(5, "k")
+    offset_part = pagination.make_token(5, "k", SECRET)
     assert offset_part == token
-    forged = pagination.make_token(10, "other")
-    assert _code(pagination.read_token, forged, "k")[0] == "InvalidParameterValue"
+    forged = pagination.make_token(10, "other", SECRET)
+    assert _code(pagination.read_token, forged, "k", SECRET)[0] == "InvalidParameterValue"
 
 
 @pytest.mark.parametrize("max_results", [0, 4, 1001, -1])
 def test_max_results_bounds(max_results: int) -> None:
-    code, message = _code(pagination.paginate, ITEMS, max_results, None, key="k")
+    code, message = _code(pagination.paginate, ITEMS, max_results, None, key="k", secret=SECRET)
     assert code == "InvalidParameterValue" and str(max_results) in message
 
 
 def test_max_results_bounds_inclusive() -> None:
-    assert len(pagination.paginate(ITEMS, 5, None, key="k")[0]) == 5
-    assert len(pagination.paginate(ITEMS, 1000, None, key="k")[0]) == len(ITEMS)
+    assert len(pagination.paginate(ITEMS, 5, None, key="k", secret=SECRET)[0]) == 5
+    assert len(pagination.paginate(ITEMS, 1000, None, key="k", secret=SECRET)[0]) == len(ITEMS)
+
+
+def test_token_is_bound_to_the_secret() -> None:
+    """A token signed with one cloud's secret means nothing to another cloud."""
+    token = pagination.make_token(5, "k", SECRET)
+    assert pagination.read_token(token, "k", SECRET) == 5
+    assert _code(pagination.read_token, token, "k", b"t" * 32)[0] == "InvalidParameterValue"

@@ -195,14 +195,15 @@ def test_expired_header_request() -> None:
     signed = _header_signed()
     with pytest.raises(Ec2Error) as e:
         signed.verify(now=datetime.now(UTC) + timedelta(minutes=10))
-    assert e.value.code == "AuthFailure" and "expired" in e.value.message
+    assert e.value.code == "RequestExpired" and e.value.status == 400
+    assert e.value.message.startswith("Request has expired")
 
 
 def test_future_header_request() -> None:
     signed = _header_signed()
     with pytest.raises(Ec2Error) as e:
         signed.verify(now=datetime.now(UTC) - timedelta(minutes=10))
-    assert e.value.code == "AuthFailure" and "not yet current" in e.value.message
+    assert e.value.code == "RequestExpired" and "not yet current" in e.value.message
 
 
 def test_within_skew_is_fine() -> None:
@@ -214,7 +215,7 @@ def test_presigned_expiry() -> None:
     assert signed.verify(now=datetime.now(UTC) + timedelta(seconds=30)) == AKID
     with pytest.raises(Ec2Error) as e:
         signed.verify(now=datetime.now(UTC) + timedelta(minutes=10))
-    assert e.value.code == "AuthFailure" and "expired" in e.value.message
+    assert e.value.code == "RequestExpired" and e.value.message.startswith("Request has expired")
 
 
 def test_missing_auth() -> None:

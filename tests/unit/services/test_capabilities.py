@@ -8,9 +8,9 @@ import pytest
 
 from lxcloud.core.caps import ComputeCaps, NetworkCaps, NodeCaps, StorageCaps
 from lxcloud.core.errors import InvalidCombination
-from lxcloud.core.instance import BlockDevice, BootOptions, Disk, Kind, Nic
+from lxcloud.core.instance import ROOT_DEVICE, BlockDevice, BootOptions, Disk, Kind, Nic
 from lxcloud.core.models import Image
-from lxcloud.services.capabilities import ROOT_DEVICE, check_description
+from lxcloud.services.capabilities import check_description
 
 CAPS = NodeCaps(compute={Kind.CONTAINER: ComputeCaps()}, storage={"default": StorageCaps()},
                 network={"bridge": NetworkCaps()})
