@@ -155,7 +155,10 @@ class InstanceService:
                                                          InstanceRow.state != State.TERMINATED))
             if row is None or not self._sees(caller, row.project_id):
                 raise NotFound(f"instance {ref!r} not found", resource="instance", id=ref)
-            return _to_model(row, self._image_names(s), self._projects(s))
+            image = s.scalar(select(ImageRow.name).where(ImageRow.id == row.image_id))
+            project = s.scalar(select(ProjectRow.name).where(ProjectRow.id == row.project_id))
+            return _to_model(row, {row.image_id: image} if image else {},
+                             {row.project_id: project} if project and row.project_id else {})
 
     @staticmethod
     def _sees(caller: Caller, project_id: str | None) -> bool:

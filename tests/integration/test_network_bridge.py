@@ -288,11 +288,21 @@ def test_host_pings_gateway_resolves_names_and_teardown_leaves_nothing(
     # Names under .lxcloud are answered locally only: unknown ones are NXDOMAIN, not forwarded.
     assert resolve(host, "nope.lxcloud", spec.gateway) is None
 
-    # A changed list is picked up after SIGHUP, without a restart.
+    # A changed list is picked up by dnsmasq itself (inotify on its hosts dirs): no signal, no
+    # restart; a replaced list drops the hosts it no longer has.
     new_ip = str(ipaddress.ip_address(web_ip) + 1)
     dns.update_hosts(rd, {"web1": new_ip, "db": web_ip})
     poll(lambda: resolve(host, "web1.lxcloud", spec.gateway) == new_ip, what="reloaded web1")
     assert resolve(host, "db.lxcloud", spec.gateway) == web_ip
+    dns.update_hosts(rd, {"db": web_ip})
+    poll(lambda: resolve(host, "web1.lxcloud", spec.gateway) is None, what="web1 forgotten")
+    # one host added or removed touches that host only
+    dns.add_hosts(rd, {"app": new_ip})
+    poll(lambda: resolve(host, "app.lxcloud", spec.gateway) == new_ip, what="app added")
+    assert dns.hosts(rd) == {"app": new_ip, "db": web_ip}
+    dns.remove_hosts(rd, ["db"])
+    poll(lambda: resolve(host, "db.lxcloud", spec.gateway) is None, what="db removed")
+    assert resolve(host, "app.lxcloud", spec.gateway) == new_ip
     assert dns.running_pid(rd) == pid
 
     dns.stop(rd)
@@ -317,7 +327,7 @@ def test_dnsmasq_restarts_when_spec_changes_and_survives_stale_pid_file(
     # Another configuration (no DHCP): the old process is replaced, the host list kept.
     pid2 = DnsmasqSupervisor(dhcp=False).ensure(spec, rd)
     assert pid2 != pid and gone(pid)
-    assert "a.lxcloud" in (rd / "dnsmasq.hosts").read_text()
+    assert "a.lxcloud" in (rd / "hosts.d" / "a").read_text()
     DnsmasqSupervisor(dhcp=False).stop(rd)
     # A pid file naming some other live process (our own) is not mistaken for dnsmasq.
     (rd / "dnsmasq.pid").write_text(str(os.getpid()))

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from lxcloud.api.ec2 import instances, resources, sigv4  # noqa: F401 - they register their actions
+from lxcloud.api.ec2 import attributes, instances, resources, sigv4  # noqa: F401 - register actions
 from lxcloud.api.ec2.dispatch import ACTIONS, Ctx
 from lxcloud.api.ec2.errors import Ec2Error, to_ec2
 from lxcloud.api.ec2.params import Params

@@ -106,6 +106,16 @@ def _pid_alive_cmdline(pid: int) -> list[str] | None:
     return raw.rstrip(b"\0").decode(errors="replace").split("\0")
 
 
+def _exited(pid: int) -> bool:
+    """The process is gone or a zombie. (Not "its cmdline is empty": the kernel drops a dying
+    process's memory, and so its cmdline, before its files — its sockets are still bound then.)"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -280,7 +290,7 @@ class DnsmasqSupervisor:
             except ProcessLookupError:
                 return
             try:   # dnsmasq is not our child: no waitpid, its /proc entry tells
-                wait_until(lambda: _pid_alive_cmdline(pid) is None, wait, f"dnsmasq {pid} exiting")
+                wait_until(lambda: _exited(pid), wait, f"dnsmasq {pid} exiting")
                 return
             except DriverError:
                 continue
