@@ -1,7 +1,7 @@
 """Reusable fixtures for real-container integration tests (root; real LXC, bridges, overlayfs).
 
 Session scope
-  host_ready        -> dict      prepare_host(Settings()): lxcfs mounted at /var/lib/lxcfs, /etc/subuid
+  host_ready        -> dict      prepare_host(Settings(data_dir=a temp dir)): lxcfs mounted at /var/lib/lxcfs, /etc/subuid
                                  and /etc/subgid hold root:1000000:65536, ip_forward=1; returns host_facts()
   busybox_template  -> Template  the busybox image built once per session (tar + metadata)
 
@@ -104,9 +104,15 @@ class BridgeNet:
 
 
 @pytest.fixture(scope="session")
-def host_ready() -> dict[str, object]:
+def host_ready() -> Iterator[dict[str, object]]:
     from lxcloud.node.host import prepare_host
-    return prepare_host(Settings())
+
+    # a data dir of its own: prepare_host makes the data dir reachable for the containers
+    data_dir = Path(tempfile.mkdtemp(prefix="lxcloud-host-", dir="/var/tmp"))
+    try:
+        yield prepare_host(Settings(data_dir=data_dir))
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
