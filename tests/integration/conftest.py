@@ -1,8 +1,9 @@
 """Reusable fixtures for real-container integration tests (root; real LXC, bridges, overlayfs).
 
 Session scope
-  host_ready        -> dict      prepare_host(Settings(data_dir=a temp dir)): lxcfs mounted at /var/lib/lxcfs, /etc/subuid
-                                 and /etc/subgid hold root:1000000:65536, ip_forward=1; returns host_facts()
+  host_ready        -> dict      prepare_host(Settings(data_dir=a temp dir)): lxcfs mounted at
+                                 /var/lib/lxcfs, /etc/subuid and /etc/subgid hold root:1000000:65536,
+                                 ip_forward=1; returns host_facts()
   busybox_template  -> Template  the busybox image built once per session (tar + metadata)
 
 Function scope (each test gets its own, removed afterwards even when the test fails)
