@@ -5,16 +5,16 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from lxcloud.cli.common import api_errors, g, out, print_json
+from lxcloud.cli.common import JSON, api_errors, g, new_app, out, print_json
 
-project_app = typer.Typer(help="Projects (tenants).", no_args_is_help=True)
-user_app = typer.Typer(help="Users, their API tokens and EC2 credentials.", no_args_is_help=True)
+project_app = new_app(help="Projects (tenants).")
+user_app = new_app(help="Users, their API tokens and EC2 credentials.")
 
 
 @project_app.command("create")
 @api_errors
 def project_create(ctx: typer.Context, name: str,
-                   as_json: bool = typer.Option(False, "--json")) -> None:
+                   as_json: bool = JSON) -> None:
     """Create a project."""
     p = g(ctx).client().post("/api/v1/projects", json={"name": name})
     print_json(p) if as_json else out.print(f"created project {p['name']} ({p['id']})")
@@ -22,7 +22,7 @@ def project_create(ctx: typer.Context, name: str,
 
 @project_app.command("list")
 @api_errors
-def project_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def project_list(ctx: typer.Context, as_json: bool = JSON) -> None:
     """List projects."""
     items = g(ctx).client().get("/api/v1/projects")
     if as_json:
@@ -36,9 +36,10 @@ def project_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
 
 @user_app.command("create")
 @api_errors
-def user_create(ctx: typer.Context, name: str, project: str = typer.Option(..., "--project", "-p"),
+def user_create(ctx: typer.Context, name: str,
+                project: str = typer.Option(..., "--project", "-p", help="its project"),
                 role: str = typer.Option("member", "--role", help="member | admin"),
-                as_json: bool = typer.Option(False, "--json")) -> None:
+                as_json: bool = JSON) -> None:
     """Create a user in a project; prints its API token (shown once)."""
     res = g(ctx).client().post("/api/v1/users", json={"name": name, "project": project, "role": role})
     if as_json:
@@ -50,7 +51,7 @@ def user_create(ctx: typer.Context, name: str, project: str = typer.Option(..., 
 
 @user_app.command("list")
 @api_errors
-def user_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def user_list(ctx: typer.Context, as_json: bool = JSON) -> None:
     """List users."""
     items = g(ctx).client().get("/api/v1/users")
     if as_json:
@@ -65,7 +66,7 @@ def user_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
 @user_app.command("credentials")
 @api_errors
 def user_credentials(ctx: typer.Context, name: str,
-                     as_json: bool = typer.Option(False, "--json")) -> None:
+                     as_json: bool = JSON) -> None:
     """The user's EC2 access key id and secret (also as an aws CLI profile)."""
     cred = g(ctx).client().get(f"/api/v1/users/{name}/credentials")
     if as_json:

@@ -117,10 +117,12 @@ def host_ready() -> Iterator[dict[str, object]]:
 
 
 @pytest.fixture(scope="session")
-def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    out = tmp_path_factory.mktemp("busybox") / "busybox.tar"
+def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
+    d = tmp_path_factory.mktemp("busybox")
+    out = d / "busybox.tar"
     meta = build_busybox(out)
-    return Template(out, meta)
+    yield Template(out, meta)
+    shutil.rmtree(d, ignore_errors=True)   # kept by no run, green or red
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ stand-in for each common tool this busybox has no applet for (and only for those
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,11 @@ pytestmark = pytest.mark.skipif(not busybox.BUSYBOX.exists(), reason="busybox-st
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("bbtree") / "root"
-    busybox.build_busybox_tree(dest)
-    return dest
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    d = tmp_path_factory.mktemp("bbtree")
+    busybox.build_busybox_tree(d / "root")
+    yield d / "root"
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def host_applets() -> list[str]:
