@@ -18,7 +18,8 @@ Function scope (each test gets its own, removed afterwards even when the test fa
                                  container on `bridge` (kwargs: memory, vcpus, pids, swap, hostname,
                                  nic=True, idmap, extra_files, nameservers, lxcfs, start=True)
 
-Module-level helpers: IDMAP, wait_for(cond, timeout, what), free_subnet(), unique(prefix).
+Module-level helpers: IDMAP, wait_for(cond, timeout, what), free_subnet(), unique(prefix),
+debian_launcher(lxc_driver, dir_pool, bridge, tar, request) -> Launcher of Debian containers.
 """
 
 from __future__ import annotations
@@ -230,3 +231,26 @@ def launch(lxc_driver: LxcDriver, dir_pool: DirPool, busybox_image: str, bridge:
     for spec in launcher.specs:   # containers first (they hold the overlay mounts), then roots
         lxc_driver.destroy(spec.name)
         dir_pool.delete_root(spec.name)
+
+
+def debian_launcher(lxc_driver: LxcDriver, dir_pool: DirPool, bridge: BridgeNet, tar: Path,
+                    request: pytest.FixtureRequest) -> Launcher:
+    """A Launcher of containers from the Debian template `tar` (its base made in dir_pool); every
+    container, root and the base removed when the test ends."""
+    from lxcloud.images.unpack import safe_extract
+
+    image_id = "ami-deb" + secrets.token_hex(3)
+
+    def populate(dest: Path) -> None:
+        safe_extract(tar, dest, uid_shift=IDMAP.host_uid, gid_shift=IDMAP.host_gid)
+
+    dir_pool.create_base(image_id, populate)
+    launcher = Launcher(lxc_driver, dir_pool, image_id, bridge, {"halt_signal": "SIGRTMIN+3"})
+
+    def cleanup() -> None:
+        for spec in launcher.specs:
+            lxc_driver.destroy(spec.name)
+            dir_pool.delete_root(spec.name)
+        dir_pool.delete_base(image_id)
+    request.addfinalizer(cleanup)
+    return launcher
