@@ -89,7 +89,7 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
               f"  EC2:       {url}/ec2/  region {settings.region}\n"
               f"  EC2 key:   aws_access_key_id={cloud.admin_key.access_key_id}\n"
               f"             aws_secret_access_key={cloud.admin_key.secret_access_key}\n"
-              f"  (lxcloud user credentials admin prints them as an aws CLI profile)",
+              f"  (lxcloud user credentials admin --write-aws-profile saves them as an aws CLI profile)",
               flush=True)
         try:
             server = uvicorn.Server(uvicorn.Config(create_app(cloud), log_level="warning",

@@ -22,6 +22,20 @@ out = (Console(markup=False, highlight=False) if sys.stdout.isatty()
 err = Console(stderr=True, markup=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The one --json of every command that prints something
+JSON = typer.Option(False, "--json", help="print JSON (for scripts) instead of text")
+
+
+def new_app(**kw: Any) -> typer.Typer:
+    """A Typer for the CLI or one of its command groups, with plain help.
+
+    Typer 0.29's rich help panel labels every option with its type, flags too (`--wait <bool>`):
+    `rich_utils._print_options_panel` shows `display_type_rich()` for each option, while Typer's
+    plain formatter (`TyperOption.get_help_record`) leaves it out for flags. Plain help also
+    reads better in a pipe."""
+    kw.setdefault("no_args_is_help", True)
+    return typer.Typer(rich_markup_mode=None, add_completion=False, **kw)
+
 
 @dataclass
 class Globals:

@@ -7,22 +7,25 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lxcloud.cli.common import api_errors, g, out, print_json, wait_op
+from lxcloud.cli.common import JSON, api_errors, g, new_app, out, print_json, wait_op
 from lxcloud.core.units import format_size
 
-app = typer.Typer(help="The template library.", no_args_is_help=True)
+app = new_app(help="The template library.")
 
 
 @app.command("import")
 @api_errors
-def import_(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
-            name: str = typer.Option(..., "--name", "-n"),
-            os_name: str | None = typer.Option(None, "--os"),
-            release: str | None = typer.Option(None, "--release"),
-            arch: str | None = typer.Option(None, "--arch"),
+def import_(ctx: typer.Context,
+            file: Path = typer.Argument(..., exists=True, dir_okay=False, help="the tarball"),
+            name: str = typer.Option(..., "--name", "-n", help="the image's name"),
+            os_name: str | None = typer.Option(None, "--os", help="OS (default: read from it)"),
+            release: str | None = typer.Option(None, "--release",
+                                               help="release (default: read from it)"),
+            arch: str | None = typer.Option(None, "--arch",
+                                            help="architecture (default: read from it)"),
             min_memory: str | None = typer.Option(
                 None, "--min-memory", help="least memory it boots in (default: what its init needs)"),
-            as_json: bool = typer.Option(False, "--json")) -> None:
+            as_json: bool = JSON) -> None:
     """Import a root filesystem tarball (.tar, .tar.gz, .tar.xz, .tar.zst)."""
     params = {k: v for k, v in {"name": name, "os": os_name, "release": release,
                                 "architecture": arch, "min_memory": min_memory}.items() if v}
@@ -37,11 +40,12 @@ def import_(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, di
 @app.command()
 @api_errors
 def build(ctx: typer.Context, builder: str = typer.Argument(..., help="busybox | debian"),
-          name: str | None = typer.Option(None, "--name", "-n"),
-          release: str = typer.Option("bookworm", "--release"),
+          name: str | None = typer.Option(None, "--name", "-n",
+                                          help="the image's name (default: the builder's)"),
+          release: str = typer.Option("bookworm", "--release", help="Debian release"),
           arch: str = typer.Option("amd64", "--arch", help="amd64 | i386"),
           cloud_init: bool = typer.Option(False, "--cloud-init", help="include cloud-init"),
-          as_json: bool = typer.Option(False, "--json")) -> None:
+          as_json: bool = JSON) -> None:
     """Build an image offline-capably (busybox from busybox-static; debian with debootstrap)."""
     c = g(ctx).client()
     op = c.post("/api/v1/images/build", json={"builder": builder, "name": name, "release": release,
@@ -56,7 +60,7 @@ def build(ctx: typer.Context, builder: str = typer.Argument(..., help="busybox |
 
 @app.command("list")
 @api_errors
-def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def list_(ctx: typer.Context, as_json: bool = JSON) -> None:
     """List images."""
     items = g(ctx).client().get("/api/v1/images")
     if as_json:
@@ -71,7 +75,8 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
 
 @app.command()
 @api_errors
-def show(ctx: typer.Context, name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def show(ctx: typer.Context, name: str = typer.Argument(..., help="image name or id"),
+         as_json: bool = JSON) -> None:
     """Show one image."""
     i = g(ctx).client().get(f"/api/v1/images/{name}")
     if as_json:

@@ -9,7 +9,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from lxcloud.cli.common import api_errors, err, g, out, print_json, wait_op
+from lxcloud.cli.common import JSON, api_errors, err, g, out, print_json, wait_op
+from lxcloud.cli.terminal import strip_terminal
 
 
 def _fmt_mem(n: Any) -> str:
@@ -21,14 +22,15 @@ def _fmt_mem(n: Any) -> str:
 def register(app: typer.Typer) -> None:
     @app.command()
     @api_errors
-    def launch(ctx: typer.Context, image: str, name: str | None = typer.Argument(None),
+    def launch(ctx: typer.Context, image: str = typer.Argument(..., help="image name or id"),
+               name: str | None = typer.Argument(None, help="instance name (default: its id)"),
                type_: str | None = typer.Option(None, "--type", "-t", help="instance type"),
                memory: str | None = typer.Option(None, help="memory limit, e.g. 256MiB"),
                cpus: float | None = typer.Option(None, help="vCPUs"),
                pids: int | None = typer.Option(None, help="max processes"),
                user_data: Path | None = typer.Option(None, "--user-data", help="user data file"),
                wait: bool = typer.Option(False, "--wait", help="wait until it runs"),
-               as_json: bool = typer.Option(False, "--json")) -> None:
+               as_json: bool = JSON) -> None:
         """Launch an instance of IMAGE (named NAME, else after its id)."""
         c = g(ctx).client()
         limits = {k: v for k, v in {"memory": memory, "cpus": cpus, "pids": pids}.items()
@@ -42,16 +44,18 @@ def register(app: typer.Typer) -> None:
         if wait:
             wait_op(c, res["operation"], f"launching {inst['name']}")
             inst = c.get(f"/api/v1/instances/{inst['id']}")
+        # an instance launched without a name is named after its id: say it once
+        who = inst["id"] if inst["name"] == inst["id"] else f"{inst['name']} ({inst['id']})"
         if as_json:
             print_json(inst)
         elif wait:
-            out.print(f"{inst['name']} ({inst['id']}) is {inst['state']} at {inst['ipv4']}")
+            out.print(f"{who} is {inst['state']} at {inst['ipv4']}")
         else:
-            out.print(f"launching {inst['name']} ({inst['id']}), operation {res['operation']['id']}")
+            out.print(f"launching {who}, operation {res['operation']['id']}")
 
     @app.command("list")
     @api_errors
-    def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
+    def list_(ctx: typer.Context, as_json: bool = JSON,
               all_: bool = typer.Option(False, "--all", help="include terminated"),
               all_projects: bool = typer.Option(False, "--all-projects",
                                                 help="every project's instances (admins)")) -> None:
@@ -69,7 +73,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @api_errors
-    def show(ctx: typer.Context, name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    def show(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
         """Show one instance."""
         i = g(ctx).client().get(f"/api/v1/instances/{name}")
         if as_json:
@@ -104,7 +108,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @api_errors
-    def stop(ctx: typer.Context, name: str, force: bool = typer.Option(False, "--force", "-f"),
+    def stop(ctx: typer.Context, name: str,
+             force: bool = typer.Option(False, "--force", "-f", help="kill it at once"),
              timeout: float = typer.Option(30, help="seconds before a clean stop turns into a kill"),
              no_wait: bool = nowait) -> None:
         """Stop an instance (cleanly; --force kills it)."""
@@ -130,7 +135,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @api_errors
-    def delete(ctx: typer.Context, name: str, force: bool = typer.Option(False, "--force", "-f"),
+    def delete(ctx: typer.Context, name: str,
+               force: bool = typer.Option(False, "--force", "-f",
+                                          help="stop it first if it runs"),
                no_wait: bool = nowait) -> None:
         """Delete an instance (--force stops a running one first)."""
         c = g(ctx).client()
@@ -142,7 +149,8 @@ def register(app: typer.Typer) -> None:
     @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     @api_errors
     def exec(ctx: typer.Context, name: str, command: list[str] = typer.Argument(None),
-             timeout: float = typer.Option(600, help="seconds")) -> None:
+             timeout: float = typer.Option(600, help="seconds before the command is killed")
+             ) -> None:
         """Run a command inside: lxcloud exec NAME -- CMD ARGS… (its exit code is passed through)."""
         argv = list(command or []) + list(ctx.args)
         if not argv:
@@ -160,9 +168,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @api_errors
-    def logs(ctx: typer.Context, name: str) -> None:
-        """Print the instance's console log."""
-        sys.stdout.write(g(ctx).client().get(f"/api/v1/instances/{name}/console"))
+    def logs(ctx: typer.Context, name: str,
+             raw: bool = typer.Option(False, "--raw", help="as recorded, terminal control "
+                                                          "sequences and CRs included")) -> None:
+        """Print the instance's console log (as plain text unless --raw)."""
+        text = g(ctx).client().get(f"/api/v1/instances/{name}/console") or ""
+        sys.stdout.write(text if raw else strip_terminal(text))
 
     @app.command()
     @api_errors

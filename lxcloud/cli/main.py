@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 
 from lxcloud.cli import accounts, images, instances, system
-from lxcloud.cli.common import Globals
+from lxcloud.cli.common import Globals, new_app
 
-app = typer.Typer(name="lxcloud", help="lxcloud: a private cloud of LXC system containers.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = new_app(name="lxcloud", help="lxcloud: a private cloud of LXC system containers.",
+              pretty_exceptions_enable=False,
+              context_settings={"help_option_names": ["-h", "--help"]})
 
 
 @app.callback()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from lxcloud.cli.common import api_errors, g, out, print_json
+from lxcloud.cli.common import JSON, api_errors, g, out, print_json
 from lxcloud.core.units import format_size
 
 
@@ -13,10 +13,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def up(ctx: typer.Context,
            listen: str | None = typer.Option(None, "--listen", help="HOST:PORT (127.0.0.1:8080)"),
-           database_url: str | None = typer.Option(None, "--database-url"),
+           database_url: str | None = typer.Option(
+               None, "--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)"),
            network: str | None = typer.Option(None, "--network",
                                               help="CIDR of the default network on first start"),
-           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+           verbose: bool = typer.Option(False, "--verbose", "-v",
+                                        help="debug logs and every HTTP request")) -> None:
         """Run the all-in-one cloud (controller + local node) in the foreground."""
         from lxcloud.controller import run_all_in_one
 
@@ -26,7 +28,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def purge(ctx: typer.Context,
               yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
-        """Remove every container, network, rule and file of this cloud (its data dir)."""
+        """Remove every container, network, rule and file of this cloud (its data dir).
+        Refused while its `lxcloud up` runs: stop that first."""
         from lxcloud.controller import purge as do_purge
 
         if not yes and not typer.confirm("Delete every instance, image and record of this cloud?"):
@@ -35,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("types")
     @api_errors
-    def types_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    def types_(ctx: typer.Context, as_json: bool = JSON) -> None:
         """List instance types."""
         items = g(ctx).client().get("/api/v1/instance-types")
         if as_json:
@@ -49,7 +52,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @api_errors
-    def nodes(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    def nodes(ctx: typer.Context, as_json: bool = JSON) -> None:
         """List nodes (hosts)."""
         items = g(ctx).client().get("/api/v1/nodes")
         if as_json:
@@ -62,8 +65,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @api_errors
-    def operation(ctx: typer.Context, op_id: str = typer.Argument(None),
-                  as_json: bool = typer.Option(False, "--json")) -> None:
+    def operation(ctx: typer.Context,
+                  op_id: str = typer.Argument(None, help="operation id (default: the latest)"),
+                  as_json: bool = JSON) -> None:
         """Show an operation (or the latest ones)."""
         c = g(ctx).client()
         items = [c.get(f"/api/v1/operations/{op_id}")] if op_id else c.get("/api/v1/operations")

@@ -5,15 +5,19 @@ There is no systemd here: lxcfs is started by us, daemonized, and outlives our p
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
+import stat
 from pathlib import Path
 
 from lxcloud.config import Settings
 from lxcloud.core.errors import DriverError
 from lxcloud.core.proc import run
 from lxcloud.core.waiting import wait_until
+
+log = logging.getLogger(__name__)
 
 LXCFS_PIDFILE = Path("/run/lxcfs.pid")
 LXCFS_LOG = Path("/var/log/lxcfs.log")
@@ -123,12 +127,73 @@ def ensure_sysctls(floors: dict[str, int] | None = None) -> dict[str, int]:
     return out
 
 
+def _first_unsearchable(paths: list[Path], uid: int, gid: int) -> Path | None:
+    """The first of `paths` (each an ancestor of the next) that host uid:gid cannot search.
+
+    Asked of the kernel as that uid with no supplementary groups (as the containers' root is),
+    so modes, owners and ACLs all count exactly as they will for lxc-start."""
+    cp = run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "sh", "-c",
+              'for d; do cd "$d" 2>/dev/null || { printf %s "$d"; exit 1; }; done', "sh",
+              *map(str, paths)], check=False, timeout=30)
+    if cp.returncode == 0:
+        return None
+    if not cp.stdout:
+        raise DriverError(f"cannot check whether uid {uid} can reach {paths[-1]}",
+                          command=["setpriv", f"--reuid={uid}", "sh"],
+                          stderr=cp.stderr.decode(errors="replace"))
+    return Path(cp.stdout.decode(errors="replace"))
+
+
+def ensure_traversable(data_dir: Path, uid: int, gid: int) -> list[str]:
+    """Lets the containers' mapped root (host uid:gid) traverse every directory down to the
+    existing `data_dir`, which it crosses to reach each instance's root; returns what was granted.
+
+    lxc-start enters the root filesystem as that uid: a data dir made by `mktemp -d` (0700), or
+    one below /root (0700), stops every launch with "Could not access DIR". An ancestor that is
+    not ours gets exactly one POSIX ACL entry, `setfacl -m u:UID:x` (search only, for that uid
+    only); the data dir is ours and gets 0711, as LXD gives its own directories (search, no
+    listing). Raises DriverError naming the directory and the fix when that cannot be done
+    (setfacl missing, a filesystem without ACLs); the data dir is then left as it was.
+    Idempotent: a second call grants nothing.
+    """
+    data_dir = data_dir.resolve()
+    granted: list[str] = []
+    ancestors = list(reversed(data_dir.parents))
+    for _ in range(len(ancestors)):
+        d = _first_unsearchable(ancestors, uid, gid)
+        if d is None:
+            break
+        try:
+            run(["setfacl", "-m", f"u:{uid}:x", str(d)], timeout=30)
+        except DriverError as e:
+            raise DriverError(
+                f"containers (host uid {uid}) cannot traverse {d} on the way to the data dir "
+                f"{data_dir}, and granting that by an ACL failed ({e}): run chmod o+x {d}, or use "
+                f"a data dir (--data-dir) below directories anyone may traverse") from None
+        granted.append(f"setfacl -m u:{uid}:x {d}")
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o011 != 0o011:
+        data_dir.chmod(mode | 0o011)
+        granted.append(f"chmod {mode | 0o011:o} {data_dir}")
+    d = _first_unsearchable([*ancestors, data_dir], uid, gid)
+    if d is not None:
+        raise DriverError(f"containers (host uid {uid}) still cannot traverse {d} to reach the "
+                          f"data dir {data_dir} (after: {'; '.join(granted) or 'nothing'}): "
+                          f"make it searchable by that uid (setfacl -m u:{uid}:x {d})")
+    for g in granted:
+        log.info("so that containers (host uid %d) reach %s: %s", uid, data_dir, g)
+    return granted
+
+
 def prepare_host(settings: Settings) -> dict[str, object]:
-    """Make this host ready to run containers (idempotent); return host_facts()."""
+    """Make this host ready to run the containers of the cloud in settings.data_dir (idempotent,
+    before anything is launched); return host_facts()."""
     if os.geteuid() != 0:
         raise DriverError("the node agent must run as root")
     if not Path("/dev/fuse").exists():
         raise DriverError("/dev/fuse is missing: load the fuse module")
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    ensure_traversable(settings.data_dir, settings.idmap_base, settings.idmap_base)
     ensure_subids("root", settings.idmap_base, settings.idmap_count)
     ensure_ip_forward()
     ensure_sysctls()

@@ -1,8 +1,9 @@
 """Reusable fixtures for real-container integration tests (root; real LXC, bridges, overlayfs).
 
 Session scope
-  host_ready        -> dict      prepare_host(Settings()): lxcfs mounted at /var/lib/lxcfs, /etc/subuid
-                                 and /etc/subgid hold root:1000000:65536, ip_forward=1; returns host_facts()
+  host_ready        -> dict      prepare_host(Settings(data_dir=a temp dir)): lxcfs mounted at
+                                 /var/lib/lxcfs, /etc/subuid and /etc/subgid hold root:1000000:65536,
+                                 ip_forward=1; returns host_facts()
   busybox_template  -> Template  the busybox image built once per session (tar + metadata)
 
 Function scope (each test gets its own, removed afterwards even when the test fails)
@@ -18,7 +19,8 @@ Function scope (each test gets its own, removed afterwards even when the test fa
                                  nic=True, idmap, extra_files, nameservers, lxcfs, start=True);
                                  Box.name is the container's name, Box.spec what the driver got
 
-Module-level helpers: IDMAP, wait_for(cond, timeout, what), free_subnet(), unique(prefix).
+Module-level helpers: IDMAP, wait_for(cond, timeout, what), free_subnet(), unique(prefix),
+debian_launcher(lxc_driver, dir_pool, bridge, tar, request) -> Launcher of Debian containers.
 """
 
 from __future__ import annotations
@@ -106,16 +108,24 @@ class BridgeNet:
 
 
 @pytest.fixture(scope="session")
-def host_ready() -> dict[str, object]:
+def host_ready() -> Iterator[dict[str, object]]:
     from lxcloud.node.host import prepare_host
-    return prepare_host(Settings())
+
+    # a data dir of its own: prepare_host makes the data dir reachable for the containers
+    data_dir = Path(tempfile.mkdtemp(prefix="lxcloud-host-", dir="/var/tmp"))
+    try:
+        yield prepare_host(Settings(data_dir=data_dir))
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    out = tmp_path_factory.mktemp("busybox") / "busybox.tar"
+def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
+    d = tmp_path_factory.mktemp("busybox")
+    out = d / "busybox.tar"
     meta = build_busybox(out)
-    return Template(out, meta)
+    yield Template(out, meta)
+    shutil.rmtree(d, ignore_errors=True)   # kept by no run, green or red
 
 
 @pytest.fixture
@@ -272,3 +282,26 @@ def launch(lxc_driver: LxcDriver, dir_pool: DirPool, busybox_image: str, bridge:
     for box in launcher.boxes:   # containers first (they hold the overlay mounts), then roots
         lxc_driver.destroy(box.name)
         dir_pool.delete_root(box.name)
+
+
+def debian_launcher(lxc_driver: LxcDriver, dir_pool: DirPool, bridge: BridgeNet, tar: Path,
+                    request: pytest.FixtureRequest) -> Launcher:
+    """A Launcher of containers from the Debian template `tar` (its base made in dir_pool); every
+    container, root and the base removed when the test ends."""
+    from lxcloud.images.unpack import safe_extract
+
+    image_id = "ami-deb" + secrets.token_hex(3)
+
+    def populate(dest: Path) -> None:
+        safe_extract(tar, dest, uid_shift=IDMAP.host_uid, gid_shift=IDMAP.host_gid)
+
+    dir_pool.create_base(image_id, populate)
+    launcher = Launcher(lxc_driver, dir_pool, image_id, bridge, {"halt_signal": "SIGRTMIN+3"})
+
+    def cleanup() -> None:
+        for box in launcher.boxes:
+            lxc_driver.destroy(box.name)
+            dir_pool.delete_root(box.name)
+        dir_pool.delete_base(image_id)
+    request.addfinalizer(cleanup)
+    return launcher

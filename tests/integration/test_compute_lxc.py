@@ -390,11 +390,11 @@ def test_stop_and_destroy_frozen(launch: Launcher) -> None:
         d.exec(a.name, ["true"])
 
 
-def test_prepare_host_is_idempotent(host_ready: dict[str, object]) -> None:
+def test_prepare_host_is_idempotent(host_ready: dict[str, object], work_dir: Path) -> None:
     from lxcloud.config import Settings
     from lxcloud.node.host import LXCFS_PIDFILE, prepare_host
 
-    facts = prepare_host(Settings())
+    facts = prepare_host(Settings(data_dir=work_dir))
     assert facts["lxcfs_running"] and facts["fuse"] and facts["ip_forward"]
     assert facts["cgroup_version"] in (1, 2) and facts["cpus"] >= 1 and str(facts["lxc_version"])[:1] >= "4"
     for f in ("/etc/subuid", "/etc/subgid"):

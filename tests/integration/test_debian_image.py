@@ -1,25 +1,37 @@
 """The debootstrap builder makes a safe, container-ready Debian template (real debootstrap, real mirror).
 
 Built once per (release, arch, variant, builder source) and cached under /var/cache/lxcloud-test/,
-so later runs only re-check the archive. No container is started here (tests/integration/ for the
-LXC driver does that).
+so later runs only re-check the archive. One container is started here, to see what its image
+promises a user: the console is a root shell, ssh takes no password.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pty
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from lxcloud.cli.terminal import strip_terminal
 from lxcloud.core.errors import InvalidInput
+from lxcloud.drivers.compute.lxc import LxcDriver
+from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.images.builders import common, debian
 from lxcloud.images.unpack import ArchiveInfo, check_archive, open_archive, safe_extract
+from tests.integration.conftest import BridgeNet, debian_launcher, wait_for
 
 CACHE = Path("/var/cache/lxcloud-test")
 DEBS = CACHE / "debs"
+STALE_AFTER = 86400   # seconds unused before an image of another builder is removed
 
 
 def _builder_key() -> str:
@@ -41,9 +53,13 @@ def _build(release: str, arch: str, cloud_init: bool) -> Built:
     variant = "cloud" if cloud_init else "base"
     out = CACHE / f"debian-{release}-{arch}-{variant}-{_builder_key()}.tar.zst"
     if out.exists():
+        os.utime(out)   # in use: see below
         return Built(out, check_archive(out))
+    # Built by another builder: gone once unused for a day. (Not at once: worktrees of other
+    # builder versions on this machine use the cache too, maybe at this very moment.)
     for stale in CACHE.glob(f"debian-{release}-{arch}-{variant}-*.tar.zst"):
-        stale.unlink()  # built by an older builder
+        if stale.stat().st_mtime < time.time() - STALE_AFTER:
+            stale.unlink(missing_ok=True)
     lines: list[str] = []
     info = debian.build_debian(out, release=release, arch=arch, cloud_init=cloud_init,
                                progress=lines.append, cache_dir=DEBS)
@@ -195,3 +211,102 @@ def test_apt_mirror_is_an_http_debian_uri() -> None:
     m = common.apt_mirror()
     assert m.startswith(("http://", "https://")) and "security" not in m
 
+
+
+def _sh(d: LxcDriver, name: str, script: str, timeout: float = 30) -> tuple[int, str]:
+    r = d.exec(name, ["sh", "-c", script], timeout=timeout)
+    return r.exit_code, r.stdout.decode() + r.stderr.decode()
+
+
+PROMPT = re.compile(r"root@[\w.-]+:[^\n]*# $")
+
+
+def _console(argv: list[str], command: bytes, answer: str, timeout: float) -> str:
+    """Attach `argv` (lxc-console) on a pty, wait for a root shell's prompt (asking for a fresh one
+    with a CR), type `command` and read until `answer` shows; returns all that was seen, as text.
+    select() with one deadline: reacts to what the console says, never sleeps."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    seen, typed = "", False
+    deadline = time.monotonic() + timeout
+    try:
+        os.write(fd, b"\r")
+        while answer not in seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {answer!r} on the console within {timeout}s: {seen[-800:]!r}")
+            r, _, _ = select.select([fd], [], [], left)
+            if not r:
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            seen += strip_terminal(data.decode(errors="replace"))
+            if not typed and PROMPT.search(seen):
+                os.write(fd, command)
+                typed = True
+        os.write(fd, b"\x01q")            # lxc-console's detach: Ctrl-a q
+        return seen
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def test_console_is_a_root_shell_and_ssh_takes_no_password(
+        base: Built, lxc_driver: LxcDriver, dir_pool: DirPool, bridge: BridgeNet,
+        request: pytest.FixtureRequest) -> None:
+    spec = debian_launcher(lxc_driver, dir_pool, bridge, base.path, request)(memory=256 << 20)
+    d = lxc_driver
+
+    def booted() -> str:
+        _, out = _sh(d, spec.name, "systemctl is-system-running --wait", timeout=120)
+        last = out.strip().splitlines()[-1] if out.strip() else ""
+        return last if last in ("running", "degraded") else ""
+
+    wait_for(booted, 120, "systemd to finish booting")
+    # the console (`lxc-console -t 0`: /dev/console, served by console-getty) logs root in
+    argv = d.console_command(spec.name)
+    assert argv[argv.index("-t") + 1] == "0"
+    assert _sh(d, spec.name, "systemctl is-active console-getty.service") == (0, "active\n")
+    seen = _console(argv, b"echo uid=$(id -u)=end\r", "uid=0=end", 60)
+    assert "login:" not in seen and "Password:" not in seen, seen
+    # typed on root's own prompt, answered by a shell whose uid is 0
+    assert re.search(r"^root@[\w.-]+:~# echo uid=\$\(id -u\)=end$", seen, re.M), seen
+    assert re.search(r"^uid=0=end$", seen, re.M), seen
+
+    # ...while root's password stays locked and sshd takes keys only
+    code, shadow = _sh(d, spec.name, "cut -d: -f1,2 /etc/shadow | grep ^root:")
+    assert code == 0 and shadow.startswith("root:!"), shadow
+    code, cfg = _sh(d, spec.name, "sshd -T | grep -E '^(permitrootlogin|passwordauthentication|"
+                                  "kbdinteractiveauthentication) '")
+    assert sorted(cfg.split("\n")[:3]) == ["kbdinteractiveauthentication no",
+                                            "passwordauthentication no",
+                                            "permitrootlogin without-password"], cfg
+    ip = spec.nics[0].ipv4.split("/")[0]
+
+    def listening() -> bool:
+        try:
+            with socket.create_connection((ip, 22), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    wait_for(listening, 60, "sshd on port 22")
+    ssh = subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive",
+         "-o", "ConnectTimeout=20", f"root@{ip}", "true"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    # the server offers public keys only: a password is never even asked for
+    assert ssh.returncode == 255 and "Permission denied (publickey)." in ssh.stderr, ssh.stderr

@@ -20,7 +20,8 @@ from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.firewall import Firewall
 from lxcloud.drivers.storage.dir import DirPool
-from tests.integration.conftest import IDMAP, Box, BridgeNet, Launcher, unique, wait_for
+from tests.integration.conftest import Box, BridgeNet, Launcher, unique, wait_for
+from tests.integration.conftest import debian_launcher as _debian_launcher
 
 pytestmark = pytest.mark.root
 
@@ -118,27 +119,6 @@ def _debian_template() -> Path | None:
     found = sorted(DEBIAN_CACHE.glob("debian-bookworm-amd64-base-*.tar.zst"),
                    key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
-
-
-def _debian_launcher(lxc_driver: LxcDriver, dir_pool: DirPool, bridge: BridgeNet, tar: Path,
-                     request: pytest.FixtureRequest) -> Launcher:
-    from lxcloud.images.unpack import safe_extract
-
-    image_id = "ami-deb" + secrets.token_hex(3)
-
-    def populate(dest: Path) -> None:
-        safe_extract(tar, dest, uid_shift=IDMAP.host_uid, gid_shift=IDMAP.host_gid)
-
-    dir_pool.create_base(image_id, populate)
-    launcher = Launcher(lxc_driver, dir_pool, image_id, bridge, {"halt_signal": "SIGRTMIN+3"})
-
-    def cleanup() -> None:
-        for box in launcher.boxes:
-            lxc_driver.destroy(box.name)
-            dir_pool.delete_root(box.name)
-        dir_pool.delete_base(image_id)
-    request.addfinalizer(cleanup)
-    return launcher
 
 
 # A raw HTTP/1.0 request over bash's /dev/tcp: prints the status line, a blank line, then the body.

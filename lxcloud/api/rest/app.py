@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from lxcloud import __version__
@@ -24,6 +28,18 @@ from lxcloud.api.rest import (
 from lxcloud.api.rest.deps import require_auth
 from lxcloud.services.cloud import Cloud
 
+DESCRIPTION = """A private cloud of LXC system containers.
+
+Every REST call (`/api/v1/…`) and `/metrics` needs `Authorization: Bearer TOKEN`; the EC2 API
+(`/ec2/`) takes AWS Signature Version 4 instead. Public, because they hold no data: `/healthz`,
+this description (`/openapi.json`) and its pages (`/docs`, `/redoc`, their files under
+`/docs/assets/`), which a browser opens without a token and which load nothing from outside the
+cloud."""
+
+# Swagger UI and ReDoc as files of a pinned package (fastapi-offline), not from a CDN: a private
+# cloud often cannot reach one
+DOCS_ASSETS = "/docs/assets"
+
 
 def create_app(c: Cloud) -> FastAPI:
     @asynccontextmanager
@@ -38,9 +54,9 @@ def create_app(c: Cloud) -> FastAPI:
         finally:
             c.ops.on_finish.remove(waiters.finished)
 
-    app = FastAPI(title="lxcloud", version=__version__, lifespan=lifespan,
-                  description="A private cloud of LXC system containers. Every call but /healthz "
-                              "needs `Authorization: Bearer TOKEN`.")
+    app = FastAPI(title="lxcloud", version=__version__, lifespan=lifespan, description=DESCRIPTION,
+                  docs_url=None, redoc_url=None)
+    _install_docs(app)
     app.state.cloud = c
     registry = CollectorRegistry()
     registry.register(system.CloudCollector(c))  # type: ignore[arg-type]
@@ -57,3 +73,25 @@ def create_app(c: Cloud) -> FastAPI:
 
     app.include_router(ec2)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc over /openapi.json, every file they load served from here."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")),
+              name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        # validatorUrl: Swagger UI would otherwise send the description's URL to swagger.io
+        return get_swagger_ui_html(openapi_url=openapi_url, title="lxcloud API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                                   swagger_ui_parameters={"validatorUrl": None})
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=openapi_url, title="lxcloud API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)

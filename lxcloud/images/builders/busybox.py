@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lxcloud.core.errors import DriverError
 from lxcloud.core.proc import run
+from lxcloud.images.builders.busybox_fallbacks import FALLBACKS
 
 BUSYBOX = Path("/bin/busybox")
 
@@ -129,7 +130,9 @@ def _applets() -> list[str]:
 
 
 def build_busybox_tree(dest: Path) -> None:
-    """Fill the (empty or missing) directory `dest` with the busybox root filesystem."""
+    """Fill the (empty or missing) directory `dest` with the busybox root filesystem: every
+    applet of the host's busybox (`busybox --list-full`) linked at its own path, our free and
+    uptime over them, and a shell stand-in for each tool of FALLBACKS this busybox lacks."""
     if not BUSYBOX.exists():
         raise DriverError("/bin/busybox is missing: apt-get install busybox-static")
     dest.mkdir(parents=True, exist_ok=True)
@@ -139,14 +142,19 @@ def build_busybox_tree(dest: Path) -> None:
         p.chmod(mode)   # mkdir honours the umask; these modes (1777 /tmp) must be exact
     shutil.copy2(BUSYBOX, dest / "bin/busybox")
     (dest / "bin/busybox").chmod(0o755)
-    for applet in _applets():
+    applets = _applets()
+    for applet in applets:
         link = dest / applet
         if applet == "bin/busybox" or link.exists() or link.is_symlink():
             continue
         link.parent.mkdir(parents=True, exist_ok=True)
         # Absolute target: the link resolves inside the container's root, wherever it lives.
         os.symlink("/bin/busybox", link)
-    for rel, (text, mode) in FILES.items():
+    have = {Path(a).name for a in applets}
+    files = dict(FILES)
+    files.update({f"usr/bin/{name}": (text, 0o755) for name, text in FALLBACKS.items()
+                  if name not in have})
+    for rel, (text, mode) in files.items():
         p = dest / rel
         if p.is_symlink():
             p.unlink()   # an applet link replaced by our own script

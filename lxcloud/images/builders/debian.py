@@ -88,6 +88,27 @@ locale: en_US.UTF-8
 # Ec2 datasource (strict_id: false) then finds our metadata service.
 DS_IDENTIFY_CFG = "policy: search,found=all,maybe=all,notfound=enabled\n"
 
+# The console is as privileged as exec (both need the instance's API rights): it logs root in
+# without a password. `lxc-console -t 0` (what `lxcloud console` attaches) is /dev/console, served
+# by console-getty.service; container-getty@N.service would serve the ttys, should LXC announce
+# them (container_ttys, which it does not with the userns config): both only reachable through
+# lxc-console. root's password stays locked, so nothing else logs in without a key. (`-f` in
+# login's options: agetty's --login-options replace the `-f` that --autologin would add.)
+AUTOLOGIN = {
+    "console-getty.service": "-/sbin/agetty -o '-p -f -- \\\\u' --autologin root --noclear --keep-baud "
+                             "- 115200,38400,9600 $TERM",
+    "container-getty@.service": "-/sbin/agetty -o '-p -f -- \\\\u' --autologin root --noclear - $TERM",
+}
+AUTOLOGIN_DROPIN = "lxcloud-autologin.conf"
+
+# ssh: keys only, for root too (its password is locked; this says so to anyone reading sshd's config)
+SSHD_CONFIG = """\
+# lxcloud: keys only. root's password is locked; the console (lxcloud console) logs root in.
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+"""
+
 HOSTS = """\
 127.0.0.1\tlocalhost
 ::1\t\tlocalhost ip6-localhost ip6-loopback
@@ -192,7 +213,7 @@ def _configure(root: Path, cloud_init: bool) -> None:
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
 
-    # root: no password login (keys via cloud-init / the launcher).
+    # root: no password login (keys via cloud-init / the launcher; the console logs it in).
     shadow = root / "etc/shadow"
     lines = shadow.read_text().splitlines()
     lines = [f"root:!*:{ln.split(':', 2)[2]}" if ln.startswith("root:") else ln for ln in lines]
@@ -211,6 +232,11 @@ def _configure(root: Path, cloud_init: bool) -> None:
     wants.mkdir(exist_ok=True)
     (wants / "lxcloud-ssh-keygen.service").unlink(missing_ok=True)
     (wants / "lxcloud-ssh-keygen.service").symlink_to("/etc/systemd/system/lxcloud-ssh-keygen.service")
+
+    for unit, exec_start in AUTOLOGIN.items():
+        _write(root, f"etc/systemd/system/{unit}.d/{AUTOLOGIN_DROPIN}",
+               f"[Service]\nExecStart=\nExecStart={exec_start}\n")
+    _write(root, "etc/ssh/sshd_config.d/lxcloud.conf", SSHD_CONFIG)
 
     _write(root, "etc/systemd/system/lxcloud-user-data.service", USER_DATA_UNIT)
     mu = units / "multi-user.target.wants"
