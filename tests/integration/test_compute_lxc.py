@@ -1,5 +1,4 @@
-"""The LXC compute driver with real busybox containers, plus the compute contract suite that runs
-against both the FakeDriver and the LxcDriver."""
+"""The LXC compute driver with real busybox containers, and the compute contract suite on it."""
 
 from __future__ import annotations
 
@@ -10,97 +9,31 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from lxcloud.core.errors import DriverError, NotFound, Unsupported
+from lxcloud.core.errors import DriverError, Unsupported
 from lxcloud.core.host import HostState
 from lxcloud.core.instance import Nic
-from lxcloud.core.instance_types import Limits, MiB
+from lxcloud.core.instance_types import MiB
 from lxcloud.core.proc import run
-from lxcloud.drivers.compute.base import RootfsSpec
 from lxcloud.drivers.compute.fake import FakeDriver
-from lxcloud.drivers.compute.lxc import render_config
+from lxcloud.drivers.compute.lxc import host_cpus, pick_cpus, render_config
 from lxcloud.drivers.compute.registry import get_compute_driver
-from tests.integration.conftest import IDMAP, BridgeNet, Launcher, busybox_spec, unique, wait_for
+from tests.contracts.compute import *  # noqa: F403
+from tests.contracts.compute import ComputeEnv
+from tests.integration.conftest import IDMAP, BridgeNet, Launcher, wait_for
 
 pytestmark = pytest.mark.root
 
 
-# ---------------------------------------------------------------- the contract suite (fake + lxc)
-@dataclass
-class Env:
-    driver: object
-    new: Callable[[], str]          # creates a container definition, returns its name
-
-
-@pytest.fixture(params=["fake", "lxc"])
-def env(request: pytest.FixtureRequest) -> Iterator[Env]:
-    if request.param == "fake":
-        drv = FakeDriver()
-
-        def new_fake() -> str:
-            name = unique("i-f")
-            drv.create(busybox_spec(name, "ami-fake", hostname="fk", limits=Limits(1, 64 * MiB, 0, 64, 0)),
-                       RootfsSpec("dir", Path("/nonexistent")))
-            return name
-        yield Env(drv, new_fake)
-    else:
-        launch: Launcher = request.getfixturevalue("launch")
-        yield Env(launch.driver, lambda: launch(start=False, nic=False).name)
-
-
-def test_contract_lifecycle(env: Env) -> None:
-    d = env.driver
-    name = env.new()
-    assert name in d.list()
-    assert d.state(name) is HostState.STOPPED and d.init_pid(name) is None
-    d.start(name)
-    assert d.state(name) is HostState.RUNNING and d.init_pid(name)
-    d.start(name)                                   # running: start is a no-op
-    r = d.exec(name, ["sh", "-c", "exit 7"])
-    assert r.exit_code == 7 and not r.timed_out
-    assert d.exec(name, ["cat"], stdin=b"in\n").stdout == b"in\n"
-    d.freeze(name)
-    assert d.state(name) is HostState.FROZEN
-    d.unfreeze(name)
-    assert d.state(name) is HostState.RUNNING
-    old = d.init_pid(name)
-    d.reboot(name)
-    assert d.state(name) is HostState.RUNNING and d.init_pid(name) not in (None, old)
-    d.stop(name, force=True)
-    assert d.state(name) is HostState.STOPPED
-    d.stop(name)                                    # stopped: stop is a no-op
-    d.destroy(name)
-    assert d.state(name) is HostState.MISSING and name not in d.list()
-    d.destroy(name)                                 # missing: destroy is a no-op
-
-
-def test_contract_missing(env: Env) -> None:
-    d = env.driver
-    ghost = unique("i-ghost")
-    assert d.state(ghost) is HostState.MISSING
-    assert d.init_pid(ghost) is None
-    for call in (lambda: d.start(ghost), lambda: d.stop(ghost), lambda: d.exec(ghost, ["true"]),
-                 lambda: d.console_log(ghost), lambda: d.freeze(ghost)):
-        with pytest.raises(NotFound):
-            call()
-
-
-def test_contract_exec_timeout(env: Env) -> None:
-    d = env.driver
-    name = env.new()
-    d.start(name)
-    r = d.exec(name, ["sleep", "30"], timeout=0.5)
-    assert r.timed_out
-    # the timed-out command was killed, not left running behind the answer
-    if d.name == "lxc":
-        # (busybox ps shows a killed, not yet reaped process as "[sleep]")
-        wait_for(lambda: b"sleep 30" not in d.exec(name, ["ps"]).stdout, 10,
-                 "the timed-out sleep to be killed")
+# ---------------------------------------------------------------- the contract suite
+@pytest.fixture
+def compute(launch: Launcher) -> ComputeEnv:
+    """The compute contract's driver (tests/contracts/compute.py; the fake runs it in unit)."""
+    return ComputeEnv(launch.driver, lambda: launch(start=False, nic=False).name)
 
 
 def test_registry() -> None:
@@ -160,11 +93,13 @@ def test_console_log_and_console(launch: Launcher) -> None:
     try:
         buf = b""
         deadline = time.monotonic() + 15
-        sent = False
+        sent = 0.0
         while b"console-ok-42" not in buf and time.monotonic() < deadline:
-            if not sent and (b"Ctrl+a" in buf or b"Connected" in buf):
+            # typed again until it is answered: input typed before init has started the console's
+            # shell is dropped when init sets the terminal up for it
+            if (b"Ctrl+a" in buf or b"Connected" in buf) and time.monotonic() - sent > 1:
                 os.write(fd, b"\recho console-ok-$((6*7))\r")
-                sent = True
+                sent = time.monotonic()
             r, _, _ = select.select([fd], [], [], 0.2)
             if r:
                 try:
@@ -243,8 +178,19 @@ def test_limits_visible_inside(launch: Launcher) -> None:
     assert re.search(r"^Mem:\s+64\s", free, re.M), free
     cpus = d.exec(spec.name, ["grep", "-c", "^processor", "/proc/cpuinfo"]).stdout.strip()
     assert cpus == b"1"
-    # lxcfs --enable-cfs also narrows the online-cpu list (nproc's sched_getaffinity is not virtual)
+    # lxcfs --enable-cfs also narrows the online-cpu list; the cpuset pins one whole CPU, so
+    # sched_getaffinity (nproc) says 1 as well
     assert d.exec(spec.name, ["cat", "/sys/devices/system/cpu/online"]).stdout.strip() == b"0"
+    assert d.exec(spec.name, ["nproc"]).stdout.strip() == b"1"
+    allowed = re.search(r"^Cpus_allowed_list:\s+(\S+)", d.exec(spec.name, ["cat", "/proc/self/status"])
+                        .stdout.decode(), re.M)
+    assert allowed and allowed.group(1) == ",".join(map(str, pick_cpus(spec.name, 1, host_cpus()) or []))
+
+
+def test_all_cpus_are_not_pinned(launch: Launcher) -> None:
+    n = len(host_cpus())
+    spec = launch(vcpus=n, nic=False)
+    assert launch.driver.exec(spec.name, ["nproc"]).stdout.strip() == str(n).encode()
 
 
 def test_limits_not_visible_without_lxcfs(launch: Launcher) -> None:
@@ -361,6 +307,11 @@ def test_config_cgroup_v2_keys(launch: Launcher) -> None:
     assert "lxc.cgroup." not in v2.replace("lxc.cgroup2.", "")
     v1 = render_config(spec.spec, spec.rootfs, lxcpath=Path("/x"), veth=[], idmap=IDMAP, cgroup=1)
     assert "lxc.cgroup.cpu.cfs_quota_us = 50000" in v1 and "lxc.cgroup2." not in v1
+    # half a vCPU: half of one pinned CPU
+    on4 = render_config(spec.spec, spec.rootfs, lxcpath=Path("/x"), veth=[], idmap=IDMAP, cgroup=1,
+                        cpus=[0, 1, 2, 3])
+    pinned = re.findall(r"^lxc.cgroup.cpuset.cpus = (\d+)$", on4, re.M)
+    assert len(pinned) == 1 and pinned[0] in "0123"
 
 
 def test_console_log_is_bounded(launch: Launcher) -> None:

@@ -28,6 +28,7 @@ from lxcloud.drivers.network.bridge import BridgeDriver, host_networks
 from lxcloud.drivers.network.dns import DnsmasqSupervisor
 from lxcloud.drivers.network.firewall import Firewall, chain_names
 from lxcloud.drivers.network.registry import get_network_driver
+from tests.contracts.network import *  # noqa: F403
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.root
@@ -98,6 +99,12 @@ def driver() -> Iterator[BridgeDriver]:
     d = BridgeDriver()
     yield d
     d.close()
+
+
+@pytest.fixture
+def network_driver(driver: BridgeDriver) -> BridgeDriver:
+    """The network contract's driver (tests/contracts/network.py)."""
+    return driver
 
 
 @pytest.fixture

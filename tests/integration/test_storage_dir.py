@@ -12,9 +12,16 @@ from lxcloud.core.host import HostState
 from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.drivers.storage.registry import get_storage_driver
 from lxcloud.images.builders.busybox import build_busybox_tree
+from tests.contracts.storage import *  # noqa: F403
 from tests.integration.conftest import IDMAP, Launcher, Template, populate_busybox
 
 pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def pool(dir_pool: DirPool) -> DirPool:
+    """The storage contract's pool: a fresh dir pool (tests/contracts/storage.py)."""
+    return dir_pool
 
 
 def test_base_made_once_under_concurrency(dir_pool: DirPool, busybox_template: Template) -> None:

@@ -346,8 +346,9 @@ def _parse_error(body: bytes, action: str) -> dict[str, Any]:
     return parsed["Error"]  # type: ignore[no-any-return]
 
 
-def test_get_password_data(ec2: Any, image: dict[str, Any]) -> None:
+def test_get_password_data(ec2: Any, image: dict[str, Any], cloud: Cloud) -> None:
     iid = run(ec2, image)["Instances"][0]["InstanceId"]
+    idle(cloud, iid)          # launched: its launch time is the one it keeps
     launched = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0][
         "LaunchTime"]
     pw = ec2.get_password_data(InstanceId=iid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import math
 import os
 import shutil
 import signal
@@ -65,8 +66,32 @@ def cgroup_version() -> int:
     return 1
 
 
-def _limit_lines(lim: Limits, version: int) -> list[str]:
+def host_cpus() -> list[int]:
+    """The CPUs containers may run on: those this process may (the cpuset it was given)."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def pick_cpus(instance_id: str, vcpus: float, cpus: Sequence[int]) -> list[int] | None:
+    """The whole CPUs an instance is pinned to: as many as its vCPUs rounded up, or None (no
+    pinning) when that is all of them. Chosen by rendezvous hashing on the instance id: the same
+    instance always gets the same CPUs (across redefinitions and restarts), different instances
+    spread evenly over the host's, and no host-wide bookkeeping is needed."""
+    count = math.ceil(vcpus)
+    if count >= len(cpus):
+        return None
+
+    def score(cpu: int) -> bytes:
+        return hashlib.sha256(f"{instance_id}:{cpu}".encode()).digest()
+
+    return sorted(sorted(cpus, key=score)[:count])
+
+
+def _limit_lines(lim: Limits, version: int, pinned: Sequence[int] | None = None) -> list[str]:
+    """cgroup limits: memory (+swap), CFS quota and shares/weight for fractional vCPUs, and the
+    whole CPUs `pinned` (a cpuset), so that every tool inside — nproc and sched_getaffinity as
+    well as /proc/cpuinfo through lxcfs — sees the instance's CPU count (Incus' limits.cpu)."""
     quota = max(1000, int(lim.vcpus * CFS_PERIOD))
+    cpuset = ",".join(str(c) for c in pinned) if pinned else None
     if version == 1:
         lines = [f"lxc.cgroup.memory.limit_in_bytes = {lim.memory}"]
         if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
@@ -75,12 +100,17 @@ def _limit_lines(lim: Limits, version: int) -> list[str]:
                   f"lxc.cgroup.cpu.cfs_quota_us = {quota}",
                   f"lxc.cgroup.cpu.shares = {max(2, int(1024 * lim.vcpus))}",
                   f"lxc.cgroup.pids.max = {lim.pids}"]
+        if cpuset:
+            lines.append(f"lxc.cgroup.cpuset.cpus = {cpuset}")
         return lines
-    return [f"lxc.cgroup2.memory.max = {lim.memory}",
-            f"lxc.cgroup2.memory.swap.max = {lim.swap}",
-            f"lxc.cgroup2.cpu.max = {quota} {CFS_PERIOD}",
-            f"lxc.cgroup2.cpu.weight = {min(10000, max(1, int(100 * lim.vcpus)))}",
-            f"lxc.cgroup2.pids.max = {lim.pids}"]
+    lines = [f"lxc.cgroup2.memory.max = {lim.memory}",
+             f"lxc.cgroup2.memory.swap.max = {lim.swap}",
+             f"lxc.cgroup2.cpu.max = {quota} {CFS_PERIOD}",
+             f"lxc.cgroup2.cpu.weight = {min(10000, max(1, int(100 * lim.vcpus)))}",
+             f"lxc.cgroup2.pids.max = {lim.pids}"]
+    if cpuset:
+        lines.append(f"lxc.cgroup2.cpuset.cpus = {cpuset}")
+    return lines
 
 
 def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
@@ -99,9 +129,10 @@ def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
 
 def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: Sequence[str],
                   idmap: IdMap | None, cgroup: int | None = None, lxcfs_dir: Path | None = LXCFS_DIR,
-                  ) -> str:
-    """The liblxc config file of `spec` over `root` (pure: no I/O except reading which cgroup
-    layout this is). idmap None: privileged; lxcfs_dir None: no lxcfs."""
+                  cpus: Sequence[int] | None = None) -> str:
+    """The liblxc config file of `spec` over `root` (pure but for reading which cgroup layout
+    this is and, when `cpus` is not given, which CPUs the host has). idmap None: privileged;
+    lxcfs_dir None: no lxcfs."""
     version = cgroup or cgroup_version()
     cdir = lxcpath / spec.id
     rf = root
@@ -147,7 +178,8 @@ def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: 
             lines += _nic_lines(i, nic, veth[i])
     else:
         lines.append("lxc.net.0.type = empty")   # own network namespace with only lo
-    lines += _limit_lines(spec.limits, version)
+    lines += _limit_lines(spec.limits, version,
+                          pick_cpus(spec.id, spec.limits.vcpus, host_cpus() if cpus is None else cpus))
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,8 @@ def _check_id(value: str) -> str:
 
 
 class FakePool:
-    """Bases and roots as records; `populate` is handed a path it must not need to write to."""
+    """Bases and roots as records. `populate` fills a throwaway temporary directory (so that the
+    contract's "populate fills it" holds); nothing is kept on disk."""
 
     name = "fake"
 
@@ -33,10 +35,14 @@ class FakePool:
     def has_base(self, image_id: str) -> bool:
         return _check_id(image_id) in self.bases
 
+    def has_root(self, instance_id: str) -> bool:
+        return _check_id(instance_id) in self.roots
+
     def create_base(self, image_id: str, populate: Callable[[Path], None]) -> Path:
         with self._lock:
             if _check_id(image_id) not in self.bases:
-                populate(self.path / "bases" / f".tmp-{image_id}")
+                with tempfile.TemporaryDirectory(prefix="fake-base-") as tmp:
+                    populate(Path(tmp))
                 self.bases.add(image_id)
         return self.path / "bases" / image_id
 
@@ -46,15 +52,13 @@ class FakePool:
 
     def create_root(self, instance_id: str, image_id: str, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
+        _check_id(instance_id)
         with self._lock:
             if _check_id(image_id) not in self.bases:
                 raise NotFound(f"image {image_id} has no base in pool {self.path}", resource="image")
-            self.roots[_check_id(instance_id)] = image_id
+            self.roots[instance_id] = image_id
         return RootfsSpec(kind="overlay", path=self.path / "instances" / instance_id / "upper",
                           lower=self.path / "bases" / image_id)
-
-    def has_root(self, instance_id: str) -> bool:
-        return _check_id(instance_id) in self.roots
 
     def delete_root(self, instance_id: str) -> None:
         with self._lock:

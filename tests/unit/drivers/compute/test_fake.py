@@ -1,4 +1,5 @@
-"""The FakeDriver keeps the compute contract's state rules (the same suite runs on LXC in integration)."""
+"""The FakeDriver keeps the compute contract (the same suite runs on LXC in integration), and its
+own test double's rules."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from lxcloud.core.instance_types import Limits, MiB
 from lxcloud.drivers.compute.base import RootfsSpec
 from lxcloud.drivers.compute.fake import FakeDriver
 from lxcloud.drivers.compute.registry import get_compute_driver
+from tests.contracts.compute import *  # noqa: F403
+from tests.contracts.compute import ComputeEnv
 
 ROOT = RootfsSpec("dir", Path("/nonexistent"))
 
@@ -22,6 +25,18 @@ def _spec(name: str = "i-1", hostname: str = "web") -> InstanceSpec:
                         image=ImageRef(id="ami-1", template="/nonexistent"),
                         limits=Limits(1, 64 * MiB, 0, 64, 0), disks=(Disk(pool="default"),),
                         first_boot=(File("/etc/x", b"y"),))
+
+
+@pytest.fixture
+def compute() -> ComputeEnv:
+    d = FakeDriver()
+    n = iter(range(1_000_000))
+
+    def new() -> str:
+        name = f"i-fake{next(n)}"
+        d.create(_spec(name), ROOT)
+        return name
+    return ComputeEnv(d, new)
 
 
 def test_lifecycle_and_state_rules() -> None:
