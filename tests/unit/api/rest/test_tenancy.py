@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from tests.unit.api.rest.test_instances import launch
 from tests.unit.conftest import make_tar
-from tests.unit.test_rest_api import launch
 
 
 def member(api: TestClient, name: str, project: str) -> TestClient:

@@ -140,7 +140,8 @@ def _http(d: LxcDriver, name: str, method: str, path: str, header: str = "") -> 
     return int(status.split()[1]), body
 
 
-@pytest.mark.skipif(_debian_template() is None, reason="no cached Debian image (test_debian_image builds it)")
+@pytest.mark.skipif(_debian_template() is None,
+                    reason="no cached Debian image (images/builders/test_debian builds it)")
 def test_imdsv2_tokens_from_inside_debian(lxc_driver: LxcDriver, dir_pool: DirPool, bridge: BridgeNet,
                                           imds: Served, request: pytest.FixtureRequest) -> None:
     tar = _debian_template()
@@ -164,8 +165,8 @@ def test_imdsv2_tokens_from_inside_debian(lxc_driver: LxcDriver, dir_pool: DirPo
 
 
 def _debian_build(variant: str) -> Path:
-    """The Debian image of the current builder (built once and cached, as test_debian_image does)."""
-    from tests.integration.test_debian_image import _build
+    """The Debian image of the current builder (built once and cached by images/builders/test_debian)."""
+    from tests.integration.images.builders.test_debian import _build
 
     return _build("bookworm", "amd64", variant == "cloud").path
 

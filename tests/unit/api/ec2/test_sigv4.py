@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 
 from lxcloud.api.ec2 import sigv4
 from lxcloud.api.ec2.errors import Ec2Error
-from tests.unit.ec2 import aws4_vectors as av
+from tests.unit.api.ec2 import aws4_vectors as av
 
 VECTOR_NOW = datetime(2015, 8, 30, 12, 36, tzinfo=UTC)
 VECTORS = av.VECTORS

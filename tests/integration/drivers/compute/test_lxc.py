@@ -258,7 +258,7 @@ def test_started_container_survives_its_starter(launch: Launcher) -> None:
     code = ("import sys; from pathlib import Path; from lxcloud.drivers.compute.lxc import LxcDriver;"
             "d = LxcDriver(Path(sys.argv[1])); d.start(sys.argv[2]); print(d.init_pid(sys.argv[2]))")
     cp = subprocess.run([sys.executable, "-c", code, str(d.lxcpath), spec.name], capture_output=True,
-                        timeout=60, cwd=str(Path(__file__).resolve().parents[2]))
+                        timeout=60, cwd=str(Path(__file__).resolve().parents[4]))
     assert cp.returncode == 0, cp.stderr
     # the starter has exited; the container still runs, its monitor in a session of its own
     assert d.state(spec.name) is HostState.RUNNING
