@@ -181,7 +181,7 @@ class NodeAgent:
                                                                           dest))
                 step("storage.base")
             report(40, "creating root filesystem")
-            root = pool.create_root(spec.id, spec.image.id, self.idmap.host_uid, self.idmap.host_gid)
+            root = pool.create_root(spec.id, spec.root, self.idmap.host_uid, self.idmap.host_gid)
             rev.add(lambda: pool.delete_root(spec.id), "root")
             step("storage.root")
             compute.create(spec, root)
@@ -206,7 +206,7 @@ class NodeAgent:
         pool = self._pool(spec.root.pool)
         if not pool.has_root(spec.id):
             raise NotFound(f"instance {spec.id} has no root on host {self.name}", resource="instance")
-        root = pool.create_root(spec.id, spec.image.id, self.idmap.host_uid, self.idmap.host_gid)
+        root = pool.create_root(spec.id, spec.root, self.idmap.host_uid, self.idmap.host_gid)
         self._compute(spec.kind).create(spec, root)
 
     def _ports(self, compute: ComputeDriver, instance_id: str, nics: Sequence[Nic]) -> dict[str, str]:

@@ -13,9 +13,14 @@ import pytest
 
 from lxcloud.core.caps import StorageCaps
 from lxcloud.core.errors import InvalidInput, NotFound
+from lxcloud.core.instance import Disk
 from lxcloud.drivers.storage.base import StorageDriver
 
 UID = GID = 1_000_000
+
+
+def root_disk(image_id: str) -> Disk:
+    return Disk(pool="contract", source=image_id)
 
 
 def _fill(dest: Path) -> None:
@@ -63,13 +68,13 @@ def test_contract_storage_failed_populate_leaves_no_base(pool: StorageDriver) ->
 def test_contract_storage_roots_over_a_base(pool: StorageDriver) -> None:
     base = pool.create_base("ami-contract4", _fill)
     with pytest.raises(NotFound):
-        pool.create_root("i-contract0", "ami-missing", UID, GID)
+        pool.create_root("i-contract0", root_disk("ami-missing"), UID, GID)
     assert not pool.has_root("i-contract0")
-    root = pool.create_root("i-contract1", "ami-contract4", UID, GID)
+    root = pool.create_root("i-contract1", root_disk("ami-contract4"), UID, GID)
     assert pool.has_root("i-contract1")
     if pool.caps.copy_on_write:
         assert root.kind == "overlay" and root.lower == base
-    assert pool.create_root("i-contract1", "ami-contract4", UID, GID) == root   # idempotent
+    assert pool.create_root("i-contract1", root_disk("ami-contract4"), UID, GID) == root   # idempotent
     assert pool.root_usage("i-contract1") >= 0
     pool.delete_root("i-contract1")
     assert not pool.has_root("i-contract1")
@@ -81,9 +86,14 @@ def test_contract_storage_roots_over_a_base(pool: StorageDriver) -> None:
     pool.delete_base("ami-contract4")                                           # missing: no-op
 
 
+def test_contract_storage_a_root_disk_names_its_image(pool: StorageDriver) -> None:
+    with pytest.raises(InvalidInput):
+        pool.create_root("i-contract5", Disk(pool="contract"), UID, GID)
+
+
 @pytest.mark.parametrize("bad", ["../x", "a/b", ".hidden", "", ".."])
 def test_contract_storage_ids_cannot_walk_out_of_the_pool(pool: StorageDriver, bad: str) -> None:
     for call in (lambda: pool.create_base(bad, _fill), lambda: pool.has_base(bad),
-                 lambda: pool.create_root(bad, "ami-x", UID, GID), lambda: pool.delete_root(bad)):
+                 lambda: pool.create_root(bad, root_disk("ami-x"), UID, GID), lambda: pool.delete_root(bad)):
         with pytest.raises(InvalidInput):
             call()

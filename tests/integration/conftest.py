@@ -256,7 +256,7 @@ class Launcher:
         name = unique("i-t")
         uid = idmap.host_uid if idmap else 0
         gid = idmap.host_gid if idmap else 0
-        rootfs = self.pool.create_root(name, self.image_id, uid, gid)
+        rootfs = self.pool.create_root(name, Disk(pool="test", source=self.image_id), uid, gid)
         files = tuple(File(p, c) for p, c in extra_files.items()) if isinstance(extra_files, dict) \
             else tuple(extra_files or ())
         spec = busybox_spec(name, self.image_id, hostname=hostname or unique("bb-"),

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Protocol
 
 from lxcloud.core.caps import StorageCaps
+from lxcloud.core.errors import InvalidInput
+from lxcloud.core.instance import Disk
 from lxcloud.drivers.compute.base import RootfsSpec
 
 
@@ -30,10 +32,11 @@ class StorageDriver(Protocol):
     def delete_base(self, image_id: str) -> None:
         """Remove an image's base. Missing: no-op."""
 
-    def create_root(self, instance_id: str, image_id: str, uid: int = 100000,
+    def create_root(self, instance_id: str, disk: Disk, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
-        """A copy-on-write root over the image's base, owned by the mapped root uid/gid.
-        NotFound when the image has no base here. Idempotent: an existing root is kept as is."""
+        """The instance's root disk as the description says it (`disk.source` is its image): a
+        copy-on-write root over the image's base, owned by the mapped root uid/gid. NotFound when
+        the image has no base here. Idempotent: an existing root is kept as is."""
 
     def has_root(self, instance_id: str) -> bool: ...
 
@@ -42,3 +45,10 @@ class StorageDriver(Protocol):
 
     def root_usage(self, instance_id: str) -> int:
         """Bytes the instance's own layer holds; NotFound when it has no root here."""
+
+
+def root_source(disk: Disk) -> str:
+    """The image a root disk is made from (InvalidInput for a disk that names none)."""
+    if not disk.source:
+        raise InvalidInput(f"disk {disk.name!r} names no image to make a root from")
+    return disk.source

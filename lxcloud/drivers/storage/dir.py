@@ -21,7 +21,9 @@ from pathlib import Path
 
 from lxcloud.core.caps import StorageCaps
 from lxcloud.core.errors import DriverError, InvalidInput, NotFound
+from lxcloud.core.instance import Disk
 from lxcloud.drivers.compute.base import RootfsSpec
+from lxcloud.drivers.storage.base import root_source
 
 # liblxc 5.0.2 (storage/overlay.c) mounts `overlay:LOWER:UPPER` with workdir=dirname(UPPER)/work
 # (verified: it mkdir_p()s that path inside the user namespace, so we pre-create it, owned by mapped root).
@@ -98,8 +100,9 @@ class DirPool:
     def instance_path(self, instance_id: str) -> Path:
         return self.path / "instances" / _check_id(instance_id)
 
-    def create_root(self, instance_id: str, image_id: str, uid: int = 100000,
+    def create_root(self, instance_id: str, disk: Disk, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
+        image_id = root_source(disk)
         inst = self.instance_path(instance_id)
         base = self.base_path(image_id)
         if not base.is_dir():

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from lxcloud.core.caps import StorageCaps
 from lxcloud.core.errors import InvalidInput, NotFound
+from lxcloud.core.instance import Disk
 from lxcloud.drivers.compute.base import RootfsSpec
+from lxcloud.drivers.storage.base import root_source
 
 
 def _check_id(value: str) -> str:
@@ -50,8 +52,9 @@ class FakePool:
         with self._lock:
             self.bases.discard(_check_id(image_id))
 
-    def create_root(self, instance_id: str, image_id: str, uid: int = 100000,
+    def create_root(self, instance_id: str, disk: Disk, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
+        image_id = root_source(disk)
         _check_id(instance_id)
         with self._lock:
             if _check_id(image_id) not in self.bases:

@@ -13,6 +13,7 @@ from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.drivers.storage.registry import get_storage_driver
 from lxcloud.images.builders.busybox import build_busybox_tree
 from tests.contracts.storage import *  # noqa: F403
+from tests.contracts.storage import root_disk
 from tests.integration.conftest import IDMAP, Launcher, Template, populate_busybox
 
 pytestmark = pytest.mark.root
@@ -68,7 +69,7 @@ def test_failed_populate_leaves_nothing(dir_pool: DirPool) -> None:
 
 
 def test_root_is_an_empty_layer_owned_by_mapped_root(dir_pool: DirPool, busybox_image: str) -> None:
-    spec = dir_pool.create_root("i-root1", busybox_image, IDMAP.host_uid, IDMAP.host_gid)
+    spec = dir_pool.create_root("i-root1", root_disk(busybox_image), IDMAP.host_uid, IDMAP.host_gid)
     assert spec.kind == "overlay" and spec.lower == dir_pool.base_path(busybox_image)
     assert spec.path == dir_pool.instance_path("i-root1") / "upper"
     work = spec.path.parent / "work"   # where liblxc 5.0 puts overlayfs' workdir
@@ -79,7 +80,7 @@ def test_root_is_an_empty_layer_owned_by_mapped_root(dir_pool: DirPool, busybox_
     usage0 = dir_pool.root_usage("i-root1")
     (spec.path / "big").write_bytes(b"x" * 1_000_000)
     assert dir_pool.root_usage("i-root1") >= usage0 + 1_000_000
-    dir_pool.create_root("i-root1", busybox_image, IDMAP.host_uid, IDMAP.host_gid)   # idempotent
+    dir_pool.create_root("i-root1", root_disk(busybox_image), IDMAP.host_uid, IDMAP.host_gid)   # idempotent
     dir_pool.delete_root("i-root1")
     assert not dir_pool.instance_path("i-root1").exists()
     dir_pool.delete_root("i-root1")                 # missing: no-op
@@ -89,10 +90,10 @@ def test_root_is_an_empty_layer_owned_by_mapped_root(dir_pool: DirPool, busybox_
 
 def test_errors(dir_pool: DirPool) -> None:
     with pytest.raises(NotFound):
-        dir_pool.create_root("i-x", "ami-none")
+        dir_pool.create_root("i-x", root_disk("ami-none"))
     for bad in ("../etc", "a/b", ".hidden", ""):
         with pytest.raises(InvalidInput):
-            dir_pool.create_root(bad, "ami-none")
+            dir_pool.create_root(bad, root_disk("ami-none"))
     assert isinstance(get_storage_driver("dir", path=dir_pool.path), DirPool)
     with pytest.raises(Unsupported):
         get_storage_driver("zfs")
