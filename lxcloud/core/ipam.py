@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -70,11 +71,12 @@ def next_free(cidr: str, used: set[str]) -> str:
     first = int(ipaddress.IPv4Address(plan.first))
     last = int(ipaddress.IPv4Address(plan.last))
     # Only addresses inside the usable range can collide; anything else in `used` is ignored.
+    # (inet_aton, not ipaddress: this runs on every launch over every address of the network)
     taken = set()
     for ip in used:
         try:
-            n = int(ipaddress.IPv4Address(ip))
-        except ValueError:
+            n = int.from_bytes(socket.inet_aton(ip), "big") if ip.count(".") == 3 else -1
+        except OSError:
             continue
         if first <= n <= last:
             taken.add(n)

@@ -185,6 +185,38 @@ def ensure_traversable(data_dir: Path, uid: int, gid: int) -> list[str]:
     return granted
 
 
+def _cgroup2_mount() -> tuple[str, list[str]] | None:
+    """(mount point, options) of the host's cgroup2 hierarchy, None when there is none."""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[2] == "cgroup2":
+            return f[1], f[3].split(",")
+    return None
+
+
+def ensure_cgroup_favordynmods() -> bool:
+    """Make moving a process into a cgroup cheap: with `favordynmods` (Linux >= 6.0) the kernel
+    no longer waits for an RCU grace period on each migration once none happened for a while. Each
+    lxc-start and lxc-attach moves its process into every hierarchy, and without it the first one
+    after a quiet moment pays ~15 ms (an attach right after a start is 8 ms, 20 ms later 24 ms).
+    The flag is the kernel's, for the whole host; forks and exits cost a little more for it.
+    Returns whether it is on; an older kernel refusing it is not fatal."""
+    found = _cgroup2_mount()
+    if found is None:
+        return False
+    mountpoint, options = found
+    if "favordynmods" in options:
+        return True
+    # a remount sets the hierarchy's flags from the options given: keep the ones it has
+    cp = run(["mount", "-o", ",".join(["remount", *options, "favordynmods"]), mountpoint],
+             check=False)
+    if cp.returncode != 0:
+        log.warning("cgroup2 at %s does not take favordynmods (kernel too old?): %s", mountpoint,
+                    cp.stderr.decode(errors="replace").strip())
+        return False
+    return True
+
+
 def prepare_host(settings: Settings) -> dict[str, object]:
     """Make this host ready to run the containers of the cloud in settings.data_dir (idempotent,
     before anything is launched); return host_facts()."""
@@ -197,6 +229,7 @@ def prepare_host(settings: Settings) -> dict[str, object]:
     ensure_subids("root", settings.idmap_base, settings.idmap_count)
     ensure_ip_forward()
     ensure_sysctls()
+    ensure_cgroup_favordynmods()
     ensure_lxcfs(Path(settings.lxcfs_dir))
     return host_facts(settings)
 
@@ -238,4 +271,5 @@ def host_facts(settings: Settings | None = None) -> dict[str, object]:
         "lxcfs_running": lxcfs_mounted(lxcfs_dir),
         "fuse": Path("/dev/fuse").exists(),
         "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1",
+        "cgroup_favordynmods": "favordynmods" in (_cgroup2_mount() or ("", []))[1],
     }

@@ -15,9 +15,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lxcloud.config import Settings
@@ -53,7 +55,7 @@ from lxcloud.core.lifecycle import Action, State, next_state, observe
 from lxcloud.core.models import Image, Instance, Network, Operation
 from lxcloud.core.units import parse_size
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow, utcnow
+from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow, table, utcnow
 from lxcloud.node.protocol import ConsoleStream, NodeClient
 from lxcloud.services.capabilities import check_description
 from lxcloud.services.images import ImageService
@@ -123,6 +125,13 @@ def _to_model(r: Any, image_names: dict[str, str], projects: dict[str, str]) -> 
         shutdown_behavior=r.shutdown_behavior or "stop")
 
 
+# One instance with its image's and project's names, in one Core query (no ORM objects)
+_ONE = (select(InstanceRow.__table__, ImageRow.name.label("image_name"),
+               ProjectRow.name.label("project_name"))
+        .outerjoin(ImageRow, ImageRow.id == InstanceRow.image_id)
+        .outerjoin(ProjectRow, ProjectRow.id == InstanceRow.project_id))
+
+
 class InstanceService:
     def __init__(self, settings: Settings, db: Database, ops: Operations, node: NodeClient,
                  images: ImageService, networks: NetworkService, tags: TagService,
@@ -149,16 +158,15 @@ class InstanceService:
         """By id (terminated ones included) or by name (live ones). A member sees its project's
         instances only (another project's is "not found", never "forbidden"); an admin every one."""
         with self.db.reader() as s:
-            row = s.get(InstanceRow, ref) if is_id(ref, "instance") else None
+            row = s.execute(_ONE.where(InstanceRow.id == ref)).first() \
+                if is_id(ref, "instance") else None
             if row is None:
-                row = s.scalar(select(InstanceRow).where(InstanceRow.name == ref,
-                                                         InstanceRow.state != State.TERMINATED))
-            if row is None or not self._sees(caller, row.project_id):
-                raise NotFound(f"instance {ref!r} not found", resource="instance", id=ref)
-            image = s.scalar(select(ImageRow.name).where(ImageRow.id == row.image_id))
-            project = s.scalar(select(ProjectRow.name).where(ProjectRow.id == row.project_id))
-            return _to_model(row, {row.image_id: image} if image else {},
-                             {row.project_id: project} if project and row.project_id else {})
+                row = s.execute(_ONE.where(InstanceRow.name == ref,
+                                           InstanceRow.state != State.TERMINATED)).first()
+        if row is None or not self._sees(caller, row.project_id):
+            raise NotFound(f"instance {ref!r} not found", resource="instance", id=ref)
+        return _to_model(row, {row.image_id: row.image_name} if row.image_name else {},
+                         {row.project_id: row.project_name} if row.project_name else {})
 
     @staticmethod
     def _sees(caller: Caller, project_id: str | None) -> bool:
@@ -254,23 +262,32 @@ class InstanceService:
             for n in range(count):
                 iid = new_id("instance")
                 wanted = name if count == 1 or name is None else f"{name}-{n}"
-                row = InstanceRow(
+                now = utcnow()
+                # Core inserts, not ORM objects: the launch path writes its rows without a unit of
+                # work (what it writes is known: nothing to load, nothing to diff)
+                nic = self.networks.attach(s, net, plan, iid)
+                op = self.ops.begin(s, "launch", iid, project_id=project_id, new=True)
+                row = dict(
                     id=iid, name=self._free_name(s, wanted, iid, req.name_from_tag),
-                    state=State.PENDING, image_id=image.id, instance_type=itype.name,
-                    kind=str(image.kind), limits=dataclasses.asdict(limits), node=self.node.name,
-                    nics=[nic_to_dict(self.networks.attach(s, net, plan, iid))],
-                    disks=[disk_to_dict(d) for d in disks], user_data=req.user_data,
-                    project_id=project_id, key_name=req.key_name, zone=zone,
-                    client_token=req.client_token, launch_index=n, reservation_id=rid,
+                    state=str(State.PENDING), state_reason=None, image_id=image.id,
+                    instance_type=itype.name, kind=str(image.kind),
+                    limits=dataclasses.asdict(limits), node=self.node.name,
+                    nics=[nic_to_dict(nic)], disks=[disk_to_dict(d) for d in disks],
+                    user_data=req.user_data, project_id=project_id, operation_id=op.id,
+                    key_name=req.key_name, zone=zone, client_token=req.client_token,
+                    launch_index=n, reservation_id=rid, created=now, updated=now,
+                    launched_at=None, terminated_at=None,
                     disable_api_termination=req.disable_api_termination,
                     shutdown_behavior=req.shutdown_behavior)
-                s.add(row)
-                op = self.ops.begin(s, "launch", iid, project_id=project_id)
-                row.operation_id = op.id
-                s.flush()
+                try:
+                    s.connection().execute(table(InstanceRow).insert().values(row))
+                except IntegrityError:   # (PostgreSQL) the name was taken in another transaction
+                    raise Conflict(f"an instance named {row['name']!r} already exists",
+                                   resource="instance") from None
                 if req.tags:
                     self.tags.add(s, owner, [iid], req.tags)
-                made.append((_to_model(row, {image.id: image.name}, {project_id: owner.project}), op))
+                made.append((_to_model(SimpleNamespace(**row), {image.id: image.name},
+                                       {project_id: owner.project}), op))
         before = {"api.checks": t_checked - t_start, "database.launch": time.perf_counter() - t_checked}
         for inst, op in made:
             spec = self._spec(inst, image, first_boot)
@@ -414,13 +431,15 @@ class InstanceService:
     @staticmethod
     def _finish(s: Session, iid: str, action: Action, *, launched: bool = False) -> None:
         """The state an action's success leads to, in the caller's transaction."""
-        r = s.get(InstanceRow, iid)
-        if r is None:
+        state = s.scalar(select(InstanceRow.state).where(InstanceRow.id == iid))
+        if state is None:
             return
-        r.state = next_state(r.state, action)
-        r.state_reason = None
+        now = utcnow()
+        values: dict[str, Any] = {"state": str(next_state(state, action)), "state_reason": None,
+                                  "updated": now}
         if launched:
-            r.launched_at = utcnow()
+            values["launched_at"] = now
+        s.execute(update(InstanceRow).where(InstanceRow.id == iid).values(**values))
 
     # --- lifecycle
     def action(self, ref: str, action: str, *, force: bool = False, timeout: float = 30,

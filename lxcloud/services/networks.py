@@ -8,7 +8,6 @@ import logging
 from dataclasses import replace
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lxcloud.config import Settings
@@ -18,7 +17,7 @@ from lxcloud.core.ids import new_id
 from lxcloud.core.instance import Nic
 from lxcloud.core.models import Network
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import InstanceRow, IpAllocationRow, NetworkRow
+from lxcloud.db.tables import InstanceRow, IpAllocationRow, NetworkRow, table, utcnow
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.node.protocol import NodeClient
 
@@ -95,15 +94,14 @@ class NetworkService:
     def allocate(self, s: Session, net: Network, instance_id: str) -> str:
         """An unused address of `net` for `instance_id`, inside the caller's transaction.
         SQLite transactions are serialised (BEGIN IMMEDIATE); elsewhere the primary key
-        refuses a duplicate and the caller's transaction fails rather than sharing an address."""
+        refuses a duplicate (when the caller's transaction flushes) and it fails rather than
+        sharing an address."""
         used = set(s.scalars(select(IpAllocationRow.address).where(IpAllocationRow.network == net.id)))
         used.add(net.gateway)
         addr = ipam.next_free(net.cidr, used)
-        s.add(IpAllocationRow(network=net.id, address=addr, instance_id=instance_id))
-        try:
-            s.flush()
-        except IntegrityError:
-            raise
+        s.connection().execute(table(IpAllocationRow).insert().values(network=net.id, address=addr,
+                                                           instance_id=instance_id,
+                                                           created=utcnow()))
         return addr
 
     def release(self, s: Session, instance_id: str) -> None:

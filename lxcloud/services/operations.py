@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -27,7 +28,7 @@ from lxcloud.core.ids import new_id
 from lxcloud.core.models import Operation
 from lxcloud.core.waiting import wait_until
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import LockRow, OperationRow, utcnow
+from lxcloud.db.tables import LockRow, OperationRow, table, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +59,27 @@ class Operations:
         self.on_finish: list[Callable[[Operation], None]] = []
 
     # --- records
-    def begin(self, s: Session, kind: str, target: str, *, project_id: str | None = None
-              ) -> Operation:
+    def begin(self, s: Session, kind: str, target: str, *, project_id: str | None = None,
+              new: bool = False) -> Operation:
         """In the caller's transaction: take `target`'s lock (Busy naming the operation that holds
         it) and record a pending operation of this controller. Both vanish if the transaction
-        rolls back; `submit` runs it once the transaction has committed."""
-        holder = s.get(LockRow, target)
+        rolls back; `submit` runs it once the transaction has committed. `new`: the target was
+        made in this transaction (nothing can hold it: its lock is not looked up first)."""
+        holder = None if new else s.scalar(select(LockRow.operation_id)
+                                           .where(LockRow.target == target))
         if holder is not None:
-            raise Busy(f"{target} is busy running operation {holder.operation_id}",
-                       operation=holder.operation_id)
-        op_id = new_id("operation")
-        s.add(LockRow(target=target, operation_id=op_id, owner=self.owner))
-        row = OperationRow(id=op_id, kind=kind, target=target, status="pending", progress=0,
-                           message="queued", result={}, owner=self.owner, project_id=project_id)
-        s.add(row)
-        try:
-            s.flush()
+            raise Busy(f"{target} is busy running operation {holder}", operation=holder)
+        now = utcnow()
+        row = dict(id=new_id("operation"), kind=kind, target=target, status="pending", progress=0,
+                   message="queued", error=None, error_code=None, result={}, owner=self.owner,
+                   project_id=project_id, created=now, updated=now)
+        try:   # Core inserts: two known rows, no unit of work
+            s.connection().execute(table(LockRow).insert().values(target=target, operation_id=row["id"],
+                                                       owner=self.owner, created=now))
         except IntegrityError:   # another transaction took the lock between our read and write
             raise Busy(f"{target} is busy running another operation") from None
-        return _to_model(row)
+        s.connection().execute(table(OperationRow).insert().values(row))
+        return _to_model(SimpleNamespace(**row))
 
     def create(self, kind: str, target: str, *, project_id: str | None = None) -> Operation:
         """`begin` in a transaction of its own."""
@@ -86,10 +89,10 @@ class Operations:
     def get(self, op_id: str, *, caller: Caller = SYSTEM) -> Operation:
         """By id; another project's operation is "not found" (admins see every one)."""
         with self.db.reader() as s:
-            row = s.get(OperationRow, op_id)
-            if row is None or not self._sees(caller, row.project_id):
-                raise NotFound(f"operation {op_id} not found", resource="operation")
-            return self._live(_to_model(row))
+            row = s.execute(select(OperationRow.__table__).where(OperationRow.id == op_id)).first()
+        if row is None or not self._sees(caller, row.project_id):
+            raise NotFound(f"operation {op_id} not found", resource="operation")
+        return self._live(_to_model(row))
 
     def list(self, limit: int = 100, *, caller: Caller = SYSTEM) -> list[Operation]:
         with self.db.reader() as s:

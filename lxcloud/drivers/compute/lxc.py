@@ -340,21 +340,24 @@ class LxcDriver:
         os.replace(tmp, d / "config")
 
     def start(self, name: str, timeout: float = 30) -> None:
+        # No state check first: `lxc-start -d` returns once the container runs (liblxc waits for
+        # the RUNNING state from its child), and refuses one that already runs; only then is the
+        # state asked for, to tell "already running" (a no-op) and "frozen" from a failure.
         self._require(name)
+        log = self._dir(name) / "lxc.log"
+        log.write_bytes(b"")   # liblxc appends: keep only this start's messages (read on failure)
+        cp = self._lxc("lxc-start", name, "-d", "-o", str(log), "-l", "ERROR", timeout=timeout + 5,
+                       check=False)
+        if cp.returncode == 0:
+            return
         st = self.state(name)
         if st is HostState.RUNNING:
             return
         if st is HostState.FROZEN:
             raise DriverError(f"container {name} is frozen; unfreeze it instead of starting it")
-        log = self._dir(name) / "lxc.log"
-        log.write_bytes(b"")   # liblxc appends: keep only this start's messages (read on failure)
-        cp = self._lxc("lxc-start", name, "-d", "-o", str(log), "-l", "ERROR", timeout=timeout + 5,
-                       check=False)
-        if cp.returncode != 0:
-            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise DriverError(f"lxc-start of {name} failed", command=cp.args,
-                              stderr=cp.stderr.decode(errors="replace") + tail)
-        self._wait(name, {HostState.RUNNING}, timeout, cond=lambda: self.init_pid(name) is not None)
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        raise DriverError(f"lxc-start of {name} failed", command=cp.args,
+                          stderr=cp.stderr.decode(errors="replace") + tail)
 
     def stop(self, name: str, *, force: bool = False, timeout: float = 30) -> None:
         self._require(name)
@@ -423,8 +426,6 @@ class LxcDriver:
         self._require(name)
         if not argv:
             raise InvalidInput("exec needs a command")
-        if self.state(name) is HostState.STOPPED:
-            raise DriverError(f"container {name} is not running")
         full_env = {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": "dumb", **(env or {})}
         env_args = [a for k, v in full_env.items() for a in ("-v", f"{k}={v}")]
         cmd = self._cmd(["lxc-attach", "-P", str(self.lxcpath), "-n", name, "--clear-env",
@@ -438,7 +439,6 @@ class LxcDriver:
             raise DriverError("lxc-attach is not installed", command=cmd) from None
         try:
             out, err = p.communicate(input=stdin, timeout=timeout)
-            return ExecResult(exit_code=p.returncode, stdout=out, stderr=err)
         except subprocess.TimeoutExpired:
             try:
                 os.killpg(p.pid, signal.SIGKILL)
@@ -455,6 +455,12 @@ class LxcDriver:
                 p.wait(timeout=5)
                 out, err = b"", b""
             return ExecResult(exit_code=-signal.SIGKILL, stdout=out, stderr=err, timed_out=True)
+        # No state check first: lxc-attach itself refuses a container that does not run, in its
+        # own words; only then is the state asked for, to say so plainly.
+        if p.returncode != 0 and b"lxc-attach: " in err and self.state(name) is HostState.STOPPED:
+            raise DriverError(f"container {name} is not running", command=cmd,
+                              stderr=err.decode(errors="replace"))
+        return ExecResult(exit_code=p.returncode, stdout=out, stderr=err)
 
     def console_log(self, name: str, max_bytes: int = 1 << 20) -> bytes:
         self._require(name)

@@ -211,12 +211,16 @@ class DnsmasqSupervisor:
     def add_hosts(self, run_dir: Path, entries: dict[str, str],
                   macs: dict[str, str] | None = None) -> None:
         """These hosts are added (or their address changed); the others stay as they are."""
-        paths = self._paths(run_dir)
-        self._write(paths, self._files(entries, macs or {}))
+        paths = DnsmasqPaths(Path(run_dir))
+        files = self._files(entries, macs or {})
+        try:
+            self._write(paths, files)
+        except FileNotFoundError:    # no dnsmasq was ever set up here: make its directories
+            self._write(self._paths(run_dir), files)
 
     def remove_hosts(self, run_dir: Path, names: list[str]) -> None:
         """These hosts are forgotten. Unknown names: no-op."""
-        paths = self._paths(run_dir)
+        paths = DnsmasqPaths(Path(run_dir))
         for name in names:
             if _NAME_RE.match(name):
                 (paths.hosts_dir / name).unlink(missing_ok=True)

@@ -353,6 +353,21 @@ def test_prepare_host_is_idempotent(host_ready: dict[str, object], work_dir: Pat
     lxcfs = int(LXCFS_PIDFILE.read_text().split()[0])
     assert os.getsid(lxcfs) != os.getsid(0)        # its own session: it outlives the agent
     assert Path("/var/lib/lxcfs/proc/meminfo").read_text().startswith("MemTotal:")
+    assert facts["cgroup_favordynmods"]
+
+
+def test_cgroup_migrations_are_made_cheap_keeping_the_hierarchys_flags(
+        host_ready: dict[str, object]) -> None:
+    from lxcloud.node.host import _cgroup2_mount, ensure_cgroup_favordynmods
+
+    found = _cgroup2_mount()
+    if found is None:
+        pytest.skip("no cgroup2 hierarchy on this host")
+    before = set(found[1]) - {"favordynmods"}
+    assert ensure_cgroup_favordynmods()
+    after = set((_cgroup2_mount() or ("", []))[1])
+    assert "favordynmods" in after and before <= after     # the flags it had are kept
+    assert ensure_cgroup_favordynmods()                      # on already: nothing to do
 
 
 def test_dead_lxcfs_is_restarted(host_ready: dict[str, object], tmp_path: Path) -> None:
