@@ -23,7 +23,7 @@ from lxcloud.core.instance_types import MIN_LIMIT
 from lxcloud.core.models import Image, Operation
 from lxcloud.core.units import parse_size
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow
+from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow, table
 from lxcloud.node.protocol import NodeClient
 from lxcloud.services.operations import Operations, Progress
 
@@ -37,7 +37,7 @@ ARCHES = ("amd64", "i386")
 DEFAULT_MIN_MEMORY = 16 * 1024**2    # an image whose metadata does not say
 
 
-def _to_model(r: ImageRow) -> Image:
+def _to_model(r: Any) -> Image:
     return Image(id=r.id, name=r.name, os=r.os, release=r.release, architecture=r.architecture,
                  format=r.format, size=r.size, sha256=r.sha256, created=r.created, kind=Kind(r.kind),
                  halt_signal=r.halt_signal, init=r.init, project_id=r.project_id, public=r.public,
@@ -66,20 +66,23 @@ class ImageService:
 
     # --- queries
     @staticmethod
-    def _sees(caller: Caller, row: ImageRow) -> bool:
+    def _sees(caller: Caller, row: Any) -> bool:
         """Public images, the caller's project's own, and those shared with its project."""
         return (caller is SYSTEM or row.public or row.project_id == caller.project_id
                 or caller.project_id in (row.launch_projects or ()))
 
     def get(self, ref: str, *, caller: Caller = SYSTEM) -> Image:
         """By id or name; another project's private image is "not found"."""
+        t = table(ImageRow)   # Core rows (read on every launch): no ORM objects
         with self.db.reader() as s:
-            row = s.get(ImageRow, ref) if is_id(ref, "image") else None
+            conn = s.connection()
+            row = conn.execute(select(t).where(t.c.id == ref)).first() if is_id(ref, "image") \
+                else None
             if row is None:
-                row = s.scalar(select(ImageRow).where(ImageRow.name == ref))
-            if row is None or not self._sees(caller, row):
-                raise NotFound(f"image {ref!r} not found", resource="image", id=ref)
-            return _to_model(row)
+                row = conn.execute(select(t).where(t.c.name == ref)).first()
+        if row is None or not self._sees(caller, row):
+            raise NotFound(f"image {ref!r} not found", resource="image", id=ref)
+        return _to_model(row)
 
     def list(self, *, caller: Caller = SYSTEM) -> list[Image]:
         with self.db.reader() as s:

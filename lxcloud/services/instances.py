@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -297,8 +297,9 @@ class InstanceService:
     def _room(self, s: Session, project_id: str, at_least: int) -> int:
         """How many more instances the project may have; QuotaExceeded below `at_least`.
         The quota is the same for every front-end."""
-        live = s.scalar(select(func.count()).select_from(InstanceRow).where(
-            InstanceRow.project_id == project_id, InstanceRow.state != State.TERMINATED)) or 0
+        t = table(InstanceRow)
+        live = s.connection().execute(select(func.count()).select_from(t).where(
+            t.c.project_id == project_id, t.c.state != State.TERMINATED)).scalar() or 0
         room = self.settings.max_instances_per_project - live
         if room < at_least:
             raise QuotaExceeded(f"your quota allows for {max(room, 0)} more instance(s); you "
@@ -310,8 +311,9 @@ class InstanceService:
         when the name only came from a tag."""
         if wanted is None:
             return iid
-        taken = s.scalar(select(InstanceRow.id).where(InstanceRow.name == wanted,
-                                                      InstanceRow.state != State.TERMINATED))
+        t = table(InstanceRow)
+        taken = s.connection().execute(select(t.c.id).where(
+            t.c.name == wanted, t.c.state != State.TERMINATED)).scalar()
         if taken is None:
             return wanted
         if fallback:
@@ -431,7 +433,9 @@ class InstanceService:
     @staticmethod
     def _finish(s: Session, iid: str, action: Action, *, launched: bool = False) -> None:
         """The state an action's success leads to, in the caller's transaction."""
-        state = s.scalar(select(InstanceRow.state).where(InstanceRow.id == iid))
+        t = table(InstanceRow)     # Core statements: this is every action's last step
+        conn = s.connection()
+        state = conn.execute(select(t.c.state).where(t.c.id == iid)).scalar()
         if state is None:
             return
         now = utcnow()
@@ -439,7 +443,7 @@ class InstanceService:
                                   "updated": now}
         if launched:
             values["launched_at"] = now
-        s.execute(update(InstanceRow).where(InstanceRow.id == iid).values(**values))
+        conn.execute(t.update().where(t.c.id == iid).values(**values))
 
     # --- lifecycle
     def action(self, ref: str, action: str, *, force: bool = False, timeout: float = 30,

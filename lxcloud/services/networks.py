@@ -6,6 +6,7 @@ import builtins
 import ipaddress
 import logging
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT = "default"
 
 
-def _to_model(r: NetworkRow) -> Network:
+def _to_model(r: Any) -> Network:
     return Network(id=r.id, name=r.name, cidr=r.cidr, gateway=r.gateway, bridge=r.bridge,
                    created=r.created)
 
@@ -62,11 +63,12 @@ class NetworkService:
                                  seed=self.settings.cloud_id)
 
     def get(self, name: str = DEFAULT) -> Network:
+        t = table(NetworkRow)
         with self.db.reader() as s:
-            row = s.scalar(select(NetworkRow).where(NetworkRow.name == name))
-            if row is None:
-                raise NotFound(f"network {name!r} not found", resource="network")
-            return _to_model(row)
+            row = s.connection().execute(select(t).where(t.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"network {name!r} not found", resource="network")
+        return _to_model(row)
 
     def by_id(self, network_id: str) -> Network:
         with self.db.reader() as s:
@@ -96,7 +98,9 @@ class NetworkService:
         SQLite transactions are serialised (BEGIN IMMEDIATE); elsewhere the primary key
         refuses a duplicate (when the caller's transaction flushes) and it fails rather than
         sharing an address."""
-        used = set(s.scalars(select(IpAllocationRow.address).where(IpAllocationRow.network == net.id)))
+        t = table(IpAllocationRow)
+        used = set(s.connection().execute(select(t.c.address).where(t.c.network == net.id))
+                   .scalars())
         used.add(net.gateway)
         addr = ipam.next_free(net.cidr, used)
         s.connection().execute(table(IpAllocationRow).insert().values(network=net.id, address=addr,

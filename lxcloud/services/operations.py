@@ -173,7 +173,8 @@ class Operations:
 
     def _update(self, s: Session, op_id: str, **values: Any) -> None:
         values.setdefault("updated", utcnow())
-        s.execute(update(OperationRow).where(OperationRow.id == op_id).values(**values))
+        ops = table(OperationRow)   # Core, not an ORM update: nothing loaded to keep in sync
+        s.connection().execute(ops.update().where(ops.c.id == op_id).values(**values))
 
     def _run(self, op: Operation, job: Job, on_error: Callable[[LxcloudError], None] | None,
              commit: Commit | None) -> None:
@@ -243,7 +244,9 @@ class Operations:
 
     @staticmethod
     def _unlock(s: Session, op: Operation) -> None:
-        s.execute(delete(LockRow).where(LockRow.target == op.target, LockRow.operation_id == op.id))
+        locks = table(LockRow)
+        s.connection().execute(locks.delete().where(locks.c.target == op.target,
+                                                    locks.c.operation_id == op.id))
 
     def fail_interrupted(self) -> int:
         """At start-up: this controller's operations left unfinished by its previous run are

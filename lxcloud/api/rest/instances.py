@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Query
+from functools import partial
+
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
 from lxcloud.api.rest.deps import caller, cloud
+from lxcloud.api.rest.operations import awaited
 from lxcloud.api.rest.schemas import (
     ActionIn,
     ActionOut,
@@ -18,6 +22,7 @@ from lxcloud.api.rest.schemas import (
     OperationOut,
 )
 from lxcloud.core.caller import Caller
+from lxcloud.core.models import Operation
 from lxcloud.services.cloud import Cloud
 from lxcloud.services.instances import LaunchRequest
 
@@ -40,12 +45,27 @@ def list_instances(
     return Response(_LIST.dump_json(items), media_type="application/json")
 
 
+WAIT = Query(0, ge=0, le=3600, description="seconds to wait for the operation to end before "
+                                            "answering (0: answer at once)")
+
+
+async def _answer(request: Request, c: Cloud, who: Caller, iid: str, op: Operation,
+                  wait: float) -> ActionOut:
+    """The instance and its operation; with `wait`, once the operation has ended."""
+    if wait > 0:
+        op = await awaited(request, c, op.id, who, wait, op)
+    inst = await run_in_threadpool(lambda: c.instances.get(iid, caller=who))
+    return ActionOut(instance=InstanceOut.of(inst), operation=OperationOut.of(op))
+
+
 @router.post("", status_code=202, response_model=LaunchOut)
-def create_instance(
-    body: InstanceCreate, c: Cloud = Depends(cloud), who: Caller = Depends(caller)
-) -> LaunchOut:
+async def create_instance(
+    request: Request, body: InstanceCreate, wait: float = WAIT, c: Cloud = Depends(cloud),
+    who: Caller = Depends(caller)
+) -> ActionOut:
     lim = body.limits
-    [(inst, op)] = c.instances.launch(
+    launch = partial(
+        c.instances.launch,
         LaunchRequest(
             image=body.image,
             name=body.name,
@@ -59,7 +79,10 @@ def create_instance(
         ),
         caller=who,
     )
+    [(inst, op)] = await run_in_threadpool(launch)
     assert op is not None
+    if wait > 0:
+        return await _answer(request, c, who, inst.id, op, wait)
     return LaunchOut(instance=InstanceOut.of(inst), operation=OperationOut.of(op))
 
 
@@ -69,28 +92,28 @@ def get_instance(ref: str, c: Cloud = Depends(cloud), who: Caller = Depends(call
 
 
 @router.post("/{ref}/actions/{action}", status_code=202, response_model=ActionOut)
-def instance_action(
+async def instance_action(
+    request: Request,
     ref: str,
     action: str,
     body: ActionIn | None = Body(None),
+    wait: float = WAIT,
     c: Cloud = Depends(cloud),
     who: Caller = Depends(caller),
 ) -> ActionOut:
-    body = body or ActionIn(force=False, timeout=30)
-    op = c.instances.action(ref, action, force=body.force, timeout=body.timeout, caller=who)
-    return ActionOut(
-        instance=InstanceOut.of(c.instances.get(op.target, caller=who)), operation=OperationOut.of(op)
-    )
+    b = body or ActionIn(force=False, timeout=30)
+    op = await run_in_threadpool(partial(c.instances.action, ref, action, force=b.force,
+                                         timeout=b.timeout, caller=who))
+    return await _answer(request, c, who, op.target, op, wait)
 
 
 @router.delete("/{ref}", status_code=202, response_model=ActionOut)
-def delete_instance(
-    ref: str, force: bool = Query(False), c: Cloud = Depends(cloud), who: Caller = Depends(caller)
+async def delete_instance(
+    request: Request, ref: str, force: bool = Query(False), wait: float = WAIT,
+    c: Cloud = Depends(cloud), who: Caller = Depends(caller)
 ) -> ActionOut:
-    op = c.instances.delete(ref, force=force, caller=who)
-    return ActionOut(
-        instance=InstanceOut.of(c.instances.get(op.target, caller=who)), operation=OperationOut.of(op)
-    )
+    op = await run_in_threadpool(partial(c.instances.delete, ref, force=force, caller=who))
+    return await _answer(request, c, who, op.target, op, wait)
 
 
 @router.post("/{ref}/exec", response_model=ExecOut)

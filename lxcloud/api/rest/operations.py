@@ -62,17 +62,26 @@ def list_operations(limit: int = Query(100, gt=0, le=1000), c: Cloud = Depends(c
 async def get_operation(op_id: str, request: Request,
                         wait: float = Query(0, ge=0, le=3600, description="seconds to wait for it"),
                         c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> OperationOut:
+    return OperationOut.of(await awaited(request, c, op_id, who, wait))
+
+
+async def awaited(request: Request, c: Cloud, op_id: str, who: Caller, wait: float,
+                  op: Operation | None = None) -> Operation:
+    """The operation once it has ended, or as it is after `wait` seconds (at once for 0): woken
+    by the worker that ends it, which hands it over as it ended (no polling, no second read)."""
+    if op is not None and (op.done or wait <= 0):
+        return op
     waiters: Waiters | None = request.app.state.waiters if wait > 0 else None
     # registered before the read: an operation that ends between the two still wakes us
     fut = waiters.add(op_id) if waiters is not None else None
     try:
         op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))
         if fut is not None and not op.done:
-            try:   # the operation as it ended, handed over by the worker (no second read)
+            try:
                 op = await asyncio.wait_for(fut, timeout=wait)
             except TimeoutError:
                 op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))
     finally:
         if fut is not None and waiters is not None:
             waiters.discard(op_id, fut)
-    return OperationOut.of(op)
+    return op

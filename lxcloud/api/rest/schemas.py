@@ -147,14 +147,14 @@ class InstanceOut(BaseModel):
             launched_at=i.launched_at, terminated_at=i.terminated_at, operation=i.operation_id)
 
 
-class LaunchOut(BaseModel):
-    instance: InstanceOut
-    operation: OperationOut
-
-
 class ActionOut(BaseModel):
+    """An instance and the operation working on it (a launch, an action, a delete)."""
+
     instance: InstanceOut
     operation: OperationOut
+
+
+LaunchOut = ActionOut
 
 
 class ImageOut(BaseModel):

@@ -138,3 +138,22 @@ def test_the_description_goes_unchanged_to_the_host_and_back_on_modify(
     assert again.limits.memory == 512 << 20
     assert (again.nics, again.disks, again.first_boot, again.image) == \
         (first.nics, first.disks, first.first_boot, first.image)
+
+
+def test_launch_and_actions_can_answer_once_their_operation_has_ended(api: TestClient,
+                                                                      image: Any) -> None:
+    r = api.post("/api/v1/instances", params={"wait": 10}, json={"image": "bb", "name": "w1"})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["operation"]["status"] == "success" and body["instance"]["state"] == "running"
+    assert body["operation"]["result"]["ipv4"] == body["instance"]["ipv4"]
+    iid = body["instance"]["id"]
+    stop = api.post(f"/api/v1/instances/{iid}/actions/stop", params={"wait": 10}).json()
+    assert stop["operation"]["status"] == "success" and stop["instance"]["state"] == "stopped"
+    gone = api.delete(f"/api/v1/instances/{iid}", params={"wait": 10}).json()
+    assert gone["operation"]["status"] == "success" and gone["instance"]["state"] == "terminated"
+    # without wait: at once, the operation still pending or running
+    r = api.post("/api/v1/instances", json={"image": "bb", "name": "w2"}).json()
+    assert r["instance"]["state"] == "pending"
+    assert api.post("/api/v1/instances", params={"wait": -1},
+                    json={"image": "bb"}).status_code == 400
