@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -38,6 +39,7 @@ Job = Callable[[Progress], dict[str, Any] | None]
 Commit = Callable[[Session], None]
 # progress is kept in memory and written to the row at most this often (seconds)
 PROGRESS_WRITE_INTERVAL = 0.5
+ENDED_KEPT = 1000
 
 
 def _to_model(r: Any) -> Operation:
@@ -55,6 +57,9 @@ class Operations:
         self._events: dict[str, threading.Event] = {}
         # live progress of this controller's running operations: id -> (percent, message)
         self._progress: dict[str, tuple[int, str]] = {}
+        # this controller's operations as they ended, the latest first out (a waiter registered
+        # after the end finds it here, without a read)
+        self._ended: OrderedDict[str, Operation] = OrderedDict()
         self._mu = threading.Lock()
         self.on_finish: list[Callable[[Operation], None]] = []
 
@@ -134,6 +139,13 @@ class Operations:
                     pass
             op = self.get(op_id, caller=caller)
         return op
+
+    def ended(self, op_id: str, *, caller: Caller = SYSTEM) -> Operation | None:
+        """The operation as it ended, if this controller ran it lately (memory only); None when
+        it has not ended, is not known here, or is another project's."""
+        with self._mu:
+            op = self._ended.get(op_id)
+        return op if op is not None and self._sees(caller, op.project_id) else None
 
     def counts(self) -> dict[str, int]:
         """How many operations there are by status."""
@@ -234,6 +246,9 @@ class Operations:
             with self._mu:
                 self._progress.pop(op.id, None)
                 ev = self._events.pop(op.id, None)
+                self._ended[op.id] = done
+                while len(self._ended) > ENDED_KEPT:
+                    self._ended.popitem(last=False)
             if ev is not None:
                 ev.set()
             for cb in self.on_finish:

@@ -72,10 +72,13 @@ async def awaited(request: Request, c: Cloud, op_id: str, who: Caller, wait: flo
     if op is not None and (op.done or wait <= 0):
         return op
     waiters: Waiters | None = request.app.state.waiters if wait > 0 else None
-    # registered before the read: an operation that ends between the two still wakes us
+    # registered before the look: an operation that ends between the two still wakes us
     fut = waiters.add(op_id) if waiters is not None else None
     try:
-        op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))
+        if op is not None:   # ours, just begun: ended (in memory), or its worker wakes us
+            op = c.ops.ended(op_id, caller=who) or op
+        else:
+            op = await run_in_threadpool(lambda: c.ops.get(op_id, caller=who))
         if fut is not None and not op.done:
             try:
                 op = await asyncio.wait_for(fut, timeout=wait)
