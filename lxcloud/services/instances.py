@@ -12,7 +12,9 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -67,6 +69,7 @@ from lxcloud.services.tags import TagService
 log = logging.getLogger(__name__)
 MAX_USER_DATA = 16 * 1024
 DEFAULT_POOL = "default"
+LEFT_KEPT = 1000
 SHUTDOWN_BEHAVIORS = ("stop", "terminate")
 
 
@@ -145,6 +148,9 @@ class InstanceService:
         self.tags = tags
         self.keypairs = keypairs
         self._caps: NodeCaps | None = None
+        # instances as the operations that ended lately left them (see as_left_by)
+        self._left: OrderedDict[str, Instance] = OrderedDict()
+        self._mu = threading.Lock()
 
     @property
     def caps(self) -> NodeCaps:
@@ -338,7 +344,7 @@ class InstanceService:
                     "timings": {k: round(v * 1000, 3) for k, v in steps.items()}}
 
         def commit(s: Session) -> None:
-            self._finish(s, inst.id, Action.CREATED if start else Action.STOPPED, launched=True)
+            self._finish(s, inst, op, Action.CREATED if start else Action.STOPPED, launched=True)
 
         def on_error(err: Exception) -> None:
             # the agent has undone its host work; the record stays, in error, its address freed
@@ -430,20 +436,36 @@ class InstanceService:
             self.node.redefine(self._spec(updated, image))
         return updated
 
-    @staticmethod
-    def _finish(s: Session, iid: str, action: Action, *, launched: bool = False) -> None:
-        """The state an action's success leads to, in the caller's transaction."""
+    def _finish(self, s: Session, inst: Instance, op: Operation, action: Action, *,
+                launched: bool = False) -> None:
+        """The state an action's success leads to, in the caller's transaction; the instance as
+        it leaves it is remembered for the answer to whoever waits on the operation."""
         t = table(InstanceRow)     # Core statements: this is every action's last step
         conn = s.connection()
-        state = conn.execute(select(t.c.state).where(t.c.id == iid)).scalar()
+        state = conn.execute(select(t.c.state).where(t.c.id == inst.id)).scalar()
         if state is None:
             return
         now = utcnow()
-        values: dict[str, Any] = {"state": str(next_state(state, action)), "state_reason": None,
+        values: dict[str, Any] = {"state": next_state(state, action), "state_reason": None,
                                   "updated": now}
         if launched:
             values["launched_at"] = now
-        conn.execute(t.update().where(t.c.id == iid).values(**values))
+        conn.execute(t.update().where(t.c.id == inst.id).values(**values))
+        self._leave(op, dataclasses.replace(inst, operation_id=op.id, **values))
+
+    def _leave(self, op: Operation, inst: Instance) -> None:
+        with self._mu:
+            self._left[op.id] = inst
+            while len(self._left) > LEFT_KEPT:
+                self._left.popitem(last=False)
+
+    def left_by(self, op: Operation, *, caller: Caller = SYSTEM) -> Instance | None:
+        """The instance as operation `op` left it when it ended, if this controller ran it
+        lately (memory only: for those who waited on it); None otherwise."""
+        with self._mu:
+            inst = self._left.get(op.id)
+        return inst if inst is not None and op.done and self._sees(caller, inst.project_id) \
+            else None
 
     # --- lifecycle
     def action(self, ref: str, action: str, *, force: bool = False, timeout: float = 30,
@@ -479,7 +501,7 @@ class InstanceService:
 
         def commit(s: Session) -> None:
             if done is not None:
-                self._finish(s, inst.id, done)
+                self._finish(s, inst, op, done)
 
         def on_error(err: Exception) -> None:
             self.sync_state(inst.id, reason=f"{action} failed: {err}")
@@ -540,6 +562,8 @@ class InstanceService:
                 r.state = next_state(r.state, Action.TERMINATE)
                 r.terminated_at = utcnow()
                 self.networks.release(s, inst.id)
+                self._leave(op, dataclasses.replace(inst, state=State(r.state), operation_id=op.id,
+                                                    terminated_at=r.terminated_at))
 
         def on_error(err: Exception) -> None:
             self.sync_state(inst.id, reason=f"delete failed: {err}")

@@ -54,7 +54,9 @@ async def _answer(request: Request, c: Cloud, who: Caller, iid: str, op: Operati
     """The instance and its operation; with `wait`, once the operation has ended."""
     if wait > 0:
         op = await awaited(request, c, op.id, who, wait, op)
-    inst = await run_in_threadpool(lambda: c.instances.get(iid, caller=who))
+    inst = c.instances.left_by(op, caller=who)
+    if inst is None:
+        inst = await run_in_threadpool(lambda: c.instances.get(iid, caller=who))
     return ActionOut(instance=InstanceOut.of(inst), operation=OperationOut.of(op))
 
 

@@ -157,3 +157,14 @@ def test_launch_and_actions_can_answer_once_their_operation_has_ended(api: TestC
     assert r["instance"]["state"] == "pending"
     assert api.post("/api/v1/instances", params={"wait": -1},
                     json={"image": "bb"}).status_code == 400
+
+
+def test_a_waited_answer_shows_the_instance_as_its_operation_left_it(api: TestClient,
+                                                                     image: Any) -> None:
+    r = api.post("/api/v1/instances", params={"wait": 10}, json={"image": "bb", "name": "a1"})
+    body = r.json()
+    assert body["instance"] == api.get(f"/api/v1/instances/{body['instance']['id']}").json()
+    iid = body["instance"]["id"]
+    stop = api.post(f"/api/v1/instances/{iid}/actions/stop", params={"wait": 10}).json()
+    assert stop["instance"] == api.get(f"/api/v1/instances/{iid}").json()
+    assert stop["instance"]["operation"] == stop["operation"]["id"]
