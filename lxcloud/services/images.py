@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from lxcloud.config import Settings
 from lxcloud.core.caller import SYSTEM, Caller
@@ -71,15 +72,18 @@ class ImageService:
         return (caller is SYSTEM or row.public or row.project_id == caller.project_id
                 or caller.project_id in (row.launch_projects or ()))
 
-    def get(self, ref: str, *, caller: Caller = SYSTEM) -> Image:
-        """By id or name; another project's private image is "not found"."""
+    def get(self, ref: str, *, caller: Caller = SYSTEM, session: Session | None = None) -> Image:
+        """By id or name; another project's private image is "not found". `session`: read in
+        the caller's (read) transaction."""
+        if session is None:
+            with self.db.reader() as s:
+                return self.get(ref, caller=caller, session=s)
         t = table(ImageRow)   # Core rows (read on every launch): no ORM objects
-        with self.db.reader() as s:
-            conn = s.connection()
-            row = conn.execute(select(t).where(t.c.id == ref)).first() if is_id(ref, "image") \
-                else None
-            if row is None:
-                row = conn.execute(select(t).where(t.c.name == ref)).first()
+        conn = session.connection()
+        row = conn.execute(select(t).where(t.c.id == ref)).first() if is_id(ref, "image") \
+            else None
+        if row is None:
+            row = conn.execute(select(t).where(t.c.name == ref)).first()
         if row is None or not self._sees(caller, row):
             raise NotFound(f"image {ref!r} not found", resource="image", id=ref)
         return _to_model(row)

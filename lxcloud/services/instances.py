@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -133,6 +133,8 @@ _ONE = (select(InstanceRow.__table__, ImageRow.name.label("image_name"),
                ProjectRow.name.label("project_name"))
         .outerjoin(ImageRow, ImageRow.id == InstanceRow.image_id)
         .outerjoin(ProjectRow, ProjectRow.id == InstanceRow.project_id))
+# What exec needs of an instance
+_STATE = select(InstanceRow.id, InstanceRow.state, InstanceRow.project_id)
 
 
 class InstanceService:
@@ -163,14 +165,7 @@ class InstanceService:
     def get(self, ref: str, *, caller: Caller = SYSTEM) -> Instance:
         """By id (terminated ones included) or by name (live ones). A member sees its project's
         instances only (another project's is "not found", never "forbidden"); an admin every one."""
-        with self.db.reader() as s:
-            row = s.execute(_ONE.where(InstanceRow.id == ref)).first() \
-                if is_id(ref, "instance") else None
-            if row is None:
-                row = s.execute(_ONE.where(InstanceRow.name == ref,
-                                           InstanceRow.state != State.TERMINATED)).first()
-        if row is None or not self._sees(caller, row.project_id):
-            raise NotFound(f"instance {ref!r} not found", resource="instance", id=ref)
+        row = self._find(ref, caller, _ONE)
         return _to_model(row, {row.image_id: row.image_name} if row.image_name else {},
                          {row.project_id: row.project_name} if row.project_name else {})
 
@@ -237,7 +232,9 @@ class InstanceService:
             name = None
         self._check_user_data(req.user_data)
         self.validate_attributes(shutdown_behavior=req.shutdown_behavior)
-        image = self.images.get(req.image, caller=caller)
+        with self.db.reader() as s:    # what the launch reads, in one read transaction
+            image = self.images.get(req.image, caller=caller, session=s)
+            net = self.networks.get(req.network or "default", session=s)
         self._check_memory(limits, image, itype.name)
         public_keys = [self.keypairs.get(req.key_name, caller).public_key] if req.key_name else []
         first_boot = firstboot_files(req.user_data.encode() if req.user_data is not None else None,
@@ -246,7 +243,6 @@ class InstanceService:
         if zone not in self.settings.zones:
             raise InvalidInput(f"invalid availability zone: [{zone}] (this cloud has "
                                f"{', '.join(self.settings.zones)})", resource="zone")
-        net = self.networks.get(req.network or "default")
         pool = req.pool or DEFAULT_POOL
         plan = self.networks.nic_template(net)
         disks = [Disk(pool=pool, size=limits.disk, source=image.id)]
@@ -578,10 +574,30 @@ class InstanceService:
             raise InvalidInput("argv must be a non-empty list of non-empty strings")
         if not 0 < timeout <= 3600:
             raise InvalidInput("timeout must be between 0 and 3600 seconds")
-        inst = self.get(ref, caller=caller)
-        if inst.state != State.RUNNING:
-            raise InvalidState(f"cannot exec in an instance that is {inst.state}", state=inst.state)
-        return self.node.exec(inst.id, list(argv), stdin, timeout, env)
+        iid, state = self._state_of(ref, caller)
+        if state != State.RUNNING:
+            raise InvalidState(f"cannot exec in an instance that is {state}", state=state)
+        return self.node.exec(iid, list(argv), stdin, timeout, env)
+
+    def _state_of(self, ref: str, caller: Caller) -> tuple[str, str]:
+        """(id, state) of the instance `ref` as `get` finds it (same rules), read alone: what
+        exec needs, on its way to the host."""
+        row = self._find(ref, caller, _STATE)
+        return row.id, row.state
+
+    def _find(self, ref: str, caller: Caller, query: Select[Any]) -> Any:
+        """The row `query` (over the instances table) gives for `ref`: by id (terminated ones
+        too) or by name (live ones), within what the caller sees; NotFound otherwise."""
+        with self.db.reader() as s:
+            conn = s.connection()
+            row = conn.execute(query.where(InstanceRow.id == ref)).first() \
+                if is_id(ref, "instance") else None
+            if row is None:
+                row = conn.execute(query.where(InstanceRow.name == ref,
+                                               InstanceRow.state != State.TERMINATED)).first()
+        if row is None or not self._sees(caller, row.project_id):
+            raise NotFound(f"instance {ref!r} not found", resource="instance", id=ref)
+        return row
 
     def console_log(self, ref: str, *, caller: Caller = SYSTEM) -> bytes:
         inst = self.get(ref, caller=caller)

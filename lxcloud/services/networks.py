@@ -62,10 +62,13 @@ class NetworkService:
         return ipam.pick_subnet(prefix=self.settings.network_prefix, taken=taken,
                                  seed=self.settings.cloud_id)
 
-    def get(self, name: str = DEFAULT) -> Network:
+    def get(self, name: str = DEFAULT, *, session: Session | None = None) -> Network:
+        """By name; `session`: read in the caller's transaction."""
+        if session is None:
+            with self.db.reader() as s:
+                return self.get(name, session=s)
         t = table(NetworkRow)
-        with self.db.reader() as s:
-            row = s.connection().execute(select(t).where(t.c.name == name)).first()
+        row = session.connection().execute(select(t).where(t.c.name == name)).first()
         if row is None:
             raise NotFound(f"network {name!r} not found", resource="network")
         return _to_model(row)
