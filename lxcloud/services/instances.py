@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -585,7 +585,7 @@ class InstanceService:
         row = self._find(ref, caller, _STATE)
         return row.id, row.state
 
-    def _find(self, ref: str, caller: Caller, query: Select[Any]) -> Any:
+    def _find(self, ref: str, caller: Caller, query: Any) -> Any:
         """The row `query` (over the instances table) gives for `ref`: by id (terminated ones
         too) or by name (live ones), within what the caller sees; NotFound otherwise."""
         with self.db.reader() as s:
