@@ -154,8 +154,11 @@ def disk_to_dict(d: Disk) -> dict[str, Any]:
     return asdict(d)
 
 
+_DISK_FIELDS = {f.name for f in fields(Disk)}
+
+
 def disk_from_dict(d: dict[str, Any]) -> Disk:
-    return Disk(**{k: v for k, v in d.items() if k in {f.name for f in fields(Disk)}})
+    return Disk(**{k: v for k, v in d.items() if k in _DISK_FIELDS})
 
 
 @dataclass(frozen=True)

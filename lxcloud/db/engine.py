@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +17,9 @@ from lxcloud.db.tables import Base
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
-        kw: dict[str, Any] = {}
+        # orjson: rows of instances carry JSON devices and limits, decoded on every list
+        kw: dict[str, Any] = {"json_deserializer": orjson.loads,
+                              "json_serializer": lambda v: orjson.dumps(v).decode()}
         if url.startswith("sqlite"):
             kw["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:

@@ -168,3 +168,12 @@ def test_a_waited_answer_shows_the_instance_as_its_operation_left_it(api: TestCl
     stop = api.post(f"/api/v1/instances/{iid}/actions/stop", params={"wait": 10}).json()
     assert stop["instance"] == api.get(f"/api/v1/instances/{iid}").json()
     assert stop["instance"]["operation"] == stop["operation"]["id"]
+
+
+def test_a_listed_instance_is_shown_as_its_own_get_shows_it(api: TestClient, image: Any) -> None:
+    for n in ("l1", "l2"):
+        api.post("/api/v1/instances", params={"wait": 10}, json={"image": "bb", "name": n})
+    listed = api.get("/api/v1/instances").json()
+    assert [i["name"] for i in listed] == ["l1", "l2"]
+    for item in listed:
+        assert item == api.get(f"/api/v1/instances/{item['id']}").json()
