@@ -19,11 +19,11 @@ from lxcloud.api.rest.schemas import (
     InstanceCreate,
     InstanceOut,
     LaunchOut,
-    OperationOut,
     instance_dict,
+    operation_dict,
 )
 from lxcloud.core.caller import Caller
-from lxcloud.core.models import Operation
+from lxcloud.core.models import Instance, Operation
 from lxcloud.services.cloud import Cloud
 from lxcloud.services.instances import LaunchRequest
 
@@ -51,21 +51,23 @@ WAIT = Query(0, ge=0, le=3600, description="seconds to wait for the operation to
 
 
 async def _answer(request: Request, c: Cloud, who: Caller, iid: str, op: Operation,
-                  wait: float) -> ActionOut:
-    """The instance and its operation; with `wait`, once the operation has ended."""
+                  wait: float, known: Instance | None = None) -> Response:
+    """The instance and its operation (ActionOut's shape, serialised once from plain values);
+    with `wait`, once the operation has ended."""
     if wait > 0:
         op = await awaited(request, c, op.id, who, wait, op)
-    inst = c.instances.left_by(op, caller=who)
+    inst = c.instances.left_by(op, caller=who) if wait > 0 else known
     if inst is None:
         inst = await run_in_threadpool(lambda: c.instances.get(iid, caller=who))
-    return ActionOut(instance=InstanceOut.of(inst), operation=OperationOut.of(op))
+    return Response(to_json({"instance": instance_dict(inst), "operation": operation_dict(op)}),
+                    status_code=202, media_type="application/json")
 
 
 @router.post("", status_code=202, response_model=LaunchOut)
 async def create_instance(
     request: Request, body: InstanceCreate, wait: float = WAIT, c: Cloud = Depends(cloud),
     who: Caller = Depends(caller)
-) -> ActionOut:
+) -> Response:
     lim = body.limits
     launch = partial(
         c.instances.launch,
@@ -84,9 +86,7 @@ async def create_instance(
     )
     [(inst, op)] = await run_in_threadpool(launch)
     assert op is not None
-    if wait > 0:
-        return await _answer(request, c, who, inst.id, op, wait)
-    return LaunchOut(instance=InstanceOut.of(inst), operation=OperationOut.of(op))
+    return await _answer(request, c, who, inst.id, op, wait, known=inst)
 
 
 @router.get("/{ref}", response_model=InstanceOut)
@@ -103,7 +103,7 @@ async def instance_action(
     wait: float = WAIT,
     c: Cloud = Depends(cloud),
     who: Caller = Depends(caller),
-) -> ActionOut:
+) -> Response:
     b = body or ActionIn(force=False, timeout=30)
     op = await run_in_threadpool(partial(c.instances.action, ref, action, force=b.force,
                                          timeout=b.timeout, caller=who))
@@ -114,7 +114,7 @@ async def instance_action(
 async def delete_instance(
     request: Request, ref: str, force: bool = Query(False), wait: float = WAIT,
     c: Cloud = Depends(cloud), who: Caller = Depends(caller)
-) -> ActionOut:
+) -> Response:
     op = await run_in_threadpool(partial(c.instances.delete, ref, force=force, caller=who))
     return await _answer(request, c, who, op.target, op, wait)
 

@@ -64,9 +64,15 @@ class OperationOut(BaseModel):
 
     @classmethod
     def of(cls, op: Operation) -> OperationOut:
-        return cls(id=op.id, kind=op.kind, target=op.target, status=op.status, progress=op.progress,
-                   message=op.message, error=op.error, error_code=op.error_code, result=op.result,
-                   created=op.created, updated=op.updated)
+        return cls.model_validate(operation_dict(op))
+
+
+def operation_dict(op: Operation) -> dict[str, Any]:
+    """An operation as OperationOut shows it, as plain values."""
+    return {"id": op.id, "kind": op.kind, "target": op.target, "status": op.status,
+            "progress": op.progress, "message": op.message, "error": op.error,
+            "error_code": op.error_code, "result": op.result, "created": op.created,
+            "updated": op.updated}
 
 
 class LimitsOut(BaseModel):
