@@ -122,7 +122,7 @@ async def delete_instance(
 @router.post("/{ref}/exec", response_model=ExecOut)
 def exec_instance(
     ref: str, body: ExecIn, c: Cloud = Depends(cloud), who: Caller = Depends(caller)
-) -> ExecOut:
+) -> Response:
     res = c.instances.exec(
         ref,
         body.argv,
@@ -131,12 +131,11 @@ def exec_instance(
         env=body.env,
         caller=who,
     )
-    return ExecOut(
-        exit_code=res.exit_code,
-        stdout=res.stdout.decode(errors="replace"),
-        stderr=res.stderr.decode(errors="replace"),
-        timed_out=res.timed_out,
-    )
+    # ExecOut's shape, serialised once (no model, no second validation)
+    return Response(to_json({"exit_code": res.exit_code,
+                             "stdout": res.stdout.decode(errors="replace"),
+                             "stderr": res.stderr.decode(errors="replace"),
+                             "timed_out": res.timed_out}), media_type="application/json")
 
 
 @router.get("/{ref}/console", response_class=PlainTextResponse)
