@@ -54,6 +54,17 @@ class _Bridge:
         subprocess.run(["ip", "link", "del", self.name], capture_output=True)
 
 
+def _remove(lxcpath: Path, names: Sequence[str], bridge: _Bridge, tmp: Path, *,
+            destroy: bool) -> None:
+    """A floor's containers killed (and lxc-destroyed, for lxc-copy's), its bridge and files gone."""
+    for name in names:
+        subprocess.run(["lxc-stop", "-k", "-P", str(lxcpath), "-n", name], capture_output=True)
+        if destroy:
+            subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", name], capture_output=True)
+    bridge.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 @dataclass
 class Steps:
     """Milliseconds per step of one launch."""
@@ -131,11 +142,7 @@ class SameWorkFloor:
         return steps
 
     def close(self) -> None:
-        for name in self.names:
-            subprocess.run(["lxc-stop", "-k", "-P", str(self.lxcpath), "-n", name],
-                           capture_output=True)
-        self.bridge.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        _remove(self.lxcpath, self.names, self.bridge, self.tmp, destroy=False)
 
 
 class BareFloor:
@@ -181,9 +188,4 @@ lxc.net.0.ipv4.gateway = {self.bridge.gateway}
         return steps
 
     def close(self) -> None:
-        for name in self.names:
-            subprocess.run(["lxc-stop", "-k", "-P", str(self.lxcpath), "-n", name],
-                           capture_output=True)
-            subprocess.run(["lxc-destroy", "-P", str(self.lxcpath), "-n", name], capture_output=True)
-        self.bridge.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        _remove(self.lxcpath, self.names, self.bridge, self.tmp, destroy=True)

@@ -8,25 +8,15 @@ anything true."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from lxcloud.core.waiting import wait_until
 
 T = TypeVar("T")
 
 
 def wait_for(cond: Callable[[], T], timeout: float, what: str) -> T:
-    """`cond()`'s first truthy value; AssertionError naming `what` once `timeout` has passed."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()     # never set: its wait() is the backoff between two checks
-    delay = 0.005
-    while True:
-        value = cond()
-        if value:
-            return value
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        pause.wait(min(delay, left))
-        delay = min(delay * 2, 0.25)
+    """`cond()`'s first truthy value; AssertionError naming `what` once `timeout` has passed
+    (the code's own wait_until, failing as a test does)."""
+    return wait_until(cond, timeout, what, first=0.005, most=0.25, error=AssertionError)

@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from lxcloud.core.errors import DriverError, LxcloudError
+from lxcloud.core.errors import DriverError
 
 T = TypeVar("T")
 
 
 def wait_until(cond: Callable[[], T | None], timeout: float, what: str, *, first: float = 0.002,
-               most: float = 0.1, error: type[LxcloudError] = DriverError) -> T:
+               most: float = 0.1,
+               error: Callable[[str], BaseException] = DriverError) -> T:
     """`cond()`'s first truthy value, checked at once and then with a doubling pause (from `first`
     to `most` seconds); `error` saying "`what` did not happen within `timeout`s" after the deadline.
     `cond` may raise to give up early."""
