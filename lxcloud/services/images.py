@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from lxcloud.config import Settings
@@ -29,6 +29,11 @@ from lxcloud.node.protocol import NodeClient
 from lxcloud.services.operations import Operations, Progress
 
 log = logging.getLogger(__name__)
+
+# read on every launch: built once, bound with parameters
+_IMAGES = table(ImageRow)
+_BY_ID = select(_IMAGES).where(_IMAGES.c.id == bindparam("ref"))
+_BY_NAME = select(_IMAGES).where(_IMAGES.c.name == bindparam("ref"))
 IMAGE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$")
 MAX_DESCRIPTION = 255
 BUILDERS = ("busybox", "debian")
@@ -78,12 +83,10 @@ class ImageService:
         if session is None:
             with self.db.reader() as s:
                 return self.get(ref, caller=caller, session=s)
-        t = table(ImageRow)   # Core rows (read on every launch): no ORM objects
-        conn = session.connection()
-        row = conn.execute(select(t).where(t.c.id == ref)).first() if is_id(ref, "image") \
-            else None
+        conn = session.connection()   # Core rows (read on every launch): no ORM objects
+        row = conn.execute(_BY_ID, {"ref": ref}).first() if is_id(ref, "image") else None
         if row is None:
-            row = conn.execute(select(t).where(t.c.name == ref)).first()
+            row = conn.execute(_BY_NAME, {"ref": ref}).first()
         if row is None or not self._sees(caller, row):
             raise NotFound(f"image {ref!r} not found", resource="image", id=ref)
         return _to_model(row)

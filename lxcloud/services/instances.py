@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -128,13 +128,33 @@ def _to_model(r: Any, image_names: dict[str, str], projects: dict[str, str]) -> 
         shutdown_behavior=r.shutdown_behavior or "stop")
 
 
-# One instance with its image's and project's names, in one Core query (no ORM objects)
-_ONE = (select(InstanceRow.__table__, ImageRow.name.label("image_name"),
-               ProjectRow.name.label("project_name"))
-        .outerjoin(ImageRow, ImageRow.id == InstanceRow.image_id)
-        .outerjoin(ProjectRow, ProjectRow.id == InstanceRow.project_id))
-# What exec needs of an instance
-_STATE = select(InstanceRow.id, InstanceRow.state, InstanceRow.project_id)
+# The statements of the hot paths (launch, get, exec, every action's end), built once: a
+# statement built per call costs several times its execution (SQLAlchemy's coercions and cache
+# key); these are bound with parameters instead.
+_T = table(InstanceRow)
+_LIVE = _T.c.state != str(State.TERMINATED)
+# one instance with its image's and project's names, in one Core query (no ORM objects)
+_ONE = (select(_T, ImageRow.name.label("image_name"), ProjectRow.name.label("project_name"))
+        .outerjoin(ImageRow, ImageRow.id == _T.c.image_id)
+        .outerjoin(ProjectRow, ProjectRow.id == _T.c.project_id))
+# what exec needs of an instance
+_STATE = select(_T.c.id, _T.c.state, _T.c.project_id)
+
+
+def _by_ref(query: Any) -> tuple[Any, Any]:
+    """`query` for one instance by id, and by live name (both bound to `ref`)."""
+    return (query.where(_T.c.id == bindparam("ref")),
+            query.where(_T.c.name == bindparam("ref"), _LIVE))
+
+
+_ONE_BY, _STATE_BY = _by_ref(_ONE), _by_ref(_STATE)
+_INSERT = _T.insert()
+_LIVE_IN_PROJECT = select(func.count()).select_from(_T).where(
+    _T.c.project_id == bindparam("project_id"), _LIVE)
+_NAME_TAKEN = select(_T.c.id).where(_T.c.name == bindparam("wanted"), _LIVE)
+_STATE_BY_ID = select(_T.c.state).where(_T.c.id == bindparam("iid"))
+_SET_BY_ID = _T.update().where(_T.c.id == bindparam("iid"))
+_DEFAULT_PROJECT = select(ProjectRow.id).where(ProjectRow.name == DEFAULT_PROJECT)
 
 
 class InstanceService:
@@ -150,6 +170,7 @@ class InstanceService:
         self.tags = tags
         self.keypairs = keypairs
         self._caps: NodeCaps | None = None
+        self._default_pid: str | None = None
         # instances as the operations that ended lately left them (see as_left_by)
         self._left: OrderedDict[str, Instance] = OrderedDict()
         self._mu = threading.Lock()
@@ -165,7 +186,7 @@ class InstanceService:
     def get(self, ref: str, *, caller: Caller = SYSTEM) -> Instance:
         """By id (terminated ones included) or by name (live ones). A member sees its project's
         instances only (another project's is "not found", never "forbidden"); an admin every one."""
-        row = self._find(ref, caller, _ONE)
+        row = self._find(ref, caller, _ONE_BY)
         return _to_model(row, {row.image_id: row.image_name} if row.image_name else {},
                          {row.project_id: row.project_name} if row.project_name else {})
 
@@ -282,7 +303,7 @@ class InstanceService:
                     disable_api_termination=req.disable_api_termination,
                     shutdown_behavior=req.shutdown_behavior)
                 try:
-                    s.connection().execute(table(InstanceRow).insert().values(row))
+                    s.connection().execute(_INSERT, row)
                 except IntegrityError:   # (PostgreSQL) the name was taken in another transaction
                     raise Conflict(f"an instance named {row['name']!r} already exists",
                                    resource="instance") from None
@@ -299,9 +320,7 @@ class InstanceService:
     def _room(self, s: Session, project_id: str, at_least: int) -> int:
         """How many more instances the project may have; QuotaExceeded below `at_least`.
         The quota is the same for every front-end."""
-        t = table(InstanceRow)
-        live = s.connection().execute(select(func.count()).select_from(t).where(
-            t.c.project_id == project_id, t.c.state != State.TERMINATED)).scalar() or 0
+        live = s.connection().execute(_LIVE_IN_PROJECT, {"project_id": project_id}).scalar() or 0
         room = self.settings.max_instances_per_project - live
         if room < at_least:
             raise QuotaExceeded(f"your quota allows for {max(room, 0)} more instance(s); you "
@@ -313,9 +332,7 @@ class InstanceService:
         when the name only came from a tag."""
         if wanted is None:
             return iid
-        t = table(InstanceRow)
-        taken = s.connection().execute(select(t.c.id).where(
-            t.c.name == wanted, t.c.state != State.TERMINATED)).scalar()
+        taken = s.connection().execute(_NAME_TAKEN, {"wanted": wanted}).scalar()
         if taken is None:
             return wanted
         if fallback:
@@ -399,9 +416,14 @@ class InstanceService:
             return [_to_model(r, names, projects) for r in rows]
 
     def _default_project(self) -> str:
-        with self.db.reader() as s:
-            pid = s.scalar(select(ProjectRow.id).where(ProjectRow.name == DEFAULT_PROJECT))
-        return pid or ""
+        """The default project's id (it is made at start-up and never deleted: read once)."""
+        if self._default_pid is None:
+            with self.db.reader() as s:
+                pid = s.connection().execute(_DEFAULT_PROJECT).scalar()
+            if not pid:
+                return ""
+            self._default_pid = pid
+        return self._default_pid
 
     # --- modify
     def modify(self, ref: str, *, instance_type: str | None = None, user_data: str | None = None,
@@ -436,9 +458,8 @@ class InstanceService:
                 launched: bool = False) -> None:
         """The state an action's success leads to, in the caller's transaction; the instance as
         it leaves it is remembered for the answer to whoever waits on the operation."""
-        t = table(InstanceRow)     # Core statements: this is every action's last step
-        conn = s.connection()
-        state = conn.execute(select(t.c.state).where(t.c.id == inst.id)).scalar()
+        conn = s.connection()     # Core statements: this is every action's last step
+        state = conn.execute(_STATE_BY_ID, {"iid": inst.id}).scalar()
         if state is None:
             return
         now = utcnow()
@@ -446,7 +467,7 @@ class InstanceService:
                                   "updated": now}
         if launched:
             values["launched_at"] = now
-        conn.execute(t.update().where(t.c.id == inst.id).values(**values))
+        conn.execute(_SET_BY_ID, {"iid": inst.id, **values})
         self._leave(op, dataclasses.replace(inst, operation_id=op.id, **values))
 
     def _leave(self, op: Operation, inst: Instance) -> None:
@@ -582,19 +603,19 @@ class InstanceService:
     def _state_of(self, ref: str, caller: Caller) -> tuple[str, str]:
         """(id, state) of the instance `ref` as `get` finds it (same rules), read alone: what
         exec needs, on its way to the host."""
-        row = self._find(ref, caller, _STATE)
+        row = self._find(ref, caller, _STATE_BY)
         return row.id, row.state
 
-    def _find(self, ref: str, caller: Caller, query: Any) -> Any:
-        """The row `query` (over the instances table) gives for `ref`: by id (terminated ones
-        too) or by name (live ones), within what the caller sees; NotFound otherwise."""
+    def _find(self, ref: str, caller: Caller, queries: tuple[Any, Any]) -> Any:
+        """The row `queries` (by id, by live name: see `_by_ref`) give for `ref`: by id
+        (terminated ones too) or by name (live ones), within what the caller sees; NotFound
+        otherwise."""
+        by_id, by_name = queries
         with self.db.reader() as s:
             conn = s.connection()
-            row = conn.execute(query.where(InstanceRow.id == ref)).first() \
-                if is_id(ref, "instance") else None
+            row = conn.execute(by_id, {"ref": ref}).first() if is_id(ref, "instance") else None
             if row is None:
-                row = conn.execute(query.where(InstanceRow.name == ref,
-                                               InstanceRow.state != State.TERMINATED)).first()
+                row = conn.execute(by_name, {"ref": ref}).first()
         if row is None or not self._sees(caller, row.project_id):
             raise NotFound(f"instance {ref!r} not found", resource="instance", id=ref)
         return row

@@ -8,7 +8,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from lxcloud.config import Settings
@@ -23,6 +23,12 @@ from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.node.protocol import NodeClient
 
 log = logging.getLogger(__name__)
+
+# read and written on every launch: built once, bound with parameters
+_NETS, _ALLOCS = table(NetworkRow), table(IpAllocationRow)
+_BY_NAME = select(_NETS).where(_NETS.c.name == bindparam("name"))
+_USED = select(_ALLOCS.c.address).where(_ALLOCS.c.network == bindparam("network"))
+_ALLOCATE = _ALLOCS.insert()
 DEFAULT = "default"
 
 
@@ -67,8 +73,7 @@ class NetworkService:
         if session is None:
             with self.db.reader() as s:
                 return self.get(name, session=s)
-        t = table(NetworkRow)
-        row = session.connection().execute(select(t).where(t.c.name == name)).first()
+        row = session.connection().execute(_BY_NAME, {"name": name}).first()
         if row is None:
             raise NotFound(f"network {name!r} not found", resource="network")
         return _to_model(row)
@@ -101,14 +106,12 @@ class NetworkService:
         SQLite transactions are serialised (BEGIN IMMEDIATE); elsewhere the primary key
         refuses a duplicate (when the caller's transaction flushes) and it fails rather than
         sharing an address."""
-        t = table(IpAllocationRow)
-        used = set(s.connection().execute(select(t.c.address).where(t.c.network == net.id))
-                   .scalars())
+        conn = s.connection()
+        used = set(conn.execute(_USED, {"network": net.id}).scalars())
         used.add(net.gateway)
         addr = ipam.next_free(net.cidr, used)
-        s.connection().execute(table(IpAllocationRow).insert().values(network=net.id, address=addr,
-                                                           instance_id=instance_id,
-                                                           created=utcnow()))
+        conn.execute(_ALLOCATE, {"network": net.id, "address": addr, "instance_id": instance_id,
+                                 "created": utcnow()})
         return addr
 
     def release(self, s: Session, instance_id: str) -> None:

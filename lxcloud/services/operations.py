@@ -19,7 +19,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,17 @@ Commit = Callable[[Session], None]
 # progress is kept in memory and written to the row at most this often (seconds)
 PROGRESS_WRITE_INTERVAL = 0.5
 ENDED_KEPT = 1000
+
+# The statements every operation runs, built once and bound with parameters (a statement built
+# per call costs several times its execution)
+_OPS, _LOCKS = table(OperationRow), table(LockRow)
+_HOLDER = select(_LOCKS.c.operation_id).where(_LOCKS.c.target == bindparam("target"))
+_TAKE_LOCK = _LOCKS.insert()
+_RECORD = _OPS.insert()
+_BY_ID = select(_OPS).where(_OPS.c.id == bindparam("op_id"))
+_SET = _OPS.update().where(_OPS.c.id == bindparam("op_id"))
+_UNLOCK = _LOCKS.delete().where(_LOCKS.c.target == bindparam("target"),
+                                _LOCKS.c.operation_id == bindparam("op_id"))
 
 
 def _to_model(r: Any) -> Operation:
@@ -70,8 +81,8 @@ class Operations:
         it) and record a pending operation of this controller. Both vanish if the transaction
         rolls back; `submit` runs it once the transaction has committed. `new`: the target was
         made in this transaction (nothing can hold it: its lock is not looked up first)."""
-        holder = None if new else s.scalar(select(LockRow.operation_id)
-                                           .where(LockRow.target == target))
+        conn = s.connection()
+        holder = None if new else conn.execute(_HOLDER, {"target": target}).scalar()
         if holder is not None:
             raise Busy(f"{target} is busy running operation {holder}", operation=holder)
         now = utcnow()
@@ -79,11 +90,11 @@ class Operations:
                    message="queued", error=None, error_code=None, result={}, owner=self.owner,
                    project_id=project_id, created=now, updated=now)
         try:   # Core inserts: two known rows, no unit of work
-            s.connection().execute(table(LockRow).insert().values(target=target, operation_id=row["id"],
-                                                       owner=self.owner, created=now))
+            conn.execute(_TAKE_LOCK, {"target": target, "operation_id": row["id"],
+                                      "owner": self.owner, "created": now})
         except IntegrityError:   # another transaction took the lock between our read and write
             raise Busy(f"{target} is busy running another operation") from None
-        s.connection().execute(table(OperationRow).insert().values(row))
+        conn.execute(_RECORD, row)
         return _to_model(SimpleNamespace(**row))
 
     def create(self, kind: str, target: str, *, project_id: str | None = None) -> Operation:
@@ -94,7 +105,7 @@ class Operations:
     def get(self, op_id: str, *, caller: Caller = SYSTEM) -> Operation:
         """By id; another project's operation is "not found" (admins see every one)."""
         with self.db.reader() as s:
-            row = s.execute(select(OperationRow.__table__).where(OperationRow.id == op_id)).first()
+            row = s.connection().execute(_BY_ID, {"op_id": op_id}).first()
         if row is None or not self._sees(caller, row.project_id):
             raise NotFound(f"operation {op_id} not found", resource="operation")
         return self._live(_to_model(row))
@@ -185,8 +196,8 @@ class Operations:
 
     def _update(self, s: Session, op_id: str, **values: Any) -> None:
         values.setdefault("updated", utcnow())
-        ops = table(OperationRow)   # Core, not an ORM update: nothing loaded to keep in sync
-        s.connection().execute(ops.update().where(ops.c.id == op_id).values(**values))
+        # Core, not an ORM update: nothing loaded to keep in sync
+        s.connection().execute(_SET, {"op_id": op_id, **values})
 
     def _run(self, op: Operation, job: Job, on_error: Callable[[LxcloudError], None] | None,
              commit: Commit | None) -> None:
@@ -259,9 +270,7 @@ class Operations:
 
     @staticmethod
     def _unlock(s: Session, op: Operation) -> None:
-        locks = table(LockRow)
-        s.connection().execute(locks.delete().where(locks.c.target == op.target,
-                                                    locks.c.operation_id == op.id))
+        s.connection().execute(_UNLOCK, {"target": op.target, "op_id": op.id})
 
     def fail_interrupted(self) -> int:
         """At start-up: this controller's operations left unfinished by its previous run are
