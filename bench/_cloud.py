@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -31,10 +32,14 @@ def summary(name: str, ms: list[float]) -> str:
 class BenchCloud:
     """`lxcloud up` in a temp data dir on a free port; purged on close."""
 
-    def __init__(self, network: str | None = None) -> None:
+    def __init__(self, network: str | None = None, config: dict[str, Any] | None = None) -> None:
+        """`config`: settings for the data dir's config.json (e.g. a larger quota)."""
         self.base = Path(tempfile.mkdtemp(prefix="lxcloud-bench-", dir="/tmp"))
         os.chmod(self.base, 0o755)
         self.data_dir = self.base / "data"
+        if config:
+            self.data_dir.mkdir(mode=0o700)
+            (self.data_dir / "config.json").write_text(json.dumps(config))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
