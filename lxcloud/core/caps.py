@@ -28,6 +28,7 @@ class ComputeCaps:
     hotplug_nic: bool = False
     hotplug_disk: bool = False
     max_nics: int = 1
+    max_vcpus: int = 0               # the most vCPUs one instance may have here (0: no bound)
 
 
 @dataclass(frozen=True)

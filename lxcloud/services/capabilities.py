@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from lxcloud.core.caps import ComputeCaps, NodeCaps
 from lxcloud.core.errors import InvalidCombination
 from lxcloud.core.instance import ROOT_DEVICE, BlockDevice, BootOptions, Disk, Kind, Nic
+from lxcloud.core.instance_types import Limits
 from lxcloud.core.models import Image
 
 
@@ -24,12 +25,26 @@ def compute_caps(caps: NodeCaps, kind: Kind) -> ComputeCaps:
                                  kind=str(kind)) from None
 
 
+def check_limits(caps: NodeCaps, kind: Kind, limits: Limits) -> None:
+    """InvalidCombination for limits no host can honour: more vCPUs than a host has CPUs (a CPU
+    limit beyond them limits nothing, and the CPU weight that comes with it would starve the
+    other instances)."""
+    most = compute_caps(caps, kind).max_vcpus
+    if most and limits.vcpus > most:
+        raise InvalidCombination(f"a {kind} instance may have at most {most} vCPU(s) here (the "
+                                 f"hosts' CPUs); {limits.vcpus:g} were asked for",
+                                 capability="max_vcpus", max_vcpus=most)
+
+
 def check_description(caps: NodeCaps, *, kind: Kind, image: Image, nics: Sequence[Nic],
                       disks: Sequence[Disk], boot: BootOptions = BootOptions(),
-                      block_devices: Sequence[BlockDevice] = ()) -> None:
+                      block_devices: Sequence[BlockDevice] = (),
+                      limits: Limits | None = None) -> None:
     """InvalidCombination for the first thing the drivers cannot do; nothing when all is well."""
     cc = compute_caps(caps, kind)
     what = f"a {kind} instance"
+    if limits is not None:
+        check_limits(caps, kind, limits)
     if image.kind != kind:
         raise InvalidCombination(f"image {image.name!r} is a {image.kind} image: {what} needs a "
                                  f"{kind} image", capability="image_kind", image=image.id)

@@ -59,7 +59,7 @@ from lxcloud.core.units import parse_size
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow, table, utcnow
 from lxcloud.node.protocol import ConsoleStream, NodeClient
-from lxcloud.services.capabilities import check_description
+from lxcloud.services.capabilities import check_description, check_limits
 from lxcloud.services.images import ImageService
 from lxcloud.services.keypairs import KeyPairService
 from lxcloud.services.networks import NetworkService
@@ -268,7 +268,7 @@ class InstanceService:
         plan = self.networks.nic_template(net)
         disks = [Disk(pool=pool, size=limits.disk, source=image.id)]
         check_description(self.caps, kind=image.kind, image=image, nics=[plan], disks=disks,
-                          boot=req.boot, block_devices=req.block_devices)
+                          boot=req.boot, block_devices=req.block_devices, limits=limits)
         if req.tags:
             self.tags.check(req.tags)
         project_id = caller.project_id or self._default_project()
@@ -440,6 +440,7 @@ class InstanceService:
             itype = get_type(instance_type)
             limits = resolve_limits(itype)
             self._check_memory(limits, image, itype.name)
+            check_limits(self.caps, inst.kind, limits)
             itype_name = itype.name
         with self.db.session() as s:
             r = s.get(InstanceRow, inst.id)

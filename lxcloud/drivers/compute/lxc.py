@@ -10,6 +10,7 @@ Every host command goes through `_cmd`, so a later multi-host mode can prefix `i
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import math
 import os
@@ -242,6 +243,8 @@ class LxcDriver:
         lxcfs_dir None: containers see the host's /proc (no lxcfs)."""
         if not (1 <= len(veth_prefix) <= 6 and veth_prefix.isalnum()):
             raise InvalidInput("veth_prefix must be 1 to 6 letters or digits")
+        # one instance may use every CPU this host gives containers, never more
+        self.caps = dataclasses.replace(LxcDriver.caps, max_vcpus=len(host_cpus()))
         self.veth_prefix = veth_prefix
         self.lxcpath = Path(lxcpath)
         self.idmap = idmap

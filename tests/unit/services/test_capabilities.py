@@ -64,3 +64,16 @@ def test_a_pool_with_quotas_honours_a_root_size() -> None:
                     storage={"default": StorageCaps(quota=True)})
     check_description(caps, kind=Kind.CONTAINER, image=image(), nics=[NIC], disks=[ROOT],
                       block_devices=[BlockDevice(device_name=ROOT_DEVICE, size=8 << 30)])
+
+
+def test_more_vcpus_than_a_host_has_cpus_is_refused() -> None:
+    from lxcloud.core.instance_types import get_type, resolve_limits
+    from lxcloud.services.capabilities import check_limits
+
+    caps = NodeCaps(compute={Kind.CONTAINER: ComputeCaps(max_vcpus=2)})
+    check_limits(caps, Kind.CONTAINER, resolve_limits(get_type("t3.micro"), vcpus=2))
+    with pytest.raises(InvalidCombination, match="at most 2 vCPU") as ei:
+        check_limits(caps, Kind.CONTAINER, resolve_limits(get_type("t3.micro"), vcpus=2.5))
+    assert ei.value.details["capability"] == "max_vcpus"
+    # a driver that declares no bound (0) takes any count
+    check_limits(CAPS, Kind.CONTAINER, resolve_limits(get_type("t3.micro"), vcpus=64))

@@ -177,3 +177,26 @@ def test_a_listed_instance_is_shown_as_its_own_get_shows_it(api: TestClient, ima
     assert [i["name"] for i in listed] == ["l1", "l2"]
     for item in listed:
         assert item == api.get(f"/api/v1/instances/{item['id']}").json()
+
+
+def test_more_vcpus_than_the_hosts_have_is_refused_by_every_front_end(
+        api: TestClient, ec2: Any, image: dict[str, Any], cloud: Cloud, node: FakeNode) -> None:
+    import dataclasses
+
+    node.compute.caps = dataclasses.replace(node.compute.caps, max_vcpus=2)
+    cloud.instances._caps = None     # asked again of the node
+    r = api.post("/api/v1/instances", json={"image": "bb", "limits": {"cpus": 3}})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_combination", r.text
+    assert "at most 2 vCPU" in r.json()["error"]
+    assert ec2_code(ec2.run_instances, ImageId=image["id"], MinCount=1, MaxCount=1,
+                    InstanceType="t3.xlarge") == "InvalidParameterCombination"
+    assert rows(cloud) == 0
+    # a type within the hosts' CPUs launches; changed to one beyond them, it is refused
+    iid = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1,
+                            InstanceType="t3.medium")["Instances"][0]["InstanceId"]
+    cloud.ops.wait(cloud.instances.get(iid).operation_id or "", 10)
+    ec2.stop_instances(InstanceIds=[iid])
+    cloud.ops.wait(cloud.instances.get(iid).operation_id or "", 10)
+    assert ec2_code(ec2.modify_instance_attribute, InstanceId=iid,
+                    InstanceType={"Value": "t3.xlarge"}) == "InvalidParameterCombination"
+    assert cloud.instances.get(iid).instance_type == "t3.medium"

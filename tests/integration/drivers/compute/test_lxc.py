@@ -193,6 +193,11 @@ def test_all_cpus_are_not_pinned(launch: Launcher) -> None:
     assert launch.driver.exec(spec.name, ["nproc"]).stdout.strip() == str(n).encode()
 
 
+def test_declares_the_host_cpus_as_the_most_vcpus(launch: Launcher) -> None:
+    # what services check a launch's vCPUs against, before any row is written
+    assert launch.driver.caps.max_vcpus == len(host_cpus()) == len(os.sched_getaffinity(0))
+
+
 def test_limits_not_visible_without_lxcfs(launch: Launcher) -> None:
     spec = launch(memory=64 * MiB, nic=False, lxcfs=False)
     meminfo = launch.driver.exec(spec.name, ["cat", "/proc/meminfo"]).stdout.decode()
