@@ -26,7 +26,7 @@ class ComputeCaps:
     snapshots: bool = False
     live_migration: bool = False
     hotplug_nic: bool = False
-    hotplug_disk: bool = False
+    hotplug_disk: bool = False       # a volume attaches to and detaches from a running instance
     max_nics: int = 1
     max_vcpus: int = 0               # the most vCPUs one instance may have here (0: no bound)
 
@@ -34,8 +34,13 @@ class ComputeCaps:
 @dataclass(frozen=True)
 class StorageCaps:
     copy_on_write: bool = True       # an instance root is a layer over the image's base
-    quota: bool = False              # a disk size limit is enforced
+    quota: bool = False              # a disk size limit is enforced (roots and volumes)
+    quota_note: str = ""             # why not, when it is not ("ext4 without the project feature")
+    quota_visible: bool = False      # `df` inside shows the limit, not the pool's filesystem
+    online_resize: bool = False      # a limit changes while the instance runs
     snapshots: bool = False
+    cow_snapshots: bool = False      # snapshots share blocks with what they were taken of
+    volumes: bool = False
     remote: bool = False             # every host sees the same data (an instance can move)
 
 

@@ -49,6 +49,13 @@ class Conflict(LxcloudError):
     http_status = 409
 
 
+class InUse(Conflict):
+    """Refused while something uses the target: a volume a process inside holds open, a pool
+    with instances or volumes on it. `details` say what uses it."""
+
+    code = "in_use"
+
+
 class InvalidInput(LxcloudError):
     code = "invalid_input"
     http_status = 400

@@ -58,13 +58,16 @@ ROOT_DEVICE = "/dev/sda1"      # the root disk's device name, as EC2 shows it an
 @dataclass(frozen=True)
 class Disk:
     """A disk on a named pool. The root disk (name "root", path "/") is made from `source`, an
-    image id; volumes (later) have no source and a mount path. size 0: no limit asked for."""
+    image id; a volume's disk is named by the volume's id and mounted at `path` inside
+    (/media/<volume-id> unless asked otherwise). size 0: no limit asked for. `device`: the
+    device name a user gave it (EC2's /dev/sdf), shown back as given."""
 
     pool: str
     name: str = ROOT
     size: int = 0
     source: str | None = None
     path: str = "/"
+    device: str = ""
 
     @property
     def is_root(self) -> bool:

@@ -27,7 +27,7 @@ from lxcloud.core.instance import InstanceSpec, Kind, Nic
 from lxcloud.core.reverter import Reverter
 from lxcloud.drivers.compute.base import ComputeDriver, IdMap
 from lxcloud.drivers.network.base import NetworkDriver, NetworkSpec
-from lxcloud.drivers.storage.base import StorageDriver
+from lxcloud.drivers.storage.base import PoolSpec, StorageDriver
 from lxcloud.node.protocol import Progress, Timings
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,8 @@ class NodeAgent:
                                               lxcfs_dir=settings.lxcfs_dir,
                                               veth_prefix=settings.veth_prefix),
                    guard=PortGuard(),
-                   storage={"default": get_storage_driver("dir", path=settings.pools_dir / "default")},
+                   storage={"default": get_storage_driver(
+                       PoolSpec("default", "dir", settings.pools_dir / "default"))},
                    network=get_network_driver("bridge"),
                    dns=DnsmasqSupervisor())
 
@@ -78,6 +79,8 @@ class NodeAgent:
 
         prepare_host(self.settings)
         self.settings.lxcpath.mkdir(parents=True, exist_ok=True)
+        for pool in self.pools.values():
+            pool.ensure()
 
     def heal(self) -> None:
         """Bring back the host services containers rely on if one died (lxcfs), between launches."""

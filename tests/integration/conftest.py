@@ -44,6 +44,7 @@ from lxcloud.core.instance_types import Limits, MiB
 from lxcloud.core.proc import run
 from lxcloud.drivers.compute.base import IdMap, RootfsSpec
 from lxcloud.drivers.compute.lxc import LxcDriver
+from lxcloud.drivers.storage.base import PoolSpec
 from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.images.builders.busybox import build_busybox, build_busybox_tree
 from tests.waiting import wait_for as _wait_for
@@ -163,7 +164,9 @@ def lxc_driver(work_dir: Path, host_ready: dict[str, object]) -> Iterator[LxcDri
 
 @pytest.fixture
 def dir_pool(work_dir: Path) -> DirPool:
-    return DirPool(work_dir / "pool")
+    pool = DirPool(PoolSpec("test", "dir", work_dir / "pool"))
+    pool.ensure()
+    return pool
 
 
 def populate_busybox(template: Template, idmap: IdMap | None = IDMAP) -> Callable[[Path], None]:

@@ -40,14 +40,39 @@ class RootfsSpec:
     lower: Path | None = None
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A host directory seen inside an instance: a volume's directory at its path (`target`,
+    absolute, inside the instance), bind-mounted, writable unless `readonly`."""
+
+    source: Path
+    target: str
+    readonly: bool = False
+
+
 class ComputeDriver(Protocol):
     name: str
     caps: ComputeCaps
 
-    def create(self, spec: InstanceSpec, root: RootfsSpec) -> None:
-        """Write the instance's definition over `root`. Idempotent: an existing definition is
-        rewritten (new limits, devices). `spec.first_boot` files are written only when the
-        definition is made for the first time, never over an existing instance's files."""
+    def create(self, spec: InstanceSpec, root: RootfsSpec, mounts: Sequence[Mount] = ()) -> None:
+        """Write the instance's definition over `root`, with `mounts` (the spec's volume disks,
+        as the agent found them on their pools) mounted at every start. Idempotent: an existing
+        definition is rewritten (new limits, devices), also while it runs (the running instance
+        is changed by attach_mount/detach_mount). `spec.first_boot` files are written only when
+        the definition is made for the first time, never over an existing instance's files."""
+
+    def attach_mount(self, name: str, mount: Mount) -> None:
+        """Into a running instance (where `caps.hotplug_disk`): `mount.source` appears at
+        `mount.target` inside at once (the directory made if missing). Already there: no-op."""
+
+    def detach_mount(self, name: str, target: str, *, force: bool = False) -> None:
+        """Out of a running instance: InUse naming the processes inside that hold a file (or
+        their working directory) under `target`, unless `force` (then detached lazily: they
+        keep what they hold open, nothing new reaches it). Not mounted: no-op."""
+
+    def forget_identity(self, root: RootfsSpec) -> None:
+        """For a clone's new root: what makes a machine itself (machine-id, ssh host keys) is
+        removed, so that its init makes new ones at first boot."""
 
     def start(self, name: str, timeout: float = 30) -> None:
         """Start and return once the instance runs. The monitor must not be a fork of this process."""

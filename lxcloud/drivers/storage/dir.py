@@ -20,21 +20,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lxcloud.core.caps import StorageCaps
-from lxcloud.core.errors import DriverError, InvalidInput, NotFound
+from lxcloud.core.errors import DriverError, NotFound
 from lxcloud.core.instance import Disk
 from lxcloud.drivers.compute.base import RootfsSpec
-from lxcloud.drivers.storage.base import root_source
+from lxcloud.drivers.storage.base import PoolSpec, check_id, root_source
 
 # liblxc 5.0.2 (storage/overlay.c) mounts `overlay:LOWER:UPPER` with workdir=dirname(UPPER)/work
 # (verified: it mkdir_p()s that path inside the user namespace, so we pre-create it, owned by mapped root).
 OVERLAY_WORKDIR = "work"
 
 
-def _check_id(value: str) -> str:
-    # ids become path components: refuse anything that could walk out of the pool
-    if not value or "/" in value or value in (".", "..") or value.startswith(".") or "\0" in value:
-        raise InvalidInput(f"invalid storage id {value!r}")
-    return value
+_check_id = check_id
 
 
 class DirPool:
@@ -43,8 +39,11 @@ class DirPool:
     name = "dir"
     caps = StorageCaps(snapshots=False, quota=False, copy_on_write=True)
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, spec: PoolSpec) -> None:
+        self.spec = spec
+        self.path = Path(spec.path)
+
+    def ensure(self) -> None:
         for sub in ("bases", "instances", "locks"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
         # The pool root must be traversable by the containers' mapped root (it is not root on the

@@ -8,16 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lxcloud.core.caps import StorageCaps
-from lxcloud.core.errors import InvalidInput, NotFound
+from lxcloud.core.errors import NotFound
 from lxcloud.core.instance import Disk
 from lxcloud.drivers.compute.base import RootfsSpec
-from lxcloud.drivers.storage.base import root_source
+from lxcloud.drivers.storage.base import PoolSpec, check_id, root_source
 
-
-def _check_id(value: str) -> str:
-    if not value or "/" in value or value in (".", "..") or value.startswith(".") or "\0" in value:
-        raise InvalidInput(f"invalid storage id {value!r}")
-    return value
+_check_id = check_id
 
 
 class FakePool:
@@ -26,13 +22,16 @@ class FakePool:
 
     name = "fake"
 
-    def __init__(self, path: Path = Path("/nonexistent/fake-pool"), *,
-                 caps: StorageCaps | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, spec: PoolSpec | None = None, *, caps: StorageCaps | None = None) -> None:
+        self.spec = spec or PoolSpec("fake", "fake", Path("/nonexistent/fake-pool"))
+        self.path = Path(self.spec.path)
         self.caps = caps or StorageCaps(copy_on_write=True, quota=False)
         self.bases: set[str] = set()
         self.roots: dict[str, str] = {}      # instance id -> image id
         self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        pass
 
     def has_base(self, image_id: str) -> bool:
         return _check_id(image_id) in self.bases

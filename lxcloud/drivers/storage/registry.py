@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from lxcloud.drivers.registry import Registry
-from lxcloud.drivers.storage.base import StorageDriver
+from lxcloud.drivers.storage.base import PoolSpec, StorageDriver
 
 STORAGE: Registry[StorageDriver] = Registry("storage")
 STORAGE.add("dir", "lxcloud.drivers.storage.dir:DirPool")
 STORAGE.add("fake", "lxcloud.drivers.storage.fake:FakePool")
 
 
-def get_storage_driver(name: str, **kw: Any) -> StorageDriver:
-    """A new storage driver `name` built with `kw` (dir: path=Path)."""
-    return STORAGE.get(name, **kw)
+def get_storage_driver(spec: PoolSpec) -> StorageDriver:
+    """A new driver for the pool `spec` (of its driver; Unsupported for an unknown one). Nothing
+    on the host is touched until its `ensure()`."""
+    return STORAGE.get(spec.driver, spec=spec)

@@ -9,6 +9,7 @@ import pytest
 
 from lxcloud.core.errors import InvalidInput, NotFound, Unsupported
 from lxcloud.core.host import HostState
+from lxcloud.drivers.storage.base import PoolSpec
 from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.drivers.storage.registry import get_storage_driver
 from lxcloud.images.builders.busybox import build_busybox_tree
@@ -94,9 +95,9 @@ def test_errors(dir_pool: DirPool) -> None:
     for bad in ("../etc", "a/b", ".hidden", ""):
         with pytest.raises(InvalidInput):
             dir_pool.create_root(bad, root_disk("ami-none"))
-    assert isinstance(get_storage_driver("dir", path=dir_pool.path), DirPool)
+    assert isinstance(get_storage_driver(PoolSpec("p", "dir", dir_pool.path)), DirPool)
     with pytest.raises(Unsupported):
-        get_storage_driver("zfs")
+        get_storage_driver(PoolSpec("p", "zfs", dir_pool.path))
 
 
 def test_overlay_in_a_real_container(launch: Launcher, dir_pool: DirPool, busybox_image: str) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lxcloud.core.errors import Unsupported
+from lxcloud.drivers.storage.base import PoolSpec
 from lxcloud.drivers.storage.fake import FakePool
 from lxcloud.drivers.storage.registry import get_storage_driver
 from tests.contracts.storage import *  # noqa: F403
@@ -16,6 +19,6 @@ def pool() -> FakePool:
 
 
 def test_registry() -> None:
-    assert isinstance(get_storage_driver("fake"), FakePool)
+    assert isinstance(get_storage_driver(PoolSpec("p", "fake", Path("/nonexistent"))), FakePool)
     with pytest.raises(Unsupported, match="known: dir, fake"):
-        get_storage_driver("zfs")
+        get_storage_driver(PoolSpec("p", "zfs", Path("/nonexistent")))
