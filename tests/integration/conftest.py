@@ -12,7 +12,8 @@ Function scope (each test gets its own, removed afterwards even when the test fa
   bridge            -> BridgeNet  a new Linux bridge (random name) on a random unused 10.250.x.0/24,
                                  gateway .1 on the bridge; .address() hands out the next free /24 address
   lxc_driver        -> LxcDriver  over work_dir/lxc; every container in it is destroyed at teardown
-  dir_pool          -> DirPool   over work_dir/pool
+  dir_pool          -> DirPool   over work_dir/pool (plain; indirect param "loop"/"source" for
+                                 a loop-backed XFS pool / one in an existing dir), torn down after
   busybox_image     -> str       the busybox image id, its base made in dir_pool (shifted to IDMAP)
   launch            -> Launcher  launch(**overrides) -> Box: root + create + start a busybox
                                  container on `bridge` (kwargs: memory, vcpus, pids, swap, hostname,
@@ -162,11 +163,32 @@ def lxc_driver(work_dir: Path, host_ready: dict[str, object]) -> Iterator[LxcDri
             run(["lxc-stop", "-P", str(drv.lxcpath), "-n", name, "-k"], check=False)
 
 
-@pytest.fixture
-def dir_pool(work_dir: Path) -> DirPool:
-    pool = DirPool(PoolSpec("test", "dir", work_dir / "pool"))
+DIR_POOL_SIZE = 4 << 30      # a loop-backed dir pool's file (sparse: only what is written)
+
+
+def make_dir_pool(work_dir: Path, kind: str = "plain") -> DirPool:
+    """A dir pool under `work_dir`, ensured: "plain" (a directory, no quotas), "loop" (a
+    loop-backed XFS file with per-disk ext4 images for limits) or "source" (an existing
+    directory, images without reflinks where its filesystem has none)."""
+    if kind == "loop":
+        spec = PoolSpec("test", "dir", work_dir / "pool", size=DIR_POOL_SIZE)
+    elif kind == "source":
+        (work_dir / "src").mkdir()
+        spec = PoolSpec("test", "dir", work_dir / "pool", source=str(work_dir / "src"))
+    else:
+        spec = PoolSpec("test", "dir", work_dir / "pool")
+    pool = DirPool(spec)
     pool.ensure()
     return pool
+
+
+@pytest.fixture
+def dir_pool(work_dir: Path, request: pytest.FixtureRequest) -> Iterator[DirPool]:
+    """A plain dir pool; `@pytest.mark.parametrize("dir_pool", ["loop"], indirect=True)` for
+    another kind (make_dir_pool). Torn down afterwards: no mount or loop device is left."""
+    pool = make_dir_pool(work_dir, getattr(request, "param", "plain"))
+    yield pool
+    pool.teardown()
 
 
 def populate_busybox(template: Template, idmap: IdMap | None = IDMAP) -> Callable[[Path], None]:

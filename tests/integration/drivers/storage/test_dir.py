@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lxcloud.core.errors import InvalidInput, NotFound, Unsupported
 from lxcloud.core.host import HostState
+from lxcloud.core.proc import run
+from lxcloud.drivers.storage import loop
 from lxcloud.drivers.storage.base import PoolSpec
 from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.drivers.storage.registry import get_storage_driver
 from lxcloud.images.builders.busybox import build_busybox_tree
 from tests.contracts.storage import *  # noqa: F403
 from tests.contracts.storage import root_disk
-from tests.integration.conftest import IDMAP, Launcher, Template, populate_busybox
+from tests.integration.conftest import IDMAP, Launcher, Template, make_dir_pool, populate_busybox
 
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture
-def pool(dir_pool: DirPool) -> DirPool:
-    """The storage contract's pool: a fresh dir pool (tests/contracts/storage.py)."""
-    return dir_pool
+@pytest.fixture(params=["plain", "loop", "source"])
+def pool(work_dir: Path, request: pytest.FixtureRequest) -> Iterator[DirPool]:
+    """The storage contract's pool (tests/contracts/storage.py), of each kind: a plain directory
+    (no quotas), a loop-backed XFS file (ext4 images, reflinked), an existing directory (ext4
+    images, formatted per disk where its filesystem has no reflinks)."""
+    p = make_dir_pool(work_dir, request.param)
+    yield p
+    p.teardown()
+    assert not loop.mounts_under(work_dir) and not _loops_under(work_dir)
+
+
+def _loops_under(d: Path) -> list[str]:
+    out = run(["losetup", "-a"]).stdout.decode()
+    return [line for line in out.splitlines() if str(d) in line]
 
 
 def test_base_made_once_under_concurrency(dir_pool: DirPool, busybox_template: Template) -> None:
