@@ -169,6 +169,10 @@ def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: 
               "lxc.start.auto = 0", "lxc.autodev = 1",
               f"lxc.console.logfile = {cdir / 'console.log'}",
               f"lxc.console.size = {CONSOLE_LOG_SIZE}", "lxc.console.rotate = 1"]
+    if idmap and rf.kind == "overlay":
+        # Mounted inside the user namespace, overlayfs cannot set trusted.overlay.* xattrs: without
+        # userxattr it has no opaque directories (`rm -rf /usr; mkdir /usr` fails with EIO).
+        lines.append("lxc.rootfs.options = userxattr")
     if spec.image.halt_signal:
         lines.append(f"lxc.signal.halt = {spec.image.halt_signal}")
     if idmap:

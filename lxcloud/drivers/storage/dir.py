@@ -22,12 +22,14 @@ directories, or a reflinked blank image and a mount (~4 ms).
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from lxcloud.core.caps import StorageCaps
 from lxcloud.core.errors import Conflict, DriverError, InUse, InvalidInput, NotFound
@@ -59,6 +61,18 @@ XFS_MKFS = ("mkfs.xfs", "-q", "-m", "reflink=1")
 SUBDIRS = ("bases", "instances", "volumes", "snapshots", "locks", "tmp", "empty")
 
 _check_id = check_id
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _host(fn: F) -> F:
+    """The host refusing (a full pool, a missing file) is a DriverError naming the step."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as e:
+            raise DriverError(f"{fn.__name__.replace('_', ' ')}: {e}") from e
+    return cast(F, wrapper)
 
 
 def _overlay_escape(p: Path) -> str:
@@ -80,6 +94,7 @@ class DirPool:
                                 quota_note="the pool is not made real yet (ensure)")
 
     # --- the pool
+    @_host
     def ensure(self) -> None:
         note = ""
         if self.loop_backed and not loop.is_mounted(self.path):
@@ -122,6 +137,7 @@ class DirPool:
                                         "enforced on this pool; give it a size (a loop-backed "
                                         "XFS file) or a source with project quotas")
 
+    @_host
     def teardown(self) -> None:
         if not self.path.exists() and not (self.loop_backed and loop.image_of(self.path).exists()):
             return
@@ -221,6 +237,7 @@ class DirPool:
             rev.success()
         return self._rootfs(area)
 
+    @_host
     def create_root(self, instance_id: str, disk: Disk, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
         image_id = root_source(disk)
@@ -250,6 +267,7 @@ class DirPool:
                 raise InUse(f"{what} is in use (process {users[0]} mounts it): stop it first",
                             pid=users[0])
 
+    @_host
     def delete_root(self, instance_id: str) -> None:
         area = self.instance_path(instance_id)
         what = f"the root of {instance_id}"
@@ -261,10 +279,12 @@ class DirPool:
                 raise DriverError(f"cannot remove {what}: {e}") from e
         shutil.rmtree(self._snapshots(SnapshotOf.ROOT, instance_id), ignore_errors=True)
 
+    @_host
     def root_usage(self, instance_id: str) -> int:
         """Bytes the instance's own layer holds (its filesystem's used blocks, or a walk)."""
         return self.areas.used(self._root(instance_id))
 
+    @_host
     def resize_root(self, instance_id: str, size: int) -> None:
         area = self._root(instance_id)
         what = f"the root of {instance_id}"
@@ -272,6 +292,7 @@ class DirPool:
             self._check_unused(area, what)
         self.areas.resize(area, size, what)
 
+    @_host
     def clone_root(self, source_id: str, instance_id: str, disk: Disk, uid: int = 100000,
                    gid: int = 100000, snapshot: str | None = None) -> RootfsSpec:
         """uid/gid: the clone keeps the source's ownership (one id map per host)."""
@@ -284,6 +305,7 @@ class DirPool:
                         f"the root of {instance_id}")
         return self._rootfs(area)
 
+    @_host
     def import_root(self, instance_id: str, disk: Disk, populate: Populate, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
         return self._make_root(instance_id, disk.size, "", uid, gid, 0o755, populate)
@@ -320,6 +342,7 @@ class DirPool:
     def _volume(self, volume_id: str) -> Path:
         return self.path / "volumes" / _check_id(volume_id)
 
+    @_host
     def create_volume(self, volume_id: str, size: int, uid: int = 100000,
                       gid: int = 100000) -> Path:
         area = self._volume(volume_id)
@@ -339,6 +362,7 @@ class DirPool:
         self.areas.activate(area)
         return area
 
+    @_host
     def delete_volume(self, volume_id: str) -> None:
         area = self._volume(volume_id)
         what = f"volume {volume_id}"
@@ -350,9 +374,11 @@ class DirPool:
                 raise DriverError(f"cannot remove {what}: {e}") from e
         shutil.rmtree(self._snapshots(SnapshotOf.VOLUME, volume_id), ignore_errors=True)
 
+    @_host
     def volume_usage(self, volume_id: str) -> int:
         return self.areas.used(self.volume_path(volume_id))
 
+    @_host
     def resize_volume(self, volume_id: str, size: int) -> None:
         area = self.volume_path(volume_id)
         what = f"volume {volume_id}"
@@ -360,6 +386,7 @@ class DirPool:
             self._check_unused(area, what)
         self.areas.resize(area, size, what)
 
+    @_host
     def clone_volume(self, source_id: str, volume_id: str, size: int,
                      snapshot: str | None = None, uid: int = 100000, gid: int = 100000) -> Path:
         src = self.volume_path(source_id) if snapshot is None \
@@ -393,6 +420,7 @@ class DirPool:
                            resource="snapshot")
         return p
 
+    @_host
     def create_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
         area = self._target(of, target_id)
         dest = self._snapshot_path(of, target_id, snapshot_id)
@@ -406,6 +434,7 @@ class DirPool:
     def has_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> bool:
         return self.areas.snapshot_exists(self._snapshot_path(of, target_id, snapshot_id))
 
+    @_host
     def restore_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
         area = self._target(of, target_id)
         snap = self._snapshot(of, target_id, snapshot_id)
@@ -413,9 +442,11 @@ class DirPool:
         self._check_unused(area, what)
         self.areas.replace(area, snap, what)
 
+    @_host
     def delete_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
         self.areas.remove_snapshot(self._snapshot_path(of, target_id, snapshot_id))
 
+    @_host
     def import_snapshot(self, instance_id: str, snapshot_id: str, populate: Populate) -> None:
         area = self._root(instance_id)
         dest = self._snapshot_path(SnapshotOf.ROOT, instance_id, snapshot_id)

@@ -13,7 +13,7 @@ from lxcloud.drivers.storage.base import PoolSpec, SnapshotOf, StorageDriver
 from lxcloud.drivers.storage.fake import FakePool
 from lxcloud.drivers.storage.registry import get_storage_driver
 from tests.contracts.storage import *  # noqa: F403
-from tests.contracts.storage import LIMIT, MiB, Content, root_disk
+from tests.contracts.storage import LIMIT, Content, MiB, root_disk
 
 
 class FakeContent(Content):
