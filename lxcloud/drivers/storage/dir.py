@@ -267,17 +267,26 @@ class DirPool:
                 raise InUse(f"{what} is in use (process {users[0]} mounts it): stop it first",
                             pid=users[0])
 
-    @_host
-    def delete_root(self, instance_id: str) -> None:
-        area = self.instance_path(instance_id)
-        what = f"the root of {instance_id}"
+    def _delete(self, of: SnapshotOf, area: Path, target_id: str, what: str) -> None:
+        """Remove an area (DriverError naming it while in use) and then its snapshots."""
         if self.areas.exists(area):
             try:
                 self._check_unused(area, what)
                 self.areas.remove(area, what)
             except InUse as e:
                 raise DriverError(f"cannot remove {what}: {e}") from e
-        shutil.rmtree(self._snapshots(SnapshotOf.ROOT, instance_id), ignore_errors=True)
+        shutil.rmtree(self._snapshots(of, target_id), ignore_errors=True)
+
+    def _resize(self, area: Path, size: int, what: str) -> None:
+        # a plain directory becoming an image (or back) is copied: never under a running instance
+        if self.areas.quota and (not self.areas.is_image(area) or not size):
+            self._check_unused(area, what)
+        self.areas.resize(area, size, what)
+
+    @_host
+    def delete_root(self, instance_id: str) -> None:
+        self._delete(SnapshotOf.ROOT, self.instance_path(instance_id), instance_id,
+                     f"the root of {instance_id}")
 
     @_host
     def root_usage(self, instance_id: str) -> int:
@@ -286,11 +295,7 @@ class DirPool:
 
     @_host
     def resize_root(self, instance_id: str, size: int) -> None:
-        area = self._root(instance_id)
-        what = f"the root of {instance_id}"
-        if self.areas.quota and (not self.areas.is_image(area) or not size):
-            self._check_unused(area, what)
-        self.areas.resize(area, size, what)
+        self._resize(self._root(instance_id), size, f"the root of {instance_id}")
 
     @_host
     def clone_root(self, source_id: str, instance_id: str, disk: Disk, uid: int = 100000,
@@ -325,18 +330,11 @@ class DirPool:
             # trusted.overlay.* for a privileged one: read them the same way. Whiteouts (0/0
             # character devices) are honoured either way.
             userxattr = upper.stat().st_uid != 0
-            opts = f"lowerdir={_overlay_escape(upper)}:{_overlay_escape(lower)}"
-            mp = self.path / "tmp" / f"tree-{uuid.uuid4().hex[:12]}"
-            mp.mkdir(mode=0o700)
-            try:
-                loop.mount_fs("overlay", mp, "overlay", readonly=True,
-                              options=opts + (",userxattr" if userxattr else ""))
-                try:
-                    yield mp
-                finally:
-                    loop.umount(mp)
-            finally:
-                mp.rmdir()
+            opts = f"lowerdir={_overlay_escape(upper)}:{_overlay_escape(lower)}" \
+                + (",userxattr" if userxattr else "")
+            with loop.mounted_on_scratch(self.path / "tmp", lambda mp: loop.mount_fs(
+                    "overlay", mp, "overlay", readonly=True, options=opts)) as mp:
+                yield mp
 
     # --- volumes
     def _volume(self, volume_id: str) -> Path:
@@ -364,15 +362,7 @@ class DirPool:
 
     @_host
     def delete_volume(self, volume_id: str) -> None:
-        area = self._volume(volume_id)
-        what = f"volume {volume_id}"
-        if self.areas.exists(area):
-            try:
-                self._check_unused(area, what)
-                self.areas.remove(area, what)
-            except InUse as e:
-                raise DriverError(f"cannot remove {what}: {e}") from e
-        shutil.rmtree(self._snapshots(SnapshotOf.VOLUME, volume_id), ignore_errors=True)
+        self._delete(SnapshotOf.VOLUME, self._volume(volume_id), volume_id, f"volume {volume_id}")
 
     @_host
     def volume_usage(self, volume_id: str) -> int:
@@ -380,11 +370,7 @@ class DirPool:
 
     @_host
     def resize_volume(self, volume_id: str, size: int) -> None:
-        area = self.volume_path(volume_id)
-        what = f"volume {volume_id}"
-        if self.areas.quota and (not self.areas.is_image(area) or not size):
-            self._check_unused(area, what)
-        self.areas.resize(area, size, what)
+        self._resize(self.volume_path(volume_id), size, f"volume {volume_id}")
 
     @_host
     def clone_volume(self, source_id: str, volume_id: str, size: int,

@@ -12,8 +12,9 @@ import errno
 import fcntl
 import os
 import struct
+import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,12 +93,33 @@ def teardown_loop_fs(mountpoint: Path) -> None:
         except DriverError as e:
             raise DriverError(f"cannot unmount the pool at {mountpoint}: {e}") from e
     image_of(mountpoint).unlink(missing_ok=True)
+    remove_dir(mountpoint, f"the pool's mount point {mountpoint}")
+
+
+def remove_dir(path: Path, what: str) -> None:
+    """rmdir `path` (missing: no-op); DriverError naming `what` when it is not empty."""
     try:
-        mountpoint.rmdir()
+        Path(path).rmdir()
     except FileNotFoundError:
         pass
     except OSError as e:
-        raise DriverError(f"the pool's mount point {mountpoint} is not empty: {e}") from e
+        raise DriverError(f"cannot remove {what}: {e}") from e
+
+
+@contextmanager
+def mounted_on_scratch(parent: Path, mount: Callable[[Path], object]) -> Iterator[Path]:
+    """A new directory under `parent` with `mount(it)` done on it, for as long as the context
+    lasts; unmounted and removed on exit (removed also when the mount fails)."""
+    parent.mkdir(mode=0o711, exist_ok=True)
+    mp = Path(tempfile.mkdtemp(prefix="mnt-", dir=parent))
+    try:
+        mount(mp)
+        try:
+            yield mp
+        finally:
+            umount(mp)
+    finally:
+        mp.rmdir()
 
 
 # --- loop devices and mounts without a subprocess (LOOP_CONFIGURE + mount(2): ~2 ms, against

@@ -209,18 +209,10 @@ class DirAreas:
         long as the context lasts: itself, or its image mounted read-only on a temporary point."""
         image = image_file(src)
         if image.is_file() and not loop.is_mounted(src):
-            self.tmp.mkdir(mode=0o711, exist_ok=True)
-            mp = self.tmp / f"ro-{uuid.uuid4().hex[:12]}"
-            mp.mkdir(mode=0o711)
-            try:
-                # noload: a snapshot was cloned frozen (its journal is clean); never replay into it
-                loop.mount_image(image, mp, readonly=True, options="noload")
-                try:
-                    yield mp
-                finally:
-                    loop.umount(mp)
-            finally:
-                mp.rmdir()
+            # noload: a snapshot was cloned frozen (its journal is clean); never replay into it
+            with loop.mounted_on_scratch(self.tmp, lambda mp: loop.mount_image(
+                    image, mp, readonly=True, options="noload")) as mp:
+                yield mp
         elif image.is_file() or src.is_dir():
             yield src
         else:
@@ -232,8 +224,8 @@ class DirAreas:
         with self.open_tree(src) as tree:
             self.check_fits(sum(walk_usage(tree)), size if self.quota else 0, what)
             with Reverter() as rev:
+                rev.add(lambda: rmtree(area, str(area)))    # a copy that failed midway too
                 copy_tree(tree, area)
-                rev.add(lambda: rmtree(area, str(area)))
                 self.limit_new(area, size)
                 rev.success()
 
@@ -457,6 +449,7 @@ class ImageAreas(DirAreas):
         if size < MIN_IMAGE_SIZE:
             raise InvalidInput(f"a disk limit below {fmt_bytes(MIN_IMAGE_SIZE)} is too small",
                                size=size)
+        size -= size % BLOCK          # whole blocks: the file's size is the limit it reports
         image = image_file(area)
         with Reverter() as rev:
             tmp = image.with_name(f".tmp-{image.name}-{uuid.uuid4().hex[:8]}")
@@ -509,12 +502,7 @@ class ImageAreas(DirAreas):
             return
         self._unmount(area, what)
         image_file(area).unlink(missing_ok=True)
-        try:
-            area.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            raise DriverError(f"cannot remove {what}: {e}") from e
+        loop.remove_dir(area, what)
 
     def used(self, area: Path) -> int:
         if not self.is_image(area):
