@@ -80,6 +80,14 @@ def _overlay_escape(p: Path) -> str:
     return str(p).replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
 
 
+def _xfs_quota_missing() -> str:
+    """Why XFS cannot have project quotas here ("" when it can): /proc/fs/xfs/xqmstat exists
+    only in a kernel built with CONFIG_XFS_QUOTA."""
+    if Path("/proc/fs/xfs").is_dir() and not Path("/proc/fs/xfs/xqmstat").exists():
+        return RUN_NOTE_NO_XFS_QUOTA
+    return ""
+
+
 class DirPool:
     """A StorageDriver over a directory, copy-on-write through overlayfs."""
 
@@ -100,10 +108,12 @@ class DirPool:
         if self.loop_backed and not loop.is_mounted(self.path):
             try:
                 loop.ensure_loop_fs(self.path, self.spec.size, XFS_MKFS, "prjquota")
-            except DriverError:
+            except DriverError as e:
                 # no XFS quotas in this kernel (CONFIG_XFS_QUOTA unset): mount without them
                 loop.ensure_loop_fs(self.path, self.spec.size, XFS_MKFS)
-                note = RUN_NOTE_NO_XFS_QUOTA
+                note = _xfs_quota_missing() or f"mounting it with prjquota failed ({e})"
+        elif self.loop_backed:
+            note = _xfs_quota_missing()
         elif self.spec.source and not self.path.is_dir():
             raise InvalidInput(f"the pool's source {self.path} is not a directory")
         self.path.mkdir(parents=True, exist_ok=True)

@@ -401,3 +401,27 @@ def test_volume_limit_and_snapshots(dir_pool: DirPool) -> None:
     (path / "v").write_text("2")
     dir_pool.restore_snapshot(SnapshotOf.VOLUME, "vol-q", "s1")
     assert (dir_pool.volume_path("vol-q") / "v").read_text() == "1"
+
+
+def test_a_pool_in_a_source_dir_removes_only_its_own(work_dir: Path) -> None:
+    src = work_dir / "operator"
+    src.mkdir()
+    (src / "theirs").write_text("keep me")
+    pool = DirPool(PoolSpec("sp", "dir", work_dir / "unused", source=str(src)))
+    assert pool.path == src
+    pool.ensure()
+    pool.create_base("ami-1", lambda d: (d / "f").write_text("x"))
+    pool.create_root("i-1", Disk(pool="sp", source="ami-1", size=32 * MiB))
+    assert pool.caps.quota and loop.mounts_under(src)
+    pool.teardown()
+    assert sorted(os.listdir(src)) == ["theirs"] and not loop.mounts_under(src)
+    assert not (work_dir / "unused").exists() and not _loops_under(src)
+    with pytest.raises(InvalidInput):
+        DirPool(PoolSpec("sp", "dir", work_dir / "x", source=str(work_dir / "nosuch"))).ensure()
+
+
+@LOOP
+def test_a_remounted_loop_pool_says_why_it_has_no_project_quotas(dir_pool: DirPool) -> None:
+    again = DirPool(dir_pool.spec)      # an agent restarting: the pool is mounted already
+    again.ensure()
+    assert again.caps == dir_pool.caps and again.caps.quota_note
