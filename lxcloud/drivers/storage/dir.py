@@ -16,7 +16,7 @@ Layout under the pool's path:
 PoolSpec(size > 0, source "") makes the pool a loop-backed XFS file (reflinks on) of that size
 mounted at the path; source "" and size 0: a plain directory; source set: the pool lives in that
 existing directory. Nothing on the launch path grows with image size: a root is two empty
-directories, or a reflinked blank image and a mount (~4 ms).
+directories, or a reflinked blank image and a mount (~3 ms).
 """
 
 from __future__ import annotations
