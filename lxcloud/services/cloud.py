@@ -16,6 +16,7 @@ from lxcloud.services.metadata import MetadataService
 from lxcloud.services.networks import NetworkService
 from lxcloud.services.nodes import NodeService
 from lxcloud.services.operations import Operations
+from lxcloud.services.pools import PoolService
 from lxcloud.services.reconciler import Reconciler
 from lxcloud.services.tags import TagService
 
@@ -33,6 +34,7 @@ class Cloud:
         self.ops = Operations(self.db, owner=self.controller_id, workers=settings.workers)
         self.accounts = AccountService(self.db)
         self.networks = NetworkService(settings, self.db, node)
+        self.pools = PoolService(settings, self.db, node)
         self.images = ImageService(settings, self.db, self.ops, node)
         self.tags = TagService(self.db)
         self.keypairs = KeyPairService(self.db)
@@ -43,6 +45,7 @@ class Cloud:
         self.nodes = NodeService(self.db, node)
         self.reconciler = Reconciler(self.db, self.ops, node)
         self.reconciler.on_halt = self.instances.halted_from_inside
+        self.pools.on_change.append(self.instances.forget_caps)
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
         self.ec2_token_secret = ensure_secret(settings.ec2_token_secret_file)
@@ -57,6 +60,7 @@ class Cloud:
         if interrupted:
             log.warning("%d operation(s) were interrupted by a restart", interrupted)
         self.nodes.register_local()
+        self.pools.ensure_all()
         net = self.networks.ensure_default()
         self.node.sync_ports(self.instances.port_map())
         rep = self.reconciler.run_once(startup=True)

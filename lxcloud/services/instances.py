@@ -175,6 +175,10 @@ class InstanceService:
         self._left: OrderedDict[str, Instance] = OrderedDict()
         self._mu = threading.Lock()
 
+    def forget_caps(self) -> None:
+        """The host's capabilities changed (a pool came or went): asked again when next needed."""
+        self._caps = None
+
     @property
     def caps(self) -> NodeCaps:
         """The node's driver capabilities (they do not change while it runs)."""
