@@ -18,7 +18,9 @@ from lxcloud.services.nodes import NodeService
 from lxcloud.services.operations import Operations
 from lxcloud.services.pools import PoolService
 from lxcloud.services.reconciler import Reconciler
+from lxcloud.services.snapshots import SnapshotService
 from lxcloud.services.tags import TagService
+from lxcloud.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,12 @@ class Cloud:
         self.reconciler = Reconciler(self.db, self.ops, node)
         self.reconciler.on_halt = self.instances.halted_from_inside
         self.pools.on_change.append(self.instances.forget_caps)
+        self.volumes = VolumeService(settings, self.db, self.ops, node, self.pools, self.tags)
+        self.volumes.instances = self.instances
+        self.snapshots = SnapshotService(self.db, self.ops, node, self.pools, self.instances,
+                                         self.volumes, self.tags)
+        self.instances.on_terminate += [self.volumes.release_instance,
+                                        self.snapshots.forget_instance]
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
         self.ec2_token_secret = ensure_secret(settings.ec2_token_secret_file)

@@ -41,6 +41,7 @@ from lxcloud.core.firstboot import firstboot_files
 from lxcloud.core.host import ExecResult
 from lxcloud.core.ids import is_id, new_id, valid_name
 from lxcloud.core.instance import (
+    ROOT_DEVICE,
     BlockDevice,
     BootOptions,
     Disk,
@@ -85,6 +86,7 @@ class LaunchRequest:
     cpus: float | None = None
     pids: int | None = None
     swap: str | int | None = None
+    disk: str | int | None = None   # the root disk's limit; the type's when None
     user_data: str | None = None
     start: bool = True
     key_name: str | None = None
@@ -171,6 +173,9 @@ class InstanceService:
         self.keypairs = keypairs
         self._caps: NodeCaps | None = None
         self._default_pid: str | None = None
+        # told, in the transaction that terminates an instance, its id (its volumes are
+        # detached, its root's snapshots forgotten)
+        self.on_terminate: builtins.list[Callable[[Session, str], None]] = []
         # instances as the operations that ended lately left them (see as_left_by)
         self._left: OrderedDict[str, Instance] = OrderedDict()
         self._mu = threading.Lock()
@@ -248,7 +253,8 @@ class InstanceService:
             itype,
             memory=parse_size(req.memory, "memory") if req.memory is not None else None,
             vcpus=req.cpus, pids=req.pids,
-            swap=parse_size(req.swap, "swap") if req.swap is not None else None)
+            swap=parse_size(req.swap, "swap") if req.swap is not None else None,
+            disk=self._asked_disk(req))
         name = req.name
         if name is not None and not valid_name(name):
             if not req.name_from_tag:
@@ -272,7 +278,8 @@ class InstanceService:
         plan = self.networks.nic_template(net)
         disks = [Disk(pool=pool, size=limits.disk, source=image.id)]
         check_description(self.caps, kind=image.kind, image=image, nics=[plan], disks=disks,
-                          boot=req.boot, block_devices=req.block_devices, limits=limits)
+                          boot=req.boot, block_devices=req.block_devices, limits=limits,
+                          disk_asked=self._asked_disk(req) is not None)
         if req.tags:
             self.tags.check(req.tags)
         project_id = caller.project_id or self._default_project()
@@ -393,10 +400,24 @@ class InstanceService:
                             limits=inst.limits, nics=tuple(inst.nics), disks=tuple(inst.disks),
                             first_boot=tuple(first_boot), node=inst.node or self.node.name)
 
+    def spec_of(self, inst: Instance) -> InstanceSpec:
+        """The description of `inst` as a host gets it (its image's boot facts, its devices)."""
+        return self._spec(inst, self.images.get(inst.image_id))
+
     @staticmethod
     def _owner_of(inst: Instance) -> Caller:
         return Caller(user_id="system", user="system", project_id=inst.project_id or "",
                       project=inst.project or "")
+
+    @staticmethod
+    def _asked_disk(req: LaunchRequest) -> int | None:
+        """The root disk size asked for: `disk`, or an EC2 mapping of the root device's size."""
+        if req.disk is not None:
+            return parse_size(req.disk, "disk")
+        for bd in req.block_devices:
+            if bd.device_name == ROOT_DEVICE and bd.size is not None and not bd.no_device:
+                return bd.size
+        return None
 
     def _check_user_data(self, user_data: str | None) -> None:
         if user_data is not None and len(user_data.encode()) > MAX_USER_DATA:
@@ -584,6 +605,8 @@ class InstanceService:
                 r.state = next_state(r.state, Action.TERMINATE)
                 r.terminated_at = utcnow()
                 self.networks.release(s, inst.id)
+                for hook in self.on_terminate:
+                    hook(s, inst.id)
                 self._leave(op, dataclasses.replace(inst, state=State(r.state), operation_id=op.id,
                                                     terminated_at=r.terminated_at))
 
