@@ -9,6 +9,7 @@ from lxcloud.db.engine import Database
 from lxcloud.node.protocol import NodeClient
 from lxcloud.services.accounts import AccountService
 from lxcloud.services.auth import controller_id, ensure_admin_token, ensure_secret
+from lxcloud.services.copies import CopyService
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
@@ -54,6 +55,8 @@ class Cloud:
                                          self.volumes, self.tags)
         self.instances.on_terminate += [self.volumes.release_instance,
                                         self.snapshots.forget_instance]
+        self.copies = CopyService(settings, self.db, self.ops, node, self.instances, self.images,
+                                  self.networks, self.snapshots)
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
         self.ec2_token_secret = ensure_secret(settings.ec2_token_secret_file)
@@ -69,6 +72,7 @@ class Cloud:
             log.warning("%d operation(s) were interrupted by a restart", interrupted)
         self.nodes.register_local()
         self.pools.ensure_all()
+        self.copies.expire_exports()
         net = self.networks.ensure_default()
         self.node.sync_ports(self.instances.port_map())
         rep = self.reconciler.run_once(startup=True)
