@@ -276,12 +276,13 @@ class CopyService:
         return gone
 
     # --- imports
-    def import_(self, archive: Path, *, name: str | None = None,
-                caller: Caller = SYSTEM) -> tuple[Instance, Operation]:
+    def import_(self, archive: Path, *, name: str | None = None, caller: Caller = SYSTEM,
+                consume: bool = False) -> tuple[Instance, Operation]:
         """A new stopped instance from an export: its config read (and checked) at once, its
         root and snapshots unpacked by an operation through the same checks as a template's.
         The image it was made from is used when this cloud has it; otherwise the export's root
-        is recorded as a new image of the caller's project (so that copies and images work)."""
+        is recorded as a new image of the caller's project (so that copies and images work).
+        `consume`: the operation removes `archive` once it has read it."""
         meta, members = read_export(archive)
         inst_meta, img_meta = meta["instance"], meta["image"]
         itype = get_type(str(inst_meta.get("instance_type") or "t3.micro"))
@@ -312,7 +313,11 @@ class CopyService:
             nonlocal spec
             with tempfile.TemporaryDirectory(dir=self.images.upload_dir()) as tmp:
                 progress(5, "reading the archive")
-                files = _unpack_members(archive, members, Path(tmp))
+                try:
+                    files = _unpack_members(archive, members, Path(tmp))
+                finally:
+                    if consume:
+                        archive.unlink(missing_ok=True)
                 if new_image:
                     progress(10, "recording its image")
                     self.images.import_file(files[ROOT], image.name, meta=img_meta,
