@@ -132,7 +132,7 @@ def test_volumes_attach_to_stopped_and_running_instances(api: TestClient, image:
     assert vol["state"] == "available" and vol["size"] == GiB and vol["pool"] == "default"
     assert node.pool.volumes[vol["id"]].size == GiB
     assert api.get("/api/v1/volumes/data").json()["id"] == vol["id"]
-    stopped = launch(api, "s1", start=False)
+    launch(api, "s1", start=False)
     body = done(api.post(f"/api/v1/volumes/{vol['id']}/attach", params=W,
                          json={"instance": "s1", "device": "/dev/sdf"}))
     [att] = body["volume"]["attachments"]
