@@ -31,6 +31,10 @@ class Settings:
     default_network_cidr: str = ""   # chosen on first start when empty
     network_prefix: int = 20         # size of the chosen default network (/20: 4,093 addresses)
     max_instances_per_project: int = 1000
+    # the default pool made on first start: a loop-backed filesystem of this size in the data
+    # dir (sparse: the host's disk is used as data is written), so that disk limits are
+    # enforced; "0": a plain directory (no limits enforced)
+    default_pool_size: str = "50GiB"
     metadata_port: int = 8775        # on each cloud's gateway; 169.254.169.254:80 is sent there
     reconcile_interval: float = 30.0
     idmap_base: int = IDMAP_BASE

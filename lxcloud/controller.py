@@ -119,8 +119,9 @@ def purge(data_dir: str | None) -> int:
     from sqlalchemy import select
 
     from lxcloud.db.engine import Database
-    from lxcloud.db.tables import NetworkRow
+    from lxcloud.db.tables import NetworkRow, PoolRow
     from lxcloud.drivers.network.base import NetworkSpec
+    from lxcloud.drivers.storage.base import PoolSpec
     from lxcloud.node.agent import NodeAgent
 
     settings = Settings.load(data_dir)
@@ -130,25 +131,53 @@ def purge(data_dir: str | None) -> int:
     lock_fd = _lock(settings.data_dir)
     try:
         agent = NodeAgent.local(settings)
-        for name in agent.list_instances():
-            agent.destroy(name)
+        nets: list[NetworkRow] = []
+        pools: list[PoolRow] = []
         if (settings.data_dir / "db.sqlite").exists() or settings.database_url:
             db = Database(settings.db_url)
             try:
                 db.create_all()
                 with db.reader() as s:
                     nets = list(s.scalars(select(NetworkRow)))
-                for n in nets:
-                    agent.teardown_network(NetworkSpec(name=n.name, bridge=n.bridge, cidr=n.cidr,
-                                                       gateway=n.gateway,
-                                                       nft_table=settings.nft_table))
+                    pools = list(s.scalars(select(PoolRow)))
             finally:
                 db.close()
+        for p in pools:      # brought up, so that the instances' roots on them can go
+            try:
+                agent.ensure_pool(PoolSpec(name=p.name, driver=p.driver, path=Path(p.path),
+                                           source=p.source, size=p.size))
+            except Exception as e:
+                print(f"warning: pool {p.name} could not be brought up: {e}", file=sys.stderr)
+        for name in agent.list_instances():
+            agent.destroy(name)
+        for n in nets:
+            agent.teardown_network(NetworkSpec(name=n.name, bridge=n.bridge, cidr=n.cidr,
+                                               gateway=n.gateway, nft_table=settings.nft_table))
+        for p in pools:      # every volume, snapshot, image and loop file of each pool
+            agent.delete_pool(p.name)
+        # never delete through a mount that is still there (a pool's filesystem, a volume)
+        left = _mounts_under(settings.data_dir)
+        if left:
+            print(f"error: still mounted under {settings.data_dir}: {', '.join(left)}; "
+                  "nothing was deleted below them", file=sys.stderr)
+            return 1
         shutil.rmtree(settings.data_dir)
         print(f"purged {settings.data_dir}")
         return 0
     finally:
         os.close(lock_fd)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` (from /proc/self/mountinfo)."""
+    root = str(Path(path).resolve())
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == root or point.startswith(root + "/"):
+                found.append(point)
+    return found
 
 
 def _metadata_server(cloud: Cloud, gateway: str, verbose: bool) -> uvicorn.Server:

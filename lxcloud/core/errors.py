@@ -19,6 +19,7 @@ class Reason(StrEnum):
     TERMINATION_PROTECTED = "termination_protected"   # delete refused: protection is on
     INVALID_COMBINATION = "invalid_combination"       # valid alone, not together
     MISSING_PARAMETER = "missing_parameter"           # a required value was not given
+    ZONE_MISMATCH = "zone_mismatch"                   # a volume and an instance in two zones
 
 
 class LxcloudError(Exception):

@@ -24,6 +24,9 @@ class InstanceType:
                 "disk": self.disk}
 
 
+MIN_DISK = 32 * MiB          # an instance's root disk limit: the least a root's changes need
+MAX_DISK = 64 * 1024 * GiB
+
 DEFAULT_TYPES: tuple[InstanceType, ...] = (
     InstanceType("t3.nano", 0.5, 64 * MiB, 128, 1 * GiB),
     InstanceType("t3.micro", 1, 256 * MiB, 512, 2 * GiB),
@@ -60,7 +63,8 @@ class Limits:
 
 
 def resolve_limits(itype: InstanceType, *, memory: int | None = None, vcpus: float | None = None,
-                   pids: int | None = None, swap: int | None = None) -> Limits:
+                   pids: int | None = None, swap: int | None = None,
+                   disk: int | None = None) -> Limits:
     """Per-instance overrides on top of the type; refuses nonsense before anything is made."""
     mem = itype.memory if memory is None else memory
     cpu = itype.vcpus if vcpus is None else vcpus
@@ -74,4 +78,8 @@ def resolve_limits(itype: InstanceType, *, memory: int | None = None, vcpus: flo
         raise InvalidInput("pids limit must be at least 16")
     if sw < 0:
         raise InvalidInput("swap must not be negative")
-    return Limits(vcpus=cpu, memory=mem, swap=sw, pids=pid, disk=itype.disk)
+    dsk = itype.disk if disk is None else disk
+    if disk is not None and not MIN_DISK <= disk <= MAX_DISK:
+        raise InvalidInput(f"disk limit must be between {MIN_DISK >> 20}MiB and "
+                           f"{MAX_DISK >> 40}TiB")
+    return Limits(vcpus=cpu, memory=mem, swap=sw, pids=pid, disk=dsk)

@@ -104,6 +104,75 @@ class Operation:
 
 
 @dataclass
+class Pool:
+    """A storage pool: its record, and what its host says of it (`caps`, `usage`)."""
+
+    id: str
+    name: str
+    driver: str
+    source: str
+    size: int
+    path: str
+    created: datetime
+    default: bool = False
+    # filled by the pool service from the host: capacity/used/free (bytes) and the capabilities
+    capacity: int | None = None
+    used: int | None = None
+    free: int | None = None
+    quota: bool | None = None
+    quota_note: str = ""
+    caps: dict[str, Any] = field(default_factory=dict)
+    instances: int = 0
+    volumes: int = 0
+
+
+@dataclass
+class Attachment:
+    volume_id: str
+    instance_id: str
+    path: str
+    device: str
+    state: str            # attaching | attached | detaching
+    created: datetime
+    instance_name: str | None = None
+
+
+@dataclass
+class Volume:
+    id: str
+    name: str
+    project_id: str
+    pool: str
+    size: int
+    state: str            # creating | available | in-use | deleting | error
+    shared: bool
+    zone: str
+    volume_type: str
+    created: datetime
+    updated: datetime
+    snapshot_id: str | None = None
+    state_reason: str | None = None
+    operation_id: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    used: int | None = None      # bytes written, when asked of the host
+
+
+@dataclass
+class Snapshot:
+    id: str
+    name: str
+    of_kind: str          # root | volume
+    target_id: str
+    pool: str
+    project_id: str
+    size: int
+    state: str            # pending | completed | error
+    description: str
+    created: datetime
+    operation_id: str | None = None
+
+
+@dataclass
 class Network:
     id: str
     name: str

@@ -226,6 +226,71 @@ class TagRow(Base):
     project_id: Mapped[str] = mapped_column(String(32), index=True)
 
 
+class PoolRow(Base):
+    """A storage pool as the operator made it; its driver makes it real on each host."""
+
+    __tablename__ = "pools"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    driver: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)    # a loop-backed pool's size
+    path: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VolumeRow(Base):
+    __tablename__ = "volumes"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(32), index=True)
+    pool: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # creating | available | in-use | deleting | error (AWS's words)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    zone: Mapped[str] = mapped_column(String(32))
+    volume_type: Mapped[str] = mapped_column(String(16), default="standard")
+    snapshot_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    operation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    __table_args__ = (Index("ux_volumes_project_name", "project_id", "name", unique=True),)
+
+
+class AttachmentRow(Base):
+    """A volume attached to an instance (the instance's disks list it too, as a device)."""
+
+    __tablename__ = "attachments"
+    volume_id: Mapped[str] = mapped_column(String(32), ForeignKey("volumes.id"), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    path: Mapped[str] = mapped_column(Text)
+    device: Mapped[str] = mapped_column(String(32), default="")
+    # attaching | attached | detaching (AWS's words)
+    state: Mapped[str] = mapped_column(String(16), default="attaching")
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SnapshotRow(Base):
+    """A snapshot of an instance's root (of_kind "root") or of a volume ("volume")."""
+
+    __tablename__ = "snapshots"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    of_kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(32), index=True)
+    pool: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(32), index=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)    # the target's size when taken
+    # pending | completed | error (AWS's words)
+    state: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    operation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ux_snapshots_target_name", "target_id", "name", unique=True),)
+
+
 def table(model: type[Base]) -> Table:
     """The Core table of a model: for hot paths that write known rows without the ORM's unit of
     work (a Core insert costs a fraction of an ORM flush)."""

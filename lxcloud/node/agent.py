@@ -15,19 +15,19 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lxcloud.config import Settings
-from lxcloud.core.caps import NodeCaps
+from lxcloud.core.caps import NodeCaps, StorageCaps
 from lxcloud.core.errors import InvalidCombination, NotFound
 from lxcloud.core.host import ExecResult, HostState
-from lxcloud.core.instance import InstanceSpec, Kind, Nic
+from lxcloud.core.instance import Disk, InstanceSpec, Kind, Nic
 from lxcloud.core.reverter import Reverter
-from lxcloud.drivers.compute.base import ComputeDriver, IdMap
+from lxcloud.drivers.compute.base import ComputeDriver, IdMap, Mount, RootfsSpec
 from lxcloud.drivers.network.base import NetworkDriver, NetworkSpec
-from lxcloud.drivers.storage.base import PoolSpec, StorageDriver
+from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf, StorageDriver
 from lxcloud.node.protocol import Progress, Timings
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,13 @@ class NodeAgent:
         from lxcloud.drivers.network.dns import DnsmasqSupervisor
         from lxcloud.drivers.network.portguard import PortGuard
         from lxcloud.drivers.network.registry import get_network_driver
-        from lxcloud.drivers.storage.registry import get_storage_driver
-
         idmap = IdMap(settings.idmap_base, settings.idmap_base, settings.idmap_count)
         return cls(settings,
                    compute=get_compute_driver("lxc", lxcpath=settings.lxcpath, idmap=idmap,
                                               lxcfs_dir=settings.lxcfs_dir,
                                               veth_prefix=settings.veth_prefix),
                    guard=PortGuard(),
-                   storage={"default": get_storage_driver(
-                       PoolSpec("default", "dir", settings.pools_dir / "default"))},
+                   storage={},     # the pools the controller asks for (ensure_pool)
                    network=get_network_driver("bridge"),
                    dns=DnsmasqSupervisor())
 
@@ -79,8 +76,6 @@ class NodeAgent:
 
         prepare_host(self.settings)
         self.settings.lxcpath.mkdir(parents=True, exist_ok=True)
-        for pool in self.pools.values():
-            pool.ensure()
 
     def heal(self) -> None:
         """Bring back the host services containers rely on if one died (lxcfs), between launches."""
@@ -166,15 +161,7 @@ class NodeAgent:
                progress: Progress | None = None) -> Timings:
         """Base (once per image), copy-on-write root, definition, ports, start. All undone on failure."""
         report = progress or (lambda _p, _m: None)
-        timings: Timings = {}
-        t = time.perf_counter()
-
-        def step(name: str) -> None:
-            nonlocal t
-            now = time.perf_counter()
-            timings[name] = timings.get(name, 0.0) + now - t
-            t = now
-
+        timings, step = _stepper()
         compute = self._compute(spec.kind)
         pool = self._pool(spec.root.pool)
         with Reverter() as rev:
@@ -187,20 +174,7 @@ class NodeAgent:
             root = pool.create_root(spec.id, spec.root, self.idmap.host_uid, self.idmap.host_gid)
             rev.add(lambda: pool.delete_root(spec.id), "root")
             step("storage.root")
-            compute.create(spec, root)
-            rev.add(lambda: compute.destroy(spec.id), "definition")
-            step("compute.define")
-            if self.guard is not None:
-                ports = self._ports(compute, spec.id, spec.nics)
-                for port, ip in ports.items():
-                    self.guard.allow(self.settings.nft_table, port, ip)
-                rev.add(lambda: self.guard.forget(self.settings.nft_table, list(ports)),
-                        "port guard")
-                step("network.rules")
-            if start:
-                report(70, "starting")
-                compute.start(spec.id)
-                step("compute.start")
+            self._define_and_start(compute, spec, root, rev, start, report, step)
             rev.success()
         return timings
 
@@ -210,7 +184,189 @@ class NodeAgent:
         if not pool.has_root(spec.id):
             raise NotFound(f"instance {spec.id} has no root on host {self.name}", resource="instance")
         root = pool.create_root(spec.id, spec.root, self.idmap.host_uid, self.idmap.host_gid)
-        self._compute(spec.kind).create(spec, root)
+        self._compute(spec.kind).create(spec, root, self._mounts(spec))
+
+    def _mounts(self, spec: InstanceSpec) -> list[Mount]:
+        """The spec's volume disks as the compute driver mounts them: each volume's directory
+        on its pool, at its path inside."""
+        return [Mount(self._pool(d.pool).volume_path(d.name), d.path)
+                for d in spec.disks if not d.is_root]
+
+    def _root(self, spec: InstanceSpec) -> RootfsSpec:
+        """The existing root of `spec` (NotFound when the host has none)."""
+        pool = self._pool(spec.root.pool)
+        if not pool.has_root(spec.id):
+            raise NotFound(f"instance {spec.id} has no root on host {self.name}", resource="instance")
+        return pool.create_root(spec.id, spec.root, self.idmap.host_uid, self.idmap.host_gid)
+
+    # --- disks of an instance
+    def attach_disk(self, spec: InstanceSpec, disk: Disk) -> None:
+        """`spec` lists `disk` (a volume): its definition says so, and a running instance has it
+        mounted at once."""
+        compute = self._compute(spec.kind)
+        compute.create(spec, self._root(spec), self._mounts(spec))
+        if compute.state(spec.id) in (HostState.RUNNING, HostState.FROZEN):
+            compute.attach_mount(spec.id, Mount(self._pool(disk.pool).volume_path(disk.name),
+                                                disk.path))
+
+    def detach_disk(self, spec: InstanceSpec, disk: Disk, *, force: bool = False) -> None:
+        """`spec` no longer lists `disk`: a running instance lets go of it first (InUse while a
+        process inside holds it, unless `force`), then the definition is rewritten."""
+        compute = self._compute(spec.kind)
+        if compute.state(spec.id) in (HostState.RUNNING, HostState.FROZEN):
+            compute.detach_mount(spec.id, disk.path, force=force)
+        if compute.state(spec.id) is not HostState.MISSING:
+            compute.create(spec, self._root(spec), self._mounts(spec))
+
+    def resize_disk(self, instance_id: str, disk: Disk) -> None:
+        """The instance's root disk gets the limit `disk.size`."""
+        self._pool(disk.pool).resize_root(instance_id, disk.size)
+
+    # --- pools
+    def ensure_pool(self, spec: PoolSpec) -> StorageCaps:
+        """The pool made real on this host (again after a reboot); what it can do."""
+        from lxcloud.drivers.storage.registry import get_storage_driver
+
+        pool = self.pools.get(spec.name)
+        if pool is None or getattr(pool, "spec", spec) != spec:
+            pool = get_storage_driver(spec)
+        pool.ensure()
+        self.pools[spec.name] = pool
+        return pool.caps
+
+    def delete_pool(self, name: str) -> None:
+        pool = self.pools.get(name)
+        if pool is not None:
+            pool.teardown()
+            self.pools.pop(name, None)
+
+    def pool_usage(self, name: str) -> PoolUsage:
+        return self._pool(name).usage()
+
+    # --- volumes
+    def create_volume(self, pool: str, volume_id: str, size: int) -> None:
+        self._pool(pool).create_volume(volume_id, size, self.idmap.host_uid, self.idmap.host_gid)
+
+    def clone_volume(self, pool: str, source_id: str, volume_id: str, size: int,
+                     snapshot: str | None = None) -> None:
+        self._pool(pool).clone_volume(source_id, volume_id, size, snapshot,
+                                      self.idmap.host_uid, self.idmap.host_gid)
+
+    def delete_volume(self, pool: str, volume_id: str) -> None:
+        self._pool(pool).delete_volume(volume_id)
+
+    def resize_volume(self, pool: str, volume_id: str, size: int) -> None:
+        self._pool(pool).resize_volume(volume_id, size)
+
+    def volume_usage(self, pool: str, volume_id: str) -> int:
+        return self._pool(pool).volume_usage(volume_id)
+
+    # --- snapshots
+    def create_snapshot(self, of: SnapshotOf, pool: str, target_id: str, snapshot_id: str,
+                        freeze: Sequence[str] = ()) -> None:
+        """A consistent snapshot: the running instances in `freeze` (the one whose root it is,
+        those a volume is attached to) are frozen for the moment it is taken."""
+        frozen: list[tuple[ComputeDriver, str]] = []
+        try:
+            for iid in freeze:
+                d = self._driver_of(iid)
+                if d.state(iid) is HostState.RUNNING:
+                    d.freeze(iid)
+                    frozen.append((d, iid))
+            self._pool(pool).create_snapshot(of, target_id, snapshot_id)
+        finally:
+            for d, iid in frozen:
+                d.unfreeze(iid)
+
+    def restore_snapshot(self, of: SnapshotOf, pool: str, target_id: str,
+                         snapshot_id: str) -> None:
+        self._pool(pool).restore_snapshot(of, target_id, snapshot_id)
+
+    def delete_snapshot(self, of: SnapshotOf, pool: str, target_id: str, snapshot_id: str) -> None:
+        self._pool(pool).delete_snapshot(of, target_id, snapshot_id)
+
+    # --- copies, images and exports of instances
+    def clone(self, source: InstanceSpec, spec: InstanceSpec, *, snapshot: str | None = None,
+              start: bool = False, progress: Progress | None = None) -> Timings:
+        """A new instance `spec` whose root holds what `source`'s holds now (a running source is
+        frozen meanwhile) or held in its snapshot, with a new identity (machine-id and ssh host
+        keys made anew at its first boot). All undone on failure."""
+        report = progress or (lambda _p, _m: None)
+        timings, step = _stepper()
+        compute = self._compute(spec.kind)
+        pool = self._pool(spec.root.pool)
+        with Reverter() as rev:
+            report(20, "copying the root filesystem")
+            src = self._driver_of(source.id)
+            freeze = snapshot is None and src.state(source.id) is HostState.RUNNING
+            if freeze:
+                src.freeze(source.id)
+            try:
+                root = pool.clone_root(source.id, spec.id, spec.root, self.idmap.host_uid,
+                                       self.idmap.host_gid, snapshot=snapshot)
+            finally:
+                if freeze:
+                    src.unfreeze(source.id)
+            rev.add(lambda: pool.delete_root(spec.id), "root")
+            compute.forget_identity(root)
+            step("storage.clone")
+            self._define_and_start(compute, spec, root, rev, start, report, step)
+            rev.success()
+        return timings
+
+    def _define_and_start(self, compute: ComputeDriver, spec: InstanceSpec, root: RootfsSpec,
+                          rev: Reverter, start: bool, report: Progress,
+                          step: Callable[[str], None]) -> None:
+        """Definition (with its volumes), the port guard's rules, start: each undone on a later
+        failure; `step(name)` is told as each ends."""
+        compute.create(spec, root, self._mounts(spec))
+        rev.add(lambda: compute.destroy(spec.id), "definition")
+        step("compute.define")
+        if self.guard is not None:
+            ports = self._ports(compute, spec.id, spec.nics)
+            for port, ip in ports.items():
+                self.guard.allow(self.settings.nft_table, port, ip)
+            rev.add(lambda: self.guard.forget(self.settings.nft_table, list(ports)), "port guard")
+            step("network.rules")
+        if start:
+            report(70, "starting")
+            compute.start(spec.id)
+            step("compute.start")
+
+    def export_root(self, spec: InstanceSpec, dest: Path, *, snapshot: str | None = None,
+                    progress: Progress | None = None) -> int:
+        """The instance's root (stopped) or its snapshot, whole, as a template archive at
+        `dest` with the ids unshifted; returns its size."""
+        from lxcloud.images.pack import pack_tree
+
+        report = progress or (lambda _p, _m: None)
+        pool = self._pool(spec.root.pool)
+        with pool.root_tree(spec.id, snapshot) as tree:
+            return pack_tree(tree, dest, uid_shift=self.idmap.host_uid,
+                             gid_shift=self.idmap.host_gid, count=self.idmap.count,
+                             progress=lambda done, total: report(
+                                 min(99, done * 100 // max(total, 1)), "packing the root"))
+
+    def import_instance(self, spec: InstanceSpec, root_archive: Path,
+                        snapshots: Sequence[tuple[str, Path]] = (), *,
+                        progress: Progress | None = None) -> None:
+        """A new stopped instance `spec` whose root is unpacked from `root_archive` (checked as
+        a template is), with its snapshots (id, archive) unpacked likewise. All undone on
+        failure."""
+        report = progress or (lambda _p, _m: None)
+        compute = self._compute(spec.kind)
+        pool = self._pool(spec.root.pool)
+        with Reverter() as rev:
+            report(10, "unpacking the root filesystem")
+            root = pool.import_root(spec.id, spec.root, lambda d: self._unpack(root_archive, d),
+                                    self.idmap.host_uid, self.idmap.host_gid)
+            rev.add(lambda: pool.delete_root(spec.id), "root")
+            for n, (snap_id, archive) in enumerate(snapshots):
+                report(10 + 80 * (n + 1) // (len(snapshots) + 1), f"unpacking snapshot {snap_id}")
+                pool.import_snapshot(spec.id, snap_id,
+                                     lambda d, a=archive: self._unpack(a, d))  # type: ignore[misc]
+            self._define_and_start(compute, spec, root, rev, False, report, _stepper()[1])
+            rev.success()
 
     def _ports(self, compute: ComputeDriver, instance_id: str, nics: Sequence[Nic]) -> dict[str, str]:
         """host port name -> address, for the NICs that have one."""
@@ -285,6 +441,20 @@ class NodeAgent:
     def delete_base(self, image_id: str) -> None:
         for p in self.pools.values():
             p.delete_base(image_id)
+
+
+def _stepper() -> tuple[Timings, Callable[[str], None]]:
+    """Timings, and `step(name)`: the time since the previous step (or since now) is added to
+    `name`."""
+    timings: Timings = {}
+    last = [time.perf_counter()]
+
+    def step(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - last[0]
+        last[0] = now
+
+    return timings, step
 
 
 class PtyConsole:

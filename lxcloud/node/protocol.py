@@ -10,12 +10,14 @@ wire form of the description).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
-from lxcloud.core.caps import NodeCaps
+from lxcloud.core.caps import NodeCaps, StorageCaps
 from lxcloud.core.host import ExecResult, HostState
-from lxcloud.core.instance import InstanceSpec, Nic
+from lxcloud.core.instance import Disk, InstanceSpec, Nic
 from lxcloud.drivers.network.base import NetworkSpec
+from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf
 
 Progress = Callable[[int, str], None]
 # step name -> seconds, in the order the steps ran (what a launch spent where)
@@ -90,6 +92,58 @@ class NodeClient(Protocol):
              env: dict[str, str] | None) -> ExecResult: ...
     def console_log(self, instance_id: str) -> bytes: ...
     def open_console(self, instance_id: str) -> ConsoleStream: ...
+
+    # --- disks of an instance
+    def attach_disk(self, spec: InstanceSpec, disk: Disk) -> None:
+        """`spec` (which lists the volume `disk`) defined anew; a running instance has the
+        volume mounted at once."""
+
+    def detach_disk(self, spec: InstanceSpec, disk: Disk, *, force: bool = False) -> None:
+        """A running instance lets go of `disk` (InUse while a process inside holds it, unless
+        `force`); `spec` (without it) defined anew."""
+
+    def resize_disk(self, instance_id: str, disk: Disk) -> None:
+        """The instance's root disk limited to `disk.size` (InvalidInput below what it uses)."""
+
+    # --- pools
+    def ensure_pool(self, spec: PoolSpec) -> StorageCaps:
+        """The pool made real on this host (idempotent; again after a reboot)."""
+
+    def delete_pool(self, name: str) -> None: ...
+    def pool_usage(self, name: str) -> PoolUsage: ...
+
+    # --- volumes
+    def create_volume(self, pool: str, volume_id: str, size: int) -> None: ...
+    def clone_volume(self, pool: str, source_id: str, volume_id: str, size: int,
+                     snapshot: str | None = None) -> None: ...
+    def delete_volume(self, pool: str, volume_id: str) -> None: ...
+    def resize_volume(self, pool: str, volume_id: str, size: int) -> None: ...
+    def volume_usage(self, pool: str, volume_id: str) -> int: ...
+
+    # --- snapshots
+    def create_snapshot(self, of: SnapshotOf, pool: str, target_id: str, snapshot_id: str,
+                        freeze: Sequence[str] = ()) -> None:
+        """Consistent: the running instances in `freeze` are frozen while it is taken."""
+
+    def restore_snapshot(self, of: SnapshotOf, pool: str, target_id: str,
+                         snapshot_id: str) -> None: ...
+    def delete_snapshot(self, of: SnapshotOf, pool: str, target_id: str,
+                        snapshot_id: str) -> None: ...
+
+    # --- copies, images and exports of instances
+    def clone(self, source: InstanceSpec, spec: InstanceSpec, *, snapshot: str | None = None,
+              start: bool = False, progress: Progress | None = None) -> Timings:
+        """A new instance `spec` with a copy of `source`'s root (now, or its snapshot) and a new
+        identity. All undone on failure."""
+
+    def export_root(self, spec: InstanceSpec, dest: Path, *, snapshot: str | None = None,
+                    progress: Progress | None = None) -> int:
+        """The root (or its snapshot) whole, as a template archive at `dest`; its size."""
+
+    def import_instance(self, spec: InstanceSpec, root_archive: Path,
+                        snapshots: Sequence[tuple[str, Path]] = (), *,
+                        progress: Progress | None = None) -> None:
+        """A new stopped instance from a root archive and its snapshots' archives."""
 
     # --- images
     def has_base(self, image_id: str) -> bool: ...

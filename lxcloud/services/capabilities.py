@@ -39,8 +39,10 @@ def check_limits(caps: NodeCaps, kind: Kind, limits: Limits) -> None:
 def check_description(caps: NodeCaps, *, kind: Kind, image: Image, nics: Sequence[Nic],
                       disks: Sequence[Disk], boot: BootOptions = BootOptions(),
                       block_devices: Sequence[BlockDevice] = (),
-                      limits: Limits | None = None) -> None:
-    """InvalidCombination for the first thing the drivers cannot do; nothing when all is well."""
+                      limits: Limits | None = None, disk_asked: bool = False) -> None:
+    """InvalidCombination for the first thing the drivers cannot do; nothing when all is well.
+    `disk_asked`: the root disk's size was asked for (not the type's): a pool that cannot
+    enforce it refuses it rather than ignoring it silently."""
     cc = compute_caps(caps, kind)
     what = f"a {kind} instance"
     if limits is not None:
@@ -78,26 +80,25 @@ def check_description(caps: NodeCaps, *, kind: Kind, image: Image, nics: Sequenc
         if disk.is_root and not pool.copy_on_write:
             raise InvalidCombination(f"pool {disk.pool!r} cannot make copy-on-write roots",
                                      capability="copy_on_write", pool=disk.pool)
+        if disk.is_root and disk_asked and disk.size and not pool.quota:
+            raise InvalidCombination(
+                f"pool {disk.pool!r} cannot enforce a disk size limit"
+                + (f" ({pool.quota_note})" if pool.quota_note else "")
+                + ": launch without one, or on a pool with quotas", capability="quota",
+                pool=disk.pool)
     for bd in block_devices:
         _check_block_device(bd, cc, caps, disks, what)
 
 
 def _check_block_device(bd: BlockDevice, cc: ComputeCaps, caps: NodeCaps, disks: Sequence[Disk],
                         what: str) -> None:
-    """A mapping that suppresses a device is always fine; one that sizes the root disk needs a
-    pool that enforces sizes; anything else (more volumes, snapshots, instance store) needs a
+    """A mapping that suppresses a device is always fine; one that sizes the root disk is the
+    root's limit (checked with the pool's); anything else (more volumes, snapshots, instance store) needs a
     driver with block devices."""
     if bd.no_device:
         return
     if bd.device_name == ROOT_DEVICE and bd.snapshot_id is None and bd.virtual_name is None:
-        root = next((d for d in disks if d.is_root), None)
-        pool = caps.storage.get(root.pool) if root else None
-        if bd.size is not None and not (pool and pool.quota):
-            raise InvalidCombination(
-                f"the root disk of {what} is on pool {root.pool if root else '?'!r}, which cannot "
-                f"enforce a size: block device mapping {bd.device_name} can't be honoured",
-                capability="quota")
-        return
+        return    # its size is the root disk's limit (see disk_asked)
     if not cc.block_devices:
         raise InvalidCombination(f"{what} cannot honour block device mapping {bd.device_name} "
                                  f"(only {ROOT_DEVICE}, or NoDevice)", capability="block_devices")

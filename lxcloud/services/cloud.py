@@ -9,6 +9,7 @@ from lxcloud.db.engine import Database
 from lxcloud.node.protocol import NodeClient
 from lxcloud.services.accounts import AccountService
 from lxcloud.services.auth import controller_id, ensure_admin_token, ensure_secret
+from lxcloud.services.copies import CopyService
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
@@ -16,8 +17,11 @@ from lxcloud.services.metadata import MetadataService
 from lxcloud.services.networks import NetworkService
 from lxcloud.services.nodes import NodeService
 from lxcloud.services.operations import Operations
+from lxcloud.services.pools import PoolService
 from lxcloud.services.reconciler import Reconciler
+from lxcloud.services.snapshots import SnapshotService
 from lxcloud.services.tags import TagService
+from lxcloud.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ class Cloud:
         self.ops = Operations(self.db, owner=self.controller_id, workers=settings.workers)
         self.accounts = AccountService(self.db)
         self.networks = NetworkService(settings, self.db, node)
+        self.pools = PoolService(settings, self.db, node)
         self.images = ImageService(settings, self.db, self.ops, node)
         self.tags = TagService(self.db)
         self.keypairs = KeyPairService(self.db)
@@ -43,6 +48,15 @@ class Cloud:
         self.nodes = NodeService(self.db, node)
         self.reconciler = Reconciler(self.db, self.ops, node)
         self.reconciler.on_halt = self.instances.halted_from_inside
+        self.pools.on_change.append(self.instances.forget_caps)
+        self.volumes = VolumeService(settings, self.db, self.ops, node, self.pools, self.tags)
+        self.volumes.instances = self.instances
+        self.snapshots = SnapshotService(self.db, self.ops, node, self.pools, self.instances,
+                                         self.volumes, self.tags)
+        self.instances.on_terminate += [self.volumes.release_instance,
+                                        self.snapshots.forget_instance]
+        self.copies = CopyService(settings, self.db, self.ops, node, self.instances, self.images,
+                                  self.networks, self.snapshots)
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
         self.ec2_token_secret = ensure_secret(settings.ec2_token_secret_file)
@@ -57,6 +71,8 @@ class Cloud:
         if interrupted:
             log.warning("%d operation(s) were interrupted by a restart", interrupted)
         self.nodes.register_local()
+        self.pools.ensure_all()
+        self.copies.expire_exports()
         net = self.networks.ensure_default()
         self.node.sync_ports(self.instances.port_map())
         rep = self.reconciler.run_once(startup=True)

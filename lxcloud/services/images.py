@@ -113,12 +113,14 @@ class ImageService:
                 raise Conflict(f"an image named {name!r} already exists", resource="image_name")
 
     def import_file(self, src: Path, name: str, meta: dict[str, Any] | None = None, *,
-                    caller: Caller = SYSTEM, public: bool | None = None) -> Image:
+                    caller: Caller = SYSTEM, public: bool | None = None,
+                    image_id: str | None = None) -> Image:
         """Checks the archive whole (hostile entries refused), stores it, records it.
-        A failure at any step leaves neither a file nor a row behind."""
+        A failure at any step leaves neither a file nor a row behind. `image_id`: the id to
+        give it (chosen earlier, e.g. by a record that names it); a new one otherwise."""
         meta = dict(meta or {})
         self.check_name(name)
-        image_id = new_id("image")
+        image_id = image_id or new_id("image")
         info = self.store.import_file(Path(src), image_id)
         try:
             row = ImageRow(

@@ -41,6 +41,7 @@ from lxcloud.core.firstboot import firstboot_files
 from lxcloud.core.host import ExecResult
 from lxcloud.core.ids import is_id, new_id, valid_name
 from lxcloud.core.instance import (
+    ROOT_DEVICE,
     BlockDevice,
     BootOptions,
     Disk,
@@ -55,7 +56,7 @@ from lxcloud.core.instance import (
 from lxcloud.core.instance_types import DEFAULT_TYPE, Limits, get_type, resolve_limits
 from lxcloud.core.lifecycle import Action, State, next_state, observe
 from lxcloud.core.models import Image, Instance, Network, Operation
-from lxcloud.core.units import parse_size
+from lxcloud.core.units import format_size, parse_size
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow, table, utcnow
 from lxcloud.node.protocol import ConsoleStream, NodeClient
@@ -85,6 +86,7 @@ class LaunchRequest:
     cpus: float | None = None
     pids: int | None = None
     swap: str | int | None = None
+    disk: str | int | None = None   # the root disk's limit; the type's when None
     user_data: str | None = None
     start: bool = True
     key_name: str | None = None
@@ -171,9 +173,16 @@ class InstanceService:
         self.keypairs = keypairs
         self._caps: NodeCaps | None = None
         self._default_pid: str | None = None
+        # told, in the transaction that terminates an instance, its id (its volumes are
+        # detached, its root's snapshots forgotten)
+        self.on_terminate: builtins.list[Callable[[Session, str], None]] = []
         # instances as the operations that ended lately left them (see as_left_by)
         self._left: OrderedDict[str, Instance] = OrderedDict()
         self._mu = threading.Lock()
+
+    def forget_caps(self) -> None:
+        """The host's capabilities changed (a pool came or went): asked again when next needed."""
+        self._caps = None
 
     @property
     def caps(self) -> NodeCaps:
@@ -244,7 +253,8 @@ class InstanceService:
             itype,
             memory=parse_size(req.memory, "memory") if req.memory is not None else None,
             vcpus=req.cpus, pids=req.pids,
-            swap=parse_size(req.swap, "swap") if req.swap is not None else None)
+            swap=parse_size(req.swap, "swap") if req.swap is not None else None,
+            disk=self._asked_disk(req))
         name = req.name
         if name is not None and not valid_name(name):
             if not req.name_from_tag:
@@ -268,7 +278,8 @@ class InstanceService:
         plan = self.networks.nic_template(net)
         disks = [Disk(pool=pool, size=limits.disk, source=image.id)]
         check_description(self.caps, kind=image.kind, image=image, nics=[plan], disks=disks,
-                          boot=req.boot, block_devices=req.block_devices, limits=limits)
+                          boot=req.boot, block_devices=req.block_devices, limits=limits,
+                          disk_asked=self._asked_disk(req) is not None)
         if req.tags:
             self.tags.check(req.tags)
         project_id = caller.project_id or self._default_project()
@@ -285,28 +296,19 @@ class InstanceService:
             for n in range(count):
                 iid = new_id("instance")
                 wanted = name if count == 1 or name is None else f"{name}-{n}"
-                now = utcnow()
                 # Core inserts, not ORM objects: the launch path writes its rows without a unit of
                 # work (what it writes is known: nothing to load, nothing to diff)
                 nic = self.networks.attach(s, net, plan, iid)
                 op = self.ops.begin(s, "launch", iid, project_id=project_id, new=True)
-                row = dict(
-                    id=iid, name=self._free_name(s, wanted, iid, req.name_from_tag),
-                    state=str(State.PENDING), state_reason=None, image_id=image.id,
-                    instance_type=itype.name, kind=str(image.kind),
-                    limits=dataclasses.asdict(limits), node=self.node.name,
-                    nics=[nic_to_dict(nic)], disks=[disk_to_dict(d) for d in disks],
-                    user_data=req.user_data, project_id=project_id, operation_id=op.id,
-                    key_name=req.key_name, zone=zone, client_token=req.client_token,
-                    launch_index=n, reservation_id=rid, created=now, updated=now,
-                    launched_at=None, terminated_at=None,
+                row = self._insert(
+                    s, id=iid, name=self._free_name(s, wanted, iid, req.name_from_tag),
+                    image_id=image.id, instance_type=itype.name, kind=str(image.kind),
+                    limits=dataclasses.asdict(limits), nics=[nic_to_dict(nic)],
+                    disks=[disk_to_dict(d) for d in disks], user_data=req.user_data,
+                    project_id=project_id, operation_id=op.id, key_name=req.key_name, zone=zone,
+                    client_token=req.client_token, launch_index=n, reservation_id=rid,
                     disable_api_termination=req.disable_api_termination,
                     shutdown_behavior=req.shutdown_behavior)
-                try:
-                    s.connection().execute(_INSERT, row)
-                except IntegrityError:   # (PostgreSQL) the name was taken in another transaction
-                    raise Conflict(f"an instance named {row['name']!r} already exists",
-                                   resource="instance") from None
                 if req.tags:
                     self.tags.add(s, owner, [iid], req.tags)
                 made.append((_to_model(SimpleNamespace(**row), {image.id: image.name},
@@ -316,6 +318,72 @@ class InstanceService:
             spec = self._spec(inst, image, first_boot)
             self._submit_launch(inst, spec, op, net, start=req.start, before=before)
         return [(i, o) for i, o in made]
+
+    def _insert(self, s: Session, **values: Any) -> dict[str, Any]:
+        """A new instance's row, pending, on this node (Core insert); Conflict when its name was
+        taken meanwhile (PostgreSQL: in another transaction)."""
+        now = utcnow()
+        row: dict[str, Any] = dict(
+            state=str(State.PENDING), state_reason=None, node=self.node.name, user_data=None,
+            key_name=None, client_token=None, launch_index=0, reservation_id=None,
+            created=now, updated=now, launched_at=None, terminated_at=None,
+            disable_api_termination=False, shutdown_behavior="stop")
+        row.update(values)
+        try:
+            s.connection().execute(_INSERT, row)
+        except IntegrityError:
+            raise Conflict(f"an instance named {row['name']!r} already exists",
+                           resource="instance") from None
+        return row
+
+    def new_like(self, s: Session, source: Instance, *, name: str | None, op_kind: str,
+                 image: Image, pool: str | None = None,
+                 limits: Limits | None = None) -> tuple[Instance, Operation]:
+        """In the caller's transaction: a new pending instance shaped like `source` (type,
+        limits, project, zone, user data, key, root disk size and pool) with its own id, name,
+        address and MAC, and its operation `op_kind` (which holds its lock). The quota holds."""
+        project_id = source.project_id or self._default_project()
+        self._room(s, project_id, 1)
+        if name is not None and not valid_name(name):
+            raise InvalidInput(f"instance name {name!r} is not valid: a letter, then letters, "
+                               "digits or dashes, at most 63 characters")
+        net = self.networks.by_id(source.nics[0].network) if source.nics \
+            else self.networks.get(session=s)
+        iid = new_id("instance")
+        nic = self.networks.attach(s, net, self.networks.nic_template(net), iid)
+        op = self.ops.begin(s, op_kind, iid, project_id=project_id, new=True)
+        lim = limits or source.limits
+        root = Disk(pool=pool or (source.disks[0].pool if source.disks else DEFAULT_POOL),
+                    size=lim.disk, source=image.id)
+        row = self._insert(
+            s, id=iid, name=self._free_name(s, name, iid, False), image_id=image.id,
+            instance_type=source.instance_type, kind=str(source.kind),
+            limits=dataclasses.asdict(lim), nics=[nic_to_dict(nic)], disks=[disk_to_dict(root)],
+            user_data=source.user_data, project_id=project_id, operation_id=op.id,
+            key_name=source.key_name, zone=source.zone or self.settings.zones[0])
+        return _to_model(SimpleNamespace(**row), {image.id: image.name},
+                         {project_id: source.project or ""}), op
+
+    def finish_new(self, s: Session, inst: Instance, op: Operation, *, running: bool) -> None:
+        """In the transaction that records a copy's or an import's success: the new instance
+        is running (started) or stopped."""
+        self._finish(s, inst, op, Action.CREATED if running else Action.STOPPED, launched=True)
+
+    def fail_new(self, inst: Instance, err: Exception, what: str) -> None:
+        """A copy or import failed on the host (which undid its work): the record stays, in
+        error, its address freed and its name removed from DNS."""
+        for nic in inst.nics:
+            try:
+                self.networks.remove_dns(self.networks.by_id(nic.network), [inst.name])
+            except NotFound:
+                pass
+        with self.db.session() as s:
+            r = s.get(InstanceRow, inst.id)
+            if r is not None:
+                r.state = next_state(r.state, Action.FAIL)
+                r.state_reason = f"{what} failed: {err}"
+                r.nics = [dict(n, ipv4=None) for n in r.nics or ()]
+                self.networks.release(s, inst.id)
 
     def _room(self, s: Session, project_id: str, at_least: int) -> int:
         """How many more instances the project may have; QuotaExceeded below `at_least`.
@@ -361,14 +429,7 @@ class InstanceService:
 
         def on_error(err: Exception) -> None:
             # the agent has undone its host work; the record stays, in error, its address freed
-            self.networks.remove_dns(net, [spec.name])
-            with self.db.session() as s:
-                r = s.get(InstanceRow, inst.id)
-                if r is not None:
-                    r.state = next_state(r.state, Action.FAIL)
-                    r.state_reason = f"launch failed: {err}"
-                    r.nics = [dict(n, ipv4=None) for n in r.nics or ()]
-                    self.networks.release(s, inst.id)
+            self.fail_new(inst, err, "launch")
 
         self.ops.submit(op, job, on_error=on_error, commit=commit)
 
@@ -389,10 +450,24 @@ class InstanceService:
                             limits=inst.limits, nics=tuple(inst.nics), disks=tuple(inst.disks),
                             first_boot=tuple(first_boot), node=inst.node or self.node.name)
 
+    def spec_of(self, inst: Instance) -> InstanceSpec:
+        """The description of `inst` as a host gets it (its image's boot facts, its devices)."""
+        return self._spec(inst, self.images.get(inst.image_id))
+
     @staticmethod
     def _owner_of(inst: Instance) -> Caller:
         return Caller(user_id="system", user="system", project_id=inst.project_id or "",
                       project=inst.project or "")
+
+    @staticmethod
+    def _asked_disk(req: LaunchRequest) -> int | None:
+        """The root disk size asked for: `disk`, or an EC2 mapping of the root device's size."""
+        if req.disk is not None:
+            return parse_size(req.disk, "disk")
+        for bd in req.block_devices:
+            if bd.device_name == ROOT_DEVICE and bd.size is not None and not bd.no_device:
+                return bd.size
+        return None
 
     def _check_user_data(self, user_data: str | None) -> None:
         if user_data is not None and len(user_data.encode()) > MAX_USER_DATA:
@@ -454,6 +529,46 @@ class InstanceService:
         if instance_type is not None:
             self.node.redefine(self._spec(updated, image))
         return updated
+
+    def resize(self, ref: str, disk: str | int, *, caller: Caller = SYSTEM) -> Operation:
+        """The root disk's limit becomes `disk`: on a stopped instance, or a running one where
+        its pool can; never below what the root holds (the pool refuses, saying how much)."""
+        size = parse_size(disk, "disk")
+        inst = self.get(ref, caller=caller)
+        limits = resolve_limits(get_type(inst.instance_type), memory=inst.limits.memory,
+                                vcpus=inst.limits.vcpus, pids=inst.limits.pids,
+                                swap=inst.limits.swap, disk=size)
+        root = inst.disks[0] if inst.disks else None
+        if root is None:
+            raise InvalidState(f"instance {inst.name} has no root disk", state=inst.state)
+        pool = self.caps.storage.get(root.pool)
+        if pool is None or not pool.quota:
+            raise InvalidCombination(
+                f"pool {root.pool!r} cannot enforce a disk size limit"
+                + (f" ({pool.quota_note})" if pool and pool.quota_note else ""),
+                capability="quota", pool=root.pool)
+        if inst.state == State.RUNNING and not pool.online_resize:
+            raise InvalidState(f"pool {root.pool!r} resizes the disk of a stopped instance only: "
+                               f"stop {inst.name} first", state=inst.state)
+        if inst.state not in (State.STOPPED, State.RUNNING):
+            raise InvalidState(f"cannot resize the disk of an instance that is {inst.state}",
+                               state=inst.state)
+        new_root = dataclasses.replace(root, size=size)
+        with self.db.session() as s:
+            op = self.ops.begin(s, "resize", inst.id, project_id=inst.project_id)
+
+        def job(progress: Progress) -> None:
+            progress(30, f"resizing the root disk to {format_size(size)}")
+            self.node.resize_disk(inst.id, new_root)
+
+        def commit(s: Session) -> None:
+            r = s.get(InstanceRow, inst.id)
+            if r is not None:
+                r.limits = dataclasses.asdict(limits)
+                r.disks = [disk_to_dict(new_root), *(r.disks or [])[1:]]
+
+        self.ops.submit(op, job, commit=commit)
+        return op
 
     def _finish(self, s: Session, inst: Instance, op: Operation, action: Action, *,
                 launched: bool = False) -> None:
@@ -580,6 +695,8 @@ class InstanceService:
                 r.state = next_state(r.state, Action.TERMINATE)
                 r.terminated_at = utcnow()
                 self.networks.release(s, inst.id)
+                for hook in self.on_terminate:
+                    hook(s, inst.id)
                 self._leave(op, dataclasses.replace(inst, state=State(r.state), operation_id=op.id,
                                                     terminated_at=r.terminated_at))
 

@@ -1,4 +1,4 @@
-"""Tags on resources (instances, images, key pairs), scoped by project."""
+"""Tags on resources (instances, images, key pairs, volumes, snapshots), scoped by project."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from lxcloud.db.engine import Database
 from lxcloud.db.tables import TagRow
 
 MAX_TAGS = 50
-RESOURCE_TYPES = {"i": "instance", "ami": "image", "key": "key-pair"}
+RESOURCE_TYPES = {"i": "instance", "ami": "image", "key": "key-pair", "vol": "volume",
+                  "snap": "snapshot"}
 
 
 @dataclass(frozen=True)
@@ -110,4 +111,9 @@ class TagService:
 
     def forget(self, resource_id: str) -> None:
         with self.db.session() as s:
-            s.execute(delete(TagRow).where(TagRow.resource_id == resource_id))
+            self.remove_all(s, [resource_id])
+
+    @staticmethod
+    def remove_all(s: Session, resource_ids: Sequence[str]) -> None:
+        """Every tag of the resources, in the caller's transaction (they are being deleted)."""
+        s.execute(delete(TagRow).where(TagRow.resource_id.in_(list(resource_ids))))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lxcloud.config import Settings
+from lxcloud.core.caps import StorageCaps
 from lxcloud.core.errors import DriverError
 from lxcloud.core.host import HostState
 from lxcloud.core.instance import InstanceSpec
@@ -16,6 +17,7 @@ from lxcloud.drivers.compute.base import RootfsSpec
 from lxcloud.drivers.compute.fake import FakeDriver
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.fake import FakeNetwork
+from lxcloud.drivers.storage.base import PoolSpec
 from lxcloud.drivers.storage.fake import FakePool
 from lxcloud.node.agent import NodeAgent
 from lxcloud.node.protocol import Progress, Timings
@@ -78,6 +80,15 @@ class FakeNode(NodeAgent):
 
     def _unpack(self, template: Path, dest: Path) -> None:
         pass
+
+    def ensure_pool(self, spec: PoolSpec) -> StorageCaps:
+        """Every pool is a fake one (the default one is `self.pool`), whatever its driver."""
+        if spec.name not in self.pools:
+            self.pools[spec.name] = FakePool(spec)
+        return self.pools[spec.name].caps
+
+    def delete_pool(self, name: str) -> None:
+        self.pools.pop(name, None)
 
     # --- hooks
     def launch(self, spec: InstanceSpec, *, start: bool = True,

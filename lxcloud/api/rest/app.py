@@ -23,6 +23,7 @@ from lxcloud.api.rest import (
     instances,
     middleware,
     operations,
+    storage,
     system,
 )
 from lxcloud.api.rest.deps import require_auth
@@ -64,7 +65,8 @@ def create_app(c: Cloud) -> FastAPI:
     middleware.install(app, registry)
     errors.install(app)
     auth = [Depends(require_auth)]
-    for r in (instances.router, images.router, operations.router, accounts.router):
+    for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
+              storage.volumes, storage.snapshots, storage.exports):
         app.include_router(r, dependencies=auth)
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)

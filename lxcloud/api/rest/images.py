@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from lxcloud.api.rest.deps import caller, cloud
-from lxcloud.api.rest.schemas import ImageBuildIn, ImageOut, OperationOut
+from lxcloud.api.rest.schemas import ImageBuildIn, ImageFromIn, ImageOut, OperationOut
 from lxcloud.core.caller import Caller
 from lxcloud.core.errors import InvalidInput
 from lxcloud.services.cloud import Cloud
@@ -43,17 +43,8 @@ async def import_image(request: Request, name: str = Query(..., min_length=1),
                        c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> ImageOut:
     """Upload a root filesystem tarball as the raw request body (.tar, .tar.gz, .tar.xz, .tar.zst)."""
     c.images.check_name(name)   # refused before a byte of a large upload is stored
-    fd, tmp = tempfile.mkstemp(prefix="upload-", dir=c.images.upload_dir())
+    tmp = await receive_upload(request, c)
     try:
-        size = 0
-        with os.fdopen(fd, "wb") as f:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > MAX_UPLOAD:
-                    raise InvalidInput("upload larger than 16 GiB")
-                f.write(chunk)
-        if size == 0:
-            raise InvalidInput("empty upload: send the tarball as the request body")
         meta = {"os": os_name, "release": release, "architecture": architecture,
                 "min_memory": min_memory}
         image = await run_in_threadpool(lambda: c.images.import_file(
@@ -63,11 +54,46 @@ async def import_image(request: Request, name: str = Query(..., min_length=1),
         Path(tmp).unlink(missing_ok=True)
 
 
+async def receive_upload(request: Request, c: Cloud) -> Path:
+    """The raw request body in a file of the upload dir (the caller removes it); InvalidInput
+    for an empty one or one larger than 16 GiB."""
+    fd, name = tempfile.mkstemp(prefix="upload-", dir=c.images.upload_dir())
+    tmp = Path(name)
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise InvalidInput("upload larger than 16 GiB")
+                f.write(chunk)
+        if size == 0:
+            raise InvalidInput("empty upload: send the archive as the request body")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 @router.post("/build", status_code=202, response_model=OperationOut)
 def build_image(body: ImageBuildIn, c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> OperationOut:
     op = c.images.build(BuildRequest(builder=body.builder, name=body.name, release=body.release,
                                      arch=body.arch, cloud_init=body.cloud_init), caller=who)
     return OperationOut.of(op)
+
+
+@router.post("/from-instance", status_code=202, response_model=OperationOut)
+async def image_from_instance(request: Request, body: ImageFromIn,
+                              wait: float = Query(0, ge=0, le=3600),
+                              c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> Response:
+    """A template of an instance (stopped, running through a snapshot taken for the purpose,
+    or one of its snapshots); the operation's result names the image (`image_id`)."""
+    from lxcloud.api.rest.storage import op_answer
+
+    op = await run_in_threadpool(lambda: c.copies.image_from(
+        body.instance, body.name, snapshot=body.snapshot, description=body.description,
+        caller=who))
+    return await op_answer(request, c, who, op, wait)
 
 
 @router.delete("/{ref}", status_code=204)

@@ -14,11 +14,17 @@ from lxcloud.api.rest.operations import awaited
 from lxcloud.api.rest.schemas import (
     ActionIn,
     ActionOut,
+    CopyIn,
+    DiskResizeIn,
     ExecIn,
     ExecOut,
     InstanceCreate,
     InstanceOut,
     LaunchOut,
+    OperationOut,
+    SnapshotCreate,
+    SnapshotOpOut,
+    SnapshotOut,
     instance_dict,
     operation_dict,
 )
@@ -79,13 +85,34 @@ async def create_instance(
             cpus=lim.cpus if lim else None,
             pids=lim.pids if lim else None,
             swap=lim.swap if lim else None,
+            disk=lim.disk if lim else None,
             user_data=body.user_data,
             start=body.start,
+            pool=body.pool,
         ),
         caller=who,
     )
     [(inst, op)] = await run_in_threadpool(launch)
     assert op is not None
+    return await _answer(request, c, who, inst.id, op, wait, known=inst)
+
+
+@router.post("/import", status_code=202, response_model=ActionOut,
+             openapi_extra={"requestBody": {"content": {"application/x-tar": {}}}})
+async def import_instance(request: Request, name: str | None = Query(None),
+                          wait: float = WAIT, c: Cloud = Depends(cloud),
+                          who: Caller = Depends(caller)) -> Response:
+    """An exported instance (the archive as the raw request body) made anew, stopped, with its
+    snapshots; checked as templates are."""
+    from lxcloud.api.rest.images import receive_upload
+
+    tmp = await receive_upload(request, c)
+    try:     # the operation reads the upload, and removes it once it has
+        inst, op = await run_in_threadpool(partial(c.copies.import_, tmp, name=name, caller=who,
+                                                   consume=True))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return await _answer(request, c, who, inst.id, op, wait, known=inst)
 
 
@@ -141,3 +168,85 @@ def exec_instance(
 @router.get("/{ref}/console", response_class=PlainTextResponse)
 def console_log(ref: str, c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> PlainTextResponse:
     return PlainTextResponse(c.instances.console_log(ref, caller=who).decode(errors="replace"))
+
+
+# --- storage of an instance: its root disk's size, snapshots, copies, exports
+@router.post("/{ref}/resize", status_code=202, response_model=ActionOut)
+async def resize_instance(request: Request, ref: str, body: DiskResizeIn, wait: float = WAIT,
+                          c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> Response:
+    op = await run_in_threadpool(partial(c.instances.resize, ref, body.disk, caller=who))
+    return await _answer(request, c, who, op.target, op, wait)
+
+
+@router.get("/{ref}/snapshots", response_model=list[SnapshotOut])
+def list_instance_snapshots(ref: str, c: Cloud = Depends(cloud),
+                            who: Caller = Depends(caller)) -> list[SnapshotOut]:
+    return [SnapshotOut.of_(s) for s in c.snapshots.of_instance(ref, caller=who)]
+
+
+@router.post("/{ref}/snapshots", status_code=202, response_model=SnapshotOpOut)
+async def snapshot_instance(request: Request, ref: str, body: SnapshotCreate | None = Body(None),
+                            wait: float = WAIT, c: Cloud = Depends(cloud),
+                            who: Caller = Depends(caller)) -> Response:
+    from lxcloud.api.rest.storage import snapshot_answer
+    from lxcloud.drivers.storage.base import SnapshotOf
+
+    b = body or SnapshotCreate.model_validate({})
+    snap, op = await run_in_threadpool(partial(c.snapshots.create, SnapshotOf.ROOT, ref,
+                                               name=b.name, description=b.description,
+                                               caller=who))
+    return await snapshot_answer(request, c, who, snap.id, op, wait)
+
+
+def _snap_of(c: Cloud, ref: str, snap: str, who: Caller) -> str:
+    inst = c.instances.get(ref, caller=who)
+    return c.snapshots.get(snap, target=inst.id, caller=who).id
+
+
+@router.get("/{ref}/snapshots/{snap}", response_model=SnapshotOut)
+def get_instance_snapshot(ref: str, snap: str, c: Cloud = Depends(cloud),
+                          who: Caller = Depends(caller)) -> SnapshotOut:
+    return SnapshotOut.of_(c.snapshots.get(_snap_of(c, ref, snap, who), caller=who))
+
+
+@router.post("/{ref}/snapshots/{snap}/restore", status_code=202, response_model=ActionOut)
+async def restore_instance_snapshot(request: Request, ref: str, snap: str, wait: float = WAIT,
+                                    c: Cloud = Depends(cloud),
+                                    who: Caller = Depends(caller)) -> Response:
+    sid = await run_in_threadpool(lambda: _snap_of(c, ref, snap, who))
+    op = await run_in_threadpool(partial(c.snapshots.restore, sid, caller=who))
+    return await _answer(request, c, who, op.target, op, wait)
+
+
+@router.delete("/{ref}/snapshots/{snap}", status_code=202, response_model=OperationOut)
+async def delete_instance_snapshot(request: Request, ref: str, snap: str, wait: float = WAIT,
+                                   c: Cloud = Depends(cloud),
+                                   who: Caller = Depends(caller)) -> Response:
+    from lxcloud.api.rest.storage import op_answer
+
+    sid = await run_in_threadpool(lambda: _snap_of(c, ref, snap, who))
+    op = await run_in_threadpool(partial(c.snapshots.delete, sid, caller=who))
+    return await op_answer(request, c, who, op, wait)
+
+
+@router.post("/{ref}/copy", status_code=202, response_model=ActionOut)
+async def copy_instance(request: Request, ref: str, body: CopyIn | None = Body(None),
+                        wait: float = WAIT, c: Cloud = Depends(cloud),
+                        who: Caller = Depends(caller)) -> Response:
+    """A clone with a new identity (name, address, MAC, machine-id, ssh host keys); stopped
+    unless `start`."""
+    b = body or CopyIn.model_validate({})
+    inst, op = await run_in_threadpool(partial(c.copies.copy, ref, b.name, snapshot=b.snapshot,
+                                               start=b.start, caller=who))
+    return await _answer(request, c, who, inst.id, op, wait, known=inst)
+
+
+@router.post("/{ref}/export", status_code=202, response_model=OperationOut)
+async def export_instance(request: Request, ref: str, wait: float = WAIT,
+                          c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> Response:
+    """The whole instance (root, snapshots, config) as one archive: the operation's result
+    names it (`export_id`), to download from /api/v1/exports/{export_id}."""
+    from lxcloud.api.rest.storage import op_answer
+
+    op = await run_in_threadpool(partial(c.copies.export, ref, caller=who))
+    return await op_answer(request, c, who, op, wait)

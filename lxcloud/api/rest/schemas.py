@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lxcloud.core.models import Image, Instance, Operation
+from lxcloud.core.models import Image, Instance, Operation, Pool, Snapshot, Volume
 
 
 class LimitsIn(BaseModel):
@@ -16,6 +16,8 @@ class LimitsIn(BaseModel):
     cpus: float | None = Field(None, gt=0, description="vCPUs (may be fractional)")
     pids: int | None = Field(None, gt=0)
     swap: str | int | None = None
+    disk: str | int | None = Field(None, description="the root disk's limit: bytes, or a size "
+                                                     "such as 1GiB (the type's when omitted)")
 
 
 class InstanceCreate(BaseModel):
@@ -26,6 +28,8 @@ class InstanceCreate(BaseModel):
     limits: LimitsIn | None = None
     user_data: str | None = None
     start: bool = True
+    pool: str | None = Field(None, description="the root disk's pool (the default pool when "
+                                               "omitted)")
 
 
 class ActionIn(BaseModel):
@@ -97,11 +101,12 @@ class NicOut(BaseModel):
 
 
 class DiskOut(BaseModel):
-    name: str
+    name: str = Field(description='"root", or the id of the volume')
     pool: str
     size: int
     path: str
     source: str | None
+    device: str = Field("", description="the device name it was attached as (e.g. /dev/sdf)")
 
 
 
@@ -146,7 +151,7 @@ def instance_dict(i: Instance) -> dict[str, Any]:
         "nics": [{"name": n.name, "network": n.network, "mac": n.mac, "ipv4": n.ipv4,
                   "prefix": n.prefix, "gateway": n.gateway} for n in i.nics],
         "disks": [{"name": d.name, "pool": d.pool, "size": d.size, "path": d.path,
-                   "source": d.source} for d in i.disks],
+                   "source": d.source, "device": d.device} for d in i.disks],
         "node": i.node, "project": i.project, "project_id": i.project_id, "created": i.created,
         "launched_at": i.launched_at, "terminated_at": i.terminated_at,
         "operation": i.operation_id,
@@ -197,3 +202,165 @@ class ErrorOut(BaseModel):
     error: str
     code: str
     details: dict[str, Any] = {}
+
+
+# --- storage
+class PoolCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1)
+    driver: str = Field(..., description="dir | btrfs | shared")
+    source: str = Field("", description="an existing directory (dir, shared) or block device "
+                                        "(btrfs); empty: made in the data dir")
+    size: str | int = Field(0, description="a loop-backed pool of this size (e.g. 20GiB); 0 with "
+                                           "no source: a plain directory")
+
+
+class PoolOut(BaseModel):
+    id: str
+    name: str
+    driver: str
+    source: str
+    size: int = Field(description="a loop-backed pool's size (0: not loop-backed)")
+    path: str
+    default: bool
+    capacity: int | None
+    used: int | None
+    free: int | None
+    quota: bool | None = Field(description="disk limits are enforced on it")
+    quota_note: str = Field(description="why not, when they are not")
+    caps: dict[str, Any]
+    instances: int
+    volumes: int
+    created: datetime
+
+    @classmethod
+    def of(cls, p: Pool) -> PoolOut:
+        return cls(id=p.id, name=p.name, driver=p.driver, source=p.source, size=p.size,
+                   path=p.path, default=p.default, capacity=p.capacity, used=p.used, free=p.free,
+                   quota=p.quota, quota_note=p.quota_note, caps=p.caps, instances=p.instances,
+                   volumes=p.volumes, created=p.created)
+
+
+class VolumeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, description="unique in the project (the id when omitted)")
+    size: str | int | None = Field(None, description="bytes, or a size such as 1GiB (a "
+                                                     "snapshot's size when omitted)")
+    pool: str | None = None
+    shared: bool = Field(False, description="may be attached to several instances at once")
+    snapshot_id: str | None = Field(None, description="made holding this volume snapshot's data")
+    zone: str | None = None
+    volume_type: str | None = None
+
+
+class AttachmentOut(BaseModel):
+    instance_id: str
+    instance: str | None
+    path: str
+    device: str
+    state: str
+    created: datetime
+
+
+class VolumeOut(BaseModel):
+    id: str
+    name: str
+    project_id: str
+    pool: str
+    size: int
+    used: int | None = Field(None, description="bytes it holds (shown by GET of one volume)")
+    state: str = Field(description="creating | available | in-use | deleting | error")
+    state_reason: str | None
+    shared: bool
+    zone: str
+    volume_type: str
+    snapshot_id: str | None
+    attachments: list[AttachmentOut]
+    operation: str | None
+    created: datetime
+
+    @classmethod
+    def of(cls, v: Volume) -> VolumeOut:
+        return cls(id=v.id, name=v.name, project_id=v.project_id, pool=v.pool, size=v.size,
+                   used=v.used, state=v.state, state_reason=v.state_reason, shared=v.shared,
+                   zone=v.zone, volume_type=v.volume_type, snapshot_id=v.snapshot_id,
+                   operation=v.operation_id, created=v.created,
+                   attachments=[AttachmentOut(instance_id=a.instance_id, instance=a.instance_name,
+                                              path=a.path, device=a.device, state=a.state,
+                                              created=a.created) for a in v.attachments])
+
+
+class VolumeOpOut(BaseModel):
+    volume: VolumeOut
+    operation: OperationOut
+
+
+class ResizeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: str | int = Field(..., description="bytes, or a size such as 2GiB")
+
+
+class DiskResizeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disk: str | int = Field(..., description="the root disk's new limit (e.g. 2GiB)")
+
+
+class AttachIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instance: str = Field(..., min_length=1, description="instance name or id")
+    path: str | None = Field(None, description="where it appears inside (/media/<volume-id> "
+                                               "when omitted)")
+    device: str = Field("", description="a device name to show it as (e.g. /dev/sdf)")
+
+
+class DetachIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    force: bool = Field(False, description="even while a process inside holds it")
+    instance: str | None = Field(None, description="which one (a shared volume attached to "
+                                                   "several)")
+
+
+class SnapshotCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, description="unique among the target's (snapN when omitted)")
+    description: str = ""
+
+
+class SnapshotOut(BaseModel):
+    id: str
+    name: str
+    of: str = Field(description="root (an instance's) | volume")
+    target_id: str
+    pool: str
+    project_id: str
+    size: int
+    state: str = Field(description="pending | completed | error")
+    description: str
+    operation: str | None
+    created: datetime
+
+    @classmethod
+    def of_(cls, s: Snapshot) -> SnapshotOut:
+        return cls(id=s.id, name=s.name, of=s.of_kind, target_id=s.target_id, pool=s.pool,
+                   project_id=s.project_id, size=s.size, state=s.state,
+                   description=s.description, operation=s.operation_id, created=s.created)
+
+
+class SnapshotOpOut(BaseModel):
+    snapshot: SnapshotOut
+    operation: OperationOut
+
+
+class CopyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, description="the copy's name (its id when omitted)")
+    snapshot: str | None = Field(None, description="copy this snapshot of it, not its root now")
+    start: bool = Field(False, description="start the copy")
+
+
+class ImageFromIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instance: str = Field(..., min_length=1, description="instance name or id")
+    name: str = Field(..., min_length=1, description="the new image's name")
+    snapshot: str | None = Field(None, description="from this snapshot of it")
+    description: str | None = None

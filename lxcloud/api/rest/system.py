@@ -38,7 +38,7 @@ def healthz() -> dict[str, str]:
 
 
 class CloudCollector:
-    """Instance and operation counts, asked of the services at scrape time."""
+    """Instance and operation counts and pool usage, asked of the services at scrape time."""
 
     def __init__(self, c: Cloud) -> None:
         self.c = c
@@ -52,6 +52,20 @@ class CloudCollector:
             ops.add_metric([status], n)
         yield inst
         yield ops
+        labels = ["pool", "driver"]
+        cap = GaugeMetricFamily("lxcloud_pool_capacity_bytes", "A pool's capacity", labels=labels)
+        used = GaugeMetricFamily("lxcloud_pool_used_bytes", "Bytes used on a pool", labels=labels)
+        free = GaugeMetricFamily("lxcloud_pool_free_bytes", "Bytes free on a pool", labels=labels)
+        n_inst = GaugeMetricFamily("lxcloud_pool_instances", "Live instances whose root is on a "
+                                   "pool", labels=labels)
+        n_vol = GaugeMetricFamily("lxcloud_pool_volumes", "Volumes on a pool", labels=labels)
+        for p in self.c.pools.list():
+            lv = [p.name, p.driver]
+            for fam, val in ((cap, p.capacity), (used, p.used), (free, p.free),
+                             (n_inst, p.instances), (n_vol, p.volumes)):
+                if val is not None:
+                    fam.add_metric(lv, val)
+        yield from (cap, used, free, n_inst, n_vol)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -12,7 +12,7 @@ from lxcloud.core.caps import ComputeCaps
 from lxcloud.core.errors import DriverError, InvalidInput, NotFound
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import InstanceSpec
-from lxcloud.drivers.compute.base import RootfsSpec
+from lxcloud.drivers.compute.base import Mount, RootfsSpec
 
 
 @dataclass
@@ -52,7 +52,7 @@ class FakeDriver:
         box.state = HostState.RUNNING
         box.console += f"fake: booted {box.spec.name}\n".encode()
 
-    def create(self, spec: InstanceSpec, root: RootfsSpec) -> None:
+    def create(self, spec: InstanceSpec, root: RootfsSpec, mounts: Sequence[Mount] = ()) -> None:
         with self._lock:
             self.calls.append(("create", spec.id))
             box = self._boxes.get(spec.id)

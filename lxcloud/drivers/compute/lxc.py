@@ -27,7 +27,7 @@ from lxcloud.core.instance import InstanceSpec, Kind, Nic
 from lxcloud.core.instance_types import Limits
 from lxcloud.core.proc import run
 from lxcloud.core.waiting import wait_until
-from lxcloud.drivers.compute.base import IdMap, RootfsSpec
+from lxcloud.drivers.compute.base import IdMap, Mount, RootfsSpec
 
 LXC_STATES = {
     "RUNNING": HostState.RUNNING, "STARTING": HostState.RUNNING, "STOPPING": HostState.RUNNING,
@@ -313,7 +313,7 @@ class LxcDriver:
             raise DriverError(f"{e} (it is {seen[0] if seen else 'unknown'})") from None
 
     # --- lifecycle
-    def create(self, spec: InstanceSpec, root: RootfsSpec) -> None:
+    def create(self, spec: InstanceSpec, root: RootfsSpec, mounts: Sequence[Mount] = ()) -> None:
         d = self._dir(spec.id)
         first = not (d / "config").is_file()
         d.mkdir(mode=0o750, exist_ok=True)

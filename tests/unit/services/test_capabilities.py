@@ -50,7 +50,7 @@ def test_a_plain_container_passes() -> None:
     ({"nics": [Nic(network="n", mac="", ipv4=None, driver="ovs")]}, "network_driver"),
     ({"disks": [Disk(pool="fast", source="ami-1")]}, "pool"),
     ({"block_devices": [BlockDevice(device_name="/dev/sdf", size=1 << 30)]}, "block_devices"),
-    ({"block_devices": [BlockDevice(device_name=ROOT_DEVICE, size=8 << 30)]}, "quota"),
+    ({"disks": [Disk(pool="default", size=8 << 30, source="ami-1")], "disk_asked": True}, "quota"),
 ])
 def test_what_the_drivers_cannot_do_is_refused_naming_the_capability(kw: dict[str, object],
                                                                        capability: str) -> None:
@@ -62,8 +62,11 @@ def test_what_the_drivers_cannot_do_is_refused_naming_the_capability(kw: dict[st
 def test_a_pool_with_quotas_honours_a_root_size() -> None:
     caps = NodeCaps(compute=CAPS.compute, network=CAPS.network,
                     storage={"default": StorageCaps(quota=True)})
-    check_description(caps, kind=Kind.CONTAINER, image=image(), nics=[NIC], disks=[ROOT],
+    check_description(caps, kind=Kind.CONTAINER, image=image(), nics=[NIC],
+                      disks=[Disk(pool="default", size=8 << 30, source="ami-1")], disk_asked=True,
                       block_devices=[BlockDevice(device_name=ROOT_DEVICE, size=8 << 30)])
+    # the type's own limit on a pool that cannot enforce it is no request: it passes
+    check(disks=[Disk(pool="default", size=8 << 30, source="ami-1")])
 
 
 def test_more_vcpus_than_a_host_has_cpus_is_refused() -> None:
