@@ -33,11 +33,12 @@ from lxcloud.drivers.storage.base import (
 
 _check_id = check_id
 CAPACITY = 1 << 40          # what the fake pool says it holds
-# Like a plain dir pool: no limits (a test wanting them passes QUOTA_CAPS), all the rest
-DEFAULT_CAPS = StorageCaps(copy_on_write=True, quota=False, snapshots=True, cow_snapshots=True,
-                           volumes=True, quota_note="the fake pool was made without quotas")
+# By default like a loop-backed dir pool: limits enforced, snapshots, volumes (the services'
+# tests count on it); NO_QUOTA_CAPS like a plain dir pool, which cannot enforce a limit
 QUOTA_CAPS = StorageCaps(copy_on_write=True, quota=True, quota_visible=True, online_resize=True,
                          snapshots=True, cow_snapshots=True, volumes=True)
+NO_QUOTA_CAPS = StorageCaps(copy_on_write=True, quota=False, snapshots=True, cow_snapshots=True,
+                            volumes=True, quota_note="the fake pool was made without quotas")
 
 
 @dataclass
@@ -74,7 +75,7 @@ class FakePool:
     def __init__(self, spec: PoolSpec | None = None, *, caps: StorageCaps | None = None) -> None:
         self.spec = spec or PoolSpec("fake", "fake", Path("/nonexistent/fake-pool"))
         self.path = Path(self.spec.path)
-        self.caps = caps or DEFAULT_CAPS
+        self.caps = caps or QUOTA_CAPS
         self.bases: dict[str, dict[str, bytes]] = {}     # image id -> the files populate made
         self.roots: dict[str, FakeArea] = {}
         self.volumes: dict[str, FakeArea] = {}

@@ -9,7 +9,7 @@ import pytest
 from lxcloud.core.errors import InvalidInput, Unsupported
 from lxcloud.drivers.compute.base import RootfsSpec
 from lxcloud.drivers.storage.base import PoolSpec, SnapshotOf, StorageDriver
-from lxcloud.drivers.storage.fake import QUOTA_CAPS, FakePool
+from lxcloud.drivers.storage.fake import NO_QUOTA_CAPS, FakePool
 from lxcloud.drivers.storage.registry import get_storage_driver
 from tests.contracts.storage import *  # noqa: F403
 from tests.contracts.storage import LIMIT, Content, MiB, root_disk
@@ -38,7 +38,7 @@ def content() -> Content:
 
 @pytest.fixture(params=["quota", "no-quota"])
 def pool(request: pytest.FixtureRequest) -> FakePool:
-    return FakePool(caps=QUOTA_CAPS) if request.param == "quota" else FakePool()
+    return FakePool() if request.param == "quota" else FakePool(caps=NO_QUOTA_CAPS)
 
 
 def test_registry() -> None:
@@ -48,7 +48,7 @@ def test_registry() -> None:
 
 
 def test_a_set_usage_is_what_a_shrink_is_refused_against() -> None:
-    pool = FakePool(caps=QUOTA_CAPS)
+    pool = FakePool()
     pool.create_base("ami-1", lambda d: None)
     pool.create_root("i-1", root_disk("ami-1", LIMIT))
     pool.set_usage(SnapshotOf.ROOT, "i-1", 40 * MiB)
@@ -61,7 +61,7 @@ def test_a_set_usage_is_what_a_shrink_is_refused_against() -> None:
 
 
 def test_writing_past_the_limit_fails_like_a_full_disk() -> None:
-    pool = FakePool(caps=QUOTA_CAPS)
+    pool = FakePool()
     pool.create_volume("vol-1", 16 * MiB)
     pool.write(SnapshotOf.VOLUME, "vol-1", "a", b"x" * (10 * MiB))
     with pytest.raises(OSError, match="No space left"):
@@ -70,7 +70,7 @@ def test_writing_past_the_limit_fails_like_a_full_disk() -> None:
 
 
 def test_a_pool_without_quotas_keeps_no_limit() -> None:
-    pool = FakePool()
+    pool = FakePool(caps=NO_QUOTA_CAPS)
     pool.create_volume("vol-1", 16 * MiB)
     pool.write(SnapshotOf.VOLUME, "vol-1", "a", b"x" * (20 * MiB))    # not enforced
     assert pool.volumes["vol-1"].size == 0
