@@ -32,7 +32,6 @@ def rows(cloud: Cloud) -> int:
     ({"KernelId": "aki-12345678"}, "kernel"),
     ({"RamdiskId": "ari-12345678"}, "ramdisk"),
     ({"BlockDeviceMapping": [{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 8}}]}, "/dev/sdf"),
-    ({"BlockDeviceMapping": [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}]}, "size"),
     ({"HibernationOptions": {"Configured": True}}, "hibernation"),
 ])
 def test_what_a_container_cannot_honour_is_refused_before_anything_is_written(
@@ -43,6 +42,23 @@ def test_what_a_container_cannot_honour_is_refused_before_anything_is_written(
     err = ei.value.response["Error"]
     assert err["Code"] == "InvalidParameterCombination" and what in err["Message"]
     assert rows(cloud) == 0
+
+
+def test_a_root_mapping_sizes_the_root_disk_where_the_pool_enforces_it(
+        ec2: Any, image: dict[str, Any], cloud: Cloud, node: FakeNode) -> None:
+    import dataclasses
+
+    bdm = [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 3}}]
+    r = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1, BlockDeviceMappings=bdm)
+    iid = r["Instances"][0]["InstanceId"]
+    assert cloud.instances.get(iid).limits.disk == 3 << 30
+    node.pool.caps = dataclasses.replace(node.pool.caps, quota=False, quota_note="no quotas here")
+    cloud.instances.forget_caps()
+    with pytest.raises(ClientError) as ei:
+        ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1, BlockDeviceMappings=bdm)
+    err = ei.value.response["Error"]
+    assert err["Code"] == "InvalidParameterCombination" and "size" in err["Message"]
+    assert rows(cloud) == 1
 
 
 def test_a_mapping_that_only_suppresses_a_device_is_fine(ec2: Any, image: dict[str, Any]) -> None:
