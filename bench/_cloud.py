@@ -239,3 +239,17 @@ def _frame(frame: str) -> str:
     """'fn (path/file.py:123)' -> 'fn (path/file.py)'."""
     name, _, where = frame.partition(" (")
     return f"{name} ({where.rsplit(':', 1)[0]})" if where else name
+
+
+def cloud_pool(cloud: BenchCloud, name: str = "default") -> Any:
+    """The cloud's pool `name` as its driver sees it (the same directory, the same filesystem):
+    for a floor that makes its roots the way lxcloud does."""
+    from lxcloud.drivers.storage.base import PoolSpec
+    from lxcloud.drivers.storage.registry import get_storage_driver
+
+    p = cloud.http.get(f"/api/v1/pools/{name}").json()
+    pool = get_storage_driver(PoolSpec(name=p["name"], driver=p["driver"], path=Path(p["path"]),
+                                       source=p["source"], size=p["size"]))
+    pool.ensure()       # already there: found as it is
+    return pool
+

@@ -27,6 +27,7 @@ from lxcloud.core.instance import Disk, ImageRef, InstanceSpec, Kind, Nic
 from lxcloud.core.instance_types import Limits
 from lxcloud.drivers.compute.base import IdMap, RootfsSpec
 from lxcloud.drivers.compute.lxc import LxcDriver, render_config, write_into_root
+from lxcloud.drivers.storage.base import StorageDriver
 
 
 def _run(argv: Sequence[str]) -> None:
@@ -83,8 +84,14 @@ class Steps:
 
 class SameWorkFloor:
     def __init__(self, base: Path, *, halt_signal: str, limits: Limits, first_exec: Sequence[str],
-                 settings: Settings | None = None, prefix: int = 24) -> None:
+                 settings: Settings | None = None, prefix: int = 24,
+                 pool: StorageDriver | None = None, image_id: str = "") -> None:
+        """`pool` (lxcloud's own pool, with `image_id`'s base in it): roots are made as lxcloud
+        makes them there (with the disk limit: on a pool with quotas, a disk of its own), by the
+        pool's own code; without it, an upper and a work dir over `base`."""
         self.base = base
+        self.pool = pool
+        self.image_id = image_id
         self.halt_signal = halt_signal
         self.limits = limits
         self.first_exec = list(first_exec)
@@ -92,9 +99,9 @@ class SameWorkFloor:
         self.tmp = Path(tempfile.mkdtemp(prefix="lxc-samework-", dir="/tmp"))
         self.tmp.chmod(0o711)
         self.lxcpath = self.tmp / "lxc"
-        self.pool = self.tmp / "pool"
+        self.pooldir = self.tmp / "pool"
         self.lxcpath.mkdir(mode=0o711)
-        self.pool.mkdir(mode=0o711)
+        self.pooldir.mkdir(mode=0o711)
         self.bridge = _Bridge(prefix)
         self.idmap = IdMap(IDMAP_BASE, IDMAP_BASE, IDMAP_COUNT)
         self.names: list[str] = []
@@ -107,14 +114,22 @@ class SameWorkFloor:
         self.names.append(name)
         ip = self.bridge.address(i)
         t = time.perf_counter()
-        inst = self.pool / name
-        upper, work = inst / "upper", inst / "work"
-        inst.mkdir(mode=0o711)
-        for d in (upper, work):
-            d.mkdir(mode=0o755)
-            os.chown(d, self.idmap.host_uid, self.idmap.host_gid)
-        upper.chmod(self.base.stat().st_mode & 0o7777)
-        t = steps.add("mkdir upper+work", t)
+        if self.pool is not None:
+            root = self.pool.create_root(name, Disk(pool="floor", size=self.limits.disk,
+                                                    source=self.image_id),
+                                         self.idmap.host_uid, self.idmap.host_gid)
+            upper = root.path
+            t = steps.add("root (the pool's create_root)", t)
+        else:
+            inst = self.pooldir / name
+            upper, work = inst / "upper", inst / "work"
+            inst.mkdir(mode=0o711)
+            for d in (upper, work):
+                d.mkdir(mode=0o755)
+                os.chown(d, self.idmap.host_uid, self.idmap.host_gid)
+            upper.chmod(self.base.stat().st_mode & 0o7777)
+            root = RootfsSpec(kind="overlay", path=upper, lower=self.base)
+            t = steps.add("mkdir upper+work", t)
         nic = Nic(network="floor", mac=f"02:f1:00:00:{i >> 8 & 255:02x}:{i & 255:02x}", ipv4=ip,
                   prefix=self.bridge.prefix, gateway=self.bridge.gateway, link=self.bridge.name,
                   nameservers=(self.bridge.gateway,))
@@ -122,7 +137,6 @@ class SameWorkFloor:
             id=name, name=f"floor{i}", kind=Kind.CONTAINER,
             image=ImageRef(id="floor", template="", halt_signal=self.halt_signal),
             limits=self.limits, disks=(Disk(pool="floor", source="floor"),), nics=(nic,))
-        root = RootfsSpec(kind="overlay", path=upper, lower=self.base)
         cdir = self.lxcpath / name
         cdir.mkdir(mode=0o750)
         config = render_config(spec, root, lxcpath=self.lxcpath, veth=[self._ports.port_name(name)],
@@ -131,7 +145,7 @@ class SameWorkFloor:
         for path, content in (("/etc/hostname", f"{spec.name}\n".encode()),
                               ("/etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {spec.name}\n".encode()),
                               ("/etc/resolv.conf", f"nameserver {self.bridge.gateway}\n".encode())):
-            write_into_root(upper, self.base, path, content, uid=self.idmap.host_uid,
+            write_into_root(upper, root.lower, path, content, uid=self.idmap.host_uid,
                             gid=self.idmap.host_gid)
         t = steps.add("write config + files", t)
         _run(["lxc-start", "-P", str(self.lxcpath), "-n", name, "-d"])
@@ -143,6 +157,9 @@ class SameWorkFloor:
 
     def close(self) -> None:
         _remove(self.lxcpath, self.names, self.bridge, self.tmp, destroy=False)
+        if self.pool is not None:
+            for name in self.names:
+                self.pool.delete_root(name)
 
 
 class BareFloor:

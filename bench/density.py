@@ -15,9 +15,16 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cloud import BenchCloud, descendants_of_lxcpath, kernel_kib, pss_kib  # noqa: E402
+from _cloud import (  # noqa: E402
+    BenchCloud,
+    cloud_pool,
+    descendants_of_lxcpath,
+    kernel_kib,
+    pss_kib,
+)
 from _floor import SameWorkFloor  # noqa: E402
 
 from lxcloud.core.instance_types import get_type, resolve_limits  # noqa: E402
@@ -29,10 +36,12 @@ def settle() -> None:
     time.sleep(2)  # a benchmark, not a test: let freshly started inits go idle
 
 
-def plain(base_rootfs: Path, n: int) -> tuple[float, float]:
-    """The same-work floor: lxcloud's own config for each, started by hand (bench/_floor.py)."""
+def plain(base_rootfs: Path, n: int, pool: Any, image_id: str) -> tuple[float, float]:
+    """The same-work floor: lxcloud's own config for each, its root made by lxcloud's pool with
+    the same disk limit, started by hand (bench/_floor.py)."""
     floor = SameWorkFloor(base_rootfs, halt_signal="SIGUSR1", first_exec=["true"], prefix=16,
-                          limits=resolve_limits(get_type("t3.micro"), memory=64 << 20))
+                          limits=resolve_limits(get_type("t3.micro"), memory=64 << 20),
+                          pool=pool, image_id=image_id)
     k0 = kernel_kib()
     t0 = time.perf_counter()
     try:
@@ -95,7 +104,7 @@ def main() -> None:
         # is reused by the floor's, which can only make the floor look cheaper)
         cloud.delete_all()
         settle()
-        plain_per, plain_elapsed = plain(base, n)
+        plain_per, plain_elapsed = plain(base, n, cloud_pool(cloud), img["id"])
         print(f"\n== density, N={n} idle busybox instances")
         print(f"lxcloud: {ours_per:6.2f} MiB/instance (control plane total {control_total:.0f} MiB, "
               f"its growth counted); launched all in {elapsed:.1f} s ({n / elapsed:.1f}/s)")

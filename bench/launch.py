@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cloud import BenchCloud, Profiler, ensure_image, pct, summary  # noqa: E402
+from _cloud import BenchCloud, Profiler, cloud_pool, ensure_image, pct, summary  # noqa: E402
 from _floor import BareFloor, SameWorkFloor, Steps  # noqa: E402
 
 from lxcloud.core.instance_types import Limits, get_type, resolve_limits  # noqa: E402
@@ -113,7 +113,8 @@ def bench(cloud: BenchCloud, kind: str, n: int, profiler: Profiler | None) -> No
     halt = "SIGUSR1" if kind == "busybox" else "SIGRTMIN+3"
     t = get_type("t3.micro")
     lim: Limits = resolve_limits(t, memory=int(MEMORY[kind].removesuffix("MiB")) << 20)
-    same = SameWorkFloor(base, halt_signal=halt, limits=lim, first_exec=FIRST_EXEC[kind])
+    same = SameWorkFloor(base, halt_signal=halt, limits=lim, first_exec=FIRST_EXEC[kind],
+                         pool=cloud_pool(cloud), image_id=img["id"])
     bare = BareFloor(base, halt_signal=halt, first_exec=FIRST_EXEC[kind])
     runs: dict[str, list[Steps]] = {"lxcloud": [], "same-work": [], "bare": []}
     tag = f"{random.randrange(16**4):04x}"
