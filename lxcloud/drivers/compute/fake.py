@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lxcloud.core.caps import ComputeCaps
-from lxcloud.core.errors import DriverError, InvalidInput, NotFound
+from lxcloud.core.errors import DriverError, InUse, InvalidInput, NotFound
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import InstanceSpec
 from lxcloud.drivers.compute.base import Mount, RootfsSpec
@@ -24,14 +24,19 @@ class _Box:
     boots: int = 0
     console: bytearray = field(default_factory=bytearray)
     files: dict[str, bytes] = field(default_factory=dict)
+    mounts: dict[str, Mount] = field(default_factory=dict)      # target -> mount, while it runs
+    defined: tuple[Mount, ...] = ()                             # the definition's mounts
+    holders: dict[int, tuple[str, str]] = field(default_factory=dict)   # pid -> (path, command)
 
 
 class FakeDriver:
     """Containers as records. exec understands a few commands: true, false, echo, cat, hostname,
-    `exit N` (via sh -c), and `sleep` (which times out when longer than the timeout)."""
+    `exit N` (via sh -c), and `sleep` (which times out when longer than the timeout). Volumes
+    hot-plug: `mounted(name)` lists what a running one has mounted, and `hold(name, path, cmd)`
+    plays a process inside holding a file open (detach refuses it, naming `cmd`)."""
 
     name = "fake"
-    caps = ComputeCaps()
+    caps = ComputeCaps(hotplug_disk=True)
 
     def __init__(self, **_: object) -> None:
         self._boxes: dict[str, _Box] = {}
@@ -50,6 +55,8 @@ class FakeDriver:
         box.pid = self._next_pid
         box.boots += 1
         box.state = HostState.RUNNING
+        box.mounts = {m.target: m for m in box.defined}
+        box.holders.clear()
         box.console += f"fake: booted {box.spec.name}\n".encode()
 
     def create(self, spec: InstanceSpec, root: RootfsSpec, mounts: Sequence[Mount] = ()) -> None:
@@ -59,7 +66,7 @@ class FakeDriver:
             first = box is None
             if box is None:
                 box = self._boxes[spec.id] = _Box(spec=spec, root=root)
-            box.spec, box.root = spec, root
+            box.spec, box.root, box.defined = spec, root, tuple(mounts)
             box.files["/etc/hostname"] = f"{spec.name}\n".encode()
             if first:
                 for f in spec.first_boot:
@@ -81,6 +88,8 @@ class FakeDriver:
             if box.state is not HostState.STOPPED:
                 box.console += b"fake: halted\n"
             box.state, box.pid = HostState.STOPPED, None
+            box.mounts.clear()
+            box.holders.clear()
 
     def reboot(self, name: str, timeout: float = 30) -> None:
         with self._lock:
@@ -89,6 +98,48 @@ class FakeDriver:
             if box.state is not HostState.RUNNING:
                 raise DriverError(f"container {name} is not running")
             self._boot(box)
+
+    def attach_mount(self, name: str, mount: Mount) -> None:
+        with self._lock:
+            self.calls.append(("attach_mount", name))
+            box = self._get(name)
+            if box.state is HostState.STOPPED:
+                raise DriverError(f"container {name} is not running")
+            box.mounts.setdefault(mount.target, mount)
+
+    def detach_mount(self, name: str, target: str, *, force: bool = False) -> None:
+        with self._lock:
+            self.calls.append(("detach_mount", name))
+            box = self._get(name)
+            if target not in box.mounts:
+                return
+            held = [(pid, cmd) for pid, (path, cmd) in box.holders.items()
+                    if path == target or path.startswith(target.rstrip("/") + "/")]
+            if held and not force:
+                who = ", ".join(f"{cmd} (pid {pid})" for pid, cmd in held)
+                raise InUse(f"{target} in {name} is held open by {who}", resource="volume",
+                            holders=[cmd for _, cmd in held])
+            del box.mounts[target]
+
+    def forget_identity(self, root: RootfsSpec) -> None:
+        with self._lock:
+            self.calls.append(("forget_identity", str(root.path)))
+
+    def mounted(self, name: str) -> list[str]:
+        """The targets a running instance has mounted now."""
+        return sorted(self._get(name).mounts)
+
+    def hold(self, name: str, path: str, command: str) -> int:
+        """A process `command` inside holds `path` open; its pid."""
+        with self._lock:
+            box = self._get(name)
+            self._next_pid += 1
+            box.holders[self._next_pid] = (path, command)
+            return self._next_pid
+
+    def release(self, name: str, pid: int) -> None:
+        with self._lock:
+            self._get(name).holders.pop(pid, None)
 
     def freeze(self, name: str) -> None:
         with self._lock:

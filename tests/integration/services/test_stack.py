@@ -5,7 +5,6 @@ the firewall table and clean removal."""
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ from lxcloud.node.agent import NodeAgent
 from lxcloud.services.cloud import Cloud
 from lxcloud.services.images import BuildRequest
 from lxcloud.services.instances import LaunchRequest
+from tests.subnets import free_subnet
 from tests.waiting import wait_for
 
 DEBIAN_CACHE = Path("/var/cache/lxcloud-test")
@@ -29,17 +29,6 @@ DEBIAN_CACHE = Path("/var/cache/lxcloud-test")
 def wait(cloud: Cloud, op_id: str, timeout: float = 120) -> None:
     op = cloud.ops.wait(op_id, timeout)
     assert op.status == "success", (op.status, op.error)
-
-
-def free_subnet() -> str:
-    from lxcloud.drivers.network.bridge import host_networks
-
-    taken = " ".join(host_networks())
-    for _ in range(100):
-        cidr = f"10.250.{random.randrange(0, 250)}.0/24"
-        if cidr.rsplit(".", 2)[0] + "." not in taken:
-            return cidr
-    raise RuntimeError("no free test subnet")
 
 
 @pytest.fixture(scope="module")

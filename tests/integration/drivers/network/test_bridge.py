@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -24,11 +23,12 @@ import pytest
 from lxcloud.core.errors import DriverError
 from lxcloud.core.ipam import NetworkPlan, mac_for
 from lxcloud.drivers.network.base import NetworkSpec
-from lxcloud.drivers.network.bridge import BridgeDriver, host_networks
+from lxcloud.drivers.network.bridge import BridgeDriver
 from lxcloud.drivers.network.dns import DnsmasqSupervisor
 from lxcloud.drivers.network.firewall import Firewall, chain_names
 from lxcloud.drivers.network.registry import get_network_driver
 from tests.contracts.network import *  # noqa: F403
+from tests.subnets import free_subnet
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.root
@@ -40,21 +40,6 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def poll(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
     return wait_for(cond, timeout, what)
-
-
-_reserved: set[str] = set()
-
-
-def free_subnet() -> str:
-    """A random 10.250.x.0/24 that nothing on the host (nor another test) uses."""
-    used = [ipaddress.ip_network(n) for n in host_networks()]
-    for _ in range(200):
-        cand = f"10.250.{random.randint(0, 255)}.0/24"
-        net = ipaddress.ip_network(cand)
-        if cand not in _reserved and not any(net.overlaps(u) for u in used):
-            _reserved.add(cand)
-            return cand
-    raise RuntimeError("no free 10.250.x.0/24 on this host")
 
 
 def nft_table(name: str) -> list[dict] | None:

@@ -39,7 +39,7 @@ class Lab:
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     tag = f"{random.randrange(16**4):04x}"
-    from tests.integration.services.test_stack import free_subnet
+    from tests.subnets import free_subnet
 
     net = free_subnet().rsplit(".", 1)[0]
     lab = Lab(bridge=f"pgbr{tag}", table=f"pgtest_{tag}", prefix=f"lx{tag}", net=net,
