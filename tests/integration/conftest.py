@@ -27,7 +27,6 @@ debian_launcher(lxc_driver, dir_pool, bridge, tar, request) -> Launcher of Debia
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import secrets
 import shutil
@@ -48,6 +47,7 @@ from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.storage.base import PoolSpec
 from lxcloud.drivers.storage.dir import DirPool
 from lxcloud.images.builders.busybox import build_busybox, build_busybox_tree
+from tests.subnets import free_subnet as _free_subnet
 from tests.waiting import wait_for as _wait_for
 
 IDMAP = IdMap(host_uid=1_000_000, host_gid=1_000_000, count=65536)
@@ -62,29 +62,9 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10, what: str = "conditio
     return _wait_for(cond, timeout, what)
 
 
-def _host_networks() -> list[ipaddress.IPv4Network]:
-    nets = []
-    for cmd in (["ip", "-j", "-4", "addr"], ["ip", "-j", "-4", "route", "show", "table", "all"]):
-        for item in json.loads(run(cmd).stdout or b"[]"):
-            for a in item.get("addr_info", []):
-                nets.append(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network)
-            dst = item.get("dst")
-            if dst and dst != "default":
-                try:
-                    nets.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False))
-                except ValueError:
-                    pass
-    return nets
-
-
 def free_subnet() -> ipaddress.IPv4Network:
-    """A random 10.250.x.0/24 that no address or route on the host overlaps."""
-    used = _host_networks()
-    for _ in range(200):
-        net = ipaddress.ip_network(f"10.250.{secrets.randbelow(256)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return net
-    raise RuntimeError("no free 10.250.x.0/24 left")
+    """A random 10.250.x.0/24 that no address or route on the host (nor another test) overlaps."""
+    return ipaddress.IPv4Network(_free_subnet())
 
 
 @dataclass
