@@ -17,7 +17,8 @@ Function scope (each test gets its own, removed afterwards even when the test fa
   busybox_image     -> str       the busybox image id, its base made in dir_pool (shifted to IDMAP)
   launch            -> Launcher  launch(**overrides) -> Box: root + create + start a busybox
                                  container on `bridge` (kwargs: memory, vcpus, pids, swap, hostname,
-                                 nic=True, idmap, extra_files, nameservers, lxcfs, start=True);
+                                 nic=True, idmap, extra_files, nameservers, lxcfs, start=True,
+                                 mounts: the volumes' Mounts in its definition);
                                  Box.name is the container's name, Box.spec what the driver got
 
 Module-level helpers: IDMAP, wait_for(cond, timeout, what), free_subnet(), unique(prefix),
@@ -31,7 +32,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from lxcloud.config import Settings
 from lxcloud.core.instance import Disk, File, ImageRef, InstanceSpec, Kind, Nic
 from lxcloud.core.instance_types import Limits, MiB
 from lxcloud.core.proc import run
-from lxcloud.drivers.compute.base import IdMap, RootfsSpec
+from lxcloud.drivers.compute.base import IdMap, Mount, RootfsSpec
 from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.storage.base import PoolSpec
 from lxcloud.drivers.storage.dir import DirPool
@@ -257,7 +258,8 @@ class Launcher:
     def __call__(self, *, memory: int = 128 * MiB, vcpus: float = 1, pids: int = 256, swap: int = 0,
                  hostname: str | None = None, nic: bool = True, idmap: IdMap | None = IDMAP,
                  extra_files: dict[str, bytes] | tuple[File, ...] | None = None,
-                 nameservers: tuple[str, ...] = (), lxcfs: bool = True, start: bool = True) -> Box:
+                 nameservers: tuple[str, ...] = (), lxcfs: bool = True, start: bool = True,
+                 mounts: Sequence[Mount] = ()) -> Box:
         name = unique("i-t")
         uid = idmap.host_uid if idmap else 0
         gid = idmap.host_gid if idmap else 0
@@ -273,7 +275,7 @@ class Launcher:
         driver = self.driver_for(idmap, lxcfs)
         box = Box(spec, rootfs, driver)
         self.boxes.append(box)
-        driver.create(spec, rootfs)
+        driver.create(spec, rootfs, mounts)
         if start:
             driver.start(name)
         return box

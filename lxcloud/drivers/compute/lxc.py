@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lxcloud.core.caps import ComputeCaps
-from lxcloud.core.errors import DriverError, InvalidInput, NotFound
+from lxcloud.core.errors import DriverError, InUse, InvalidInput, NotFound
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import InstanceSpec, Kind, Nic
 from lxcloud.core.instance_types import Limits
 from lxcloud.core.proc import run
 from lxcloud.core.waiting import wait_until
+from lxcloud.drivers.compute import hotplug, identity
 from lxcloud.drivers.compute.base import IdMap, Mount, RootfsSpec
 
 LXC_STATES = {
@@ -128,12 +129,43 @@ def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
     return lines
 
 
+def mount_target(target: str) -> str:
+    """`target` normalized as a mount point inside a container; InvalidInput when it cannot be
+    one (relative, with `..`, a newline, or / itself)."""
+    try:
+        return hotplug.check_target(target)
+    except ValueError as e:
+        raise InvalidInput(str(e), target=target) from None
+
+
+def _fstab_escape(path: str) -> str:
+    """A path as a mount entry's field: liblxc reads them with getmntent, which decodes these."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+
+
+def _mount_lines(mounts: Sequence[Mount]) -> list[str]:
+    """Each volume bind-mounted at its target at every start (the directory made if missing)."""
+    lines, seen = [], set()
+    for m in mounts:
+        target = mount_target(m.target)
+        if target in seen:
+            raise InvalidInput(f"two volumes at {target}", target=target)
+        seen.add(target)
+        if any(c in str(m.source) for c in "\n\r\0") or not Path(m.source).is_absolute():
+            raise InvalidInput(f"invalid volume source {m.source!r}")
+        opts = "bind,create=dir" + (",ro" if m.readonly else "")
+        # relative: liblxc mounts it under the container's root
+        lines.append(f"lxc.mount.entry = {_fstab_escape(str(m.source))} "
+                     f"{_fstab_escape(target.lstrip('/'))} none {opts} 0 0")
+    return lines
+
+
 def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: Sequence[str],
                   idmap: IdMap | None, cgroup: int | None = None, lxcfs_dir: Path | None = LXCFS_DIR,
-                  cpus: Sequence[int] | None = None) -> str:
-    """The liblxc config file of `spec` over `root` (pure but for reading which cgroup layout
-    this is and, when `cpus` is not given, which CPUs the host has). idmap None: privileged;
-    lxcfs_dir None: no lxcfs."""
+                  cpus: Sequence[int] | None = None, mounts: Sequence[Mount] = ()) -> str:
+    """The liblxc config file of `spec` over `root` with the volumes `mounts` (pure but for
+    reading which cgroup layout this is and, when `cpus` is not given, which CPUs the host has).
+    idmap None: privileged; lxcfs_dir None: no lxcfs."""
     version = cgroup or cgroup_version()
     cdir = lxcpath / spec.id
     rf = root
@@ -165,6 +197,7 @@ def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: 
                   for f in LXCFS_PROC_FILES]
         lines.append(f"lxc.mount.entry = {lxcfs_dir}/sys/devices/system/cpu sys/devices/system/cpu "
                      "none bind,optional 0 0")
+    lines += _mount_lines(mounts)
     lines += [f"lxc.uts.name = {spec.name}", f"lxc.rootfs.path = {rootfs}",
               "lxc.start.auto = 0", "lxc.autodev = 1",
               f"lxc.console.logfile = {cdir / 'console.log'}",
@@ -239,7 +272,8 @@ class LxcDriver:
     """ComputeDriver for LXC system containers under one lxcpath."""
 
     name = "lxc"
-    caps = ComputeCaps(kind=Kind.CONTAINER, freeze=True, console=True, exec=True, max_nics=8)
+    caps = ComputeCaps(kind=Kind.CONTAINER, freeze=True, console=True, exec=True, max_nics=8,
+                       hotplug_disk=True)
 
     def __init__(self, lxcpath: Path, *, idmap: IdMap | None = None, netns: str | None = None,
                  lxcfs_dir: Path | None = LXCFS_DIR, veth_prefix: str = "vx") -> None:
@@ -316,14 +350,19 @@ class LxcDriver:
     def create(self, spec: InstanceSpec, root: RootfsSpec, mounts: Sequence[Mount] = ()) -> None:
         d = self._dir(spec.id)
         first = not (d / "config").is_file()
-        d.mkdir(mode=0o750, exist_ok=True)
         if not root.path.is_dir():
             raise NotFound(f"root {root.path} of {spec.id} does not exist", resource="rootfs")
         uid = self.idmap.host_uid if self.idmap else 0
         gid = self.idmap.host_gid if self.idmap else 0
         veths = [self.port_name(spec.id, i) for i in range(len(spec.nics))]
+        # everything checked before anything is written: bad input leaves no directory behind
         config = render_config(spec, root, lxcpath=self.lxcpath, veth=veths, idmap=self.idmap,
-                               lxcfs_dir=self.lxcfs_dir)
+                               lxcfs_dir=self.lxcfs_dir, mounts=mounts)
+        for m in mounts:
+            if not Path(m.source).is_dir():
+                raise NotFound(f"volume directory {m.source} of {spec.id} does not exist",
+                               resource="volume")
+        d.mkdir(mode=0o750, exist_ok=True)
         tmp = d / "config.tmp"
         tmp.write_text(config)
         files: dict[str, bytes] = {
@@ -345,6 +384,52 @@ class LxcDriver:
                                 mode=mode, dir_mode=0o700 if not mode & 0o077 else 0o755)
         # the config last: a definition exists only once its root is ready
         os.replace(tmp, d / "config")
+
+    # --- volumes
+    def _running_pid(self, name: str) -> int:
+        self._require(name)
+        pid = self.init_pid(name)
+        if pid is None:
+            raise DriverError(f"container {name} is not running")
+        return pid
+
+    def attach_mount(self, name: str, mount: Mount) -> None:
+        target = mount_target(mount.target)
+        pid = self._running_pid(name)
+        if not Path(mount.source).is_dir():
+            raise NotFound(f"volume directory {mount.source} does not exist", resource="volume")
+        uid = self.idmap.host_uid if self.idmap else 0
+        gid = self.idmap.host_gid if self.idmap else 0
+        try:
+            hotplug.attach(pid, Path(mount.source), target, uid=uid, gid=gid,
+                           readonly=mount.readonly)
+        except hotplug.HotplugError as e:
+            if e.invalid:
+                raise InvalidInput(f"cannot mount at {target} in {name}: {e}", target=target) from None
+            raise DriverError(f"attaching {mount.source} at {target} in {name} failed: {e}") from None
+
+    def detach_mount(self, name: str, target: str, *, force: bool = False) -> None:
+        target = mount_target(target)
+        self._require(name)
+        pid = self.init_pid(name)
+        if pid is None or not hotplug.is_mounted(pid, target):
+            return
+        if not force:
+            held = hotplug.holders(pid, target)
+            if held:
+                raise InUse(f"{target} in {name} is held open by {', '.join(map(str, held))}",
+                            resource="volume", holders=[h.command for h in held],
+                            pids=[h.pid for h in held])
+        try:
+            hotplug.detach(pid, target, force=force)
+        except hotplug.HotplugError as e:
+            if e.busy:   # held in a way not seen in /proc's fds (a mapped file, a submount)
+                raise InUse(f"{target} in {name} is still in use: {e}", resource="volume",
+                            holders=[]) from None
+            raise DriverError(f"detaching {target} in {name} failed: {e}") from None
+
+    def forget_identity(self, root: RootfsSpec) -> None:
+        identity.forget_identity(root)
 
     def start(self, name: str, timeout: float = 30) -> None:
         # No state check first: `lxc-start -d` returns once the container runs (liblxc waits for

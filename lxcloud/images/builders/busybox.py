@@ -43,6 +43,9 @@ mnt tmpfs tmpfs /run
 mnt tmpfs tmpfs /dev/shm
 ip link set lo up 2>/dev/null
 [ -s /etc/hostname ] && hostname -F /etc/hostname
+# A machine of its own, as systemd does it: an id made at the first boot (and anew in a clone,
+# whose /etc/machine-id is emptied).
+[ -s /etc/machine-id ] || { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; echo; } > /etc/machine-id
 echo "lxcloud-busybox: booted $(hostname)"
 # User data that is a script (#!) runs once, at first boot: marked done before it runs (a reboot
 # mid-script does not run it twice), in the background so init is not held up, its output on

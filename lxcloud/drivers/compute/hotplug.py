@@ -1,0 +1,365 @@
+"""Mounts into and out of a running container's mount namespace (the kernel interface of hot-plug).
+
+Attaching is LXD's forkmount technique: in the host's mount namespace take a detached copy of the
+source (open_tree with OPEN_TREE_CLONE), enter the container init's mount namespace (setns), make
+the target there and move the copy onto it (move_mount). setns into a mount namespace needs a
+single-threaded caller and changes the caller's root for good, so it is done by a short-lived
+helper process (`python -m lxcloud.drivers.compute.hotplug`), never in the agent itself.
+Finding who holds a mount (`holders`) only reads /proc and runs in the caller.
+
+open_tree, move_mount and mount_setattr have the same numbers on every architecture (they came
+after the syscall tables were unified at 403).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_MOUNT_SETATTR = 442
+OPEN_TREE_CLONE = 1
+AT_RECURSIVE = 0x8000
+AT_EMPTY_PATH = 0x1000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_RDONLY = 0x1
+MNT_DETACH = 0x2
+UMOUNT_NOFOLLOW = 0x8
+CLONE_NEWNS = 0x20000
+HELPER_TIMEOUT = 30      # seconds; the helper does a handful of syscalls
+
+# the helper's exit codes: what went wrong, for the caller to raise the right error
+EXIT_INVALID = 2         # the target cannot be a mount point (a symlink, a file on the way)
+EXIT_BUSY = 3            # umount without force: something still holds it
+
+
+class HotplugError(Exception):
+    """A failed hot-plug step; `invalid`: the target was at fault, `busy`: the mount is held."""
+
+    def __init__(self, message: str, *, invalid: bool = False, busy: bool = False) -> None:
+        super().__init__(message)
+        self.invalid, self.busy = invalid, busy
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A process inside holding something under a mount: its command, its pid inside."""
+
+    command: str
+    pid: int
+
+    def __str__(self) -> str:
+        return f"{self.command} (pid {self.pid})"
+
+
+def check_target(target: str) -> str:
+    """`target` normalized (absolute, no `..`, no newline, not / itself); ValueError if it is not."""
+    if not target.startswith("/"):
+        raise ValueError(f"mount target {target!r} must be an absolute path")
+    if any(c in target for c in "\n\r\0"):
+        raise ValueError("mount target contains a newline or NUL")
+    parts = [p for p in target.split("/") if p and p != "."]
+    if ".." in parts:
+        raise ValueError(f"mount target {target!r} must not contain '..'")
+    if not parts:
+        raise ValueError("the root directory cannot be a mount target")
+    return "/" + "/".join(parts)
+
+
+# --- /proc, read from the host (no namespace entered)
+def _unescape(field: str) -> str:
+    """A mountinfo path field: spaces, tabs, newlines and backslashes come octal-escaped."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _mount_ids(pid: int | str, target: str) -> set[int]:
+    """Ids of the mounts at or below `target` in process `pid`'s mount namespace (as it sees them)."""
+    ids: set[int] = set()
+    below = target.rstrip("/") + "/"
+    try:
+        lines = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ids
+    for line in lines:
+        fields = line.split(" ")
+        point = _unescape(fields[4])
+        if point == target or point.startswith(below):
+            ids.add(int(fields[0]))
+    return ids
+
+
+def is_mounted(pid: int, target: str) -> bool:
+    """Whether something is mounted at `target` in the mount namespace of process `pid`."""
+    try:
+        lines = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    return any(_unescape(line.split(" ")[4]) == target for line in lines)
+
+
+def _mnt_id_of_fdinfo(text: str) -> int | None:
+    for line in text.splitlines():
+        if line.startswith("mnt_id:"):
+            return int(line.split()[1])
+    return None
+
+
+def _mnt_id_of_link(link: str) -> int | None:
+    """The mount id of what a /proc magic link (cwd, root) points at."""
+    try:
+        fd = os.open(link, os.O_PATH)
+    except OSError:
+        return None
+    try:
+        return _mnt_id_of_fdinfo(Path(f"/proc/self/fdinfo/{fd}").read_text())
+    finally:
+        os.close(fd)
+
+
+def _ns(pid: int | str, kind: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+    except OSError:
+        return None
+
+
+def _nspids(pid: int | str) -> list[int]:
+    """`pid`'s numbers in each pid namespace it is in, the host's first."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return [int(n) for n in line.split()[1:]]
+    return [int(pid)]
+
+
+def _holds(pid: str, ids: set[int]) -> bool:
+    for link in ("cwd", "root"):
+        if _mnt_id_of_link(f"/proc/{pid}/{link}") in ids:
+            return True
+    try:
+        fds = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            mnt = _mnt_id_of_fdinfo(Path(f"/proc/{pid}/fdinfo/{fd}").read_text())
+        except OSError:     # closed meanwhile
+            continue
+        if mnt in ids:
+            return True
+    return False
+
+
+def holders(init_pid: int, target: str) -> list[Holder]:
+    """The processes in the pid namespace of `init_pid` whose open files, working directory or
+    root are on a mount at or below `target`, as each sees it in its own mount namespace (a
+    service with a private one included). Their pids are the ones inside."""
+    pidns = _ns(init_pid, "pid")
+    if pidns is None:
+        return []
+    level = len(_nspids(init_pid)) - 1      # the container's pid namespace
+    found: list[Holder] = []
+    ids_by_ns: dict[int, set[int]] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or _ns(pid, "pid") != pidns:
+            continue
+        mntns = _ns(pid, "mnt")
+        if mntns is None:
+            continue
+        if mntns not in ids_by_ns:
+            ids_by_ns[mntns] = _mount_ids(pid, target)
+        ids = ids_by_ns[mntns]
+        try:
+            if ids and _holds(pid, ids):
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                nums = _nspids(pid)
+                found.append(Holder(comm, nums[min(level, len(nums) - 1)]))
+        except (FileNotFoundError, ProcessLookupError):
+            continue          # it ended meanwhile
+    return sorted(found, key=lambda h: h.pid)
+
+
+# --- the helper's side: syscalls, inside the container's mount namespace
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def _open_tree(path: str, recursive: bool = True) -> int:
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    return _check(_libc.syscall(SYS_OPEN_TREE, -100, path.encode(), flags), f"open_tree {path}")
+
+
+def _set_readonly(fd: int) -> None:
+    attr = _MountAttr(attr_set=MOUNT_ATTR_RDONLY)
+    _check(_libc.syscall(SYS_MOUNT_SETATTR, fd, b"", AT_EMPTY_PATH | AT_RECURSIVE,
+                         ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr rdonly")
+
+
+def _move_mount(fd: int, target_fd: int) -> None:
+    _check(_libc.syscall(SYS_MOVE_MOUNT, fd, b"", target_fd, b"",
+                         MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount")
+
+
+def _enter_mntns(pid: int) -> None:
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(fd, CLONE_NEWNS), "setns")
+    finally:
+        os.close(fd)
+    os.chdir("/")
+
+
+def _mkdir_as(name: str, dir_fd: int, uid: int, gid: int) -> None:
+    """mkdir as the container's root (fsuid/fsgid): a filesystem mounted inside its user
+    namespace (its overlay root) refuses inodes owned by ids it cannot map (EOVERFLOW)."""
+    _libc.setfsgid(gid)
+    _libc.setfsuid(uid)
+    try:
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+    except FileExistsError:         # made meanwhile, by someone inside
+        pass
+    finally:
+        _libc.setfsuid(0)
+        _libc.setfsgid(0)
+
+
+def _walk(target: str, uid: int, gid: int, create: bool) -> int:
+    """An fd of `target` in this mount namespace, every component opened without following a
+    symlink (a tenant's link must not redirect the mount); missing directories made (owned by
+    the container's root) when `create`."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", flags)
+    try:
+        for part in target.strip("/").split("/"):
+            try:
+                nfd = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                _mkdir_as(part, fd, uid, gid)
+                nfd = os.open(part, flags, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise HotplugError(f"{target} is not a directory inside the container "
+                                       f"({part} is a symlink or a file)", invalid=True) from None
+                raise
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _attach(pid: int, source: str, target: str, uid: int, gid: int, readonly: bool) -> None:
+    tree = _open_tree(source)
+    if readonly:
+        _set_readonly(tree)
+    src = os.fstat(tree)
+    _enter_mntns(pid)
+    fd = _walk(target, uid, gid, create=True)
+    try:
+        here = os.fstat(fd)
+        if (here.st_dev, here.st_ino) == (src.st_dev, src.st_ino):
+            return            # already mounted there
+        _move_mount(tree, fd)
+    finally:
+        os.close(fd)
+        os.close(tree)
+
+
+def _detach(pid: int, target: str, force: bool) -> None:
+    _enter_mntns(pid)
+    try:
+        os.close(_walk(target, 0, 0, create=False))
+    except FileNotFoundError:
+        return                # nothing there: nothing mounted
+    flags = UMOUNT_NOFOLLOW | (MNT_DETACH if force else 0)
+    if _libc.umount2(target.encode(), flags) < 0:
+        err = ctypes.get_errno()
+        if err == errno.EINVAL:
+            return            # not a mount point
+        if err == errno.EBUSY:
+            raise HotplugError(f"{target} is busy inside the container", busy=True)
+        raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def main(argv: Sequence[str]) -> int:
+    """attach PID SOURCE TARGET UID GID rw|ro  |  detach PID TARGET force|noforce"""
+    try:
+        if argv[0] == "attach":
+            pid, source, target, uid, gid, mode = argv[1:7]
+            _attach(int(pid), source, check_target(target), int(uid), int(gid), mode == "ro")
+        elif argv[0] == "detach":
+            pid, target, force = argv[1:4]
+            _detach(int(pid), check_target(target), force == "force")
+        else:
+            raise ValueError(f"unknown action {argv[0]!r}")
+    except HotplugError as e:
+        sys.stderr.write(json.dumps({"error": str(e)}) + "\n")
+        return EXIT_BUSY if e.busy else EXIT_INVALID if e.invalid else 1
+    except (OSError, ValueError, IndexError) as e:
+        sys.stderr.write(json.dumps({"error": str(e)}) + "\n")
+        return EXIT_INVALID if isinstance(e, ValueError) else 1
+    return 0
+
+
+# --- the caller's side
+def _helper(args: Sequence[str]) -> None:
+    """Run the helper; HotplugError with its message when it fails."""
+    env = dict(os.environ)
+    top = str(Path(__file__).resolve().parents[3])      # the dir holding the lxcloud package
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (top, env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-m", "lxcloud.drivers.compute.hotplug", *args]
+    try:
+        cp = subprocess.run(argv, capture_output=True, timeout=HELPER_TIMEOUT, env=env,
+                            stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise HotplugError(f"the hot-plug helper timed out after {HELPER_TIMEOUT}s") from None
+    if cp.returncode == 0:
+        return
+    text = cp.stderr.decode(errors="replace").strip()
+    try:
+        message = json.loads(text.splitlines()[-1])["error"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        message = text[-2000:] or f"exit {cp.returncode}"
+    raise HotplugError(message, invalid=cp.returncode == EXIT_INVALID,
+                       busy=cp.returncode == EXIT_BUSY)
+
+
+def attach(init_pid: int, source: Path, target: str, *, uid: int, gid: int,
+           readonly: bool = False) -> None:
+    """`source` (a host directory) mounted at `target` in the mount namespace of `init_pid`,
+    the directory made there if missing (owned by uid:gid). Already mounted there: no-op."""
+    _helper(["attach", str(init_pid), str(source), target, str(uid), str(gid),
+             "ro" if readonly else "rw"])
+
+
+def detach(init_pid: int, target: str, *, force: bool = False) -> None:
+    """Unmount `target` in the mount namespace of `init_pid` (lazily when `force`); HotplugError
+    with `busy` when it is still held. Not mounted: no-op."""
+    _helper(["detach", str(init_pid), target, "force" if force else "noforce"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
