@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from lxcloud.config import Settings
 from lxcloud.core.caller import SYSTEM, Caller
-from lxcloud.core.errors import Conflict, InvalidInput, NotFound
+from lxcloud.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from lxcloud.core.ids import is_id, new_id
 from lxcloud.core.instance import ImageRef, Kind
 from lxcloud.core.instance_types import MIN_LIMIT
@@ -141,6 +141,24 @@ class ImageService:
         except Exception:
             self.store.delete(image_id)
             raise
+
+    def import_path(self, location: str, name: str, *, description: str | None = None,
+                    caller: Caller = SYSTEM) -> Image:
+        """A template archive already on the controller, named by its absolute path (what the
+        EC2 skin's RegisterImage takes for ImageLocation): admins only, a regular file, through
+        the same hostile-archive checks as any import; the file itself is left as it is."""
+        if not (caller is SYSTEM or caller.is_admin):
+            raise Forbidden("only an admin may register an image from a file on the controller")
+        path = Path(location)
+        if not path.is_absolute() or "\0" in location:
+            raise InvalidInput(f"image location {location!r} must be an absolute path of a "
+                               "template archive on the controller")
+        if not path.is_file():
+            raise InvalidInput(f"image location {location!r} is not a file on the controller")
+        image = self.import_file(path, name, caller=caller)
+        if description:
+            image = self.set_description(image.id, description, caller=caller)
+        return image
 
     # --- build
     def build(self, req: BuildRequest, *, caller: Caller = SYSTEM) -> Operation:

@@ -254,13 +254,18 @@ class VolumeService:
             return s.scalar(select(ProjectRow.id).where(ProjectRow.name == DEFAULT_PROJECT)) or ""
 
     # --- resize, delete
-    def resize(self, ref: str, size: str | int, *, caller: Caller = SYSTEM) -> Operation:
-        """Grown or shrunk (never below what it holds), attached or not where the pool can."""
+    def resize(self, ref: str, size: str | int, *, grow_only: bool = False,
+               caller: Caller = SYSTEM) -> Operation:
+        """Grown or shrunk (never below what it holds), attached or not where the pool can.
+        `grow_only`: a smaller size is refused (EC2's ModifyVolume never shrinks)."""
         vol = self.get(ref, caller=caller)
         nbytes = parse_size(size, "size")
         if not MIN_VOLUME <= nbytes <= MAX_VOLUME:
             raise InvalidInput(f"a volume's size must be between {format_size(MIN_VOLUME)} and "
                                f"{format_size(MAX_VOLUME)}")
+        if grow_only and nbytes < vol.size:
+            raise InvalidInput(f"New size cannot be smaller than existing size: volume {vol.id} "
+                               f"is {format_size(vol.size)}")
         if vol.state not in ("available", "in-use"):
             raise InvalidState(f"volume {vol.id} is {vol.state}", state=vol.state,
                                resource="volume")

@@ -48,6 +48,7 @@ _CONFLICT: dict[str, str] = {
     "key_pair": "InvalidKeyPair.Duplicate",
     "security_group": "InvalidGroup.Duplicate",
     "image": "InvalidAMIName.Duplicate",
+    "image_name": "InvalidAMIName.Duplicate",
     "volume": "VolumeInUse",
     "instance": "IncorrectInstanceState",
 }
@@ -86,6 +87,7 @@ _REASON: dict[core.Reason, str] = {
     core.Reason.TERMINATION_PROTECTED: "OperationNotPermitted",
     core.Reason.INVALID_COMBINATION: "InvalidParameterCombination",
     core.Reason.MISSING_PARAMETER: "MissingParameter",
+    core.Reason.ZONE_MISMATCH: "InvalidVolume.ZoneMismatch",
 }
 
 # Malformed-id codes by resource.
@@ -129,6 +131,8 @@ def _code_for(err: core.LxcloudError) -> str:
         return "UnsupportedOperation"
     if isinstance(err, core.Unauthorized):
         return "AuthFailure"
+    if isinstance(err, core.Forbidden):
+        return "UnauthorizedOperation"
     return "InternalError"
 
 
