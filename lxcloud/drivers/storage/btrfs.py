@@ -210,6 +210,7 @@ class BtrfsPool:
         elif self.quota_mode:
             note = QUOTA_NOTE_DF
         quota = bool(self.quota_mode)
+        self._reap_qgroups()            # those that emptied since the last deletion
         self.caps = StorageCaps(copy_on_write=True, quota=quota, quota_note=note,
                                 quota_visible=False, online_resize=quota, snapshots=True,
                                 cow_snapshots=True, volumes=True)
