@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 APT_PKGS := lxc lxc-dev pkg-config python3-lxc python3-nftables nftables dnsmasq-base \
             busybox-static debootstrap uidmap lxcfs iproute2 zstd xz-utils python3-venv \
             python3-dev ca-certificates openssh-client acl xfsprogs btrfs-progs attr \
-            python3-btrfsutil
+            python3-btrfsutil gcc libc6-dev
 PYTEST_ARGS ?=
 
 .PHONY: up test deps apt venv lint bench clean
