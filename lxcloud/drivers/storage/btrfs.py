@@ -75,14 +75,8 @@ _QUOTA_CTL_ENABLE_SIMPLE = 4
 _LIMIT_MAX_EXCL = 2
 _CLEAR = (1 << 64) - 1                  # a limit of "none"
 
-# The ioctls an instance must not call: a subvolume it makes is a qgroup of its own, outside its
-# root's limit (the LXC driver refuses them through seccomp; see SUBVOLUME_IOCTLS there).
-SUBVOL_IOCTLS = {
-    "BTRFS_IOC_SNAP_CREATE": _ioc(1, 1, 4096),
-    "BTRFS_IOC_SUBVOL_CREATE": _ioc(1, 14, 4096),
-    "BTRFS_IOC_SNAP_CREATE_V2": _ioc(1, 23, 4096),
-    "BTRFS_IOC_SUBVOL_CREATE_V2": _ioc(1, 24, 4096),
-}
+# A subvolume an instance makes inside its root is a qgroup of its own, outside the root's limit:
+# the LXC driver refuses the ioctls that make one (lxc.py, BTRFS_SUBVOL_IOCTLS, through seccomp).
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -357,3 +357,35 @@ def test_without_the_rule_an_unprivileged_container_makes_subvolumes(
     code, out = sh(box, "/probe subvol2 / nested && dd if=/dev/zero of=/nested/big bs=1M count=32")
     assert code == 0, out
     assert pool.root_usage(box.name) < 1 * MiB                 # 32 MiB past a 16 MiB limit
+
+
+@pytest.fixture
+def device(work_dir: Path) -> Iterator[str]:
+    """A block device of its own (a loop device over a sparse file), detached afterwards."""
+    img = work_dir / "disk.img"
+    with open(img, "wb") as f:
+        f.truncate(1 << 30)
+    dev = run(["losetup", "-f", "--show", str(img)]).stdout.decode().strip()
+    try:
+        yield dev
+    finally:
+        run(["losetup", "-d", dev], check=False)
+
+
+def test_a_block_device_as_source(work_dir: Path, device: str) -> None:
+    spec = PoolSpec("dev", "btrfs", work_dir / "devpool", source=device)
+    p = BtrfsPool(spec)
+    p.ensure()                                       # blank: formatted, then mounted
+    assert loop.is_mounted(p.path) and p.caps.quota
+    p.create_base("ami-dv", lambda d: (d / "marker").write_text("x"))
+    p.create_root("i-dv", root_disk("ami-dv", 32 * MiB), 0, 0)
+    loop.umount(p.path)                              # a reboot: mounted again, data kept
+    again = BtrfsPool(spec)
+    again.ensure()
+    assert again.has_root("i-dv") and again._limit(again.instance_path("i-dv")) == 32 * MiB
+    again.teardown()
+    assert not loop.is_mounted(p.path) and not p.path.exists()
+    run(["mkfs.ext4", "-q", "-F", device])
+    with pytest.raises(InvalidInput, match="ext4"):  # never formats a device holding data
+        BtrfsPool(spec).ensure()
+    assert not loop.is_mounted(p.path)
