@@ -67,6 +67,7 @@ def _ioc(direction: int, nr: int, size: int) -> int:
 
 
 _IOC_QUOTA_CTL = _ioc(3, 40, 16)        # _IOWR(.., 40, struct btrfs_ioctl_quota_ctl_args)
+_IOC_QGROUP_ASSIGN = _ioc(1, 41, 24)    # _IOW(.., 41, struct btrfs_ioctl_qgroup_assign_args)
 _IOC_QGROUP_CREATE = _ioc(1, 42, 16)    # _IOW(.., 42, struct btrfs_ioctl_qgroup_create_args)
 _IOC_QGROUP_LIMIT = _ioc(2, 43, 48)     # _IOR(.., 43, struct btrfs_ioctl_qgroup_limit_args)
 _IOC_FS_INFO = _ioc(2, 31, 1024)        # _IOR(.., 31, struct btrfs_ioctl_fs_info_args)
@@ -74,6 +75,8 @@ _QUOTA_CTL_ENABLE = 1
 _QUOTA_CTL_ENABLE_SIMPLE = 4
 _LIMIT_MAX_EXCL = 2
 _CLEAR = (1 << 64) - 1                  # a limit of "none"
+_LEVEL1 = 1 << 48                       # qgroup id 1/N
+GROUP_XATTR = "trusted.lxcloud.qgroup"  # out of reach of an unprivileged container
 
 # A subvolume an instance makes inside its root is a qgroup of its own, outside the root's limit:
 # the LXC driver refuses the ioctls that make one (lxc.py, BTRFS_SUBVOL_IOCTLS, through seccomp).
@@ -119,14 +122,18 @@ def is_btrfs(path: Path) -> bool:
     return True
 
 
-def set_limit(subvolume: Path, size: int) -> None:
-    """The subvolume's qgroup may hold at most `size` exclusive bytes (0: no limit)."""
-    arg = struct.pack("=QQQQQQ", 0, _LIMIT_MAX_EXCL, 0, size or _CLEAR, 0, 0)
+def set_limit(pool: Path, group: int, size: int) -> None:
+    """The qgroup `group` may hold at most `size` exclusive bytes (0: no limit)."""
+    arg = struct.pack("=QQQQQQ", group, _LIMIT_MAX_EXCL, 0, size or _CLEAR, 0, 0)
     try:
-        _ioctl(subvolume, _IOC_QGROUP_LIMIT, arg)    # qgroupid 0: the fd's own subvolume
+        _ioctl(pool, _IOC_QGROUP_LIMIT, arg)
     except OSError as e:
-        raise DriverError(f"cannot limit {subvolume} to {fmt_bytes(size)}: {e.strerror}",
-                          errno=e.errno) from e
+        raise DriverError(f"cannot limit qgroup {group >> 48}/{group & (_LEVEL1 - 1)} to "
+                          f"{fmt_bytes(size)}: {e.strerror}", errno=e.errno) from e
+
+
+def _qgroup_name(group: int) -> str:
+    return f"{group >> 48}_{group & (_LEVEL1 - 1)}"
 
 
 def _blkid_type(device: str) -> str:
@@ -269,24 +276,68 @@ class BtrfsPool:
                          used=(st.f_blocks - st.f_bfree) * st.f_frsize,
                          free=st.f_bavail * st.f_frsize)
 
-    # --- qgroups
-    def _qgroup_value(self, subvolume: Path, name: str) -> int:
+    # --- qgroups: each root and volume is a level-1 qgroup holding its subvolumes (the one in
+    # use and those it replaced on a restore), so that what an older subvolume wrote and a
+    # snapshot still holds stays charged to the disk (simple quotas charge an extent to the
+    # subvolume that wrote it); its id is in an xattr of the subvolume, which snapshots carry.
+    def _group(self, subvolume: Path) -> int:
+        """The disk's qgroup (1/N) of a root's or volume's subvolume."""
+        try:
+            return int(os.getxattr(subvolume, GROUP_XATTR))
+        except OSError as e:
+            if e.errno != errno.ENODATA:
+                raise
+        return self._new_group(subvolume, 0)       # one made before groups (none yet)
+
+    def _new_group(self, subvolume: Path, size: int) -> int:
+        """A new qgroup for the disk whose (writable) subvolume this is, limited to `size`."""
         sid = btrfsutil.subvolume_id(str(subvolume))
-        return int((self._qgroups() / f"0_{sid}" / name).read_text())
+        group = _LEVEL1 | sid
+        try:
+            _ioctl(self.path, _IOC_QGROUP_CREATE, struct.pack("=QQ", 1, group))
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+        self._join(subvolume, group)
+        set_limit(self.path, group, size)
+        return group
+
+    def _join(self, subvolume: Path, group: int) -> None:
+        """The subvolume becomes a member of the disk's qgroup; its xattr is written first,
+        while the write is still charged to the subvolume alone (the disk may be full)."""
+        want = str(group).encode()
+        try:
+            have = os.getxattr(subvolume, GROUP_XATTR)
+        except OSError as e:
+            if e.errno != errno.ENODATA:
+                raise
+            have = b""
+        if have != want:
+            os.setxattr(subvolume, GROUP_XATTR, want)
+        sid = btrfsutil.subvolume_id(str(subvolume))
+        try:
+            _ioctl(self.path, _IOC_QGROUP_ASSIGN, struct.pack("=QQQ", 1, sid, group))
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+
+    def _group_value(self, subvolume: Path, name: str) -> int:
+        return int((self._qgroups() / _qgroup_name(self._group(subvolume)) / name).read_text())
 
     def _used(self, subvolume: Path) -> int:
-        """Bytes the subvolume holds of its own (its qgroup's exclusive figure, committed)."""
+        """Bytes the disk holds of its own (its qgroup's exclusive figure, committed)."""
         if not self.quota_mode:
             raise Unsupported(f"pool {self.spec.name} has no quotas: {self.caps.quota_note}")
         btrfsutil.sync(str(self.path))      # the figures are those of the last commit
-        return self._qgroup_value(subvolume, "exclusive")
+        return self._group_value(subvolume, "exclusive")
 
     def _limit(self, subvolume: Path) -> int:
-        return self._qgroup_value(subvolume, "max_exclusive") if self.quota_mode else 0
+        return self._group_value(subvolume, "max_exclusive") if self.quota_mode else 0
 
     def _set_limit(self, subvolume: Path, size: int) -> None:
+        """A new disk's subvolume gets a qgroup of its own, limited to `size`."""
         if self.quota_mode:
-            set_limit(subvolume, size)
+            self._new_group(subvolume, size)
 
     def _resize(self, subvolume: Path, size: int, what: str) -> None:
         if not self.quota_mode:
@@ -298,30 +349,33 @@ class BtrfsPool:
             if used > size:
                 raise InvalidInput(f"{what} uses {fmt_bytes(used)}: it cannot be limited to "
                                    f"{fmt_bytes(size)}")
-        set_limit(subvolume, size)
+        set_limit(self.path, self._group(subvolume), size)
 
     def _reap_qgroups(self) -> None:
         """Remove the empty qgroups of subvolumes that are gone (a base's, kept while roots
-        shared its extents): best effort, never one of a live subvolume."""
+        shared its extents) and of disks that are gone (no member left): best effort, never
+        one of a live subvolume (the kernel also refuses a qgroup with members)."""
         if not self.quota_mode:
             return
         try:
-            entries = list(self._qgroups().glob("0_*"))
+            entries = sorted(self._qgroups().glob("[01]_*"))   # subvolumes' first
         except OSError:
             return
         for q in entries:
-            sid = int(q.name[2:])
+            level, sid = (int(x) for x in q.name.split("_"))
             try:
                 if sid < 256 or int((q / "exclusive").read_text()) \
                         or int((q / "referenced").read_text()):
                     continue
-                try:
-                    btrfsutil.subvolume_path(str(self.path), sid)
-                    continue                                 # alive
-                except btrfsutil.BtrfsUtilError as e:
-                    if e.errno != errno.ENOENT:
-                        continue
-                _ioctl(self.path, _IOC_QGROUP_CREATE, struct.pack("=QQ", 0, sid))
+                if level == 0:
+                    try:
+                        btrfsutil.subvolume_path(str(self.path), sid)
+                        continue                             # alive
+                    except btrfsutil.BtrfsUtilError as e:
+                        if e.errno != errno.ENOENT:
+                            continue
+                _ioctl(self.path, _IOC_QGROUP_CREATE,
+                       struct.pack("=QQ", 0, (level << 48) | sid))
             except OSError:
                 continue
 
@@ -450,6 +504,10 @@ class BtrfsPool:
                 self._in_use(p, what)
             except InUse as e:
                 raise DriverError(f"cannot remove {what}: {e}") from e
+            if self.quota_mode and btrfsutil.is_subvolume(str(p)):
+                # removing a subvolume nested in a full disk reserves metadata in the disk's
+                # qgroup (EDQUOT): the limit goes first, the disk goes anyway
+                set_limit(self.path, self._group(p), 0)
             _purge(p)
         _purge(self._snapshots(of, target_id))
         self._reap_qgroups()
@@ -612,12 +670,13 @@ class BtrfsPool:
         what = f"the root of {target_id}" if of is SnapshotOf.ROOT else f"volume {target_id}"
         self._in_use(p, what)
         with self._lock(f"snap-{of}-{target_id}"):
-            size = self._limit(p)
+            group = self._group(p) if self.quota_mode else 0
             new = self._tmp(f"restore-{target_id}")
             old = self._tmp(f"old-{target_id}")
             try:
                 btrfsutil.create_snapshot(str(snap), str(new))
-                self._set_limit(new, size)
+                if group:       # the same disk: what the old one wrote stays charged to it
+                    self._join(new, group)
                 os.rename(p, old)
             except BaseException:
                 _purge(new)
