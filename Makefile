@@ -7,7 +7,7 @@ CEPH_PKGS := ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common python3-r
 APT_PKGS := lxc lxc-dev pkg-config python3-lxc python3-nftables nftables dnsmasq-base \
             busybox-static debootstrap uidmap lxcfs iproute2 zstd xz-utils python3-venv \
             python3-dev ca-certificates openssh-client acl xfsprogs btrfs-progs attr \
-            $(CEPH_PKGS)
+            python3-btrfsutil gcc libc6-dev $(CEPH_PKGS)
 PYTEST_ARGS ?=
 
 .PHONY: up test deps apt venv lint bench clean
@@ -42,7 +42,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
-	 for m in nftables lxc _lxc.cpython-311-x86_64-linux-gnu.so; do \
+	 for m in nftables lxc _lxc.cpython-311-x86_64-linux-gnu.so \
+	          btrfsutil.cpython-311-x86_64-linux-gnu.so; do \
 	   ln -sfn /usr/lib/python3/dist-packages/$$m $$site/$$m; done
 	@touch $@
 

@@ -134,7 +134,7 @@ def test_contract_storage_roots_over_a_base(pool: StorageDriver) -> None:
     assert not pool.has_root("i-contract0")
     root = pool.create_root("i-contract1", root_disk("ami-contract4"), UID, GID)
     assert pool.has_root("i-contract1")
-    if pool.caps.copy_on_write:
+    if pool.caps.copy_on_write and root.kind != "dir":   # "dir": a snapshot of the base (btrfs)
         assert root.kind == "overlay" and root.lower == base
     assert pool.create_root("i-contract1", root_disk("ami-contract4"), UID, GID) == root   # idempotent
     assert pool.root_usage("i-contract1") >= 0

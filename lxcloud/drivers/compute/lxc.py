@@ -57,6 +57,13 @@ CAP_DROP = ("mac_admin", "mac_override", "sys_module", "sys_time", "sys_rawio")
 DEVICE_ALLOW = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 5:1 rwm",
                 "c 5:2 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 136:* rwm", "c 10:229 rwm")
 CFS_PERIOD = 100_000
+# A btrfs subvolume made inside a container is a qgroup of its own, outside its root's disk limit
+# (verified on the btrfs pool: data written into one is charged to nobody's limit). The ioctls
+# that make one are refused with EPERM, on every pool; linux/btrfs.h: _IOW(0x94, nr,
+# struct btrfs_ioctl_vol_args[_v2]), both 4096 bytes.
+BTRFS_SUBVOL_IOCTLS = {"SNAP_CREATE": 0x50009401, "SUBVOL_CREATE": 0x5000940E,
+                       "SNAP_CREATE_V2": 0x50009417, "SUBVOL_CREATE_V2": 0x50009418}
+SECCOMP_FILE = "seccomp"            # the container's profile, beside its config
 
 
 def cgroup_version() -> int:
@@ -183,6 +190,7 @@ def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: 
     lines = ["# written by lxcloud; rewritten on every create", f"lxc.include = {LXC_CONFIG_DIR}/common.conf"]
     if idmap:
         lines.append(f"lxc.include = {LXC_CONFIG_DIR}/userns.conf")
+    lines.append(f"lxc.seccomp.profile = {cdir / SECCOMP_FILE}")     # replaces common.conf's
     devkey = "lxc.cgroup" if version == 1 else "lxc.cgroup2"
     # No host devices: deny all but the standard safe set (userns.conf empties the list; the monitor
     # runs as host root, so it can still program the device cgroup for an unprivileged container).
@@ -219,6 +227,14 @@ def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: 
     lines += _limit_lines(spec.limits, version,
                           pick_cpus(spec.id, spec.limits.vcpus, host_cpus() if cpus is None else cpus))
     return "\n".join(lines) + "\n"
+
+
+def render_seccomp(common: str) -> str:
+    """The container's seccomp profile: liblxc's common one (its text; it stays in force) with
+    the btrfs subvolume ioctls refused."""
+    text = common.rstrip("\n") + "\n" if common.strip() else "2\ndenylist\n"
+    return text + "[all]\n" + "".join(f"ioctl errno 1 [1,{nr:#x},SCMP_CMP_EQ]\n"
+                                       for nr in BTRFS_SUBVOL_IOCTLS.values())
 
 
 def write_into_root(root: Path, lower: Path | None, path: str, content: bytes, *, uid: int,
@@ -363,6 +379,9 @@ class LxcDriver:
                 raise NotFound(f"volume directory {m.source} of {spec.id} does not exist",
                                resource="volume")
         d.mkdir(mode=0o750, exist_ok=True)
+        common = LXC_CONFIG_DIR / "common.seccomp"
+        (d / SECCOMP_FILE).write_text(render_seccomp(common.read_text() if common.is_file()
+                                                     else ""))
         tmp = d / "config.tmp"
         tmp.write_text(config)
         files: dict[str, bytes] = {

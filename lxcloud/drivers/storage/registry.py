@@ -7,6 +7,7 @@ from lxcloud.drivers.storage.base import PoolSpec, StorageDriver
 
 STORAGE: Registry[StorageDriver] = Registry("storage")
 STORAGE.add("dir", "lxcloud.drivers.storage.dir:DirPool")
+STORAGE.add("btrfs", "lxcloud.drivers.storage.btrfs:BtrfsPool")
 STORAGE.add("fake", "lxcloud.drivers.storage.fake:FakePool")
 
 
