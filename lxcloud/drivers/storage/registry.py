@@ -7,6 +7,7 @@ from lxcloud.drivers.storage.base import PoolSpec, StorageDriver
 
 STORAGE: Registry[StorageDriver] = Registry("storage")
 STORAGE.add("dir", "lxcloud.drivers.storage.dir:DirPool")
+STORAGE.add("shared", "lxcloud.drivers.storage.shared:SharedPool")
 STORAGE.add("fake", "lxcloud.drivers.storage.fake:FakePool")
 
 
