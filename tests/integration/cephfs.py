@@ -290,8 +290,9 @@ class CephFS:
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self.mount))
 
 
-@pytest.fixture(scope="session")
-def cephfs() -> Iterator[CephFS]:
+@pytest.fixture(scope="session", name="cephfs")
+def cephfs_session() -> Iterator[CephFS]:
+    """A module using it imports `cephfs_session` and asks for `cephfs`."""
     for tool in ("ceph-mon", "ceph-osd", "ceph-mds", "ceph-mgr", "ceph-fuse", "setfattr"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (make deps installs Ceph)")
