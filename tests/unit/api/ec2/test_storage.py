@@ -302,6 +302,40 @@ def test_storage_error_codes(ec2: Any, image: dict[str, Any], cloud: Cloud) -> N
     assert the_volume(ec2, vid)["State"] == "available"
 
 
+def test_a_volume_busy_or_not_ready_is_incorrect_state(ec2: Any, image: dict[str, Any],
+                                                       cloud: Cloud, node: FakeNode,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    iid = running(ec2, image, cloud)
+    gate = threading.Event()
+    make, snap = node.create_volume, node.create_snapshot
+
+    def slow_make(*a: Any, **kw: Any) -> Any:
+        gate.wait(10)
+        return make(*a, **kw)
+
+    def slow_snap(*a: Any, **kw: Any) -> Any:
+        gate.wait(10)
+        return snap(*a, **kw)
+
+    monkeypatch.setattr(node, "create_volume", slow_make)
+    monkeypatch.setattr(node, "create_snapshot", slow_snap)
+    try:
+        vid = ec2.create_volume(AvailabilityZone="lxcloud-1a", Size=1)["VolumeId"]
+        assert the_volume(ec2, vid)["State"] == "creating"
+        assert code_of(ec2.attach_volume, VolumeId=vid, InstanceId=iid, Device="/dev/sdf") == \
+            "IncorrectState"
+        assert code_of(ec2.delete_volume, VolumeId=vid) == "IncorrectState"
+        gate.set()
+        ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=FAST)
+        gate.clear()
+        sid = ec2.create_snapshot(VolumeId=vid)["SnapshotId"]
+        assert code_of(ec2.delete_volume, VolumeId=vid) == "IncorrectState"   # being snapshotted
+        assert code_of(ec2.delete_snapshot, SnapshotId=sid) == "IncorrectState"
+    finally:
+        gate.set()
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig=FAST)
+
+
 # --- golden responses
 T0 = datetime(2026, 11, 23, 2, 14, 0, 123000, tzinfo=UTC)
 VID = "vol-0123456789abcdef0"
