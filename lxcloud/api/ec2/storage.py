@@ -302,10 +302,15 @@ def register_image(ctx: Ctx, p: Params) -> dict[str, Any]:
         raise Ec2Error("InvalidParameterCombination",
                        "KernelId and RamdiskId cannot be used with a container image.")
     if p.dry_run():
-        if not (ctx.caller.is_admin):
+        if not ctx.caller.is_admin:
             raise Ec2Error("UnauthorizedOperation",
                            "You are not authorized to perform this operation.")
         raise dry_run_ok()
+    tags = request_tags(p, "image")
+    if tags:
+        ctx.cloud.tags.check(tags)       # refused before anything is stored
     image = ctx.cloud.images.import_path(location, name, description=p.str("Description") or None,
                                          caller=ctx.caller)
+    if tags:
+        ctx.cloud.tags.set(ctx.caller, [image.id], tags)
     return {"imageId": image.id}

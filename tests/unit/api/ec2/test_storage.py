@@ -237,10 +237,16 @@ def running_from(ec2: Any, ami: str) -> str:
 def test_register_image_from_a_template_file(ec2: Any, cloud: Cloud, ec2_server: str,
                                              tmp_path: Path) -> None:
     tar = make_tar(tmp_path / "t.tar")
-    ami = ec2.register_image(Name="from-file", ImageLocation=str(tar),
-                             Description="registered")["ImageId"]
+    ami = ec2.register_image(Name="from-file", ImageLocation=str(tar), Description="registered",
+                             TagSpecifications=[{"ResourceType": "image", "Tags": [
+                                 {"Key": "src", "Value": "file"}]}])["ImageId"]
     [img] = ec2.describe_images(ImageIds=[ami])["Images"]
     assert img["State"] == "available" and img["Description"] == "registered"
+    assert img["Tags"] == [{"Key": "src", "Value": "file"}]
+    assert code_of(ec2.register_image, Name="badtags", ImageLocation=str(tar), TagSpecifications=[
+        {"ResourceType": "image", "Tags": [{"Key": "aws:x", "Value": "y"}]}]) == \
+        "InvalidParameterValue"
+    assert ec2.describe_images(Filters=[{"Name": "name", "Values": ["badtags"]}])["Images"] == []
     assert tar.exists()          # the file is left as it was
     hostile = tmp_path / "evil.tar"
     make_tar(hostile, {"../../etc/evil": b"x"})
