@@ -12,7 +12,8 @@ How EC2's terms map onto lxcloud's:
   only seen through REST and the CLI).
 - CreateImage makes a template of the instance's root, without a reboot (a running instance is
   frozen for the moment a snapshot is taken): NoReboot is accepted and changes nothing. The
-  image is `pending` in DescribeImages until it is made, then `available`.
+  image is `pending` in DescribeImages until it is made, then `available` (with the tags of its
+  TagSpecifications); one whose making failed is seen no more.
 - RegisterImage takes ImageLocation as the absolute path of a template archive on the
   controller (admins only), checked as any image import is (hostile archives refused); it does
   not register an image from EBS snapshots.
@@ -275,16 +276,12 @@ def create_image(ctx: Ctx, p: Params) -> dict[str, Any]:
     name = p.req("Name")
     check_ids([instance_id], "instance")
     p.bool("NoReboot")      # well-formed, and without effect: no reboot ever happens
-    if p.has("TagSpecification"):
-        raise Ec2Error("UnsupportedOperation",
-                       "TagSpecifications on CreateImage are not supported: tag the image "
-                       "with CreateTags once it is available.")
     inst = ctx.cloud.instances.get(instance_id, caller=ctx.caller)
     if p.dry_run():
         ctx.cloud.images.check_name(name)
         raise dry_run_ok()
     op = ctx.cloud.copies.image_from(inst.id, name, description=p.str("Description") or None,
-                                     caller=ctx.caller)
+                                     tags=request_tags(p, "image") or None, caller=ctx.caller)
     return {"imageId": op.result["image_id"]}
 
 

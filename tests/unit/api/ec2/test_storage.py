@@ -191,7 +191,9 @@ def test_create_image_is_pending_then_available_and_launches(
 
     monkeypatch.setattr(node, "export_root", slow_export)
     ami = ec2.create_image(InstanceId=iid, Name="golden", Description="made here",
-                           NoReboot=True)["ImageId"]
+                           NoReboot=True, TagSpecifications=[
+                               {"ResourceType": "image", "Tags": [{"Key": "v", "Value": "1"}]}])[
+        "ImageId"]
     try:
         [img] = ec2.describe_images(ImageIds=[ami])["Images"]
         assert img["State"] == "pending" and img["Name"] == "golden"
@@ -204,6 +206,7 @@ def test_create_image_is_pending_then_available_and_launches(
     ec2.get_waiter("image_available").wait(ImageIds=[ami], WaiterConfig=FAST)
     [img] = ec2.describe_images(ImageIds=[ami])["Images"]
     assert img["State"] == "available" and img["Description"] == "made here"
+    assert img["Tags"] == [{"Key": "v", "Value": "1"}]
     new = running_from(ec2, ami)
     assert ec2.describe_instances(InstanceIds=[new])["Reservations"][0]["Instances"][0][
         "ImageId"] == ami
@@ -226,6 +229,25 @@ def test_create_image_is_pending_then_available_and_launches(
         == "InvalidVolume.NotFound"
     assert code_of(ec2.create_tags, Resources=[MISSING_SNAP], Tags=[{"Key": "a", "Value": "b"}]) \
         == "InvalidSnapshot.NotFound"
+
+
+def test_a_failed_create_image_leaves_nothing(ec2: Any, image: dict[str, Any], cloud: Cloud,
+                                              node: FakeNode,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from lxcloud.core.errors import DriverError
+
+    iid = running(ec2, image, cloud)
+
+    def broken_export(*a: Any, **kw: Any) -> int:
+        raise DriverError("the disk is on fire")
+
+    monkeypatch.setattr(node, "export_root", broken_export)
+    ami = ec2.create_image(InstanceId=iid, Name="doomed", TagSpecifications=[
+        {"ResourceType": "image", "Tags": [{"Key": "v", "Value": "1"}]}])["ImageId"]
+    idle(cloud, iid)
+    assert code_of(ec2.describe_images, ImageIds=[ami]) == "InvalidAMIID.NotFound"
+    assert ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [ami]}])["Tags"] == []
+    assert not list(cloud.images.store.dir.glob(f"{ami}*"))
 
 
 def running_from(ec2: Any, ami: str) -> str:
