@@ -141,10 +141,10 @@ def attach_volume(ctx: Ctx, p: Params) -> dict[str, Any]:
     inst = ctx.cloud.instances.get(instance_id, caller=ctx.caller)
     if p.dry_run():
         raise dry_run_ok()
-    ctx.cloud.volumes.attach(vol.id, inst.id, device=device, caller=ctx.caller)
-    att = next(a for a in ctx.cloud.volumes.get(vol.id, caller=ctx.caller).attachments
-               if a.instance_id == inst.id)
-    return render_attachment(att, "attaching")
+    op = ctx.cloud.volumes.attach(vol.id, inst.id, device=device, caller=ctx.caller)
+    # what was asked (an attach that already failed has no attachment left to read)
+    return {"volumeId": vol.id, "instanceId": inst.id, "device": device, "status": "attaching",
+            "attachTime": op.created, "deleteOnTermination": False}
 
 
 @action("DetachVolume")
