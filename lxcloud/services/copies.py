@@ -123,12 +123,17 @@ class CopyService:
 
     # --- images from instances
     def image_from(self, ref: str, name: str, *, snapshot: str | None = None,
-                   description: str | None = None, caller: Caller = SYSTEM) -> Operation:
+                   description: str | None = None, tags: dict[str, str] | None = None,
+                   caller: Caller = SYSTEM) -> Operation:
         """A template of the instance's root as it is (stopped; a running one through a
         snapshot taken for the purpose) or as its snapshot holds it, recorded as image `name`
-        that `launch` uses like any other. The source image's boot facts carry over."""
+        that `launch` uses like any other. The source image's boot facts carry over. Its id is
+        in the operation's result from the start; `tags` are put on it once it is made."""
         inst = self.instances.get(ref, caller=caller)
         self.images.check_name(name)
+        tag_service = self.snapshots.tags
+        if tags:
+            tag_service.check(tags)
         snap = self.snapshots.get(snapshot, target=inst.id, caller=caller) if snapshot else None
         self._check_state(inst, snap is not None)
         source = self.images.get(inst.image_id)
@@ -154,6 +159,8 @@ class CopyService:
                 progress(85, "recording the image")
                 image = self.images.import_file(tar, name, meta=_image_meta(source, description),
                                                 caller=owner, image_id=image_id)
+                if tags:
+                    tag_service.set(owner, [image.id], tags)
             return {"image_id": image.id, "image": image.name}
 
         self.ops.submit(op, job)

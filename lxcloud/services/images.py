@@ -120,6 +120,8 @@ class ImageService:
         give it (chosen earlier, e.g. by a record that names it); a new one otherwise."""
         meta = dict(meta or {})
         self.check_name(name)
+        if len(str(meta.get("description") or "")) > MAX_DESCRIPTION:
+            raise InvalidInput(f"an image description is at most {MAX_DESCRIPTION} characters")
         image_id = image_id or new_id("image")
         info = self.store.import_file(Path(src), image_id)
         try:
@@ -132,6 +134,7 @@ class ImageService:
                 halt_signal=meta.get("halt_signal") or info.halt_signal,
                 init=meta.get("init") or info.init,
                 min_memory=_min_memory(meta.get("min_memory"), info.min_memory),
+                description=str(meta["description"]) if meta.get("description") else None,
                 project_id=caller.project_id or None,
                 # an admin's images are for everyone; a member's stay in its project
                 public=caller.is_admin if public is None else public)
@@ -155,10 +158,8 @@ class ImageService:
                                "template archive on the controller")
         if not path.is_file():
             raise InvalidInput(f"image location {location!r} is not a file on the controller")
-        image = self.import_file(path, name, caller=caller)
-        if description:
-            image = self.set_description(image.id, description, caller=caller)
-        return image
+        return self.import_file(path, name, {"description": description} if description else None,
+                                caller=caller)
 
     # --- build
     def build(self, req: BuildRequest, *, caller: Caller = SYSTEM) -> Operation:

@@ -391,9 +391,11 @@ class VolumeService:
         with self.db.session() as s:
             op = self.ops.begin(s, "attach-volume", inst.id, project_id=inst.project_id)
             r = s.get(VolumeRow, vol.id)
-            if r is None or r.state not in ("available", "in-use") or \
-                    (r.state == "in-use" and not r.shared):
-                raise InUse(f"volume {vol.id} is {r.state if r else 'gone'}", resource="volume")
+            if r is None or r.state not in ("available", "in-use"):
+                raise InvalidState(f"volume {vol.id} is {r.state if r else 'gone'}",
+                                   state=r.state if r else "gone", resource="volume")
+            if r.state == "in-use" and not r.shared:
+                raise InUse(f"volume {vol.id} is {r.state}", resource="volume")
             r.state = "in-use"
             s.add(AttachmentRow(volume_id=vol.id, instance_id=inst.id, path=mount, device=device,
                                 state="attaching", created=utcnow()))

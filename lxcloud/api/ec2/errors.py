@@ -116,8 +116,10 @@ def _code_for(err: core.LxcloudError) -> str:
         return _NOT_FOUND.get(resource, "InvalidParameterValue")
     if isinstance(err, core.InvalidState):
         return "IncorrectInstanceState" if resource in ("", "instance") else "IncorrectState"
-    if isinstance(err, core.Busy):
-        return "IncorrectInstanceState"
+    if isinstance(err, core.Busy):     # a volume or snapshot busy is IncorrectState on EC2
+        target = str(err.details.get("target", ""))
+        return "IncorrectState" if target.startswith(("vol-", "snap-")) \
+            else "IncorrectInstanceState"
     if isinstance(err, core.Conflict):
         return _CONFLICT.get(resource, "InvalidParameterValue")
     if isinstance(err, core.InvalidInput):

@@ -12,7 +12,8 @@ How EC2's terms map onto lxcloud's:
   only seen through REST and the CLI).
 - CreateImage makes a template of the instance's root, without a reboot (a running instance is
   frozen for the moment a snapshot is taken): NoReboot is accepted and changes nothing. The
-  image is `pending` in DescribeImages until it is made, then `available`.
+  image is `pending` in DescribeImages until it is made, then `available` (with the tags of its
+  TagSpecifications); one whose making failed is seen no more.
 - RegisterImage takes ImageLocation as the absolute path of a template archive on the
   controller (admins only), checked as any image import is (hostile archives refused); it does
   not register an image from EBS snapshots.
@@ -140,10 +141,10 @@ def attach_volume(ctx: Ctx, p: Params) -> dict[str, Any]:
     inst = ctx.cloud.instances.get(instance_id, caller=ctx.caller)
     if p.dry_run():
         raise dry_run_ok()
-    ctx.cloud.volumes.attach(vol.id, inst.id, device=device, caller=ctx.caller)
-    att = next(a for a in ctx.cloud.volumes.get(vol.id, caller=ctx.caller).attachments
-               if a.instance_id == inst.id)
-    return render_attachment(att, "attaching")
+    op = ctx.cloud.volumes.attach(vol.id, inst.id, device=device, caller=ctx.caller)
+    # what was asked (an attach that already failed has no attachment left to read)
+    return {"volumeId": vol.id, "instanceId": inst.id, "device": device, "status": "attaching",
+            "attachTime": op.created, "deleteOnTermination": False}
 
 
 @action("DetachVolume")
@@ -275,16 +276,12 @@ def create_image(ctx: Ctx, p: Params) -> dict[str, Any]:
     name = p.req("Name")
     check_ids([instance_id], "instance")
     p.bool("NoReboot")      # well-formed, and without effect: no reboot ever happens
-    if p.has("TagSpecification"):
-        raise Ec2Error("UnsupportedOperation",
-                       "TagSpecifications on CreateImage are not supported: tag the image "
-                       "with CreateTags once it is available.")
     inst = ctx.cloud.instances.get(instance_id, caller=ctx.caller)
     if p.dry_run():
         ctx.cloud.images.check_name(name)
         raise dry_run_ok()
     op = ctx.cloud.copies.image_from(inst.id, name, description=p.str("Description") or None,
-                                     caller=ctx.caller)
+                                     tags=request_tags(p, "image") or None, caller=ctx.caller)
     return {"imageId": op.result["image_id"]}
 
 
@@ -302,10 +299,15 @@ def register_image(ctx: Ctx, p: Params) -> dict[str, Any]:
         raise Ec2Error("InvalidParameterCombination",
                        "KernelId and RamdiskId cannot be used with a container image.")
     if p.dry_run():
-        if not (ctx.caller.is_admin):
+        if not ctx.caller.is_admin:
             raise Ec2Error("UnauthorizedOperation",
                            "You are not authorized to perform this operation.")
         raise dry_run_ok()
+    tags = request_tags(p, "image")
+    if tags:
+        ctx.cloud.tags.check(tags)       # refused before anything is stored
     image = ctx.cloud.images.import_path(location, name, description=p.str("Description") or None,
                                          caller=ctx.caller)
+    if tags:
+        ctx.cloud.tags.set(ctx.caller, [image.id], tags)
     return {"imageId": image.id}
