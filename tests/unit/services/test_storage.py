@@ -369,3 +369,22 @@ def test_members_cannot_touch_another_projects_exports(api: TestClient, cloud: C
     assert api.get(f"/api/v1/exports/{xid}", headers=h).status_code == 404
     assert isinstance(cloud.copies.export_file(xid, caller=Caller(
         user_id="u", user="admin", project_id="", project="", role="admin")).size, int)
+
+
+def test_a_delete_the_host_refuses_leaves_the_volume_as_it_was(
+        api: TestClient, node: FakeNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lxcloud.core.errors import InUse
+
+    vol = volume(api, "held")
+
+    def held(pool: str, volume_id: str) -> None:   # a process kept it after a forced detach
+        raise InUse(f"volume {volume_id} is in use (its instance runs?): stop it first")
+
+    monkeypatch.setattr(node, "delete_volume", held)
+    body = done(api.delete(f"/api/v1/volumes/{vol['id']}", params=W), "failure")
+    assert body["operation"]["error_code"] == "in_use"
+    after = api.get(f"/api/v1/volumes/{vol['id']}").json()
+    assert after["state"] == "available" and not after["state_reason"], after
+    monkeypatch.undo()
+    done(api.delete(f"/api/v1/volumes/{vol['id']}", params=W))
+    assert api.get(f"/api/v1/volumes/{vol['id']}").status_code == 404
