@@ -327,8 +327,9 @@ class VolumeService:
 
         def on_error(err: Exception) -> None:
             # refused by the host while something still holds it (a process that kept it
-            # after a forced detach): the volume is as it was, whole, and may be deleted later
-            held = isinstance(err, InUse)
+            # after a forced detach): the volume is as it was, whole, and may be deleted later.
+            # The dir pool says so as a DriverError raised from the InUse.
+            held = isinstance(err, InUse) or isinstance(err.__cause__, InUse)
             with self.db.session() as s:
                 s.execute(update(VolumeRow).where(VolumeRow.id == vol.id).values(
                     state=vol.state if held else "error",

@@ -137,6 +137,8 @@ def test_volume_hot_attach_detach_refused_while_held_then_forced(cloud: Cloud, w
     assert sh(cloud, web, f"test -e /media/{vid}/f", check=False).returncode != 0
     # the holder still keeps the detached filesystem alive: deleting waits for it to go
     refused(cloud.cli("volume", "delete", "data", check=False), "in use")
+    after = js(cloud, "volume", "show", "data")
+    assert after["state"] == "available", after            # refused, and whole
     sh(cloud, web, "pkill sleep")
 
     # a snapshot of it, and a new volume holding that snapshot's data, seen where it is put
