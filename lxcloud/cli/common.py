@@ -166,6 +166,14 @@ def transfer(title: str, total: int | None = None) -> Iterator[Transfer]:
 
 
 def _size(n: int) -> str:
-    from lxcloud.core.units import format_size
+    return human_size(n)
 
-    return format_size(n)
+
+def human_size(n: int) -> str:
+    """A size for people: whole in its largest binary unit where it is (64MiB), else to a
+    tenth of it (49.9GiB), never 51965044KiB."""
+    for unit, mult in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= mult:
+            v = n / mult
+            return f"{v:.0f}{unit}" if n % mult == 0 else f"{v:.1f}{unit}"
+    return f"{n}B"

@@ -9,8 +9,7 @@ from typing import Any
 import typer
 
 from lxcloud.cli.client import ApiError
-from lxcloud.cli.common import JSON, api_errors, g, out, print_json, transfer, wait_op
-from lxcloud.core.units import format_size
+from lxcloud.cli.common import JSON, api_errors, g, human_size, out, print_json, transfer, wait_op
 
 
 def _who(i: dict[str, Any]) -> str:
@@ -57,7 +56,7 @@ def register(app: typer.Typer) -> None:
         finally:     # the cloud keeps no copy once it is ours (or failed)
             with suppress(ApiError):
                 c.delete(f"/api/v1/exports/{xid}")
-        out.print(f"exported {name} to {file} ({format_size(n)})")
+        out.print(f"exported {name} to {file} ({human_size(n)})")
 
     @app.command("import")
     @api_errors

@@ -8,8 +8,7 @@ import typer
 from rich.table import Table
 
 from lxcloud.cli.client import ApiError, Client
-from lxcloud.cli.common import JSON, api_errors, g, new_app, out, print_json, wait_op
-from lxcloud.core.units import format_size
+from lxcloud.cli.common import JSON, api_errors, g, human_size, new_app, out, print_json, wait_op
 
 pool_app = new_app(help="Storage pools (where instance roots and volumes live).")
 volume_app = new_app(help="Volumes: disks of their own that attach to instances.")
@@ -19,7 +18,7 @@ volume_app.add_typer(volume_snapshot_app, name="snapshot")
 
 
 def _size(n: Any) -> str:
-    return format_size(int(n)) if isinstance(n, int) else ""
+    return human_size(n) if isinstance(n, int) else ""
 
 
 def _kv(rows: list[tuple[str, Any]], width: int = 12) -> None:
@@ -28,6 +27,13 @@ def _kv(rows: list[tuple[str, Any]], width: int = 12) -> None:
 
 
 # --- pools
+# what `pool show` says a pool's driver can do, from its declared capabilities
+CAN = [("quota", "enforce disk limits"), ("quota_visible", "show them inside"),
+       ("online_resize", "resize running disks"), ("snapshots", "snapshots"),
+       ("cow_snapshots", "copy-on-write snapshots"), ("volumes", "volumes"),
+       ("remote", "be seen by every host")]
+
+
 def _quota(p: dict[str, Any]) -> str:
     if p.get("quota") is None:
         return "unknown"
@@ -86,8 +92,7 @@ def pool_show(ctx: typer.Context, name: str = typer.Argument(..., help="the pool
          ("source", p["source"]), ("path", p["path"]), ("default", "yes" if p["default"] else "no"),
          ("capacity", _size(p["capacity"])), ("used", _size(p["used"])),
          ("free", _size(p["free"])), ("quota", _quota(p)), ("quota note", p.get("quota_note")),
-         ("snapshots", "yes" if caps.get("snapshots") else "no"),
-         ("remote", "yes" if caps.get("remote") else "no"),
+         ("can", ", ".join(what for key, what in CAN if caps.get(key)) or "nothing declared"),
          ("instances", p["instances"]), ("volumes", p["volumes"]), ("created", p["created"])])
 
 

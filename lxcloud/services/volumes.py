@@ -331,9 +331,15 @@ class VolumeService:
             self.tags.remove_all(s, [vol.id])
 
         def on_error(err: Exception) -> None:
+            # refused by the host while something still holds it (a process that kept it
+            # after a forced detach): the volume is as it was, whole, and may be deleted later.
+            # The dir pool says so as a DriverError raised from the InUse.
+            held = isinstance(err, InUse) or isinstance(err.__cause__, InUse)
             with self.db.session() as s:
                 s.execute(update(VolumeRow).where(VolumeRow.id == vol.id).values(
-                    state="error", state_reason=f"delete failed: {err}", updated=utcnow()))
+                    state=vol.state if held else "error",
+                    state_reason=vol.state_reason if held else f"delete failed: {err}",
+                    updated=utcnow()))
 
         self.ops.submit(op, job, on_error=on_error, commit=commit)
         return op

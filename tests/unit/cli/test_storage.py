@@ -187,3 +187,39 @@ def test_listings_have_json(run: Run, image: Any, args: list[str]) -> None:
     ok(run("launch", "bb", "web", "--wait"))
     ok(run("volume", "create", "data", "--size", "16MiB"))
     assert isinstance(as_json(run, *args), list | dict)
+
+
+def test_a_shared_volume_detaches_from_the_one_named(run: Run, image: Any) -> None:
+    ok(run("launch", "bb", "a", "--wait"))
+    ok(run("launch", "bb", "b", "--wait"))
+    ok(run("volume", "create", "both", "--size", "16MiB", "--shared"))
+    ok(run("volume", "attach", "both", "a"))
+    assert "to b at /media/" in ok(run("volume", "attach", "both", "b")).stdout
+    assert [a["instance"] for a in as_json(run, "volume", "show", "both")["attachments"]] == \
+        ["a", "b"]
+    failed(run("volume", "detach", "both"), "several")
+    ok(run("volume", "detach", "both", "--instance", "a"))
+    assert [a["instance"] for a in as_json(run, "volume", "show", "both")["attachments"]] == ["b"]
+
+
+def test_progress_on_a_terminal_is_a_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from lxcloud.cli import common
+
+    buf = io.StringIO()
+    monkeypatch.setattr(common, "err", Console(file=buf, force_terminal=True, width=100))
+    with common.transfer("uploading x.tar", 4 * 1024**2) as t:
+        for _ in range(4):
+            t.advance(1024**2)
+    assert t.done == 4 * 1024**2
+    drawn = buf.getvalue()
+    assert "4.0/4.0 MiB" in drawn and "uploading x.tar: " not in drawn     # a bar, no lines
+    buf.truncate(0)
+    monkeypatch.setattr(common, "err", Console(file=buf, width=100))     # not a terminal
+    with common.transfer("downloading y.tar") as t:
+        t.start(None)                                                    # a length not known
+        t.advance(3 * 1024**2)
+    assert buf.getvalue().strip().endswith("downloading y.tar: 3MiB")
