@@ -29,6 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import btrfsutil  # noqa: E402
+
 from bench._cloud import BenchCloud, ensure_image, pct, summary  # noqa: E402
 
 MiB = 1 << 20
@@ -190,7 +192,45 @@ class DirFloor:
         self.snap.unlink(missing_ok=True)
 
 
-FLOORS: dict[str, Callable[[BenchCloud, dict[str, Any], str], Any]] = {"dir": DirFloor}
+class BtrfsFloor(DirFloor):
+    """The btrfs pool's by hand, with the same library calls (python3-btrfsutil): the
+    container frozen, a read-only snapshot of its root subvolume, thawed; restore: stopped, a
+    writable snapshot of the snapshot swapped in for the root (the old one deleted), started.
+    (lxcloud also puts the new subvolume in the disk's qgroup: the floor skips that, so it is,
+    if anything, faster than the same work.)"""
+
+    def __init__(self, cloud: BenchCloud, pool: dict[str, Any], inst: str) -> None:
+        super().__init__(cloud, pool, inst)
+        self.tmp = Path(pool["path"]) / "tmp"
+        self.snap = Path(pool["path"]) / "tmp" / "floor-snap"
+
+    def snapshot(self) -> float:
+        self.close()
+        t0 = time.perf_counter()
+        self.lxc("lxc-freeze")
+        btrfsutil.create_snapshot(str(self.area), str(self.snap), read_only=True)
+        self.lxc("lxc-unfreeze")
+        return ms(t0)
+
+    def restore(self) -> float:
+        new, old = self.tmp / "floor-new", self.tmp / "floor-old"
+        t0 = time.perf_counter()
+        self.lxc("lxc-stop", "-k")
+        btrfsutil.create_snapshot(str(self.snap), str(new))
+        self.area.rename(old)
+        new.rename(self.area)
+        btrfsutil.delete_subvolume(str(old))
+        self.lxc("lxc-start", "-d")
+        self.lxc("lxc-wait", "-s", "RUNNING", "-t", "30")
+        return ms(t0)
+
+    def close(self) -> None:
+        if self.snap.exists():
+            btrfsutil.delete_subvolume(str(self.snap))
+
+
+FLOORS: dict[str, Callable[[BenchCloud, dict[str, Any], str], Any]] = {
+    "dir": DirFloor, "btrfs": BtrfsFloor}
 
 
 def bench_snapshot(cloud: BenchCloud, rest: Rest, pool: str, rounds: int) -> None:
