@@ -197,10 +197,8 @@ class SharedPool:
 
     @_host
     def teardown(self) -> None:
-        if self.local.exists():
-            for mp in loop.mounts_under(self.local):
-                self._unmount(mp)
-            shutil.rmtree(self.local, ignore_errors=True)
+        self.release()
+        shutil.rmtree(self.local, ignore_errors=True)
         if not self.path.exists():
             return
         for kind in ("instances", "volumes"):
@@ -213,6 +211,14 @@ class SharedPool:
         else:
             for sub in SUBDIRS:
                 rmtree(self.path / sub, f"{sub} of pool {self.spec.name}")
+
+    @_host
+    def release(self) -> None:
+        """This host stops using the pool (an instance moving away, a host leaving): its
+        subtree mounts go, the shared data stays for the other hosts."""
+        if self.local.exists():
+            for mp in loop.mounts_under(self.local):
+                self._unmount(mp)
 
     def usage(self) -> PoolUsage:
         st = os.statvfs(self.path)
@@ -402,6 +408,12 @@ class SharedPool:
             spec = self._rootfs(instance_id)
             rev.success()
         return spec
+
+    @_host
+    def release_root(self, instance_id: str) -> None:
+        """This host stops using the root (its instance is stopped or moved): its subtree mount
+        goes, the root stays in the shared directory for whichever host uses it next."""
+        self._release(instance_id)
 
     def _release(self, instance_id: str) -> None:
         mp = self._mountpoint(instance_id)

@@ -15,6 +15,7 @@ import pytest
 from lxcloud.core.errors import InUse
 from lxcloud.core.instance import Disk
 from lxcloud.core.instance_types import Limits
+from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.storage import loop
 from lxcloud.drivers.storage.base import PoolSpec, SnapshotOf
 from lxcloud.drivers.storage.registry import get_storage_driver
@@ -124,3 +125,135 @@ def test_quota_is_enforced_and_shown(pool: SharedPool) -> None:
     pool.resize_root("i-q", 64 * MiB)                      # online: the limit and df follow
     wait_for(lambda: os.statvfs(rootfs.path).f_blocks * os.statvfs(rootfs.path).f_frsize
              == 64 * MiB, 30, "df showing the new limit")
+
+
+def _fill(dest: Path) -> None:
+    (dest / "marker").write_text("base\n")
+
+
+def test_a_second_host_sees_the_same_pool(cephfs: CephFS, work_dir: Path) -> None:
+    """A second ceph-fuse mount of the same filesystem stands in for a second host: a second
+    driver over the same directory through it sees the bases, roots, volumes and snapshots the
+    first made, and data written through one mount is read through the other."""
+    source = cephfs.fresh_dir("two-")
+    a = shared_pool(cephfs, source, work_dir / "host-a")
+    other = cephfs.cluster.mount(work_dir / "host-b-mnt")
+    b: SharedPool | None = None
+    try:
+        a.create_base("ami-2", _fill)
+        ra = a.create_root("i-2", Disk(pool="shared", source="ami-2", size=32 * MiB),
+                           IDMAP.host_uid, IDMAP.host_gid)
+        (ra.path / "own").write_bytes(b"v1")
+        vol = a.create_volume("vol-2", 16 * MiB, IDMAP.host_uid, IDMAP.host_gid)
+        (vol / "data").write_bytes(b"from a")
+        a.create_snapshot(SnapshotOf.ROOT, "i-2", "s1")
+        a.create_snapshot(SnapshotOf.VOLUME, "vol-2", "s1")
+        (ra.path / "own").write_bytes(b"v2")
+        a.release_root("i-2")                       # the instance leaves host A
+        assert not loop.mounts_under(a.local)
+
+        b = shared_pool(cephfs, other / source.relative_to(cephfs.mount), work_dir / "host-b")
+        assert b.path != a.path and b.caps == a.caps
+        assert b.has_base("ami-2") and b.has_root("i-2") and b.has_volume("vol-2")
+        assert b.has_snapshot(SnapshotOf.ROOT, "i-2", "s1")
+        assert b.has_snapshot(SnapshotOf.VOLUME, "vol-2", "s1")
+        rb = b.create_root("i-2", Disk(pool="shared", source="ami-2", size=32 * MiB),
+                           IDMAP.host_uid, IDMAP.host_gid)   # host B takes the root: no copy
+        assert rb.path.is_relative_to(b.local) and rb.lower == b.base_path("ami-2")
+        assert (rb.path / "own").read_bytes() == b"v2"
+        st = os.statvfs(rb.path)
+        assert st.f_blocks * st.f_frsize == 32 * MiB          # the limit travels with it
+        (rb.path / "from-b").write_bytes(b"B")
+        with a.root_tree("i-2") as tree:                      # read back through mount A
+            assert (tree / "from-b").read_bytes() == b"B"
+            assert (tree / "marker").read_text() == "base\n"
+        with b.root_tree("i-2", "s1") as tree:                # A's snapshot, through mount B
+            assert (tree / "own").read_bytes() == b"v1"
+        assert (b.volume_path("vol-2") / "data").read_bytes() == b"from a"
+        (b.volume_path("vol-2") / "data").write_bytes(b"from b")
+        assert (vol / "data").read_bytes() == b"from b"
+        b.restore_snapshot(SnapshotOf.VOLUME, "vol-2", "s1")  # B restores A's snapshot
+        wait_for(lambda: (vol / "data").read_bytes() == b"from a", 30,
+                 "host A reading the restored volume")
+        b.release_root("i-2")
+        b.restore_snapshot(SnapshotOf.ROOT, "i-2", "s1")
+        with a.root_tree("i-2") as tree:
+            assert (tree / "own").read_bytes() == b"v1" and not (tree / "from-b").exists()
+        b.release()                                   # host B leaves; the data stays
+        assert not loop.mounts_under(b.local) and a.has_root("i-2")
+    finally:
+        if b is not None:
+            b.release()
+        cephfs.cluster.unmount(other)
+        _gone(a, source)
+    assert not loop.is_mounted(other)
+
+
+@pytest.fixture
+def shared_launch(cephfs: CephFS, work_dir: Path, lxc_driver: LxcDriver, bridge: BridgeNet,
+                  busybox_template: Template) -> Iterator[Launcher]:
+    """A Launcher of busybox containers whose roots are in a shared pool on the CephFS."""
+    source = cephfs.fresh_dir("boxes-")
+    pool = shared_pool(cephfs, source, work_dir / "host-a")
+    image_id = "ami-busybox" + unique("")
+    launcher = Launcher(lxc_driver, pool, image_id, bridge,     # type: ignore[arg-type]
+                        busybox_template.metadata)
+    try:
+        pool.create_base(image_id, populate_busybox(busybox_template))
+        yield launcher
+    finally:
+        for box in launcher.boxes:
+            lxc_driver.destroy(box.name)
+            pool.delete_root(box.name)
+        _gone(pool, source)
+
+
+def _boot(launch: Launcher, size: int) -> Box:
+    name = unique("i-s")
+    rootfs = launch.pool.create_root(name, Disk(pool="shared", source=launch.image_id, size=size),
+                                     IDMAP.host_uid, IDMAP.host_gid)
+    spec = busybox_spec(name, launch.image_id, hostname=unique("bb-"),
+                        limits=Limits(vcpus=1, memory=128 * MiB, swap=0, pids=256, disk=size),
+                        halt_signal=launch.metadata.get("halt_signal"))
+    box = Box(spec, rootfs, launch.driver)
+    launch.boxes.append(box)
+    launch.driver.create(spec, rootfs)
+    launch.driver.start(box.name)
+    return box
+
+
+def _sh(box: Box, script: str) -> tuple[int, str]:
+    r = box.driver.exec(box.name, ["sh", "-c", script])
+    return r.exit_code, (r.stdout + r.stderr).decode()
+
+
+def test_an_instance_on_the_shared_pool_sees_its_limit(shared_launch: Launcher) -> None:
+    """Inside, `df /` shows the root's limit and writing past it fails with EDQUOT."""
+    box = _boot(shared_launch, 48 * MiB)
+    code, out = _sh(box, "df -kP / | tail -1")
+    assert code == 0, out
+    assert int(out.split()[1]) * 1024 == 48 * MiB, out
+    code, out = _sh(box, "echo hello > /etc/own && cat /etc/own && rm /bin/vi && "
+                         "mkdir -p /usr/new && echo n > /usr/new/f")
+    assert code == 0 and "hello" in out, out                 # the overlay works over CephFS
+    code, out = _sh(box, "dd if=/dev/zero of=/big bs=1M count=300 conv=fsync")
+    assert code != 0 and "Disk quota exceeded" in out, out
+    code, out = _sh(box, "ls -l /big")
+    assert code == 0 and int(out.split()[4]) < 300 * MiB, out
+    _sh(box, "rm /big")
+    pool = shared_launch.pool
+    assert isinstance(pool, SharedPool)
+    with pytest.raises(InUse):
+        _snapshot_then_restore(pool, box)
+    box.driver.stop(box.name, force=True)
+    with pool.root_tree(box.name) as tree:
+        assert (tree / "etc/own").read_text() == "hello\n" and not (tree / "bin/vi").exists()
+
+
+def _snapshot_then_restore(pool: SharedPool, box: Box) -> None:
+    box.driver.freeze(box.name)
+    try:
+        pool.create_snapshot(SnapshotOf.ROOT, box.name, "s1")
+    finally:
+        box.driver.unfreeze(box.name)
+    pool.restore_snapshot(SnapshotOf.ROOT, box.name, "s1")     # refused: it runs
