@@ -72,9 +72,9 @@ from lxcloud.drivers.storage.base import (
 )
 from lxcloud.drivers.storage.quota import copy_tree, fmt_bytes, rmtree
 
-SUBDIRS = ("bases", "instances", "volumes", "snapshots", "locks", "tmp", "empty")
-OVERLAY_WORKDIR = "work"
-LOWER_MARK = "lower"
+SUBDIRS = ("bases", "instances", "volumes", "snapshots", "locks", "tmp")
+ROOTFS = "rootfs"
+IMAGE_MARK = "image"
 QUOTA_XATTR = "ceph.quota.max_bytes"
 CEPH_PROBE_XATTR = "ceph.dir.rbytes"
 CEPH_FUSE_FSTYPE = "fuse.ceph-fuse"
@@ -92,11 +92,6 @@ def _host(fn: F) -> F:
         except OSError as e:
             raise DriverError(f"{fn.__name__.replace('_', ' ')}: {e}") from e
     return cast(F, wrapper)
-
-
-def _overlay_escape(p: Path) -> str:
-    # overlayfs splits lowerdir on ':' and the options on ','
-    return str(p).replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
 
 
 def _used(path: Path) -> int:
@@ -149,7 +144,7 @@ class SharedPool:
         self.cephfs = False             # quotas by xattr
         self.ceph_snaps = False         # .snap directories
         self.subtree = False            # roots mounted as their own ceph-fuse subtree
-        self.caps = StorageCaps(copy_on_write=True, snapshots=True, volumes=True, remote=True,
+        self.caps = StorageCaps(copy_on_write=False, snapshots=True, volumes=True, remote=True,
                                 quota_note="the pool is not made real yet (ensure)")
 
     # --- the pool
@@ -164,7 +159,6 @@ class SharedPool:
         # traversable by the containers' mapped root (it is not root on the host)
         for p in (self.path, *(self.path / s for s in ("bases", "instances", "volumes"))):
             p.chmod(0o711)
-        (self.path / "empty").chmod(0o755)
         self.local.mkdir(parents=True, exist_ok=True)
         self.local.chmod(0o711)
         mountpoint, fstype, _ = loop.filesystem_of(self.path)
@@ -177,7 +171,7 @@ class SharedPool:
                     "(it uses CephFS's ceph.quota.max_bytes): disk limits are not enforced")
         elif not self.subtree:
             note = ""       # enforced; df inside shows the whole filesystem
-        self.caps = StorageCaps(copy_on_write=True, quota=self.cephfs, quota_note=note,
+        self.caps = StorageCaps(copy_on_write=False, quota=self.cephfs, quota_note=note,
                                 quota_visible=self.subtree, online_resize=self.cephfs,
                                 snapshots=True, cow_snapshots=self.ceph_snaps, volumes=True,
                                 remote=True)
@@ -326,7 +320,7 @@ class SharedPool:
              self._ceph_path(area), str(mp)], timeout=MOUNT_TIMEOUT)
         wait_until(lambda: loop.is_mounted(mp), MOUNT_TIMEOUT, f"the ceph-fuse mount at {mp}")
         # a FUSE mount's root is inode 1: compare a file below it (every root has its mark)
-        if os.stat(mp / LOWER_MARK).st_ino != os.stat(area / LOWER_MARK).st_ino:
+        if os.stat(mp / IMAGE_MARK).st_ino != os.stat(area / IMAGE_MARK).st_ino:
             self._unmount(mp)
             raise DriverError(f"the ceph-fuse mount of {area} at {mp} shows another directory: "
                               "the pool's source must be on a ceph-fuse mount of the "
@@ -365,45 +359,40 @@ class SharedPool:
 
     def _root(self, instance_id: str) -> Path:
         area = self.instance_path(instance_id)
-        if not (area / LOWER_MARK).is_file():
+        if not (area / IMAGE_MARK).is_file():
             raise NotFound(f"instance root {instance_id} does not exist", resource="instance")
         return area
 
-    def _lower_of(self, tree: Path) -> Path:
-        image_id = (tree / LOWER_MARK).read_text().strip()
-        return self.base_path(image_id) if image_id else self.path / "empty"
-
     def _rootfs(self, instance_id: str) -> RootfsSpec:
-        area = self.instance_path(instance_id)
-        return RootfsSpec(kind="overlay", path=self._view(instance_id) / "upper",
-                          lower=self._lower_of(area))
-
-    def _make_area(self, area: Path, size: int, uid: int, gid: int, mode: int,
-                   dirs: Sequence[str]) -> None:
-        """Fill the new (just made) directory of a root: its limit and its dirs."""
-        self._set_limit(area, size if self.caps.quota else 0)
-        for d in dirs:
-            (area / d).mkdir()
-            os.chown(area / d, uid, gid)
-        if "upper" in dirs:
-            (area / "upper").chmod(mode)
+        return RootfsSpec(kind="dir", path=self._view(instance_id) / ROOTFS)
 
     def _remove_area(self, area: Path, what: str) -> None:
         self._drop_ceph_snapshots(area)
         rmtree(area, what)
 
     def _make_root(self, instance_id: str, size: int, image_id: str, uid: int, gid: int,
-                   mode: int, fill: Populate | None = None) -> RootfsSpec:
+                   fill: Populate | None = None) -> RootfsSpec:
+        """A root holding a copy of the image's base (or what `fill` puts in it)."""
         area = self.instance_path(instance_id)
         if area.exists():
             raise Conflict(f"instance root {instance_id} exists", resource="instance")
+        what = f"the root of {instance_id}"
+        base = self.base_path(image_id) if image_id else None
+        if base is not None and self.caps.quota and size and _used(base) > size:
+            raise InvalidInput(f"image {image_id} needs {fmt_bytes(_used(base))}: more than "
+                               f"{what}'s limit {fmt_bytes(size)}", size=size)
         area.mkdir(mode=0o711)
         with Reverter() as rev:
-            rev.add(lambda: self._remove_area(area, f"the root of {instance_id}"))
-            self._make_area(area, size, uid, gid, mode, ("upper", OVERLAY_WORKDIR))
+            rev.add(lambda: self._remove_area(area, what))
+            self._set_limit(area, size if self.caps.quota else 0)
+            if base is not None:
+                copy_tree(base, area / ROOTFS)
+            else:
+                (area / ROOTFS).mkdir(mode=0o755)
+            os.chown(area / ROOTFS, uid, gid)
             if fill is not None:
-                fill(area / "upper")
-            (area / LOWER_MARK).write_text(image_id + "\n")   # last: the root is complete
+                fill(area / ROOTFS)
+            (area / IMAGE_MARK).write_text(image_id + "\n")   # last: the root is complete
             rev.add(lambda: self._release(instance_id))
             spec = self._rootfs(instance_id)
             rev.success()
@@ -425,18 +414,17 @@ class SharedPool:
                     gid: int = 100000) -> RootfsSpec:
         image_id = root_source(disk)
         area = self.instance_path(instance_id)
-        if (area / LOWER_MARK).is_file():      # idempotent: mounted here again if need be
+        if (area / IMAGE_MARK).is_file():      # idempotent: mounted here again if need be
             if self.caps.quota and self._limit(area) != disk.size:
                 self._resize(area, disk.size, f"the root of {instance_id}")
             return self._rootfs(instance_id)
         base = self.base_path(image_id)
         if not base.is_dir():
             raise NotFound(f"image {image_id} has no base in pool {self.path}", resource="image")
-        return self._make_root(instance_id, disk.size, image_id, uid, gid,
-                               base.stat().st_mode & 0o7777)
+        return self._make_root(instance_id, disk.size, image_id, uid, gid)
 
     def has_root(self, instance_id: str) -> bool:
-        return (self.instance_path(instance_id) / LOWER_MARK).is_file()
+        return (self.instance_path(instance_id) / IMAGE_MARK).is_file()
 
     def _check_unused(self, upper_dirs: Sequence[Path], what: str) -> None:
         """InUse while a running instance on this host mounts the root (or the volume)."""
@@ -448,7 +436,7 @@ class SharedPool:
                                 "first", pid=users[0])
 
     def _root_users(self, instance_id: str) -> list[Path]:
-        return [self._mountpoint(instance_id) / "upper", self.instance_path(instance_id) / "upper"]
+        return [self._mountpoint(instance_id) / ROOTFS, self.instance_path(instance_id) / ROOTFS]
 
     @_host
     def delete_root(self, instance_id: str) -> None:
@@ -465,7 +453,7 @@ class SharedPool:
 
     @_host
     def root_usage(self, instance_id: str) -> int:
-        return _used(self._root(instance_id) / "upper")
+        return _used(self._root(instance_id) / ROOTFS)
 
     @_host
     def resize_root(self, instance_id: str, size: int) -> None:
@@ -498,9 +486,6 @@ class SharedPool:
         with Reverter() as rev:
             self._copy_area(src, area, disk.size, what)
             rev.add(lambda: self._remove_area(area, what))
-            (area / OVERLAY_WORKDIR).mkdir(exist_ok=True)
-            upper = (area / "upper").stat()
-            os.chown(area / OVERLAY_WORKDIR, upper.st_uid, upper.st_gid)
             rev.add(lambda: self._release(instance_id))
             spec = self._rootfs(instance_id)
             rev.success()
@@ -509,25 +494,18 @@ class SharedPool:
     @_host
     def import_root(self, instance_id: str, disk: Disk, populate: Populate, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
-        return self._make_root(instance_id, disk.size, "", uid, gid, 0o755, populate)
+        return self._make_root(instance_id, disk.size, "", uid, gid, populate)
 
     def root_tree(self, instance_id: str,
                   snapshot: str | None = None) -> AbstractContextManager[Path]:
         src = self._root(instance_id) if snapshot is None \
             else self._snapshot(SnapshotOf.ROOT, instance_id, snapshot)
-        return self._merged(src)
+        return self._tree(src / ROOTFS)
 
     @contextmanager
-    def _merged(self, tree: Path) -> Iterator[Path]:
-        upper, lower = tree / "upper", self._lower_of(tree)
-        # an unprivileged instance's overlay wrote user.overlay.* xattrs, a privileged one
-        # trusted.overlay.*: read them the same way (whiteouts are honoured either way)
-        userxattr = upper.stat().st_uid != 0
-        opts = f"lowerdir={_overlay_escape(upper)}:{_overlay_escape(lower)}" \
-            + (",userxattr" if userxattr else "")
-        with loop.mounted_on_scratch(self.local / "tmp", lambda mp: loop.mount_fs(
-                "overlay", mp, "overlay", readonly=True, options=opts)) as mp:
-            yield mp
+    def _tree(self, tree: Path) -> Iterator[Path]:
+        # the root is a whole tree: nothing to merge (a snapshot's is read-only by CephFS)
+        yield tree
 
     # --- volumes
     def _volume(self, volume_id: str) -> Path:
@@ -670,7 +648,7 @@ class SharedPool:
         if of is SnapshotOf.ROOT:
             what = f"the root of {target_id}"
             self._check_unused(self._root_users(target_id), what)
-            entries = ["upper", LOWER_MARK]
+            entries = [ROOTFS, IMAGE_MARK]
         else:
             what = f"volume {target_id}"
             self._check_unused([area], what)
@@ -719,14 +697,14 @@ class SharedPool:
             raise Conflict(f"snapshot {snapshot_id} of {instance_id} exists", resource="snapshot")
         dest = self._copied(SnapshotOf.ROOT, instance_id, snapshot_id)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        upper = (area / "upper").stat()
+        top = (area / ROOTFS).stat()
         tmp = dest.with_name(f".tmp-{snapshot_id}-{uuid.uuid4().hex[:8]}")
         with Reverter() as rev:
             rev.add(lambda: rmtree(tmp, str(tmp)))
             tmp.mkdir(mode=0o711)
-            (tmp / "upper").mkdir(mode=0o755)
-            os.chown(tmp / "upper", upper.st_uid, upper.st_gid)
-            (tmp / LOWER_MARK).write_text("\n")
-            populate(tmp / "upper")
+            (tmp / ROOTFS).mkdir(mode=0o755)
+            os.chown(tmp / ROOTFS, top.st_uid, top.st_gid)
+            (tmp / IMAGE_MARK).write_text("\n")
+            populate(tmp / ROOTFS)
             os.rename(tmp, dest)
             rev.success()
