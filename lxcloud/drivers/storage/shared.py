@@ -5,14 +5,22 @@ instance's root, its volumes and their snapshots can be used from any host witho
 Everything lives in the shared directory and nothing but ids is stored in it (no host paths, no
 loop devices): a second host mounting the same directory sees the same pool.
 
-  bases/<image_id>/            unpacked once, read-only by convention (the overlay's lower dir)
-  empty/                       the lower dir of roots imported whole
+  bases/<image_id>/            unpacked once, read-only by convention
   instances/<id>/              one directory per root, its limit on it (below)
-      upper/ work/             the overlay's upper and work dirs (liblxc: dirname(upper)/work)
-      lower                    the image id the root is a layer over ("" when imported whole)
+      rootfs/                  the instance's whole root tree (an LXC "dir" root)
+      image                    the image id it was made from ("" when imported whole)
   volumes/<vol>/               a volume's top directory, its limit on it
   snapshots/<root|volume>/<target>/<snap>/   snapshots kept as copies (below)
-  locks/ tmp/                  flocks (shared: the filesystem's own locks); scratch
+  locks/ tmp/                  flocks (the shared filesystem's own locks); scratch
+
+Why a root is a whole tree, not an overlay layer (`caps.copy_on_write` False). Overlayfs
+refuses an upper dir on a "remote" filesystem (FUSE, NFS: dentries that revalidate) unless it
+supports RENAME_WHITEOUT, d_type and xattrs ("upper fs missing required features"); ceph-fuse
+16 has no RENAME_WHITEOUT. So a root starts as a copy of its image's base, made in its own
+directory: the launch costs a copy of the base (the price of every host seeing the root as
+plain files). The alternative, an ext4 image per root on the shared filesystem loop-mounted
+by the host that uses it, keeps copy-on-write but hides the data from other hosts until they
+mount it; the "dir" pool already does that over any source directory.
 
 Disk limits. On CephFS (found by its `ceph.dir.rbytes` xattr) each root and volume directory
 carries `ceph.quota.max_bytes`; writing past it fails with EDQUOT ("Disk quota exceeded"). The
@@ -20,24 +28,27 @@ clients enforce it and learn usage from the MDS with a lag, so a writer may over
 MiB before the error. Elsewhere there is no quota mechanism the pool can use: `caps.quota` is
 False and `caps.quota_note` says so; sizes are then ignored and resizes are Unsupported.
 
-`df /` inside. Overlayfs reports its upper dir's filesystem, and a ceph-fuse client reports the
-quota of its mount's root as the size (`client quota df`). So on CephFS through ceph-fuse each
-root's directory is mounted on this host with its own ceph-fuse of that subtree
-(`ceph-fuse -r /…/instances/<id> <local>/roots/<id>`), and the root's upper dir is taken from
-there: `df /` inside shows the root's limit. The subtree mounts are host-local (`local`, default
+`df /` inside. A ceph-fuse client reports the quota of its mount's root as the filesystem's
+size (`client quota df`). So on CephFS through ceph-fuse each root's directory is mounted on
+the host using it with its own ceph-fuse of that subtree (`ceph-fuse -r /…/instances/<id>
+<local>/roots/<id>`), and the instance's root is that mount's rootfs/: `df /` inside shows the
+root's limit. The subtree mounts are host-local (`local`, default
 /run/lxcloud/shared/<pool>-<hash>), made again by whoever uses the root (create_root is
-idempotent: the same call on a second host, or after a reboot, mounts it there); each is one
-ceph-fuse process (~30 MiB) per root in use on the host. The source must be a ceph-fuse mount of
-the filesystem's root (the subtree's path is the source's path below that mount point; checked
-by inode after mounting); ceph-fuse finds its cluster as the host's other Ceph clients do
-(/etc/ceph, CEPH_CONF, CEPH_ARGS) or through `ceph_args`. Volumes are used straight from the
-shared directory: their limit is enforced, but `df` in a volume shows the whole filesystem.
+idempotent: the same call on a second host, or after a reboot, mounts it there; `release_root`
+and `release` let go of them); each is one ceph-fuse process per root in use on the host. The
+source must be on a ceph-fuse mount of the filesystem's root (the subtree's path is the
+source's path below that mount point; checked by inode after mounting); ceph-fuse finds its
+cluster as the host's other Ceph clients do (/etc/ceph, CEPH_CONF, CEPH_ARGS) or through
+`ceph_args`. Volumes are used straight from the shared directory: their limit is enforced, but
+`df` in a volume shows the whole filesystem. Only one host uses a root at a time (the cluster's
+rule); a root in use is seen as such only by the host running it.
 
-Snapshots. On CephFS where snapshots are enabled, a snapshot is CephFS's own (`mkdir
-<dir>/.snap/<snap>`: copy-on-write, made by the cluster, seen by every host). Restoring any one
-copies it back (with the limit lifted for the moment, so old and new fit side by side) and swaps
-it in. Elsewhere, and for snapshots brought in by `import_snapshot` (a tree that was never the
-root), a snapshot is a copy under snapshots/ (reflinked where the filesystem can).
+Snapshots. On CephFS where snapshots are enabled (probed at `ensure`), a snapshot is CephFS's
+own (`mkdir <dir>/.snap/<snap>`: copy-on-write, made by the cluster, seen by every host).
+Restoring any one copies it back (with the limit lifted for the moment, so old and new fit side
+by side) and swaps it in. Elsewhere, and for snapshots brought in by `import_snapshot` (a tree
+that was never the root), a snapshot is a copy under snapshots/ (reflinked where the filesystem
+can).
 """
 
 from __future__ import annotations

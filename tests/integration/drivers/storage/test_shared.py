@@ -55,18 +55,32 @@ def _gone(pool: SharedPool, source: Path) -> None:
     shutil.rmtree(source, ignore_errors=True)
 
 
-@pytest.fixture
-def pool(cephfs: CephFS, work_dir: Path) -> Iterator[SharedPool]:
+@pytest.fixture(params=["cephfs", "plain"])
+def pool(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[SharedPool]:
     """The storage contract's pool (tests/contracts/storage.py): a shared pool in a fresh
-    directory of the CephFS."""
-    source = cephfs.fresh_dir("contract-")
-    p = shared_pool(cephfs, source, work_dir / "host-a")
+    directory of the CephFS; or in a directory of the host's own filesystem (no quota
+    mechanism there: the pool says so, snapshots are copies)."""
+    if request.param == "cephfs":
+        cephfs: CephFS = request.getfixturevalue("cephfs")
+        source = cephfs.fresh_dir("contract-")
+        p = shared_pool(cephfs, source, work_dir / "host-a")
+    else:
+        source = work_dir / "plain"
+        source.mkdir()
+        p = SharedPool(PoolSpec("plain", "shared", source, source=str(source)),
+                       local=work_dir / "host-a")
+        p.ensure()
+        assert not p.caps.quota and "not enforced" in p.caps.quota_note
+        assert not p.caps.cow_snapshots and not p.caps.quota_visible and p.caps.remote
     yield p
     _gone(p, source)
 
 
-def test_the_pool_on_cephfs_declares_what_it_does(pool: SharedPool) -> None:
-    c = pool.caps
+def test_the_pool_on_cephfs_declares_what_it_does(cephfs: CephFS, work_dir: Path) -> None:
+    source = cephfs.fresh_dir("caps-")
+    p = shared_pool(cephfs, source, work_dir / "host-a")
+    c = p.caps
+    _gone(p, source)
     assert c.remote and c.quota and c.quota_visible and c.online_resize
     assert c.snapshots and c.cow_snapshots and c.volumes
     assert not c.copy_on_write          # a root is a whole tree (see the module's docstring)
@@ -110,7 +124,16 @@ def _write_until_edquot(path: Path, limit: int) -> int:
     return written
 
 
-def test_quota_is_enforced_and_shown(pool: SharedPool) -> None:
+def test_quota_is_enforced_and_shown(cephfs: CephFS, work_dir: Path) -> None:
+    source = cephfs.fresh_dir("quota-")
+    pool = shared_pool(cephfs, source, work_dir / "host-a")
+    try:
+        _quota_is_enforced_and_shown(pool)
+    finally:
+        _gone(pool, source)
+
+
+def _quota_is_enforced_and_shown(pool: SharedPool) -> None:
     pool.create_base("ami-q", lambda d: (d / "marker").write_text("base\n"))
     rootfs = pool.create_root("i-q", Disk(pool="shared", source="ami-q", size=32 * MiB),
                               IDMAP.host_uid, IDMAP.host_gid)
