@@ -327,15 +327,23 @@ class SharedPool:
         mp.mkdir(parents=True, exist_ok=True)
         (self.local / "run").mkdir(exist_ok=True)
         pidfile = self.local / "run" / f"{mp.name}.pid"
-        run(["ceph-fuse", *self.ceph_args, "--pid-file", str(pidfile), "-r",
-             self._ceph_path(area), str(mp)], timeout=MOUNT_TIMEOUT)
-        wait_until(lambda: loop.is_mounted(mp), MOUNT_TIMEOUT, f"the ceph-fuse mount at {mp}")
-        # a FUSE mount's root is inode 1: compare a file below it (every root has its mark)
-        if os.stat(mp / IMAGE_MARK).st_ino != os.stat(area / IMAGE_MARK).st_ino:
-            self._unmount(mp)
-            raise DriverError(f"the ceph-fuse mount of {area} at {mp} shows another directory: "
-                              "the pool's source must be on a ceph-fuse mount of the "
-                              "filesystem's root")
+        try:
+            run(["ceph-fuse", *self.ceph_args, "--pid-file", str(pidfile), "-r",
+                 self._ceph_path(area), str(mp)], timeout=MOUNT_TIMEOUT)
+            wait_until(lambda: loop.is_mounted(mp), MOUNT_TIMEOUT,
+                       f"the ceph-fuse mount at {mp}")
+            # a FUSE mount's root is inode 1: compare a file below it (every root has its mark)
+            if os.stat(mp / IMAGE_MARK).st_ino != os.stat(area / IMAGE_MARK).st_ino:
+                raise DriverError(f"the ceph-fuse mount of {area} at {mp} shows another "
+                                  "directory: the pool's source must be on a ceph-fuse mount "
+                                  "of the filesystem's root")
+        except BaseException:
+            if loop.is_mounted(mp):
+                self._unmount(mp)
+            else:
+                pidfile.unlink(missing_ok=True)
+                mp.rmdir()
+            raise
 
     def _unmount(self, mp: Path) -> None:
         """Unmount a subtree mount and wait for its ceph-fuse to exit."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lxcloud.core.errors import InUse
+from lxcloud.core.errors import DriverError, InUse, InvalidInput
 from lxcloud.core.instance import Disk
 from lxcloud.core.instance_types import Limits
 from lxcloud.drivers.compute.lxc import LxcDriver
@@ -267,6 +267,11 @@ def test_an_instance_on_the_shared_pool_sees_its_limit(shared_launch: Launcher) 
     _sh(box, "rm /big")
     pool = shared_launch.pool
     assert isinstance(pool, SharedPool)
+    pool.resize_root(box.name, 96 * MiB)                     # online: df inside follows
+    wait_for(lambda: int(_sh(box, "df -kP / | tail -1")[1].split()[1]) * 1024 == 96 * MiB, 30,
+             "df inside showing the new limit")
+    with pytest.raises(DriverError, match=box.name):
+        pool.delete_root(box.name)                           # refused while it runs
     with pytest.raises(InUse):
         _snapshot_then_restore(pool, box)
     box.driver.stop(box.name, force=True)
@@ -281,3 +286,30 @@ def _snapshot_then_restore(pool: SharedPool, box: Box) -> None:
     finally:
         box.driver.unfreeze(box.name)
     pool.restore_snapshot(SnapshotOf.ROOT, box.name, "s1")     # refused: it runs
+
+
+def test_failures_midway_leave_nothing(cephfs: CephFS, work_dir: Path) -> None:
+    source = cephfs.fresh_dir("fail-")
+    pool = shared_pool(cephfs, source, work_dir / "host-a")
+    try:
+        pool.create_base("ami-f", lambda d: (d / "big").write_bytes(b"x" * (20 * MiB)))
+
+        def listing() -> list[str]:
+            return sorted(str(p.relative_to(source)) for p in source.rglob("*")
+                          if not p.is_relative_to(source / "locks"))
+
+        before = listing()
+        with pytest.raises(InvalidInput, match="needs"):      # the image does not fit the limit
+            pool.create_root("i-f", Disk(pool="shared", source="ami-f", size=16 * MiB))
+        assert listing() == before and not pool.has_root("i-f")
+        # the host cannot mount the root's subtree (no cluster to reach): nothing is left
+        broken = SharedPool(pool.spec, local=work_dir / "host-x",
+                            ceph_args=("--conf", str(work_dir / "no-such.conf")))
+        broken.ensure()
+        with pytest.raises(DriverError):
+            broken.create_root("i-m", Disk(pool="shared", source="ami-f", size=64 * MiB))
+        assert listing() == before and not loop.mounts_under(work_dir / "host-x")
+        assert not list((work_dir / "host-x").rglob("i-m*"))
+        broken.release()
+    finally:
+        _gone(pool, source)
