@@ -313,3 +313,20 @@ def test_failures_midway_leave_nothing(cephfs: CephFS, work_dir: Path) -> None:
         broken.release()
     finally:
         _gone(pool, source)
+
+
+def test_a_pool_in_its_own_dir_of_the_source_removes_only_its_own(work_dir: Path) -> None:
+    """As the pool service lays it out (source/lxcloud-<cloud>-<name>): the operator's files
+    in the source stay; no mount is left."""
+    src = work_dir / "operator"
+    src.mkdir()
+    (src / "theirs").write_text("keep me")
+    pool = SharedPool(PoolSpec("sp", "shared", src / "lxcloud-c1-sp", source=str(src)),
+                      local=work_dir / "host-a")
+    assert pool.path == src / "lxcloud-c1-sp"
+    pool.ensure()
+    pool.create_base("ami-1", lambda d: (d / "f").write_text("x"))
+    pool.create_root("i-1", Disk(pool="sp", source="ami-1"))
+    pool.create_volume("vol-1", 0)
+    pool.teardown()
+    assert sorted(os.listdir(src)) == ["theirs"] and not (work_dir / "host-a").exists()
