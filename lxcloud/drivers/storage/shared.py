@@ -20,7 +20,10 @@ supports RENAME_WHITEOUT, d_type and xattrs ("upper fs missing required features
 directory: the launch costs a copy of the base (the price of every host seeing the root as
 plain files). The alternative, an ext4 image per root on the shared filesystem loop-mounted
 by the host that uses it, keeps copy-on-write but hides the data from other hosts until they
-mount it; the "dir" pool already does that over any source directory.
+mount it; the "dir" pool already does that over any source directory. Measured here (one-node
+Ceph, ceph-fuse): a busybox root (2 MB, ~400 entries) takes ~2.7 s to copy, all in metadata
+round trips; mounting an existing root's subtree again ~50 ms; a snapshot ~10 ms; a restore of
+that root ~3.9 s; each subtree ceph-fuse ~17 MiB RSS.
 
 Disk limits. On CephFS (found by its `ceph.dir.rbytes` xattr) each root and volume directory
 carries `ceph.quota.max_bytes`; writing past it fails with EDQUOT ("Disk quota exceeded"). The
