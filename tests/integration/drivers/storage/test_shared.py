@@ -15,6 +15,7 @@ import pytest
 from lxcloud.core.errors import DriverError, InUse, InvalidInput
 from lxcloud.core.instance import Disk
 from lxcloud.core.instance_types import Limits
+from lxcloud.drivers.compute.base import Mount
 from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.storage import loop
 from lxcloud.drivers.storage.base import PoolSpec, SnapshotOf
@@ -232,7 +233,7 @@ def shared_launch(cephfs: CephFS, work_dir: Path, lxc_driver: LxcDriver, bridge:
         _gone(pool, source)
 
 
-def _boot(launch: Launcher, size: int) -> Box:
+def _boot(launch: Launcher, size: int, mounts: tuple[Mount, ...] = ()) -> Box:
     name = unique("i-s")
     rootfs = launch.pool.create_root(name, Disk(pool="shared", source=launch.image_id, size=size),
                                      IDMAP.host_uid, IDMAP.host_gid)
@@ -241,7 +242,7 @@ def _boot(launch: Launcher, size: int) -> Box:
                         halt_signal=launch.metadata.get("halt_signal"))
     box = Box(spec, rootfs, launch.driver)
     launch.boxes.append(box)
-    launch.driver.create(spec, rootfs)
+    launch.driver.create(spec, rootfs, mounts)
     launch.driver.start(box.name)
     return box
 
@@ -330,3 +331,24 @@ def test_a_pool_in_its_own_dir_of_the_source_removes_only_its_own(work_dir: Path
     pool.create_volume("vol-1", 0)
     pool.teardown()
     assert sorted(os.listdir(src)) == ["theirs"] and not (work_dir / "host-a").exists()
+
+
+def test_a_volume_of_the_shared_pool_in_an_instance(shared_launch: Launcher, cephfs: CephFS,
+                                                    work_dir: Path) -> None:
+    """A volume bind-mounted into a running instance: written inside, limited (EDQUOT inside),
+    and what it holds read through another mount of the filesystem."""
+    pool = shared_launch.pool
+    assert isinstance(pool, SharedPool)
+    vol = pool.create_volume("vol-in", 24 * MiB, IDMAP.host_uid, IDMAP.host_gid)
+    box = _boot(shared_launch, 0, (Mount(vol, "/media/vol-in"),))
+    code, out = _sh(box, "echo inside > /media/vol-in/note && ls -ln /media/vol-in/note")
+    assert code == 0 and " 0 " in out, out                    # owned by the instance's root
+    code, out = _sh(box, "dd if=/dev/zero of=/media/vol-in/big bs=1M count=200 conv=fsync")
+    assert code != 0 and "Disk quota exceeded" in out, out
+    _sh(box, "rm /media/vol-in/big")
+    other = cephfs.cluster.mount(work_dir / "other")     # another client of the filesystem
+    try:
+        assert (other / vol.relative_to(cephfs.mount) / "note").read_text() == "inside\n"
+    finally:
+        cephfs.cluster.unmount(other)
+    assert not loop.is_mounted(other)
