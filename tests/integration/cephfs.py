@@ -271,6 +271,15 @@ class CephCluster:
                     p.wait(STOP_TIMEOUT)
         shutil.rmtree(self.base, ignore_errors=True)
 
+    def leftovers(self, pids: list[int]) -> list[str]:
+        """What of `pids` still runs and what is still mounted under the base dir."""
+        alive = [f"pid {p}" for p in pids if Path(f"/proc/{p}").exists()
+                 and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        return alive + [f"mount {m}" for m in loop.mounts_under(self.base.parent)]
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.daemons.values()] + [m.proc.pid for m in self.mounts]
+
     def __enter__(self) -> CephCluster:
         return self
 
@@ -300,8 +309,11 @@ def cephfs_session() -> Iterator[CephFS]:
     base.chmod(0o711)
     with CephCluster.start(base / "cluster") as cluster:
         mnt = cluster.mount(base / "mnt")
+        pids = cluster.pids()
         try:
             yield CephFS(cluster, mnt)
         finally:
             cluster.stop()
+    left = cluster.leftovers(pids)
     shutil.rmtree(base, ignore_errors=True)
+    assert not left, f"the Ceph fixture left {left}"

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lxcloud.core.errors import InUse
+from lxcloud.core.errors import DriverError, InUse, InvalidInput
 from lxcloud.core.instance import Disk
 from lxcloud.core.instance_types import Limits
+from lxcloud.drivers.compute.base import Mount
+from lxcloud.drivers.compute.lxc import LxcDriver
 from lxcloud.drivers.storage import loop
 from lxcloud.drivers.storage.base import PoolSpec, SnapshotOf
 from lxcloud.drivers.storage.registry import get_storage_driver
@@ -54,20 +56,35 @@ def _gone(pool: SharedPool, source: Path) -> None:
     shutil.rmtree(source, ignore_errors=True)
 
 
-@pytest.fixture
-def pool(cephfs: CephFS, work_dir: Path) -> Iterator[SharedPool]:
+@pytest.fixture(params=["cephfs", "plain"])
+def pool(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[SharedPool]:
     """The storage contract's pool (tests/contracts/storage.py): a shared pool in a fresh
-    directory of the CephFS."""
-    source = cephfs.fresh_dir("contract-")
-    p = shared_pool(cephfs, source, work_dir / "host-a")
+    directory of the CephFS; or in a directory of the host's own filesystem (no quota
+    mechanism there: the pool says so, snapshots are copies)."""
+    if request.param == "cephfs":
+        cephfs: CephFS = request.getfixturevalue("cephfs")
+        source = cephfs.fresh_dir("contract-")
+        p = shared_pool(cephfs, source, work_dir / "host-a")
+    else:
+        source = work_dir / "plain"
+        source.mkdir()
+        p = SharedPool(PoolSpec("plain", "shared", source, source=str(source)),
+                       local=work_dir / "host-a")
+        p.ensure()
+        assert not p.caps.quota and "not enforced" in p.caps.quota_note
+        assert not p.caps.cow_snapshots and not p.caps.quota_visible and p.caps.remote
     yield p
     _gone(p, source)
 
 
-def test_the_pool_on_cephfs_declares_what_it_does(pool: SharedPool) -> None:
-    c = pool.caps
+def test_the_pool_on_cephfs_declares_what_it_does(cephfs: CephFS, work_dir: Path) -> None:
+    source = cephfs.fresh_dir("caps-")
+    p = shared_pool(cephfs, source, work_dir / "host-a")
+    c = p.caps
+    _gone(p, source)
     assert c.remote and c.quota and c.quota_visible and c.online_resize
-    assert c.snapshots and c.cow_snapshots and c.volumes and c.copy_on_write
+    assert c.snapshots and c.cow_snapshots and c.volumes
+    assert not c.copy_on_write          # a root is a whole tree (see the module's docstring)
 
 
 def test_the_registry_names_it(cephfs: CephFS) -> None:
@@ -108,7 +125,16 @@ def _write_until_edquot(path: Path, limit: int) -> int:
     return written
 
 
-def test_quota_is_enforced_and_shown(pool: SharedPool) -> None:
+def test_quota_is_enforced_and_shown(cephfs: CephFS, work_dir: Path) -> None:
+    source = cephfs.fresh_dir("quota-")
+    pool = shared_pool(cephfs, source, work_dir / "host-a")
+    try:
+        _quota_is_enforced_and_shown(pool)
+    finally:
+        _gone(pool, source)
+
+
+def _quota_is_enforced_and_shown(pool: SharedPool) -> None:
     pool.create_base("ami-q", lambda d: (d / "marker").write_text("base\n"))
     rootfs = pool.create_root("i-q", Disk(pool="shared", source="ami-q", size=32 * MiB),
                               IDMAP.host_uid, IDMAP.host_gid)
@@ -124,3 +150,205 @@ def test_quota_is_enforced_and_shown(pool: SharedPool) -> None:
     pool.resize_root("i-q", 64 * MiB)                      # online: the limit and df follow
     wait_for(lambda: os.statvfs(rootfs.path).f_blocks * os.statvfs(rootfs.path).f_frsize
              == 64 * MiB, 30, "df showing the new limit")
+
+
+def _fill(dest: Path) -> None:
+    (dest / "marker").write_text("base\n")
+
+
+def test_a_second_host_sees_the_same_pool(cephfs: CephFS, work_dir: Path) -> None:
+    """A second ceph-fuse mount of the same filesystem stands in for a second host: a second
+    driver over the same directory through it sees the bases, roots, volumes and snapshots the
+    first made, and data written through one mount is read through the other."""
+    source = cephfs.fresh_dir("two-")
+    a = shared_pool(cephfs, source, work_dir / "host-a")
+    other = cephfs.cluster.mount(work_dir / "host-b-mnt")
+    b: SharedPool | None = None
+    try:
+        a.create_base("ami-2", _fill)
+        ra = a.create_root("i-2", Disk(pool="shared", source="ami-2", size=32 * MiB),
+                           IDMAP.host_uid, IDMAP.host_gid)
+        (ra.path / "own").write_bytes(b"v1")
+        vol = a.create_volume("vol-2", 16 * MiB, IDMAP.host_uid, IDMAP.host_gid)
+        (vol / "data").write_bytes(b"from a")
+        a.create_snapshot(SnapshotOf.ROOT, "i-2", "s1")
+        a.create_snapshot(SnapshotOf.VOLUME, "vol-2", "s1")
+        (ra.path / "own").write_bytes(b"v2")
+        a.release_root("i-2")                       # the instance leaves host A
+        assert not loop.mounts_under(a.local)
+
+        b = shared_pool(cephfs, other / source.relative_to(cephfs.mount), work_dir / "host-b")
+        assert b.path != a.path and b.caps == a.caps
+        assert b.has_base("ami-2") and b.has_root("i-2") and b.has_volume("vol-2")
+        assert b.has_snapshot(SnapshotOf.ROOT, "i-2", "s1")
+        assert b.has_snapshot(SnapshotOf.VOLUME, "vol-2", "s1")
+        rb = b.create_root("i-2", Disk(pool="shared", source="ami-2", size=32 * MiB),
+                           IDMAP.host_uid, IDMAP.host_gid)   # host B takes the root: no copy
+        assert rb.path.is_relative_to(b.local) and rb.kind == "dir"
+        assert (rb.path / "own").read_bytes() == b"v2"
+        st = os.statvfs(rb.path)
+        assert st.f_blocks * st.f_frsize == 32 * MiB          # the limit travels with it
+        (rb.path / "from-b").write_bytes(b"B")
+        with a.root_tree("i-2") as tree:                      # read back through mount A
+            assert (tree / "from-b").read_bytes() == b"B"
+            assert (tree / "marker").read_text() == "base\n"
+        with b.root_tree("i-2", "s1") as tree:                # A's snapshot, through mount B
+            assert (tree / "own").read_bytes() == b"v1"
+        assert (b.volume_path("vol-2") / "data").read_bytes() == b"from a"
+        (b.volume_path("vol-2") / "data").write_bytes(b"from b")
+        assert (vol / "data").read_bytes() == b"from b"
+        b.restore_snapshot(SnapshotOf.VOLUME, "vol-2", "s1")  # B restores A's snapshot
+        wait_for(lambda: (vol / "data").read_bytes() == b"from a", 30,
+                 "host A reading the restored volume")
+        b.release_root("i-2")
+        b.restore_snapshot(SnapshotOf.ROOT, "i-2", "s1")
+        with a.root_tree("i-2") as tree:
+            assert (tree / "own").read_bytes() == b"v1" and not (tree / "from-b").exists()
+        b.release()                                   # host B leaves; the data stays
+        assert not loop.mounts_under(b.local) and a.has_root("i-2")
+    finally:
+        if b is not None:
+            b.release()
+        cephfs.cluster.unmount(other)
+        _gone(a, source)
+    assert not loop.is_mounted(other)
+
+
+@pytest.fixture
+def shared_launch(cephfs: CephFS, work_dir: Path, lxc_driver: LxcDriver, bridge: BridgeNet,
+                  busybox_template: Template) -> Iterator[Launcher]:
+    """A Launcher of busybox containers whose roots are in a shared pool on the CephFS."""
+    source = cephfs.fresh_dir("boxes-")
+    pool = shared_pool(cephfs, source, work_dir / "host-a")
+    image_id = "ami-busybox" + unique("")
+    launcher = Launcher(lxc_driver, pool, image_id, bridge,     # type: ignore[arg-type]
+                        busybox_template.metadata)
+    try:
+        pool.create_base(image_id, populate_busybox(busybox_template))
+        yield launcher
+    finally:
+        for box in launcher.boxes:
+            lxc_driver.destroy(box.name)
+            pool.delete_root(box.name)
+        _gone(pool, source)
+
+
+def _boot(launch: Launcher, size: int, mounts: tuple[Mount, ...] = ()) -> Box:
+    name = unique("i-s")
+    rootfs = launch.pool.create_root(name, Disk(pool="shared", source=launch.image_id, size=size),
+                                     IDMAP.host_uid, IDMAP.host_gid)
+    spec = busybox_spec(name, launch.image_id, hostname=unique("bb-"),
+                        limits=Limits(vcpus=1, memory=128 * MiB, swap=0, pids=256, disk=size),
+                        halt_signal=launch.metadata.get("halt_signal"))
+    box = Box(spec, rootfs, launch.driver)
+    launch.boxes.append(box)
+    launch.driver.create(spec, rootfs, mounts)
+    launch.driver.start(box.name)
+    return box
+
+
+def _sh(box: Box, script: str) -> tuple[int, str]:
+    r = box.driver.exec(box.name, ["sh", "-c", script])
+    return r.exit_code, (r.stdout + r.stderr).decode()
+
+
+def test_an_instance_on_the_shared_pool_sees_its_limit(shared_launch: Launcher) -> None:
+    """Inside, `df /` shows the root's limit and writing past it fails with EDQUOT."""
+    box = _boot(shared_launch, 48 * MiB)
+    code, out = _sh(box, "df -kP / | tail -1")
+    assert code == 0, out
+    assert int(out.split()[1]) * 1024 == 48 * MiB, out
+    code, out = _sh(box, "echo hello > /etc/own && cat /etc/own && rm /bin/vi && "
+                         "mkdir -p /usr/new && echo n > /usr/new/f")
+    assert code == 0 and "hello" in out, out                 # the overlay works over CephFS
+    code, out = _sh(box, "dd if=/dev/zero of=/big bs=1M count=300 conv=fsync")
+    assert code != 0 and "Disk quota exceeded" in out, out
+    code, out = _sh(box, "ls -l /big")
+    assert code == 0 and int(out.split()[4]) < 300 * MiB, out
+    _sh(box, "rm /big")
+    pool = shared_launch.pool
+    assert isinstance(pool, SharedPool)
+    pool.resize_root(box.name, 96 * MiB)                     # online: df inside follows
+    wait_for(lambda: int(_sh(box, "df -kP / | tail -1")[1].split()[1]) * 1024 == 96 * MiB, 30,
+             "df inside showing the new limit")
+    with pytest.raises(DriverError, match=box.name):
+        pool.delete_root(box.name)                           # refused while it runs
+    with pytest.raises(InUse):
+        _snapshot_then_restore(pool, box)
+    box.driver.stop(box.name, force=True)
+    with pool.root_tree(box.name) as tree:
+        assert (tree / "etc/own").read_text() == "hello\n" and not (tree / "bin/vi").exists()
+
+
+def _snapshot_then_restore(pool: SharedPool, box: Box) -> None:
+    box.driver.freeze(box.name)
+    try:
+        pool.create_snapshot(SnapshotOf.ROOT, box.name, "s1")
+    finally:
+        box.driver.unfreeze(box.name)
+    pool.restore_snapshot(SnapshotOf.ROOT, box.name, "s1")     # refused: it runs
+
+
+def test_failures_midway_leave_nothing(cephfs: CephFS, work_dir: Path) -> None:
+    source = cephfs.fresh_dir("fail-")
+    pool = shared_pool(cephfs, source, work_dir / "host-a")
+    try:
+        pool.create_base("ami-f", lambda d: (d / "big").write_bytes(b"x" * (20 * MiB)))
+
+        def listing() -> list[str]:
+            return sorted(str(p.relative_to(source)) for p in source.rglob("*")
+                          if not p.is_relative_to(source / "locks"))
+
+        before = listing()
+        with pytest.raises(InvalidInput, match="needs"):      # the image does not fit the limit
+            pool.create_root("i-f", Disk(pool="shared", source="ami-f", size=16 * MiB))
+        assert listing() == before and not pool.has_root("i-f")
+        # the host cannot mount the root's subtree (no cluster to reach): nothing is left
+        broken = SharedPool(pool.spec, local=work_dir / "host-x",
+                            ceph_args=("--conf", str(work_dir / "no-such.conf")))
+        broken.ensure()
+        with pytest.raises(DriverError):
+            broken.create_root("i-m", Disk(pool="shared", source="ami-f", size=64 * MiB))
+        assert listing() == before and not loop.mounts_under(work_dir / "host-x")
+        assert not list((work_dir / "host-x").rglob("i-m*"))
+        broken.release()
+    finally:
+        _gone(pool, source)
+
+
+def test_a_pool_in_its_own_dir_of_the_source_removes_only_its_own(work_dir: Path) -> None:
+    """As the pool service lays it out (source/lxcloud-<cloud>-<name>): the operator's files
+    in the source stay; no mount is left."""
+    src = work_dir / "operator"
+    src.mkdir()
+    (src / "theirs").write_text("keep me")
+    pool = SharedPool(PoolSpec("sp", "shared", src / "lxcloud-c1-sp", source=str(src)),
+                      local=work_dir / "host-a")
+    assert pool.path == src / "lxcloud-c1-sp"
+    pool.ensure()
+    pool.create_base("ami-1", lambda d: (d / "f").write_text("x"))
+    pool.create_root("i-1", Disk(pool="sp", source="ami-1"))
+    pool.create_volume("vol-1", 0)
+    pool.teardown()
+    assert sorted(os.listdir(src)) == ["theirs"] and not (work_dir / "host-a").exists()
+
+
+def test_a_volume_of_the_shared_pool_in_an_instance(shared_launch: Launcher, cephfs: CephFS,
+                                                    work_dir: Path) -> None:
+    """A volume bind-mounted into a running instance: written inside, limited (EDQUOT inside),
+    and what it holds read through another mount of the filesystem."""
+    pool = shared_launch.pool
+    assert isinstance(pool, SharedPool)
+    vol = pool.create_volume("vol-in", 24 * MiB, IDMAP.host_uid, IDMAP.host_gid)
+    box = _boot(shared_launch, 0, (Mount(vol, "/media/vol-in"),))
+    code, out = _sh(box, "echo inside > /media/vol-in/note && ls -ln /media/vol-in/note")
+    assert code == 0 and " 0 " in out, out                    # owned by the instance's root
+    code, out = _sh(box, "dd if=/dev/zero of=/media/vol-in/big bs=1M count=200 conv=fsync")
+    assert code != 0 and "Disk quota exceeded" in out, out
+    _sh(box, "rm /media/vol-in/big")
+    other = cephfs.cluster.mount(work_dir / "other")     # another client of the filesystem
+    try:
+        assert (other / vol.relative_to(cephfs.mount) / "note").read_text() == "inside\n"
+    finally:
+        cephfs.cluster.unmount(other)
+    assert not loop.is_mounted(other)
