@@ -67,13 +67,14 @@ def web(cloud: Cloud) -> Iterator[str]:
                 cloud.cli("image", "delete", img["id"], check=False)
 
 
-def test_pool_create_list_show_delete_refused_while_in_use(cloud: Cloud) -> None:
+@pytest.mark.parametrize("driver", ["dir", "btrfs"])
+def test_pool_create_list_show_delete_refused_while_in_use(cloud: Cloud, driver: str) -> None:
     [default] = js(cloud, "pool", "list")
     assert default["name"] == "default" and default["quota"] is True, default
-    out = cloud.cli("pool", "create", "fast", "--driver", "dir", "--size", "1GiB").stdout
+    out = cloud.cli("pool", "create", "fast", "--driver", driver, "--size", "1GiB").stdout
     assert "created pool fast" in out and "quota yes" in out, out
     pool = js(cloud, "pool", "show", "fast")
-    assert pool["driver"] == "dir" and pool["quota"] is True and pool["size"] == 1024 * MiB
+    assert pool["driver"] == driver and pool["quota"] is True and pool["size"] == 1024 * MiB
     assert 900 * MiB <= pool["capacity"] <= 1024 * MiB and pool["free"] <= pool["capacity"]
     listing = cloud.cli("pool", "list").stdout
     assert "fast" in listing and "default" in listing
@@ -84,6 +85,13 @@ def test_pool_create_list_show_delete_refused_while_in_use(cloud: Cloud) -> None
                   "--memory", "64MiB", "--wait")
         inst = js(cloud, "show", "onfast")
         assert inst["disks"][0]["pool"] == "fast" and inst["disks"][0]["size"] == 64 * MiB
+        # df shows the limit where the driver says it can (else the pool's size, never the
+        # host's disk); writing past the limit fails either way
+        shows = 64 * MiB if pool["caps"]["quota_visible"] else pool["capacity"]
+        assert 50 * 1024 <= df_kib(cloud, "onfast") <= shows // 1024
+        dd = sh(cloud, "onfast", "dd if=/dev/zero of=/big bs=1M count=100 2>&1", check=False)
+        assert dd.returncode != 0, dd.stdout
+        assert "No space left on device" in dd.stdout or "Disk quota exceeded" in dd.stdout
         assert js(cloud, "pool", "show", "fast")["instances"] == 1
         refused(cloud.cli("pool", "delete", "fast", check=False), "in use", "1 instance")
         assert "fast" in [p["name"] for p in js(cloud, "pool", "list")]
