@@ -304,12 +304,13 @@ class BtrfsPool:
         """A new qgroup for the disk whose (writable) subvolume this is, limited to `size`."""
         sid = btrfsutil.subvolume_id(str(subvolume))
         group = _LEVEL1 | sid
-        try:
-            _ioctl(self.path, _IOC_QGROUP_CREATE, struct.pack("=QQ", 1, group))
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
-        self._join(subvolume, group)
+        with self._lock("qgroups"):     # an empty new group is not reaped before it has a member
+            try:
+                _ioctl(self.path, _IOC_QGROUP_CREATE, struct.pack("=QQ", 1, group))
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise
+            self._join(subvolume, group)
         set_limit(self.path, group, size)
         return group
 
@@ -372,6 +373,10 @@ class BtrfsPool:
             entries = sorted(self._qgroups().glob("[01]_*"))   # subvolumes' first
         except OSError:
             return
+        with self._lock("qgroups"):
+            self._reap(entries)
+
+    def _reap(self, entries: list[Path]) -> None:
         for q in entries:
             level, sid = (int(x) for x in q.name.split("_"))
             try:
