@@ -2,10 +2,12 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
+# Ceph for the shared pool's tests (a single-node cluster the tests start): without recommends.
+CEPH_PKGS := ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common python3-rados python3-rbd rbd-fuse
 APT_PKGS := lxc lxc-dev pkg-config python3-lxc python3-nftables nftables dnsmasq-base \
             busybox-static debootstrap uidmap lxcfs iproute2 zstd xz-utils python3-venv \
             python3-dev ca-certificates openssh-client acl xfsprogs btrfs-progs attr \
-            python3-btrfsutil gcc libc6-dev
+            python3-btrfsutil gcc libc6-dev $(CEPH_PKGS)
 PYTEST_ARGS ?=
 
 .PHONY: up test deps apt venv lint bench clean
@@ -25,7 +27,12 @@ apt:
 	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	if [ -n "$${missing// /}" ]; then \
 	  echo "installing: $$missing"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  norec=$$(for p in $$missing; do case " $(CEPH_PKGS) " in *" $$p "*) echo $$p;; esac; done); \
+	  rest=$$(for p in $$missing; do case " $(CEPH_PKGS) " in *" $$p "*) ;; *) echo $$p;; esac; done); \
+	  apt-get update -q && \
+	  { [ -z "$$rest" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$rest; } && \
+	  { [ -z "$$norec" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	      --no-install-recommends $$norec; }; \
 	fi
 
 venv: $(VENV)/.installed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,7 @@ class Client:
         except httpx.TimeoutException:
             raise ApiError(0, "timeout", f"lxcloud at {self.url} did not answer in time") from None
         if r.status_code >= 400:
-            try:
-                body = r.json()
-                raise ApiError(r.status_code, body.get("code", "error"), body.get("error", r.text))
-            except ValueError:
-                raise ApiError(r.status_code, "error", r.text or r.reason_phrase) from None
+            raise _error(r)
         if r.status_code == 204 or not r.content:
             return None
         if r.headers.get("content-type", "").startswith("application/json"):
@@ -87,7 +84,10 @@ class Client:
             if op["status"] in ("success", "failure") or left <= 0:
                 return op
 
-    def upload(self, path: str, file: Path, params: dict[str, str]) -> Any:
+    def upload(self, path: str, file: Path, params: dict[str, str],
+               on_chunk: Callable[[int], None] | None = None,
+               content_type: str = "application/octet-stream") -> Any:
+        """POSTs the file as the raw body, streamed a MiB at a time (on_chunk(bytes) after each)."""
         def chunks() -> Any:
             with open(file, "rb") as f:
                 while True:
@@ -95,6 +95,53 @@ class Client:
                     if not b:
                         return
                     yield b
+                    if on_chunk is not None:
+                        on_chunk(len(b))
         return self.request("POST", path, params=params, content=chunks(),
-                            headers={"Content-Type": "application/octet-stream"},
+                            headers={"Content-Type": content_type,
+                                     "Content-Length": str(file.stat().st_size)},
                             timeout=httpx.Timeout(600))
+
+    def download(self, path: str, dest: Path,
+                 on_start: Callable[[int | None], None] | None = None,
+                 on_chunk: Callable[[int], None] | None = None) -> int:
+        """GETs `path` streamed into `dest` (on_start(length) once, on_chunk(bytes) as it comes);
+        the bytes written. A failed download leaves no `dest`: it is written under another name
+        and renamed once whole."""
+        part = dest.with_name(f".{dest.name}.part")
+        try:
+            with self.http.stream("GET", path, timeout=httpx.Timeout(60, read=600)) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise _error(r)
+                length = r.headers.get("content-length")
+                if on_start is not None:
+                    on_start(int(length) if length and length.isdigit() else None)
+                n = 0
+                with open(part, "wb") as f:
+                    for b in r.iter_bytes(1 << 20):
+                        f.write(b)
+                        n += len(b)
+                        if on_chunk is not None:
+                            on_chunk(len(b))
+            part.replace(dest)
+            return n
+        except httpx.ConnectError:
+            raise ApiError(0, "unreachable", f"cannot reach lxcloud at {self.url}") from None
+        except httpx.TimeoutException:
+            raise ApiError(0, "timeout", f"lxcloud at {self.url} did not answer in time") from None
+        except OSError as e:
+            raise ApiError(0, "io", f"cannot write {dest}: {e.strerror or e}") from None
+        finally:
+            part.unlink(missing_ok=True)
+
+
+def _error(r: httpx.Response) -> ApiError:
+    """The REST error of an answer: its message and code (or its text)."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error" in body:
+        return ApiError(r.status_code, str(body.get("code", "error")), str(body["error"]))
+    return ApiError(r.status_code, "error", r.text or r.reason_phrase)

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from lxcloud.cli.client import ApiError, Client, discover
 
@@ -66,7 +74,9 @@ def api_errors(fn: F) -> F:
         try:
             return fn(*a, **kw)
         except ApiError as e:
-            err.print(f"error: {e.message}", style="red" if err.is_terminal else None)
+            # one line, never wrapped: scripts and tests read it whole
+            err.print(f"error: {e.message}", style="red" if err.is_terminal else None,
+                      soft_wrap=True)
             raise typer.Exit(1) from None
     return wrapper  # type: ignore[return-value]
 
@@ -100,3 +110,70 @@ def wait_op(client: Client, op: dict[str, Any], title: str, timeout: float = 900
     if res["status"] != "success":
         raise ApiError(0, "timeout", f"operation {res['id']} still {res['status']} after {timeout}s")
     return res
+
+
+class Transfer:
+    """The progress of a download or an upload: a bar on a terminal, else a plain line at each
+    tenth (or, of a length not known, a line at the end)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.total: int | None = None
+        self.done = 0
+        self._tenth = 0
+        self._bar: Progress | None = None
+        self._task: Any = None
+        self._started = False
+
+    def start(self, total: int | None) -> None:
+        self.total, self._started = total, True
+        if err.is_terminal:
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 DownloadColumn(binary_units=True), TransferSpeedColumn(),
+                                 TimeElapsedColumn(), console=err, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.title, total=total)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+        elif self.total:
+            tenth = min(10, self.done * 10 // self.total)
+            if tenth > self._tenth:
+                self._tenth = tenth
+                err.print(f"{self.title}: {tenth * 10}% ({_size(self.done)} of "
+                          f"{_size(self.total)})")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        elif self._started and not self.total:
+            err.print(f"{self.title}: {_size(self.done)}")
+
+
+@contextmanager
+def transfer(title: str, total: int | None = None) -> Iterator[Transfer]:
+    """A Transfer shown while the block runs (started at once when `total` is given)."""
+    t = Transfer(title)
+    if total is not None:
+        t.start(total)
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def _size(n: int) -> str:
+    return human_size(n)
+
+
+def human_size(n: int) -> str:
+    """A size for people: whole in its largest binary unit where it is (64MiB), else to a
+    tenth of it (49.9GiB), never 51965044KiB."""
+    for unit, mult in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= mult:
+            v = n / mult
+            return f"{v:.0f}{unit}" if n % mult == 0 else f"{v:.1f}{unit}"
+    return f"{n}B"

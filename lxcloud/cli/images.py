@@ -58,6 +58,31 @@ def build(ctx: typer.Context, builder: str = typer.Argument(..., help="busybox |
         out.print(f"built {img['name']} ({img['id']}, {format_size(img['size'])})")
 
 
+@app.command("create-from")
+@api_errors
+def create_from(ctx: typer.Context,
+                instance: str = typer.Argument(..., help="instance name or id"),
+                name: str = typer.Option(..., "--name", "-n", help="the new image's name"),
+                snapshot: str | None = typer.Option(None, "--snapshot",
+                                                    help="from this snapshot of it"),
+                description: str | None = typer.Option(None, "--description",
+                                                       help="a line about it"),
+                as_json: bool = JSON) -> None:
+    """Publish an instance (stopped, running through a snapshot, or one of its snapshots) as a
+    template that `launch` uses like any other."""
+    c = g(ctx).client()
+    op = c.post("/api/v1/images/from-instance", json={"instance": instance, "name": name,
+                                                      "snapshot": snapshot,
+                                                      "description": description})
+    res = wait_op(c, op["operation"], f"image of {instance}")
+    img = c.get(f"/api/v1/images/{res['result']['image_id']}")
+    if as_json:
+        print_json(img)
+    else:
+        out.print(f"created image {img['name']} ({img['id']}, {format_size(img['size'])}) "
+                  f"from {instance}")
+
+
 @app.command("list")
 @api_errors
 def list_(ctx: typer.Context, as_json: bool = JSON) -> None:

@@ -28,15 +28,20 @@ def register(app: typer.Typer) -> None:
                memory: str | None = typer.Option(None, help="memory limit, e.g. 256MiB"),
                cpus: float | None = typer.Option(None, help="vCPUs"),
                pids: int | None = typer.Option(None, help="max processes"),
+               disk: str | None = typer.Option(None, "--disk",
+                                               help="the root disk's limit, e.g. 1GiB"),
+               pool: str | None = typer.Option(None, "--pool",
+                                               help="the root disk's pool (the default pool "
+                                                    "when omitted)"),
                user_data: Path | None = typer.Option(None, "--user-data", help="user data file"),
                wait: bool = typer.Option(False, "--wait", help="wait until it runs"),
                as_json: bool = JSON) -> None:
         """Launch an instance of IMAGE (named NAME, else after its id)."""
         c = g(ctx).client()
-        limits = {k: v for k, v in {"memory": memory, "cpus": cpus, "pids": pids}.items()
-                  if v is not None}
+        limits = {k: v for k, v in {"memory": memory, "cpus": cpus, "pids": pids,
+                                    "disk": disk}.items() if v is not None}
         body: dict[str, Any] = {"image": image, "name": name, "instance_type": type_,
-                                "limits": limits or None}
+                                "limits": limits or None, "pool": pool}
         if user_data is not None:
             body["user_data"] = user_data.read_text()
         res = c.post("/api/v1/instances", json=body)
@@ -85,8 +90,13 @@ def register(app: typer.Typer) -> None:
                      ("type", i["instance_type"]), ("ipv4", i["ipv4"]), ("node", i["node"]),
                      ("project", i.get("project")),
                      ("cpus", lim.get("cpus")), ("memory", _fmt_mem(lim.get("memory"))),
-                     ("pids", lim.get("pids")), ("created", i["created"])]:
+                     ("pids", lim.get("pids")), ("disk", _fmt_mem(lim.get("disk"))),
+                     ("created", i["created"])]:
             out.print(f"{k + ':':10} {v if v is not None else ''}", highlight=False)
+        for d in i.get("disks") or []:
+            what = "root" if d["name"] == "root" else f"volume {d['name']}"
+            out.print(f"{'disk:':10} {what} on pool {d['pool']}, {_fmt_mem(d['size'])}"
+                      + (f", at {d['path']}" if d["name"] != "root" else ""), highlight=False)
 
     def _action(ctx: typer.Context, name: str, action: str, wait: bool, **body: Any) -> None:
         c = g(ctx).client()
@@ -145,6 +155,18 @@ def register(app: typer.Typer) -> None:
         if not no_wait:
             wait_op(c, res["operation"], f"deleting {res['instance']['name']}")
         out.print(f"deleted {res['instance']['name']}")
+
+    @app.command()
+    @api_errors
+    def resize(ctx: typer.Context, name: str = typer.Argument(..., help="instance name or id"),
+               disk: str = typer.Option(..., "--disk", help="the root disk's new limit, e.g. 2GiB")
+               ) -> None:
+        """Change an instance's root disk limit (stopped; running where the pool can)."""
+        c = g(ctx).client()
+        res = c.post(f"/api/v1/instances/{name}/resize", json={"disk": disk})
+        wait_op(c, res["operation"], f"resizing {res['instance']['name']}")
+        i = c.get(f"/api/v1/instances/{res['instance']['id']}")
+        out.print(f"{i['name']}'s disk is now {_fmt_mem(i['limits']['disk'])}")
 
     @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     @api_errors

@@ -15,10 +15,12 @@ import re
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select, update
 
 from lxcloud.config import Settings
 from lxcloud.core.caller import SYSTEM, Caller
@@ -28,7 +30,7 @@ from lxcloud.core.instance_types import Limits, get_type, resolve_limits
 from lxcloud.core.lifecycle import State
 from lxcloud.core.models import Image, Instance, Operation
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import SnapshotRow, utcnow
+from lxcloud.db.tables import OperationRow, SnapshotRow, utcnow
 from lxcloud.drivers.storage.base import SnapshotOf
 from lxcloud.node.protocol import NodeClient
 from lxcloud.services.images import ImageService
@@ -45,6 +47,20 @@ _SNAP_FILE = re.compile(r"^snapshots/([A-Za-z0-9][A-Za-z0-9._-]{0,62})\.tar$")
 MAX_META = 1 << 20
 # an export is kept this long for its download (then removed at the next start-up)
 EXPORT_TTL = 24 * 3600
+
+
+@dataclass(frozen=True)
+class PendingImage:
+    """An image from an instance while it is being made (see CopyService.image_from)."""
+
+    id: str
+    name: str
+    instance_id: str
+    project_id: str
+    source_image: str
+    description: str
+    created: datetime
+    operation_id: str
 
 
 @dataclass(frozen=True)
@@ -107,19 +123,30 @@ class CopyService:
 
     # --- images from instances
     def image_from(self, ref: str, name: str, *, snapshot: str | None = None,
-                   description: str | None = None, caller: Caller = SYSTEM) -> Operation:
+                   description: str | None = None, tags: dict[str, str] | None = None,
+                   caller: Caller = SYSTEM) -> Operation:
         """A template of the instance's root as it is (stopped; a running one through a
         snapshot taken for the purpose) or as its snapshot holds it, recorded as image `name`
-        that `launch` uses like any other. The source image's boot facts carry over."""
+        that `launch` uses like any other. The source image's boot facts carry over. Its id is
+        in the operation's result from the start; `tags` are put on it once it is made."""
         inst = self.instances.get(ref, caller=caller)
         self.images.check_name(name)
+        tag_service = self.snapshots.tags
+        if tags:
+            tag_service.check(tags)
         snap = self.snapshots.get(snapshot, target=inst.id, caller=caller) if snapshot else None
         self._check_state(inst, snap is not None)
         source = self.images.get(inst.image_id)
         owner = Caller(user_id=caller.user_id, user=caller.user, project_id=inst.project_id or "",
                        project=inst.project or "", role=caller.role)
+        image_id = new_id("image")
         with self.db.session() as s:
             op = self.ops.begin(s, "create-image", inst.id, project_id=inst.project_id)
+            # the image's id is known from the start: it is pending under it until done
+            s.execute(update(OperationRow).where(OperationRow.id == op.id).values(
+                result={"image_id": image_id, "image": name, "source_image": source.id,
+                        "description": description or ""}))
+        op = replace(op, result={"image_id": image_id, "image": name})
         spec = self.instances.spec_of(inst)
         pool = inst.disks[0].pool
 
@@ -131,11 +158,29 @@ class CopyService:
                                       progress=lambda p, m: progress(10 + p * 70 // 100, m))
                 progress(85, "recording the image")
                 image = self.images.import_file(tar, name, meta=_image_meta(source, description),
-                                                caller=owner)
+                                                caller=owner, image_id=image_id)
+                if tags:
+                    tag_service.set(owner, [image.id], tags)
             return {"image_id": image.id, "image": image.name}
 
         self.ops.submit(op, job)
         return op
+
+    def pending_images(self, *, caller: Caller = SYSTEM) -> list[PendingImage]:
+        """The images being made from instances (their operations still run), the caller's
+        project's own (every one for SYSTEM and admins)."""
+        with self.db.reader() as s:
+            q = select(OperationRow).where(OperationRow.kind == "create-image",
+                                           OperationRow.status.in_(("pending", "running")))
+            if not (caller is SYSTEM or caller.is_admin):
+                q = q.where(OperationRow.project_id == caller.project_id)
+            rows = list(s.scalars(q.order_by(OperationRow.created)))
+        return [PendingImage(id=r.result["image_id"], name=str(r.result.get("image", "")),
+                             instance_id=r.target, project_id=r.project_id or "",
+                             source_image=str(r.result.get("source_image", "")),
+                             description=str(r.result.get("description", "")),
+                             created=r.created, operation_id=r.id)
+                for r in rows if isinstance(r.result, dict) and r.result.get("image_id")]
 
     def _check_state(self, inst: Instance, from_snapshot: bool) -> None:
         if from_snapshot:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from lxcloud.config import Settings
 from lxcloud.core.caller import SYSTEM, Caller
-from lxcloud.core.errors import Conflict, InvalidInput, NotFound
+from lxcloud.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from lxcloud.core.ids import is_id, new_id
 from lxcloud.core.instance import ImageRef, Kind
 from lxcloud.core.instance_types import MIN_LIMIT
@@ -120,6 +120,8 @@ class ImageService:
         give it (chosen earlier, e.g. by a record that names it); a new one otherwise."""
         meta = dict(meta or {})
         self.check_name(name)
+        if len(str(meta.get("description") or "")) > MAX_DESCRIPTION:
+            raise InvalidInput(f"an image description is at most {MAX_DESCRIPTION} characters")
         image_id = image_id or new_id("image")
         info = self.store.import_file(Path(src), image_id)
         try:
@@ -132,6 +134,7 @@ class ImageService:
                 halt_signal=meta.get("halt_signal") or info.halt_signal,
                 init=meta.get("init") or info.init,
                 min_memory=_min_memory(meta.get("min_memory"), info.min_memory),
+                description=str(meta["description"]) if meta.get("description") else None,
                 project_id=caller.project_id or None,
                 # an admin's images are for everyone; a member's stay in its project
                 public=caller.is_admin if public is None else public)
@@ -141,6 +144,22 @@ class ImageService:
         except Exception:
             self.store.delete(image_id)
             raise
+
+    def import_path(self, location: str, name: str, *, description: str | None = None,
+                    caller: Caller = SYSTEM) -> Image:
+        """A template archive already on the controller, named by its absolute path (what the
+        EC2 skin's RegisterImage takes for ImageLocation): admins only, a regular file, through
+        the same hostile-archive checks as any import; the file itself is left as it is."""
+        if not (caller is SYSTEM or caller.is_admin):
+            raise Forbidden("only an admin may register an image from a file on the controller")
+        path = Path(location)
+        if not path.is_absolute() or "\0" in location:
+            raise InvalidInput(f"image location {location!r} must be an absolute path of a "
+                               "template archive on the controller")
+        if not path.is_file():
+            raise InvalidInput(f"image location {location!r} is not a file on the controller")
+        return self.import_file(path, name, {"description": description} if description else None,
+                                caller=caller)
 
     # --- build
     def build(self, req: BuildRequest, *, caller: Caller = SYSTEM) -> Operation:

@@ -84,7 +84,8 @@ class Operations:
         conn = s.connection()
         holder = None if new else conn.execute(_HOLDER, {"target": target}).scalar()
         if holder is not None:
-            raise Busy(f"{target} is busy running operation {holder}", operation=holder)
+            raise Busy(f"{target} is busy running operation {holder}", operation=holder,
+                       target=target)
         now = utcnow()
         row = dict(id=new_id("operation"), kind=kind, target=target, status="pending", progress=0,
                    message="queued", error=None, error_code=None, result={}, owner=self.owner,
@@ -93,7 +94,7 @@ class Operations:
             conn.execute(_TAKE_LOCK, {"target": target, "operation_id": row["id"],
                                       "owner": self.owner, "created": now})
         except IntegrityError:   # another transaction took the lock between our read and write
-            raise Busy(f"{target} is busy running another operation") from None
+            raise Busy(f"{target} is busy running another operation", target=target) from None
         conn.execute(_RECORD, row)
         return _to_model(SimpleNamespace(**row))
 
@@ -180,7 +181,8 @@ class Operations:
         while holder is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise Busy(f"{target} is busy running operation {holder}", operation=holder)
+                raise Busy(f"{target} is busy running operation {holder}", operation=holder,
+                           target=target)
             self.wait(holder, left)
             holder = self.busy(target)
 

@@ -254,13 +254,18 @@ class VolumeService:
             return s.scalar(select(ProjectRow.id).where(ProjectRow.name == DEFAULT_PROJECT)) or ""
 
     # --- resize, delete
-    def resize(self, ref: str, size: str | int, *, caller: Caller = SYSTEM) -> Operation:
-        """Grown or shrunk (never below what it holds), attached or not where the pool can."""
+    def resize(self, ref: str, size: str | int, *, grow_only: bool = False,
+               caller: Caller = SYSTEM) -> Operation:
+        """Grown or shrunk (never below what it holds), attached or not where the pool can.
+        `grow_only`: a smaller size is refused (EC2's ModifyVolume never shrinks)."""
         vol = self.get(ref, caller=caller)
         nbytes = parse_size(size, "size")
         if not MIN_VOLUME <= nbytes <= MAX_VOLUME:
             raise InvalidInput(f"a volume's size must be between {format_size(MIN_VOLUME)} and "
                                f"{format_size(MAX_VOLUME)}")
+        if grow_only and nbytes < vol.size:
+            raise InvalidInput(f"New size cannot be smaller than existing size: volume {vol.id} "
+                               f"is {format_size(vol.size)}")
         if vol.state not in ("available", "in-use"):
             raise InvalidState(f"volume {vol.id} is {vol.state}", state=vol.state,
                                resource="volume")
@@ -326,9 +331,15 @@ class VolumeService:
             self.tags.remove_all(s, [vol.id])
 
         def on_error(err: Exception) -> None:
+            # refused by the host while something still holds it (a process that kept it
+            # after a forced detach): the volume is as it was, whole, and may be deleted later.
+            # The dir pool says so as a DriverError raised from the InUse.
+            held = isinstance(err, InUse) or isinstance(err.__cause__, InUse)
             with self.db.session() as s:
                 s.execute(update(VolumeRow).where(VolumeRow.id == vol.id).values(
-                    state="error", state_reason=f"delete failed: {err}", updated=utcnow()))
+                    state=vol.state if held else "error",
+                    state_reason=vol.state_reason if held else f"delete failed: {err}",
+                    updated=utcnow()))
 
         self.ops.submit(op, job, on_error=on_error, commit=commit)
         return op
@@ -386,9 +397,11 @@ class VolumeService:
         with self.db.session() as s:
             op = self.ops.begin(s, "attach-volume", inst.id, project_id=inst.project_id)
             r = s.get(VolumeRow, vol.id)
-            if r is None or r.state not in ("available", "in-use") or \
-                    (r.state == "in-use" and not r.shared):
-                raise InUse(f"volume {vol.id} is {r.state if r else 'gone'}", resource="volume")
+            if r is None or r.state not in ("available", "in-use"):
+                raise InvalidState(f"volume {vol.id} is {r.state if r else 'gone'}",
+                                   state=r.state if r else "gone", resource="volume")
+            if r.state == "in-use" and not r.shared:
+                raise InUse(f"volume {vol.id} is {r.state}", resource="volume")
             r.state = "in-use"
             s.add(AttachmentRow(volume_id=vol.id, instance_id=inst.id, path=mount, device=device,
                                 state="attaching", created=utcnow()))

@@ -194,7 +194,8 @@ def test_boto3_user_data_metadata_and_errors(ec2: Any, cloud: Cloud) -> None:
                              "InstanceType": "t3.nano"}, "InvalidParameterCombination"),
         (ec2.modify_instance_attribute, {"InstanceId": iid, "InstanceType": {"Value": "t3.micro"}},
          "IncorrectInstanceState"),
-        (ec2.create_volume, {"AvailabilityZone": "lxcloud-1a", "Size": 1}, "UnsupportedOperation"),
+        (ec2.copy_snapshot, {"SourceRegion": "lxcloud-1",
+                             "SourceSnapshotId": "snap-0123456789abcdef0"}, "UnsupportedOperation"),
         (ec2.run_instances, {"ImageId": ami, "MinCount": 1, "MaxCount": 1, "DryRun": True},
          "DryRunOperation"),
     ]:

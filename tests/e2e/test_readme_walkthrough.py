@@ -20,13 +20,14 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "### Walkthrough: a project, a user and an instance, with the aws CLI"
 
 
-def blocks(lang: str) -> list[str]:
-    """The ```LANG blocks of the walkthrough section (up to the next heading), in order."""
+def blocks(lang: str, section: str = SECTION) -> list[str]:
+    """The ```LANG blocks of a README section (the walkthrough by default), up to the next
+    heading, in order."""
     lines = README.read_text().splitlines(keepends=True)
-    assert SECTION + "\n" in lines, "the walkthrough section is gone from README.md"
+    assert section + "\n" in lines, f"the section {section!r} is gone from README.md"
     found: list[str] = []
     fence: str | None = None        # the language of the block we are in
-    for line in lines[lines.index(SECTION + "\n") + 1:]:
+    for line in lines[lines.index(section + "\n") + 1:]:
         if fence is None and line.startswith("#"):
             break                    # the next heading: the section ends
         if line.startswith("```"):

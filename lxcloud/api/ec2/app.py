@@ -12,7 +12,13 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from lxcloud.api.ec2 import attributes, instances, resources, sigv4  # noqa: F401 - register actions
+from lxcloud.api.ec2 import (  # noqa: F401 - register actions
+    attributes,
+    instances,
+    resources,
+    sigv4,
+    storage,
+)
 from lxcloud.api.ec2.dispatch import ACTIONS, Ctx
 from lxcloud.api.ec2.errors import Ec2Error, to_ec2
 from lxcloud.api.ec2.params import Params
@@ -74,11 +80,9 @@ async def ec2_endpoint(request: Request) -> Response:
         return _xml(render_error("InternalError", "An internal error has occurred.", rid), 500)
 
 
-# Actions of the storage and network issues: answered clearly until those land.
+# Actions not answered (yet): refused clearly rather than as unknown.
 UNSUPPORTED = frozenset({
-    "CreateVolume", "DeleteVolume", "AttachVolume", "DetachVolume", "DescribeVolumes",
-    "ModifyVolume", "DescribeVolumeStatus", "CreateSnapshot", "DeleteSnapshot", "DescribeSnapshots",
-    "CopySnapshot", "CreateImage", "CopyImage", "RegisterImage", "ImportImage",
+    "DescribeVolumeStatus", "CopySnapshot", "CopyImage", "ImportImage",
     "CreateSecurityGroup", "DeleteSecurityGroup", "DescribeSecurityGroups",
     "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
     "RevokeSecurityGroupIngress", "RevokeSecurityGroupEgress", "AllocateAddress",
@@ -90,5 +94,5 @@ UNSUPPORTED = frozenset({
 
 def _unsupported(ctx: Ctx, p: Params) -> dict[str, Any]:
     raise Ec2Error("UnsupportedOperation",
-                   f"{ctx.action} is not supported by this cloud yet (volumes, snapshots, images "
-                   "from instances, security groups and addresses come later).")
+                   f"{ctx.action} is not supported by this cloud yet (copies of snapshots and images, "
+                   "security groups and addresses come later).")

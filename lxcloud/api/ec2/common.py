@@ -16,6 +16,8 @@ from lxcloud.core.errors import InvalidInput, Reason
 INSTANCE_ID = re.compile(r"^i-([0-9a-f]{8}|[0-9a-f]{17})$")
 IMAGE_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 KEY_PAIR_ID = re.compile(r"^key-[0-9a-f]{17}$")
+VOLUME_ID = re.compile(r"^vol-([0-9a-f]{8}|[0-9a-f]{17})$")
+SNAPSHOT_ID = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
 
 # EC2's state codes; our states without an EC2 twin show as their nearest one
 STATE_CODES = {
@@ -42,13 +44,15 @@ def owner(caller: Caller) -> str:
     return account_id(caller.project_id)
 
 
-ID_PATTERNS: dict[str, re.Pattern[str]] = {"instance": INSTANCE_ID, "image": IMAGE_ID}
-PREFIXES = {"instance": "i", "image": "ami"}
+ID_PATTERNS: dict[str, re.Pattern[str]] = {"instance": INSTANCE_ID, "image": IMAGE_ID,
+                                           "volume": VOLUME_ID, "snapshot": SNAPSHOT_ID}
+PREFIXES = {"instance": "i", "image": "ami", "volume": "vol", "snapshot": "snap"}
 
 
 def check_ids(ids: Iterable[str], kind: str) -> None:
-    """Each id is well-formed for its kind ("instance", "image"), else the kind's Malformed error
-    (InvalidInstanceID.Malformed, InvalidAMIID.Malformed), before anything is looked up."""
+    """Each id is well-formed for its kind ("instance", "image", "volume", "snapshot"), else the
+    kind's Malformed error (InvalidInstanceID.Malformed, InvalidAMIID.Malformed,
+    InvalidVolumeID.Malformed, InvalidSnapshotID.Malformed), before anything is looked up."""
     for i in ids:
         if not ID_PATTERNS[kind].match(i):
             raise InvalidInput(f'Invalid id: "{i}" (expecting "{PREFIXES[kind]}-...")',

@@ -48,6 +48,7 @@ _CONFLICT: dict[str, str] = {
     "key_pair": "InvalidKeyPair.Duplicate",
     "security_group": "InvalidGroup.Duplicate",
     "image": "InvalidAMIName.Duplicate",
+    "image_name": "InvalidAMIName.Duplicate",
     "volume": "VolumeInUse",
     "instance": "IncorrectInstanceState",
 }
@@ -86,6 +87,7 @@ _REASON: dict[core.Reason, str] = {
     core.Reason.TERMINATION_PROTECTED: "OperationNotPermitted",
     core.Reason.INVALID_COMBINATION: "InvalidParameterCombination",
     core.Reason.MISSING_PARAMETER: "MissingParameter",
+    core.Reason.ZONE_MISMATCH: "InvalidVolume.ZoneMismatch",
 }
 
 # Malformed-id codes by resource.
@@ -114,8 +116,10 @@ def _code_for(err: core.LxcloudError) -> str:
         return _NOT_FOUND.get(resource, "InvalidParameterValue")
     if isinstance(err, core.InvalidState):
         return "IncorrectInstanceState" if resource in ("", "instance") else "IncorrectState"
-    if isinstance(err, core.Busy):
-        return "IncorrectInstanceState"
+    if isinstance(err, core.Busy):     # a volume or snapshot busy is IncorrectState on EC2
+        target = str(err.details.get("target", ""))
+        return "IncorrectState" if target.startswith(("vol-", "snap-")) \
+            else "IncorrectInstanceState"
     if isinstance(err, core.Conflict):
         return _CONFLICT.get(resource, "InvalidParameterValue")
     if isinstance(err, core.InvalidInput):
@@ -129,6 +133,8 @@ def _code_for(err: core.LxcloudError) -> str:
         return "UnsupportedOperation"
     if isinstance(err, core.Unauthorized):
         return "AuthFailure"
+    if isinstance(err, core.Forbidden):
+        return "UnauthorizedOperation"
     return "InternalError"
 
 

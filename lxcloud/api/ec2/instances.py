@@ -58,10 +58,28 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str,
         "rootDeviceName": ROOT_DEVICE,
         "hypervisor": "lxc" if inst.kind == Kind.CONTAINER else "kvm",
         "virtualizationType": "container" if inst.kind == Kind.CONTAINER else "hvm",
+        "blockDeviceMapping": _block_device_mapping(ctx, inst) or None,
         "groupSet": [], "tagSet": tag_set(tags), "stateReason": reason,
         "clientToken": inst.client_token or "",
         "cpuOptions": {"coreCount": max(1, int(inst.limits.vcpus)), "threadsPerCore": 1},
     }
+
+
+def _block_device_mapping(ctx: Ctx, inst: Instance) -> list[dict[str, Any]]:
+    """The instance's volumes, under the device names they were attached with (their mount path
+    when none was given)."""
+    vols = [d for d in inst.disks if not d.is_root]
+    if not vols:
+        return []
+    # attach times, from one listing of the caller's attachments per request
+    times: dict[tuple[str, str], datetime] = ctx.__dict__.setdefault("_attached", {})
+    if not times:
+        for v in ctx.cloud.volumes.list(caller=ctx.caller):
+            times.update({(a.volume_id, a.instance_id): a.created for a in v.attachments})
+        times[("", "")] = inst.created
+    return [{"deviceName": d.device or d.path,
+             "ebs": {"volumeId": d.name, "status": "attached", "deleteOnTermination": False,
+                     "attachTime": times.get((d.name, inst.id))}} for d in vols]
 
 
 def _zone(ctx: Ctx, inst: Instance) -> str:

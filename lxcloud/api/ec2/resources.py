@@ -10,6 +10,8 @@ from lxcloud.api.ec2.common import (
     IMAGE_ID,
     INSTANCE_ID,
     KEY_PAIR_ID,
+    SNAPSHOT_ID,
+    VOLUME_ID,
     account_id,
     apply_filters,
     check_ids,
@@ -22,7 +24,7 @@ from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
 from lxcloud.core.errors import InvalidInput, Reason
-from lxcloud.core.instance import ROOT_DEVICE
+from lxcloud.core.instance import ROOT_DEVICE, Kind
 from lxcloud.core.instance_types import DEFAULT_TYPES
 from lxcloud.core.models import Image
 from lxcloud.services.keypairs import KeyPair
@@ -47,10 +49,10 @@ def executable_by(img: Image, who: str, me: str) -> bool:
     return _image_owner(img) == acct or acct in {account_id(p) for p in img.launch_projects}
 
 
-def render_image(img: Image, tags: dict[str, str]) -> dict[str, Any]:
+def render_image(img: Image, tags: dict[str, str], state: str = "available") -> dict[str, Any]:
     container = img.kind == "container"
     return {
-        "imageId": img.id, "imageLocation": f"lxcloud/{img.name}", "imageState": "available",
+        "imageId": img.id, "imageLocation": f"lxcloud/{img.name}", "imageState": state,
         "imageOwnerId": _image_owner(img), "creationDate": img.created, "isPublic": img.public,
         "architecture": ec2_arch(img.architecture),
         "imageType": "machine", "name": img.name,
@@ -62,11 +64,30 @@ def render_image(img: Image, tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def pending_images(ctx: Ctx) -> list[Image]:
+    """The caller's images still being made from instances (CreateImage), as images."""
+    out = []
+    known = {i.id: i for i in ctx.cloud.images.list()}
+    for pi in ctx.cloud.copies.pending_images(caller=ctx.caller):
+        if pi.id in known:
+            continue     # recorded a moment before its operation ends
+        src = known.get(pi.source_image)
+        out.append(Image(id=pi.id, name=pi.name, os=src.os if src else "",
+                         release=src.release if src else "",
+                         architecture=src.architecture if src else "", format="", size=0,
+                         sha256="", created=pi.created, kind=src.kind if src else Kind.CONTAINER,
+                         project_id=pi.project_id, public=False,
+                         description=pi.description or None))
+    return out
+
+
 @action("DescribeImages")
 def describe_images(ctx: Ctx, p: Params) -> dict[str, Any]:
     ids = p.list("ImageId")
     check_ids(ids, "image")
-    images = ctx.cloud.images.list(caller=ctx.caller)
+    pending = pending_images(ctx)
+    state = {i.id: "pending" for i in pending}
+    images = ctx.cloud.images.list(caller=ctx.caller) + pending
     if ids:
         found = {i.id: i for i in images}
         missing = [i for i in ids if i not in found]
@@ -86,7 +107,7 @@ def describe_images(ctx: Ctx, p: Params) -> dict[str, Any]:
     fields = {
         "image-id": lambda i: i.id, "name": lambda i: i.name, "owner-id": _image_owner,
         "architecture": lambda i: ec2_arch(i.architecture),
-        "is-public": lambda i: i.public, "state": lambda i: "available",
+        "is-public": lambda i: i.public, "state": lambda i: state.get(i.id, "available"),
         "image-type": lambda i: "machine",
         "virtualization-type": lambda i: "container" if i.kind == "container" else "hvm",
         "hypervisor": lambda i: "lxc" if i.kind == "container" else "kvm",
@@ -96,7 +117,8 @@ def describe_images(ctx: Ctx, p: Params) -> dict[str, Any]:
     page, token = paginate(images, p.int("MaxResults"), p.str("NextToken"),
                            key="DescribeImages|" + repr(sorted(p.filters().items())),
                            secret=ctx.cloud.ec2_token_secret)
-    return {"imagesSet": [render_image(i, tags.get(i.id, {})) for i in page], "nextToken": token}
+    return {"imagesSet": [render_image(i, tags.get(i.id, {}), state.get(i.id, "available"))
+                          for i in page], "nextToken": token}
 
 
 @action("DeregisterImage")
@@ -187,6 +209,10 @@ def _owned(ctx: Ctx, resource_ids: list[str]) -> None:
             ctx.cloud.instances.get(rid, caller=ctx.caller)
         elif IMAGE_ID.match(rid):
             ctx.cloud.images.get(rid, caller=ctx.caller)
+        elif VOLUME_ID.match(rid):
+            ctx.cloud.volumes.get(rid, caller=ctx.caller)
+        elif SNAPSHOT_ID.match(rid):
+            ctx.cloud.snapshots.get(rid, caller=ctx.caller)
         elif KEY_PAIR_ID.match(rid):
             if rid not in keys:
                 raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair '{rid}' does not exist")

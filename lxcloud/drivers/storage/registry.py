@@ -1,4 +1,4 @@
-"""Storage drivers by name ("dir" today; btrfs and shared later; "fake" for tests)."""
+"""Storage drivers by name: "dir", "btrfs", "shared" (and "fake" for tests)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from lxcloud.drivers.storage.base import PoolSpec, StorageDriver
 STORAGE: Registry[StorageDriver] = Registry("storage")
 STORAGE.add("dir", "lxcloud.drivers.storage.dir:DirPool")
 STORAGE.add("btrfs", "lxcloud.drivers.storage.btrfs:BtrfsPool")
+STORAGE.add("shared", "lxcloud.drivers.storage.shared:SharedPool")
 STORAGE.add("fake", "lxcloud.drivers.storage.fake:FakePool")
 
 

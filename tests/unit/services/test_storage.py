@@ -369,3 +369,27 @@ def test_members_cannot_touch_another_projects_exports(api: TestClient, cloud: C
     assert api.get(f"/api/v1/exports/{xid}", headers=h).status_code == 404
     assert isinstance(cloud.copies.export_file(xid, caller=Caller(
         user_id="u", user="admin", project_id="", project="", role="admin")).size, int)
+
+
+@pytest.mark.parametrize("as_driver_error", [False, True])
+def test_a_delete_the_host_refuses_leaves_the_volume_as_it_was(
+        api: TestClient, node: FakeNode, monkeypatch: pytest.MonkeyPatch,
+        as_driver_error: bool) -> None:
+    from lxcloud.core.errors import DriverError, InUse
+
+    vol = volume(api, "held")
+
+    def held(pool: str, volume_id: str) -> None:   # a process kept it after a forced detach
+        e = InUse(f"volume {volume_id} is in use (its instance runs?): stop it first")
+        if as_driver_error:       # as the dir pool says it
+            raise DriverError(f"cannot remove volume {volume_id}: {e}") from e
+        raise e
+
+    monkeypatch.setattr(node, "delete_volume", held)
+    body = done(api.delete(f"/api/v1/volumes/{vol['id']}", params=W), "failure")
+    assert "in use" in body["operation"]["error"]
+    after = api.get(f"/api/v1/volumes/{vol['id']}").json()
+    assert after["state"] == "available" and not after["state_reason"], after
+    monkeypatch.undo()
+    done(api.delete(f"/api/v1/volumes/{vol['id']}", params=W))
+    assert api.get(f"/api/v1/volumes/{vol['id']}").status_code == 404

@@ -115,7 +115,8 @@ def test_error_codes(ec2: Any, image: dict[str, Any], ec2_server: str, cloud: Cl
     ec2.create_key_pair(KeyName="k1")
     assert code_of(ec2.create_key_pair, KeyName="k1") == "InvalidKeyPair.Duplicate"
     assert code_of(ec2.describe_key_pairs, KeyNames=["nope"]) == "InvalidKeyPair.NotFound"
-    assert code_of(ec2.create_volume, AvailabilityZone="lxcloud-1a", Size=1) == "UnsupportedOperation"
+    assert code_of(ec2.copy_snapshot, SourceRegion="lxcloud-1",
+                   SourceSnapshotId="snap-0123456789abcdef0") == "UnsupportedOperation"
     assert code_of(ec2.describe_security_groups) == "UnsupportedOperation"
     # MissingParameter and InvalidAction come from hand-made requests (boto3 validates its input)
     import httpx

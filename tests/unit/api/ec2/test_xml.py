@@ -163,6 +163,20 @@ def test_bad_element_name_is_a_bug() -> None:
     (core.Unsupported("no volumes yet"), "UnsupportedOperation", 400),
     (core.InvalidCombination("kernel with container"), "InvalidParameterCombination", 400),
     (core.Unauthorized("who are you"), "AuthFailure", 401),
+    (core.Forbidden("admins only"), "UnauthorizedOperation", 403),
+    (core.InvalidInput("two zones", reason=core.Reason.ZONE_MISMATCH, resource="volume"),
+     "InvalidVolume.ZoneMismatch", 400),
+    (core.InUse("attached", resource="volume"), "VolumeInUse", 400),
+    (core.InvalidState("not attached", resource="volume"), "IncorrectState", 400),
+    (core.Busy("busy", target="vol-0123456789abcdef0"), "IncorrectState", 400),
+    (core.Busy("busy", target="i-0123456789abcdef0"), "IncorrectInstanceState", 400),
+    (core.NotFound("no such volume", resource="volume"), "InvalidVolume.NotFound", 400),
+    (core.NotFound("no such snapshot", resource="snapshot"), "InvalidSnapshot.NotFound", 400),
+    (core.InvalidInput("bad id", resource="volume", reason=core.Reason.MALFORMED_ID),
+     "InvalidVolumeID.Malformed", 400),
+    (core.InvalidInput("bad id", resource="snapshot", reason=core.Reason.MALFORMED_ID),
+     "InvalidSnapshotID.Malformed", 400),
+    (core.Conflict("name taken", resource="image_name"), "InvalidAMIName.Duplicate", 400),
 ])
 def test_to_ec2_mapping(err: core.LxcloudError, code: str, status: int) -> None:
     mapped = to_ec2(err, action="RunInstances")
