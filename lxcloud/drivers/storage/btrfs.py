@@ -13,14 +13,25 @@ tmp/ renames into place: rename(2) cannot move a subvolume into another subvolum
 PoolSpec(size > 0, source ""): a loop-backed btrfs file beside the path (loop.py), mounted at
 the path. source a block device: mounted at the path (formatted first only when it holds no
 filesystem at all). source a directory: the pool lives in that existing btrfs directory.
-source "" and size 0: the path's own filesystem, which must be btrfs.
+source "" and size 0: the path's own filesystem, which must be btrfs. ensure() enables quotas
+on a filesystem that has none (simple ones where it can): filesystem-wide, on a given one too.
 
-Limits are qgroup limits on a subvolume's exclusive bytes: with simple quotas that is what the
-subvolume wrote itself (not its base's shared extents), as the dir pool counts an overlay's
-upper layer. `df` inside shows the pool's filesystem, not the limit (statfs knows no qgroups):
-caps say so (`quota_visible=False`, `quota_note`). Usage figures come from the qgroups
-(/sys/fs/btrfs/<fsid>/qgroups), after one transaction commit, never from a tree walk.
-Launch cost does not grow with the image: a root is one snapshot (~ms, 16 KiB).
+Limits: each root and volume is a level-1 qgroup (1/N, its id in the subvolume's xattr
+trusted.lxcloud.qgroup, which snapshots carry and a container cannot touch) limited on its
+exclusive bytes, with the disk's subvolume as a member. With simple quotas an extent is charged
+to the subvolume that wrote it for as long as anything references it, so a disk holds what it
+wrote itself (not its base's shared extents, as the dir pool counts an overlay's upper layer),
+including what its snapshots still keep; a restore makes a new subvolume that joins the same
+qgroup, so snapshot-and-restore cannot reset the count; a subvolume made inside a root joins
+it too (simple quotas inherit the parent's qgroups), and the LXC driver refuses the ioctls that
+make one anyway. A clone is a disk of its own: what it shares with its source stays charged to
+the source. Without simple quotas (kernel < 6.7) full qgroups are used the same way (exclusive:
+what no other subvolume shares). `df` inside shows the pool's filesystem, not the limit (statfs
+knows no qgroups): caps say so (`quota_visible=False`, `quota_note`). Usage figures are the
+qgroups' (/sys/fs/btrfs/<fsid>/qgroups) after one transaction commit, never a tree walk.
+
+Measured here (kernel 6.18, loop-backed, simple quotas): a root is one snapshot, 4-7 ms and
+~68 KiB of pool metadata whether the base holds 8 MiB or 256 MiB; root_usage 0.2-0.8 ms.
 """
 
 from __future__ import annotations
@@ -78,8 +89,8 @@ _CLEAR = (1 << 64) - 1                  # a limit of "none"
 _LEVEL1 = 1 << 48                       # qgroup id 1/N
 GROUP_XATTR = "trusted.lxcloud.qgroup"  # out of reach of an unprivileged container
 
-# A subvolume an instance makes inside its root is a qgroup of its own, outside the root's limit:
-# the LXC driver refuses the ioctls that make one (lxc.py, BTRFS_SUBVOL_IOCTLS, through seccomp).
+# The LXC driver refuses the ioctls that make a subvolume inside an instance (lxc.py,
+# BTRFS_SUBVOL_IOCTLS, through seccomp): with full qgroups one would be outside the disk's limit.
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -293,12 +304,13 @@ class BtrfsPool:
         """A new qgroup for the disk whose (writable) subvolume this is, limited to `size`."""
         sid = btrfsutil.subvolume_id(str(subvolume))
         group = _LEVEL1 | sid
-        try:
-            _ioctl(self.path, _IOC_QGROUP_CREATE, struct.pack("=QQ", 1, group))
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
-        self._join(subvolume, group)
+        with self._lock("qgroups"):     # an empty new group is not reaped before it has a member
+            try:
+                _ioctl(self.path, _IOC_QGROUP_CREATE, struct.pack("=QQ", 1, group))
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise
+            self._join(subvolume, group)
         set_limit(self.path, group, size)
         return group
 
@@ -361,6 +373,10 @@ class BtrfsPool:
             entries = sorted(self._qgroups().glob("[01]_*"))   # subvolumes' first
         except OSError:
             return
+        with self._lock("qgroups"):
+            self._reap(entries)
+
+    def _reap(self, entries: list[Path]) -> None:
         for q in entries:
             level, sid = (int(x) for x in q.name.split("_"))
             try:

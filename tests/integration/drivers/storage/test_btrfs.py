@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,6 +217,36 @@ def test_deleting_leaves_no_qgroup(pool: BtrfsPool) -> None:
     wait_for(lambda: _settled(pool) and _qgroups(pool) == before, 30, "the qgroups gone")
     pool.delete_base("ami-d")
     wait_for(lambda: _settled(pool) and not _qgroups(pool), 30, "the base's qgroup gone")
+
+
+def test_concurrent_launches_and_deletions(pool: BtrfsPool) -> None:
+    pool.create_base("ami-c", lambda d: (d / "marker").write_text("x"))
+    wait_for(lambda: _settled(pool), 30, "the cleaner")
+    before = _qgroups(pool)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(6):
+                rootfs = pool.create_root(f"i-c{n}-{i}", root_disk("ami-c", 32 * MiB), 0, 0)
+                (rootfs.path / "f").write_bytes(b"\7" * MiB)
+                if i % 2:
+                    pool.delete_root(f"i-c{n}-{i - 1}")
+        except BaseException as e:   # noqa: BLE001 - collected, asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    for n in range(6):
+        for i in range(6):
+            assert pool.has_root(f"i-c{n}-{i}") == bool(i % 2)
+            assert i % 2 == 0 or pool._limit(pool.instance_path(f"i-c{n}-{i}")) == 32 * MiB
+            pool.delete_root(f"i-c{n}-{i}")
+    wait_for(lambda: _settled(pool) and _qgroups(pool) == before, 30, "no stray qgroup")
 
 
 def test_teardown_after_a_remount_leaves_no_loop_or_mount(work_dir: Path) -> None:
