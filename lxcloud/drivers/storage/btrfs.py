@@ -62,6 +62,7 @@ from lxcloud.drivers.storage.base import (
     SnapshotOf,
     check_id,
     root_source,
+    walk_usage,
 )
 from lxcloud.drivers.storage.quota import fmt_bytes
 
@@ -202,9 +203,11 @@ class BtrfsPool:
         elif self.spec.source and not self.path.is_dir():
             raise InvalidInput(f"the pool's source {self.path} is not a directory")
         else:
-            self.path.mkdir(parents=True, exist_ok=True)
+            there = next(p for p in (self.path, *self.path.parents) if p.exists())
+            if is_btrfs(there):         # else refused below, with nothing made
+                self.path.mkdir(parents=True, exist_ok=True)
         self._fsid = ""                 # a new filesystem after a teardown
-        if not is_btrfs(self.path):
+        if not self.path.is_dir() or not is_btrfs(self.path):
             raise InvalidInput(f"{self.path} is not on a btrfs filesystem: give the pool a size "
                                "(a loop-backed btrfs file), a block device or a btrfs directory")
         for sub in SUBDIRS:
@@ -337,9 +340,10 @@ class BtrfsPool:
         return int((self._qgroups() / _qgroup_name(self._group(subvolume)) / name).read_text())
 
     def _used(self, subvolume: Path) -> int:
-        """Bytes the disk holds of its own (its qgroup's exclusive figure, committed)."""
+        """Bytes the disk holds of its own (its qgroup's exclusive figure, committed); without
+        quotas a walk, which cannot tell its own extents from its base's."""
         if not self.quota_mode:
-            raise Unsupported(f"pool {self.spec.name} has no quotas: {self.caps.quota_note}")
+            return sum(walk_usage(subvolume))
         btrfsutil.sync(str(self.path))      # the figures are those of the last commit
         return self._group_value(subvolume, "exclusive")
 

@@ -92,7 +92,12 @@ def test_registered_and_declares_its_limits_honestly(pool: BtrfsPool) -> None:
 
 def test_not_btrfs_is_refused(work_dir: Path) -> None:
     with pytest.raises(InvalidInput, match="not on a btrfs"):
-        BtrfsPool(PoolSpec("p", "btrfs", work_dir / "plain")).ensure()
+        BtrfsPool(PoolSpec("p", "btrfs", work_dir / "plain" / "pool")).ensure()
+    assert not (work_dir / "plain").exists()                 # nothing left behind
+    (work_dir / "src").mkdir()
+    with pytest.raises(InvalidInput, match="not on a btrfs"):
+        BtrfsPool(PoolSpec("p", "btrfs", work_dir / "x", source=str(work_dir / "src"))).ensure()
+    assert os.listdir(work_dir / "src") == []
 
 
 def test_root_is_a_snapshot_flat_in_image_size(pool: BtrfsPool) -> None:
