@@ -310,16 +310,31 @@ def bench_write(rest: Rest, pool: str, mib: int) -> None:
     try:
         p = rest.pool(pool)
         scratch = Path(p["path"]) / f"bench-write-{iid}"
-        inside, outside = [], []
-        for _ in range(3):
+        inside: list[float] = []
+        outside: list[float] = []
+        dd = f"dd if=/dev/zero bs=1M count={mib} conv=fsync"
+
+        def run_inside() -> None:
             t0 = time.perf_counter()
-            rest.exec(iid, f"dd if=/dev/zero of=/w bs=1M count={mib} conv=fsync 2>/dev/null; "
-                           "rm /w")
+            rest.exec(iid, f"{dd} of=/w 2>/dev/null; rm /w")
             inside.append(mib / (time.perf_counter() - t0))
+
+        # the same busybox dd on the pool's own filesystem, no disk limit in the way, in a
+        # memory cgroup of the instance's size (dirty-page writeback starts as early as inside)
+        memcg = Path("/sys/fs/cgroup/memory") / f"lxcloud-bench-{iid}"
+        memcg.mkdir()
+        (memcg / "memory.limit_in_bytes").write_text(str(128 * MiB))
+
+        def run_outside() -> None:
             t0 = time.perf_counter()
-            sh(["dd", "if=/dev/zero", f"of={scratch}", "bs=1M", f"count={mib}", "conv=fsync"])
+            sh(["busybox", "sh", "-c", f"echo $$ > {memcg}/cgroup.procs; {dd} of={scratch} "
+                f"2>/dev/null; rm {scratch}"])
             outside.append(mib / (time.perf_counter() - t0))
-            scratch.unlink()
+
+        for i in range(6):          # interleaved, each side first in turn
+            for f in ((run_inside, run_outside) if i % 2 else (run_outside, run_inside)):
+                f()
+        memcg.rmdir()
         a, b = statistics.median(inside), statistics.median(outside)
         print(f"{pool:7} write {mib} MiB + fsync: inside a quota'd root {a:7.0f} MiB/s, the "
               f"pool's filesystem without a quota {b:7.0f} MiB/s  (ratio {a / b:.2f})")
