@@ -64,7 +64,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -84,9 +84,10 @@ from lxcloud.drivers.storage.base import (
 )
 from lxcloud.drivers.storage.dir import SUBDIRS as DIR_SUBDIRS
 from lxcloud.drivers.storage.dir import DirPool
-from lxcloud.drivers.storage.quota import ImageAreas, copy_tree, fmt_bytes, rmtree
+from lxcloud.drivers.storage.quota import ImageAreas, copy_tree, fmt_bytes, image_file, rmtree
 
 SUBDIRS = ("bases", "instances", "volumes", "snapshots", "locks", "tmp")
+ROOT_AREA = "root"
 QUOTA_XATTR = "ceph.quota.max_bytes"
 CEPH_PROBE_XATTR = "ceph.dir.rbytes"
 # filesystems (by the part of the fstype before a dot) where overlayfs refuses an upper dir
@@ -129,6 +130,93 @@ def _is_cephfs(path: Path) -> bool:
         return False
 
 
+class SharedRoots(DirPool):
+    """The dir pool's roots, each in a directory of its own (instances/<id>/root/ and its
+    root.img), so that a CephFS snapshot of that directory keeps that one root's image."""
+
+    ceph_snaps = False        # set by the shared pool once it has probed the filesystem
+
+    def instance_path(self, instance_id: str) -> Path:
+        return self.path / "instances" / check_id(instance_id) / ROOT_AREA
+
+    @contextmanager
+    def _own_dir(self, instance_id: str) -> Iterator[None]:
+        """The root's directory made for a new root, removed again if making it fails."""
+        top = self.instance_path(instance_id).parent
+        made = not top.exists()
+        top.mkdir(mode=0o711, exist_ok=True)
+        try:
+            yield
+        except BaseException:
+            if made:
+                self._drop_dir(instance_id)
+            raise
+
+    def _drop_dir(self, instance_id: str) -> None:
+        top = self.instance_path(instance_id).parent
+        if self.ceph_snaps and (top / ".snap").is_dir():
+            for n in os.listdir(top / ".snap"):
+                (top / ".snap" / n).rmdir()
+        rmtree(top, f"the directory of the root of {instance_id}")
+
+    def _make_root(self, instance_id: str, *args: Any, **kwargs: Any) -> RootfsSpec:
+        with self._own_dir(instance_id):
+            return super()._make_root(instance_id, *args, **kwargs)
+
+    def clone_root(self, source_id: str, instance_id: str, disk: Disk, uid: int = 100000,
+                   gid: int = 100000, snapshot: str | None = None) -> RootfsSpec:
+        if self.has_root(instance_id):
+            raise Conflict(f"instance root {instance_id} exists", resource="instance")
+        with self._own_dir(instance_id):
+            return super().clone_root(source_id, instance_id, disk, uid, gid, snapshot)
+
+    def delete_root(self, instance_id: str) -> None:
+        super().delete_root(instance_id)        # DriverError while it is in use
+        if self.instance_path(instance_id).parent.exists():
+            self._drop_dir(instance_id)
+
+    # --- snapshots: CephFS's own of the root's directory (its ext4 frozen meanwhile) where
+    # the filesystem has them; copies (the dir pool's) elsewhere and for imported ones
+    def _ceph_snap(self, target_id: str, snapshot_id: str) -> Path:
+        return (self.instance_path(target_id).parent / ".snap" / check_id(snapshot_id)
+                / ROOT_AREA)
+
+    def _snapshot_path(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> Path:
+        if of is SnapshotOf.ROOT and self.ceph_snaps:
+            snap = self._ceph_snap(target_id, snapshot_id)
+            if image_file(snap).is_file():
+                return snap
+        return super()._snapshot_path(of, target_id, snapshot_id)
+
+    def create_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
+        if of is not SnapshotOf.ROOT or not self.ceph_snaps:
+            super().create_snapshot(of, target_id, snapshot_id)
+            return
+        area = self._root(target_id)
+        snap = self._ceph_snap(target_id, snapshot_id).parent
+        with self._lock(f"snap-{of}-{target_id}"):
+            if self.has_snapshot(of, target_id, snapshot_id):
+                raise Conflict(f"snapshot {snapshot_id} of {target_id} exists",
+                               resource="snapshot")
+            # frozen: every write is in the image and its journal clean when the cluster
+            # takes the snapshot (copy-on-write, no data copied)
+            with loop.frozen(area) if loop.is_mounted(area) else nullcontext():
+                fd = os.open(image_file(area), os.O_RDONLY)
+                try:
+                    os.fsync(fd)       # what the loop device wrote, in the cluster
+                finally:
+                    os.close(fd)
+                snap.mkdir()
+
+    def delete_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
+        if of is SnapshotOf.ROOT and self.ceph_snaps:
+            snap = self._ceph_snap(target_id, snapshot_id)
+            if image_file(snap).is_file():
+                snap.parent.rmdir()
+                return
+        super().delete_snapshot(of, target_id, snapshot_id)
+
+
 class SharedPool:
     """A StorageDriver over a directory every host mounts: roots are the dir pool's (overlay
     layers on ext4 images in the directory), volumes quota'd directories (CephFS)."""
@@ -152,7 +240,7 @@ class SharedPool:
         self.cephfs = False             # quotas by xattr
         self.ceph_snaps = False         # .snap directories (volumes)
         self.images_only = False        # an overlay upper cannot live on this filesystem
-        self.roots = DirPool(PoolSpec(spec.name, "dir", self.path, source=str(self.path)))
+        self.roots = SharedRoots(PoolSpec(spec.name, "dir", self.path, source=str(self.path)))
         self.caps = StorageCaps(copy_on_write=True, snapshots=True, volumes=True, remote=True,
                                 quota_note="the pool is not made real yet (ensure)")
 
@@ -172,6 +260,7 @@ class SharedPool:
         mountpoint, fstype, _ = loop.filesystem_of(self.path)
         self.cephfs = _is_cephfs(self.path)
         self.ceph_snaps = self.cephfs and self._probe_snapshots()
+        self.roots.ceph_snaps = self.ceph_snaps
         self.images_only = fstype.split(".")[0] in REMOTE_FSTYPES
         if self.images_only and not isinstance(self.roots.areas, ImageAreas):
             raise InvalidInput(f"the pool's source is on {fstype}, where an overlay layer "
@@ -184,7 +273,7 @@ class SharedPool:
         self.caps = StorageCaps(copy_on_write=True, quota=self.cephfs, quota_note=note,
                                 quota_visible=self.cephfs,
                                 online_resize=self.cephfs and self.roots.caps.online_resize,
-                                snapshots=True, cow_snapshots=False, volumes=True,
+                                snapshots=True, cow_snapshots=self.ceph_snaps, volumes=True,
                                 remote=True)
 
     def _probe_snapshots(self) -> bool:
@@ -206,10 +295,11 @@ class SharedPool:
         shutil.rmtree(self.local, ignore_errors=True)
         if not self.path.exists():
             return
-        d = self.path / "volumes"
-        if d.is_dir():
-            for area in d.iterdir():
-                self._drop_ceph_snapshots(area)
+        for kind in ("instances", "volumes"):
+            d = self.path / kind
+            if d.is_dir():
+                for area in d.iterdir():
+                    self._drop_ceph_snapshots(area)
         if self.own_dir:
             rmtree(self.path, f"pool {self.spec.name}")
         else:
@@ -314,7 +404,7 @@ class SharedPool:
 
     # --- instance roots (the dir pool's, over this directory: see the module's docstring)
     def instance_path(self, instance_id: str) -> Path:
-        return self.path / "instances" / check_id(instance_id)
+        return self.roots.instance_path(instance_id)
 
     def _size(self, size: int) -> int:
         """The image size for a root limited to `size`: none where the pool has no quota (the
@@ -344,7 +434,7 @@ class SharedPool:
         """This host stops using the root (its instance is stopped or moved): its image is
         unmounted (InUse while an instance still holds it), the root stays in the shared
         directory for whichever host uses it next."""
-        area, areas = self.instance_path(instance_id), self.roots.areas
+        area, areas = self.roots.instance_path(instance_id), self.roots.areas
         if isinstance(areas, ImageAreas) and areas.is_image(area) and loop.is_mounted(area):
             areas._unmount(area, f"the root of {instance_id}")
 

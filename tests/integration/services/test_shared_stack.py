@@ -131,7 +131,7 @@ def test_an_instance_on_a_shared_pool(cloud: Cloud, cephfs: CephFS) -> None:
         wait(cloud, op.id)
         assert cloud.instances.get("sh1").state == "running"
         # the root: an overlay layer on an ext4 image in the CephFS, its limit shown and kept
-        images = list(Path(shown.path, "instances").glob("*.img"))
+        images = list(Path(shown.path, "instances").glob("*/root.img"))
         assert len(images) == 1 and loop.filesystem_of(images[0])[1] == "fuse.ceph-fuse"
         assert 50 * 1024 <= df_kib(cloud, "sh1") <= 64 * 1024
         code, out = sh(cloud, "sh1", "dd if=/dev/zero of=/fill bs=1M count=100 2>&1")

@@ -87,7 +87,7 @@ def test_the_pool_on_cephfs_declares_what_it_does(cephfs: CephFS, work_dir: Path
     # a root grows online where ext4 lets this agent (it demands CAP_SYS_RESOURCE)
     assert c.online_resize == p.roots.caps.online_resize
     assert c.snapshots and c.volumes and c.copy_on_write
-    assert not c.cow_snapshots          # a root's snapshot is a copy of its image
+    assert c.cow_snapshots              # CephFS's own: of a root's directory (its image), a volume
 
 
 def test_the_registry_names_it(cephfs: CephFS) -> None:
@@ -145,8 +145,8 @@ def _quota_is_enforced_and_shown(pool: SharedPool) -> None:
     assert _capacity(rootfs.path) <= 32 * MiB            # what df inside shows
     assert 0.85 * 32 * MiB <= _capacity(rootfs.path)
     area = rootfs.path.parent                              # an ext4 image in the CephFS
-    assert loop.mount_of(area)[0] == "ext4" and (pool.path / "instances/i-q.img").is_file()
-    assert loop.filesystem_of(pool.path / "instances/i-q.img")[1] == "fuse.ceph-fuse"
+    assert loop.mount_of(area)[0] == "ext4" and (pool.path / "instances/i-q/root.img").is_file()
+    assert loop.filesystem_of(pool.path / "instances/i-q/root.img")[1] == "fuse.ceph-fuse"
     with pytest.raises(OSError, match="No space left"):
         (rootfs.path / "big").write_bytes(b"x" * (40 * MiB))
     (rootfs.path / "big").unlink()
@@ -323,11 +323,11 @@ def test_failures_midway_leave_nothing(cephfs: CephFS, work_dir: Path) -> None:
         def boom(dest: Path) -> None:
             (dest / "half").write_bytes(b"x" * MiB)
             raise RuntimeError("archive truncated")
-        devices = loop.loop_users(pool.path / "instances" / "i-m.img")
+        devices = loop.loop_users(pool.path / "instances" / "i-m" / "root.img")
         with pytest.raises(RuntimeError):                  # an import failing midway
             pool.import_root("i-m", Disk(pool="shared", source="ami-f", size=64 * MiB), boom)
         assert listing() == before and not loop.mounts_under(pool.path)
-        assert loop.loop_users(pool.path / "instances" / "i-m.img") == devices == []
+        assert loop.loop_users(pool.path / "instances" / "i-m" / "root.img") == devices == []
     finally:
         _gone(pool, source)
 
