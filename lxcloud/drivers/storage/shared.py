@@ -64,16 +64,15 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from lxcloud.core.caps import StorageCaps
 from lxcloud.core.errors import Conflict, DriverError, InUse, InvalidInput, NotFound, Unsupported
 from lxcloud.core.instance import Disk
-from lxcloud.core.proc import run
 from lxcloud.core.reverter import Reverter
-from lxcloud.core.waiting import wait_until
 from lxcloud.drivers.compute.base import RootfsSpec
 from lxcloud.drivers.storage import loop
 from lxcloud.drivers.storage.base import (
@@ -82,18 +81,20 @@ from lxcloud.drivers.storage.base import (
     Populate,
     SnapshotOf,
     check_id,
-    root_source,
 )
-from lxcloud.drivers.storage.quota import copy_tree, fmt_bytes, rmtree
+from lxcloud.drivers.storage.dir import SUBDIRS as DIR_SUBDIRS
+from lxcloud.drivers.storage.dir import DirPool
+from lxcloud.drivers.storage.quota import ImageAreas, copy_tree, fmt_bytes, image_file, rmtree
 
 SUBDIRS = ("bases", "instances", "volumes", "snapshots", "locks", "tmp")
-ROOTFS = "rootfs"
-IMAGE_MARK = "image"
+ROOT_AREA = "root"
 QUOTA_XATTR = "ceph.quota.max_bytes"
 CEPH_PROBE_XATTR = "ceph.dir.rbytes"
-CEPH_FUSE_FSTYPE = "fuse.ceph-fuse"
+# filesystems (by the part of the fstype before a dot) where overlayfs refuses an upper dir
+REMOTE_FSTYPES = ("fuse", "fuseblk", "nfs", "nfs4", "ceph", "cifs", "smb3", "9p")
 LOCAL_ROOT = Path("/run/lxcloud/shared")
-MOUNT_TIMEOUT = 60
+GiB = 1 << 30
+UNLIMITED_MIN = GiB      # a root with no limit: an image the pool's size (at least this)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -129,22 +130,103 @@ def _is_cephfs(path: Path) -> bool:
         return False
 
 
-def _process_gone(pid: int) -> bool:
-    """Exited (reaped, or a zombie whose parent is not us)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return True
+class SharedRoots(DirPool):
+    """The dir pool's roots, each in a directory of its own (instances/<id>/root/ and its
+    root.img), so that a CephFS snapshot of that directory keeps that one root's image."""
+
+    ceph_snaps = False        # set by the shared pool once it has probed the filesystem
+
+    def instance_path(self, instance_id: str) -> Path:
+        return self.path / "instances" / check_id(instance_id) / ROOT_AREA
+
+    @contextmanager
+    def _own_dir(self, instance_id: str) -> Iterator[None]:
+        """The root's directory made for a new root, removed again if making it fails."""
+        top = self.instance_path(instance_id).parent
+        made = not top.exists()
+        top.mkdir(mode=0o711, exist_ok=True)
+        try:
+            yield
+        except BaseException:
+            if made:
+                self._drop_dir(instance_id)
+            raise
+
+    def _drop_dir(self, instance_id: str) -> None:
+        top = self.instance_path(instance_id).parent
+        if self.ceph_snaps and (top / ".snap").is_dir():
+            for n in os.listdir(top / ".snap"):
+                (top / ".snap" / n).rmdir()
+        rmtree(top, f"the directory of the root of {instance_id}")
+
+    def _make_root(self, instance_id: str, *args: Any, **kwargs: Any) -> RootfsSpec:
+        with self._own_dir(instance_id):
+            return super()._make_root(instance_id, *args, **kwargs)
+
+    def clone_root(self, source_id: str, instance_id: str, disk: Disk, uid: int = 100000,
+                   gid: int = 100000, snapshot: str | None = None) -> RootfsSpec:
+        if self.has_root(instance_id):
+            raise Conflict(f"instance root {instance_id} exists", resource="instance")
+        with self._own_dir(instance_id):
+            return super().clone_root(source_id, instance_id, disk, uid, gid, snapshot)
+
+    def delete_root(self, instance_id: str) -> None:
+        super().delete_root(instance_id)        # DriverError while it is in use
+        if self.instance_path(instance_id).parent.exists():
+            self._drop_dir(instance_id)
+
+    # --- snapshots: CephFS's own of the root's directory (its ext4 frozen meanwhile) where
+    # the filesystem has them; copies (the dir pool's) elsewhere and for imported ones
+    def _ceph_snap(self, target_id: str, snapshot_id: str) -> Path:
+        return (self.instance_path(target_id).parent / ".snap" / check_id(snapshot_id)
+                / ROOT_AREA)
+
+    def _snapshot_path(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> Path:
+        if of is SnapshotOf.ROOT and self.ceph_snaps:
+            snap = self._ceph_snap(target_id, snapshot_id)
+            if image_file(snap).is_file():
+                return snap
+        return super()._snapshot_path(of, target_id, snapshot_id)
+
+    def create_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
+        if of is not SnapshotOf.ROOT or not self.ceph_snaps:
+            super().create_snapshot(of, target_id, snapshot_id)
+            return
+        area = self._root(target_id)
+        snap = self._ceph_snap(target_id, snapshot_id).parent
+        with self._lock(f"snap-{of}-{target_id}"):
+            if self.has_snapshot(of, target_id, snapshot_id):
+                raise Conflict(f"snapshot {snapshot_id} of {target_id} exists",
+                               resource="snapshot")
+            # frozen: every write is in the image and its journal clean when the cluster
+            # takes the snapshot (copy-on-write, no data copied)
+            with loop.frozen(area) if loop.is_mounted(area) else nullcontext():
+                fd = os.open(image_file(area), os.O_RDONLY)
+                try:
+                    os.fsync(fd)       # what the loop device wrote, in the cluster
+                finally:
+                    os.close(fd)
+                snap.mkdir()
+
+    def delete_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
+        if of is SnapshotOf.ROOT and self.ceph_snaps:
+            snap = self._ceph_snap(target_id, snapshot_id)
+            if image_file(snap).is_file():
+                snap.parent.rmdir()
+                return
+        super().delete_snapshot(of, target_id, snapshot_id)
 
 
 class SharedPool:
-    """A StorageDriver over a directory every host mounts; CephFS quotas and snapshots there."""
+    """A StorageDriver over a directory every host mounts: roots are the dir pool's (overlay
+    layers on ext4 images in the directory), volumes quota'd directories (CephFS)."""
 
     name = "shared"
 
     def __init__(self, spec: PoolSpec, *, local: Path | None = None,
                  ceph_args: Sequence[str] = ()) -> None:
+        """local, ceph_args: accepted for callers of the earlier layout (subtree mounts);
+        nothing host-local is kept now."""
         self.spec = spec
         if not spec.source:
             raise InvalidInput("a shared pool needs a source: the directory every host mounts")
@@ -156,9 +238,10 @@ class SharedPool:
         self.local = Path(local) if local else LOCAL_ROOT / f"{spec.name}-{digest}"
         self.ceph_args = tuple(ceph_args)
         self.cephfs = False             # quotas by xattr
-        self.ceph_snaps = False         # .snap directories
-        self.subtree = False            # roots mounted as their own ceph-fuse subtree
-        self.caps = StorageCaps(copy_on_write=False, snapshots=True, volumes=True, remote=True,
+        self.ceph_snaps = False         # .snap directories (volumes)
+        self.images_only = False        # an overlay upper cannot live on this filesystem
+        self.roots = SharedRoots(PoolSpec(spec.name, "dir", self.path, source=str(self.path)))
+        self.caps = StorageCaps(copy_on_write=True, snapshots=True, volumes=True, remote=True,
                                 quota_note="the pool is not made real yet (ensure)")
 
     # --- the pool
@@ -170,23 +253,26 @@ class SharedPool:
         self.path.mkdir(exist_ok=True)
         for sub in SUBDIRS:
             (self.path / sub).mkdir(exist_ok=True)
+        self.roots.ensure()
         # traversable by the containers' mapped root (it is not root on the host)
         for p in (self.path, *(self.path / s for s in ("bases", "instances", "volumes"))):
             p.chmod(0o711)
-        self.local.mkdir(parents=True, exist_ok=True)
-        self.local.chmod(0o711)
         mountpoint, fstype, _ = loop.filesystem_of(self.path)
         self.cephfs = _is_cephfs(self.path)
         self.ceph_snaps = self.cephfs and self._probe_snapshots()
-        self.subtree = self.cephfs and fstype == CEPH_FUSE_FSTYPE and bool(shutil.which("ceph-fuse"))
+        self.roots.ceph_snaps = self.ceph_snaps
+        self.images_only = fstype.split(".")[0] in REMOTE_FSTYPES
+        if self.images_only and not isinstance(self.roots.areas, ImageAreas):
+            raise InvalidInput(f"the pool's source is on {fstype}, where an overlay layer "
+                               "cannot live: its roots need loop devices, and this host has "
+                               "none (/dev/loop-control)")
         note = ""
         if not self.cephfs:
             note = (f"{fstype} at {mountpoint} has no quota mechanism this pool can use "
                     "(it uses CephFS's ceph.quota.max_bytes): disk limits are not enforced")
-        elif not self.subtree:
-            note = ""       # enforced; df inside shows the whole filesystem
-        self.caps = StorageCaps(copy_on_write=False, quota=self.cephfs, quota_note=note,
-                                quota_visible=self.subtree, online_resize=self.cephfs,
+        self.caps = StorageCaps(copy_on_write=True, quota=self.cephfs, quota_note=note,
+                                quota_visible=self.cephfs,
+                                online_resize=self.cephfs and self.roots.caps.online_resize,
                                 snapshots=True, cow_snapshots=self.ceph_snaps, volumes=True,
                                 remote=True)
 
@@ -217,16 +303,16 @@ class SharedPool:
         if self.own_dir:
             rmtree(self.path, f"pool {self.spec.name}")
         else:
-            for sub in SUBDIRS:
+            for sub in (*SUBDIRS, *DIR_SUBDIRS, "blanks"):
                 rmtree(self.path / sub, f"{sub} of pool {self.spec.name}")
 
     @_host
     def release(self) -> None:
         """This host stops using the pool (an instance moving away, a host leaving): its
-        subtree mounts go, the shared data stays for the other hosts."""
-        if self.local.exists():
-            for mp in loop.mounts_under(self.local):
-                self._unmount(mp)
+        mounts of the roots' images go, the shared data stays for the other hosts."""
+        if self.path.exists():
+            for mp in loop.mounts_under(self.path):
+                loop.umount(mp)
 
     def usage(self) -> PoolUsage:
         st = os.statvfs(self.path)
@@ -316,173 +402,90 @@ class SharedPool:
             os.rename(base, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
 
-    # --- subtree mounts (this host's view of a root, showing its limit)
-    def _mountpoint(self, instance_id: str) -> Path:
-        return self.local / "roots" / check_id(instance_id)
-
-    def _ceph_path(self, area: Path) -> str:
-        mountpoint = loop.filesystem_of(area)[0]
-        return "/" + str(area.resolve().relative_to(mountpoint))
-
-    def _mount_subtree(self, area: Path, mp: Path) -> None:
-        if loop.is_mounted(mp):
-            return
-        mp.mkdir(parents=True, exist_ok=True)
-        (self.local / "run").mkdir(exist_ok=True)
-        pidfile = self.local / "run" / f"{mp.name}.pid"
-        try:
-            run(["ceph-fuse", *self.ceph_args, "--pid-file", str(pidfile), "-r",
-                 self._ceph_path(area), str(mp)], timeout=MOUNT_TIMEOUT)
-            wait_until(lambda: loop.is_mounted(mp), MOUNT_TIMEOUT,
-                       f"the ceph-fuse mount at {mp}")
-            # a FUSE mount's root is inode 1: compare a file below it (every root has its mark)
-            if os.stat(mp / IMAGE_MARK).st_ino != os.stat(area / IMAGE_MARK).st_ino:
-                raise DriverError(f"the ceph-fuse mount of {area} at {mp} shows another "
-                                  "directory: the pool's source must be on a ceph-fuse mount "
-                                  "of the filesystem's root")
-        except BaseException:
-            if loop.is_mounted(mp):
-                self._unmount(mp)
-            else:
-                pidfile.unlink(missing_ok=True)
-                mp.rmdir()
-            raise
-
-    def _unmount(self, mp: Path) -> None:
-        """Unmount a subtree mount and wait for its ceph-fuse to exit."""
-        pidfile = self.local / "run" / f"{mp.name}.pid"
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (OSError, ValueError):
-            pid = 0
-        loop.umount(mp)
-        if pid:
-            wait_until(lambda: _process_gone(pid), MOUNT_TIMEOUT,
-                       f"ceph-fuse {pid} exiting after {mp} was unmounted")
-        pidfile.unlink(missing_ok=True)
-        try:
-            mp.rmdir()
-        except FileNotFoundError:
-            pass
-
-    # --- instance roots
+    # --- instance roots (the dir pool's, over this directory: see the module's docstring)
     def instance_path(self, instance_id: str) -> Path:
-        return self.path / "instances" / check_id(instance_id)
+        return self.roots.instance_path(instance_id)
 
-    def _view(self, instance_id: str) -> Path:
-        """Where this host reaches the root's directory: its subtree mount (made if missing) or
-        the shared directory itself."""
-        area = self.instance_path(instance_id)
-        if not self.subtree:
-            return area
-        mp = self._mountpoint(instance_id)
-        self._mount_subtree(area, mp)
-        return mp
-
-    def _root(self, instance_id: str) -> Path:
-        area = self.instance_path(instance_id)
-        if not (area / IMAGE_MARK).is_file():
-            raise NotFound(f"instance root {instance_id} does not exist", resource="instance")
-        return area
-
-    def _rootfs(self, instance_id: str) -> RootfsSpec:
-        return RootfsSpec(kind="dir", path=self._view(instance_id) / ROOTFS)
-
-    def _remove_area(self, area: Path, what: str) -> None:
-        self._drop_ceph_snapshots(area)
-        rmtree(area, what)
-
-    def _make_root(self, instance_id: str, size: int, image_id: str, uid: int, gid: int,
-                   fill: Populate | None = None) -> RootfsSpec:
-        """A root holding a copy of the image's base (or what `fill` puts in it)."""
-        area = self.instance_path(instance_id)
-        if area.exists():
-            raise Conflict(f"instance root {instance_id} exists", resource="instance")
-        what = f"the root of {instance_id}"
-        base = self.base_path(image_id) if image_id else None
-        if base is not None and self.caps.quota and size and _used(base) > size:
-            raise InvalidInput(f"image {image_id} needs {fmt_bytes(_used(base))}: more than "
-                               f"{what}'s limit {fmt_bytes(size)}", size=size)
-        area.mkdir(mode=0o711)
-        with Reverter() as rev:
-            rev.add(lambda: self._remove_area(area, what))
-            self._set_limit(area, size if self.caps.quota else 0)
-            if base is not None:
-                copy_tree(base, area / ROOTFS)
-            else:
-                (area / ROOTFS).mkdir(mode=0o755)
-            os.chown(area / ROOTFS, uid, gid)
-            if fill is not None:
-                fill(area / ROOTFS)
-            (area / IMAGE_MARK).write_text(image_id + "\n")   # last: the root is complete
-            rev.add(lambda: self._release(instance_id))
-            spec = self._rootfs(instance_id)
-            rev.success()
-        return spec
-
-    @_host
-    def release_root(self, instance_id: str) -> None:
-        """This host stops using the root (its instance is stopped or moved): its subtree mount
-        goes, the root stays in the shared directory for whichever host uses it next."""
-        self._release(instance_id)
-
-    def _release(self, instance_id: str) -> None:
-        mp = self._mountpoint(instance_id)
-        if loop.is_mounted(mp):
-            self._unmount(mp)
+    def _size(self, size: int) -> int:
+        """The image size for a root limited to `size`: none where the pool has no quota (the
+        dir pool then makes a plain layer where it can), the pool's capacity for "no limit"
+        on a remote filesystem (an overlay upper cannot live there: it is always an image)."""
+        if not self.caps.quota:
+            size = 0
+        if not size and self.images_only:
+            st = os.statvfs(self.path)
+            size = max(UNLIMITED_MIN, st.f_blocks * st.f_frsize // GiB * GiB)
+        return size
 
     @_host
     def create_root(self, instance_id: str, disk: Disk, uid: int = 100000,
                     gid: int = 100000) -> RootfsSpec:
-        image_id = root_source(disk)
-        area = self.instance_path(instance_id)
-        if (area / IMAGE_MARK).is_file():      # idempotent: mounted here again if need be
-            if self.caps.quota and self._limit(area) != disk.size:
-                self._resize(area, disk.size, f"the root of {instance_id}")
-            return self._rootfs(instance_id)
-        base = self.base_path(image_id)
-        if not base.is_dir():
-            raise NotFound(f"image {image_id} has no base in pool {self.path}", resource="image")
-        return self._make_root(instance_id, disk.size, image_id, uid, gid)
+        if self.roots.has_root(instance_id):       # idempotent: mounted here again if need be
+            area = self.roots._root(instance_id)
+            limit = self.roots.areas.limit(area)
+            if self.caps.quota and (disk.size or not self.images_only) and limit != disk.size:
+                self.resize_root(instance_id, disk.size)
+            return self.roots._rootfs(area)
+        return self.roots.create_root(instance_id, replace(disk, size=self._size(disk.size)),
+                                      uid, gid)
+
+    @_host
+    def release_root(self, instance_id: str) -> None:
+        """This host stops using the root (its instance is stopped or moved): its image is
+        unmounted (InUse while an instance still holds it), the root stays in the shared
+        directory for whichever host uses it next."""
+        area, areas = self.roots.instance_path(instance_id), self.roots.areas
+        if isinstance(areas, ImageAreas) and areas.is_image(area) and loop.is_mounted(area):
+            areas._unmount(area, f"the root of {instance_id}")
 
     def has_root(self, instance_id: str) -> bool:
-        return (self.instance_path(instance_id) / IMAGE_MARK).is_file()
+        return self.roots.has_root(instance_id)
 
-    def _check_unused(self, upper_dirs: Sequence[Path], what: str) -> None:
-        """InUse while a running instance on this host mounts the root (or the volume)."""
-        for d in upper_dirs:
-            if d.is_dir():
-                users = loop.mount_users(d)
-                if users:
-                    raise InUse(f"{what} is in use (process {users[0]} mounts it): stop it "
-                                "first", pid=users[0])
-
-    def _root_users(self, instance_id: str) -> list[Path]:
-        return [self._mountpoint(instance_id) / ROOTFS, self.instance_path(instance_id) / ROOTFS]
-
-    @_host
     def delete_root(self, instance_id: str) -> None:
-        area = self.instance_path(instance_id)
-        what = f"the root of {instance_id}"
-        if area.exists():
-            try:
-                self._check_unused(self._root_users(instance_id), what)
-            except InUse as e:
-                raise DriverError(f"cannot remove {what}: {e}") from e
-            self._release(instance_id)
-            self._remove_area(area, what)
-        rmtree(self._snapshots(SnapshotOf.ROOT, instance_id), f"the snapshots of {what}")
+        self.roots.delete_root(instance_id)
 
-    @_host
     def root_usage(self, instance_id: str) -> int:
-        return _used(self._root(instance_id) / ROOTFS)
+        return self.roots.root_usage(instance_id)
 
-    @_host
     def resize_root(self, instance_id: str, size: int) -> None:
-        self._resize(self._root(instance_id), size, f"the root of {instance_id}")
+        if not self.caps.quota:
+            raise Unsupported(f"this pool cannot limit the root of {instance_id}: "
+                              f"{self.caps.quota_note}")
+        if size < 0:
+            raise InvalidInput("a size cannot be negative")
+        self.roots.resize_root(instance_id, self._size(size))
+
+    def clone_root(self, source_id: str, instance_id: str, disk: Disk, uid: int = 100000,
+                   gid: int = 100000, snapshot: str | None = None) -> RootfsSpec:
+        """uid/gid: the clone keeps the source's ownership (one id map per host)."""
+        return self.roots.clone_root(source_id, instance_id,
+                                     replace(disk, size=self._size(disk.size)), uid, gid,
+                                     snapshot)
+
+    def import_root(self, instance_id: str, disk: Disk, populate: Populate, uid: int = 100000,
+                    gid: int = 100000) -> RootfsSpec:
+        return self.roots.import_root(instance_id, replace(disk, size=self._size(disk.size)),
+                                      populate, uid, gid)
+
+    def root_tree(self, instance_id: str,
+                  snapshot: str | None = None) -> AbstractContextManager[Path]:
+        return self.roots.root_tree(instance_id, snapshot)
+
+    # --- volumes (quota'd directories of the shared filesystem)
+    def _remove_area(self, area: Path, what: str) -> None:
+        self._drop_ceph_snapshots(area)
+        rmtree(area, what)
+
+    def _check_unused(self, area: Path, what: str) -> None:
+        """InUse while a running instance on this host mounts the volume."""
+        if area.is_dir():
+            users = loop.mount_users(area)
+            if users:
+                raise InUse(f"{what} is in use (process {users[0]} mounts it): stop it "
+                            "first", pid=users[0])
 
     def _copy_area(self, src: Path, area: Path, size: int, what: str) -> None:
-        """A new area holding `src`'s tree (a root's upper and mark, or a volume's content)."""
+        """A new volume holding `src`'s tree."""
         used = _used(src)
         if self.caps.quota and size and used > size:
             raise InvalidInput(f"{what} would hold {fmt_bytes(used)}: more than its limit "
@@ -495,41 +498,6 @@ class SharedPool:
                 copy_tree(src / entry, area / entry)
             rev.success()
 
-    @_host
-    def clone_root(self, source_id: str, instance_id: str, disk: Disk, uid: int = 100000,
-                   gid: int = 100000, snapshot: str | None = None) -> RootfsSpec:
-        """uid/gid: the clone keeps the source's ownership (one id map per host)."""
-        src = self._root(source_id) if snapshot is None \
-            else self._snapshot(SnapshotOf.ROOT, source_id, snapshot)
-        area = self.instance_path(instance_id)
-        if area.exists():
-            raise Conflict(f"instance root {instance_id} exists", resource="instance")
-        what = f"the root of {instance_id}"
-        with Reverter() as rev:
-            self._copy_area(src, area, disk.size, what)
-            rev.add(lambda: self._remove_area(area, what))
-            rev.add(lambda: self._release(instance_id))
-            spec = self._rootfs(instance_id)
-            rev.success()
-        return spec
-
-    @_host
-    def import_root(self, instance_id: str, disk: Disk, populate: Populate, uid: int = 100000,
-                    gid: int = 100000) -> RootfsSpec:
-        return self._make_root(instance_id, disk.size, "", uid, gid, populate)
-
-    def root_tree(self, instance_id: str,
-                  snapshot: str | None = None) -> AbstractContextManager[Path]:
-        src = self._root(instance_id) if snapshot is None \
-            else self._snapshot(SnapshotOf.ROOT, instance_id, snapshot)
-        return self._tree(src / ROOTFS)
-
-    @contextmanager
-    def _tree(self, tree: Path) -> Iterator[Path]:
-        # the root is a whole tree: nothing to merge (a snapshot's is read-only by CephFS)
-        yield tree
-
-    # --- volumes
     def _volume(self, volume_id: str) -> Path:
         return self.path / "volumes" / check_id(volume_id)
 
@@ -564,7 +532,7 @@ class SharedPool:
         what = f"volume {volume_id}"
         if area.exists():
             try:
-                self._check_unused([area], what)
+                self._check_unused(area, what)
             except InUse as e:
                 raise DriverError(f"cannot remove {what}: {e}") from e
             self._remove_area(area, what)
@@ -582,7 +550,7 @@ class SharedPool:
     def clone_volume(self, source_id: str, volume_id: str, size: int,
                      snapshot: str | None = None, uid: int = 100000, gid: int = 100000) -> Path:
         src = self.volume_path(source_id) if snapshot is None \
-            else self._snapshot(SnapshotOf.VOLUME, source_id, snapshot)
+            else self._snapshot(source_id, snapshot)
         area = self._volume(volume_id)
         if area.exists():
             raise Conflict(f"volume {volume_id} exists", resource="volume")
@@ -595,34 +563,29 @@ class SharedPool:
             rev.success()
         return area
 
-    # --- snapshots
-    def _target(self, of: SnapshotOf, target_id: str) -> Path:
-        return self._root(target_id) if of is SnapshotOf.ROOT else self.volume_path(target_id)
-
-    def _area(self, of: SnapshotOf, target_id: str) -> Path:
-        return self.instance_path(target_id) if of is SnapshotOf.ROOT else self._volume(target_id)
-
+    # --- snapshots: a root's are the dir pool's (its image frozen and copied); a volume's
+    # CephFS's own where it has them, else copies
     def _snapshots(self, of: SnapshotOf, target_id: str) -> Path:
         return self.path / "snapshots" / SnapshotOf(of).value / check_id(target_id)
 
-    def _copied(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> Path:
-        return self._snapshots(of, target_id) / check_id(snapshot_id)
+    def _copied(self, target_id: str, snapshot_id: str) -> Path:
+        return self._snapshots(SnapshotOf.VOLUME, target_id) / check_id(snapshot_id)
 
-    def _ceph_snap(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> Path:
-        return self._area(of, target_id) / ".snap" / check_id(snapshot_id)
+    def _ceph_snap(self, target_id: str, snapshot_id: str) -> Path:
+        return self._volume(target_id) / ".snap" / check_id(snapshot_id)
 
-    def _find_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> Path | None:
-        copied = self._copied(of, target_id, snapshot_id)
+    def _find_snapshot(self, target_id: str, snapshot_id: str) -> Path | None:
+        copied = self._copied(target_id, snapshot_id)
         if copied.is_dir():
             return copied
         if self.ceph_snaps:
-            snap = self._ceph_snap(of, target_id, snapshot_id)
-            if self._area(of, target_id).is_dir() and snap.is_dir():
+            snap = self._ceph_snap(target_id, snapshot_id)
+            if self._volume(target_id).is_dir() and snap.is_dir():
                 return snap
         return None
 
-    def _snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> Path:
-        p = self._find_snapshot(of, target_id, snapshot_id)
+    def _snapshot(self, target_id: str, snapshot_id: str) -> Path:
+        p = self._find_snapshot(target_id, snapshot_id)
         if p is None:
             raise NotFound(f"snapshot {snapshot_id} of {target_id} does not exist",
                            resource="snapshot")
@@ -640,16 +603,19 @@ class SharedPool:
 
     @_host
     def create_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
-        area = self._target(of, target_id)
+        if of is SnapshotOf.ROOT:
+            self.roots.create_snapshot(of, target_id, snapshot_id)
+            return
+        area = self.volume_path(target_id)
         check_id(snapshot_id)
         with self._lock(f"snap-{of}-{target_id}"):
-            if self._find_snapshot(of, target_id, snapshot_id) is not None:
+            if self._find_snapshot(target_id, snapshot_id) is not None:
                 raise Conflict(f"snapshot {snapshot_id} of {target_id} exists",
                                resource="snapshot")
             if self.ceph_snaps:
                 (area / ".snap" / snapshot_id).mkdir()
                 return
-            dest = self._copied(of, target_id, snapshot_id)
+            dest = self._copied(target_id, snapshot_id)
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".tmp-{snapshot_id}-{uuid.uuid4().hex[:8]}")
             try:
@@ -660,21 +626,21 @@ class SharedPool:
                 raise
 
     def has_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> bool:
+        if of is SnapshotOf.ROOT:
+            return self.roots.has_snapshot(of, target_id, snapshot_id)
         check_id(target_id)
-        return self._find_snapshot(of, target_id, snapshot_id) is not None
+        return self._find_snapshot(target_id, snapshot_id) is not None
 
     @_host
     def restore_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
-        area = self._target(of, target_id)
-        snap = self._snapshot(of, target_id, snapshot_id)
         if of is SnapshotOf.ROOT:
-            what = f"the root of {target_id}"
-            self._check_unused(self._root_users(target_id), what)
-            entries = [ROOTFS, IMAGE_MARK]
-        else:
-            what = f"volume {target_id}"
-            self._check_unused([area], what)
-            entries = sorted(os.listdir(snap))
+            self.roots.restore_snapshot(of, target_id, snapshot_id)
+            return
+        area = self.volume_path(target_id)
+        snap = self._snapshot(target_id, snapshot_id)
+        what = f"volume {target_id}"
+        self._check_unused(area, what)
+        entries = sorted(os.listdir(snap))
         # stage the snapshot's content beside the current one (in the same directory: a rename
         # across CephFS quota realms fails with EXDEV), then swap; the limit is lifted meanwhile
         stage = area / f".restore-{uuid.uuid4().hex[:8]}"
@@ -684,10 +650,7 @@ class SharedPool:
                 stage.mkdir()
                 for e in entries:
                     copy_tree(snap / e, stage / e)
-                if of is SnapshotOf.ROOT:
-                    doomed = [area / e for e in entries]
-                else:
-                    doomed = [area / e for e in os.listdir(area) if area / e != stage]
+                doomed = [area / e for e in os.listdir(area) if area / e != stage]
                 trash.mkdir()
                 for p in doomed:
                     if p.exists() or p.is_symlink():
@@ -697,36 +660,22 @@ class SharedPool:
             finally:
                 rmtree(stage, f"the restore of {what}")
             rmtree(trash, f"the old content of {what}")
-            if of is SnapshotOf.VOLUME:
-                st = snap.stat()
-                os.chown(area, st.st_uid, st.st_gid)
-                area.chmod(st.st_mode & 0o7777)
+            st = snap.stat()
+            os.chown(area, st.st_uid, st.st_gid)
+            area.chmod(st.st_mode & 0o7777)
 
     @_host
     def delete_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> None:
-        copied = self._copied(of, target_id, snapshot_id)
+        if of is SnapshotOf.ROOT:
+            self.roots.delete_snapshot(of, target_id, snapshot_id)
+            return
+        copied = self._copied(target_id, snapshot_id)
         if copied.is_dir():
             rmtree(copied, f"snapshot {snapshot_id} of {target_id}")
-        if self.ceph_snaps and self._area(of, target_id).is_dir():
-            snap = self._ceph_snap(of, target_id, snapshot_id)
+        if self.ceph_snaps and self._volume(target_id).is_dir():
+            snap = self._ceph_snap(target_id, snapshot_id)
             if snap.is_dir():
                 snap.rmdir()
 
-    @_host
     def import_snapshot(self, instance_id: str, snapshot_id: str, populate: Populate) -> None:
-        area = self._root(instance_id)
-        if self._find_snapshot(SnapshotOf.ROOT, instance_id, snapshot_id) is not None:
-            raise Conflict(f"snapshot {snapshot_id} of {instance_id} exists", resource="snapshot")
-        dest = self._copied(SnapshotOf.ROOT, instance_id, snapshot_id)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        top = (area / ROOTFS).stat()
-        tmp = dest.with_name(f".tmp-{snapshot_id}-{uuid.uuid4().hex[:8]}")
-        with Reverter() as rev:
-            rev.add(lambda: rmtree(tmp, str(tmp)))
-            tmp.mkdir(mode=0o711)
-            (tmp / ROOTFS).mkdir(mode=0o755)
-            os.chown(tmp / ROOTFS, top.st_uid, top.st_gid)
-            (tmp / IMAGE_MARK).write_text("\n")
-            populate(tmp / ROOTFS)
-            os.rename(tmp, dest)
-            rev.success()
+        self.roots.import_snapshot(instance_id, snapshot_id, populate)
