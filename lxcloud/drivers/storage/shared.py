@@ -3,55 +3,50 @@ instance's root, its volumes and their snapshots can be used from any host witho
 (`caps.remote`).
 
 Everything lives in the shared directory and nothing but ids is stored in it (no host paths, no
-loop devices): a second host mounting the same directory sees the same pool.
+loop device names): a second host mounting the same directory sees the same pool.
 
-  bases/<image_id>/            unpacked once, read-only by convention
-  instances/<id>/              one directory per root, its limit on it (below)
-      rootfs/                  the instance's whole root tree (an LXC "dir" root)
-      image                    the image id it was made from ("" when imported whole)
-  volumes/<vol>/               a volume's top directory, its limit on it
+  bases/<image_id>/              unpacked once, read-only by convention (the overlays' lower)
+  instances/<id>/root.img        the root's own ext4 (sparse, sized to its disk limit)
+  instances/<id>/root/           where the host using the root mounts it: upper/ work/ lower
+  instances/<id>/.snap/<snap>/   a root's snapshot (CephFS's own, of that directory)
+  volumes/<vol>/                 a volume's top directory, its limit on it (CephFS quota)
   snapshots/<root|volume>/<target>/<snap>/   snapshots kept as copies (below)
-  locks/ tmp/                  flocks (the shared filesystem's own locks); scratch
+  locks/ tmp/ empty/             flocks (the shared filesystem's own locks); scratch
 
-Why a root is a whole tree, not an overlay layer (`caps.copy_on_write` False). Overlayfs
-refuses an upper dir on a "remote" filesystem (FUSE, NFS: dentries that revalidate) unless it
-supports RENAME_WHITEOUT, d_type and xattrs ("upper fs missing required features"); ceph-fuse
-16 has no RENAME_WHITEOUT. So a root starts as a copy of its image's base, made in its own
-directory: the launch costs a copy of the base (the price of every host seeing the root as
-plain files). The alternative, an ext4 image per root on the shared filesystem loop-mounted
-by the host that uses it, keeps copy-on-write but hides the data from other hosts until they
-mount it; the "dir" pool already does that over any source directory. Measured here (one-node
-Ceph, ceph-fuse): a busybox root (2 MB, ~400 entries) takes ~2.7 s to copy, all in metadata
-round trips; mounting an existing root's subtree again ~50 ms; a snapshot ~10 ms; a restore of
-that root ~3.9 s; each subtree ceph-fuse ~17 MiB RSS.
+Roots are copy-on-write: the dir pool's overlay roots ("image" backend, quota.py ImageAreas),
+each an overlay whose lower is the image's base on the shared filesystem (a read-only lower on
+FUSE is fine, also mounted by an unprivileged container) and whose upper/work dirs are on the
+root's ext4 image, loop-mounted by the host that uses the root. Overlayfs refuses an upper on a
+remote filesystem (ceph-fuse 16 has no RENAME_WHITEOUT), an ext4 on a loop device is local to
+the kernel. The image being the root's size, its limit is enforced (ENOSPC) and `df /` inside
+shows it (overlayfs reports its upper's filesystem). A root with no limit gets an image the
+size of the pool's filesystem (sparse). `release_root` unmounts the image (InUse while an
+instance still holds it) and another host mounts the same file: `create_root` of an existing
+root is idempotent and mounts it there. Only one host uses a root at a time (the cluster's
+rule; nothing stops two hosts mounting one image, which would corrupt it).
 
-Disk limits. On CephFS (found by its `ceph.dir.rbytes` xattr) each root and volume directory
-carries `ceph.quota.max_bytes`; writing past it fails with EDQUOT ("Disk quota exceeded"). The
-clients enforce it and learn usage from the MDS with a lag, so a writer may overshoot by a few
-MiB before the error. Elsewhere there is no quota mechanism the pool can use: `caps.quota` is
-False and `caps.quota_note` says so; sizes are then ignored and resizes are Unsupported.
+Disk limits. Roots: their image's size, where the pool can limit volumes too (CephFS). On
+CephFS (found by its `ceph.dir.rbytes` xattr) each volume directory carries
+`ceph.quota.max_bytes`; writing past it fails with EDQUOT. The clients enforce it and learn
+usage from the MDS with a lag, so a writer may overshoot by a few MiB before the error; `df` in
+a volume shows the whole filesystem. Elsewhere there is no quota mechanism for volumes:
+`caps.quota` is False, `caps.quota_note` says so, sizes are ignored and resizes Unsupported.
+A root's limit grows while it runs only where the agent has CAP_SYS_RESOURCE (ext4's online
+resize demands it; `caps.online_resize`), else while it is stopped.
 
-`df /` inside. A ceph-fuse client reports the quota of its mount's root as the filesystem's
-size (`client quota df`). So on CephFS through ceph-fuse each root's directory is mounted on
-the host using it with its own ceph-fuse of that subtree (`ceph-fuse -r /…/instances/<id>
-<local>/roots/<id>`), and the instance's root is that mount's rootfs/: `df /` inside shows the
-root's limit. The subtree mounts are host-local (`local`, default
-/run/lxcloud/shared/<pool>-<hash>), made again by whoever uses the root (create_root is
-idempotent: the same call on a second host, or after a reboot, mounts it there; `release_root`
-and `release` let go of them); each is one ceph-fuse process per root in use on the host. The
-source must be on a ceph-fuse mount of the filesystem's root (the subtree's path is the
-source's path below that mount point; checked by inode after mounting); ceph-fuse finds its
-cluster as the host's other Ceph clients do (/etc/ceph, CEPH_CONF, CEPH_ARGS) or through
-`ceph_args`. Volumes are used straight from the shared directory: their limit is enforced, but
-`df` in a volume shows the whole filesystem. Only one host uses a root at a time (the cluster's
-rule); a root in use is seen as such only by the host running it.
+Snapshots. On CephFS where snapshots are enabled (probed at `ensure`): a root's is a CephFS
+snapshot of its directory taken with its ext4 frozen (FIFREEZE) and the image fsynced, so the
+image in it is clean; a volume's a CephFS snapshot of its directory. Both copy-on-write, made
+by the cluster, seen by every host. Restoring one copies it back (a root: its image, read whole:
+ceph-fuse has no SEEK_DATA, so it costs the root's disk limit, not what it holds) and swaps it
+in. Elsewhere, and for snapshots brought in by `import_snapshot`, a snapshot is a copy.
 
-Snapshots. On CephFS where snapshots are enabled (probed at `ensure`), a snapshot is CephFS's
-own (`mkdir <dir>/.snap/<snap>`: copy-on-write, made by the cluster, seen by every host).
-Restoring any one copies it back (with the limit lifted for the moment, so old and new fit side
-by side) and swaps it in. Elsewhere, and for snapshots brought in by `import_snapshot` (a tree
-that was never the root), a snapshot is a copy under snapshots/ (reflinked where the filesystem
-can).
+Measured here (one-node Ceph, ceph-fuse, 2 cores, bench by hand): a new 64 MiB root takes
+~70 ms over a busybox base and ~60 ms over a 200 MB base (flat: a sparse file, mkfs.ext4 and a
+mount; the earlier whole-tree roots took ~2.7 s for busybox and grew with the image); a root
+with no limit (a 7 GiB sparse image) ~250 ms; a snapshot of a 64 MiB root with 8 MiB written
+~140 ms, of the 7 GiB one ~70 ms; restoring the 64 MiB root ~1.1 s; release_root ~30 ms,
+mounting it again ~25 ms; no ceph-fuse process per root any more (each was ~17 MiB RSS).
 """
 
 from __future__ import annotations
