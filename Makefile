@@ -54,6 +54,7 @@ lint: deps
 bench: deps
 	$(PY) bench/launch.py --count 50
 	$(PY) bench/api.py
+	$(PY) bench/storage.py --count 50
 
 clean:
 	rm -rf $(VENV)
