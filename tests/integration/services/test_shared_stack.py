@@ -8,83 +8,26 @@ with no mount, loop device or ceph-fuse process left."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lxcloud.config import Settings
 from lxcloud.drivers.storage import loop
 from lxcloud.drivers.storage.base import SnapshotOf
-from lxcloud.node.agent import NodeAgent
 from lxcloud.services.cloud import Cloud
-from lxcloud.services.images import BuildRequest
 from lxcloud.services.instances import LaunchRequest
 from tests.integration.cephfs import CephFS, cephfs_session  # noqa: F401 - the fixture
-from tests.subnets import free_subnet
+from tests.integration.services.stack import df_kib, ok, running_stack, sh, wait
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20
 
 
-def wait(cloud: Cloud, op_id: str, timeout: float = 180) -> None:
-    op = cloud.ops.wait(op_id, timeout)
-    assert op.status == "success", (op.status, op.error)
-
-
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Cloud]:
-    base = Path(tempfile.mkdtemp(prefix="lxcloud-shstack-", dir="/var/tmp"))
-    base.chmod(0o755)
-    settings = Settings.load(base / "data", default_network_cidr=free_subnet(),
-                             reconcile_interval=0)
-    node = NodeAgent.local(settings)
-    c = Cloud(settings, node)
-    try:
-        c.startup(reconcile_loop=False)
-        wait(c, c.images.build(BuildRequest(builder="busybox")).id)
-        yield c
-    finally:
-        for inst in c.instances.list():
-            try:
-                c.ops.wait(c.instances.delete(inst.id, force=True).id, 60)
-            except Exception:
-                pass
-        for vol in c.volumes.list():
-            try:
-                c.ops.wait(c.volumes.delete(vol.id).id, 60)
-            except Exception:
-                pass
-        for p in c.pools.list(with_usage=False):
-            if p.driver == "shared":
-                try:
-                    c.pools.delete(p.name)
-                except Exception:
-                    pass
-        net = c.networks.get()
-        c.close()
-        node.teardown_network(c.networks.spec(net))
-        for name in node.list_instances():
-            node.destroy(name)
-        for p in loop.mounts_under(base):
-            loop.umount(p, lazy=True)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def sh(cloud: Cloud, name: str, script: str, timeout: float = 60) -> tuple[int, str]:
-    r = cloud.instances.exec(name, ["sh", "-c", script], timeout=timeout)
-    return r.exit_code, r.stdout.decode() + r.stderr.decode()
-
-
-def ok(cloud: Cloud, name: str, script: str) -> str:
-    code, out = sh(cloud, name, script)
-    assert code == 0, out
-    return out
-
-
-def df_kib(cloud: Cloud, name: str, path: str = "/") -> int:
-    return int(ok(cloud, name, f"df -kP {path} | tail -n 1").split()[1])
+    with running_stack("lxcloud-shstack-") as st:
+        yield st.cloud
 
 
 def ceph_fuse_pids() -> set[int]:

@@ -7,55 +7,26 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lxcloud.config import Settings
 from lxcloud.core.errors import InvalidState
 from lxcloud.core.instance import Kind
-from lxcloud.node.agent import NodeAgent
 from lxcloud.services.cloud import Cloud
 from lxcloud.services.images import BuildRequest
 from lxcloud.services.instances import LaunchRequest
-from tests.subnets import free_subnet
+from tests.integration.services.stack import running_stack, sh, wait
 from tests.waiting import wait_for
 
 DEBIAN_CACHE = Path("/var/cache/lxcloud-test")
 
 
-def wait(cloud: Cloud, op_id: str, timeout: float = 120) -> None:
-    op = cloud.ops.wait(op_id, timeout)
-    assert op.status == "success", (op.status, op.error)
-
-
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Cloud]:
-    base = Path(tempfile.mkdtemp(prefix="lxcloud-stack-", dir="/tmp"))
-    base.chmod(0o755)
-    settings = Settings.load(base / "data", default_network_cidr=free_subnet(),
-                             reconcile_interval=0)
-    node = NodeAgent.local(settings)
-    c = Cloud(settings, node)
-    try:
-        c.startup(reconcile_loop=False)
-        wait(c, c.images.build(BuildRequest(builder="busybox")).id)
-        yield c
-    finally:
-        for inst in c.instances.list():
-            try:
-                op = c.instances.delete(inst.id, force=True)
-                c.ops.wait(op.id, 60)
-            except Exception:
-                pass
-        net = c.networks.get()
-        c.close()
-        node.teardown_network(c.networks.spec(net))
-        for name in node.list_instances():
-            node.destroy(name)
-        shutil.rmtree(base, ignore_errors=True)
+    with running_stack("lxcloud-stack-") as st:
+        yield st.cloud
 
 
 def launch(cloud: Cloud, image: str, name: str, **kw: object) -> str:
@@ -64,11 +35,6 @@ def launch(cloud: Cloud, image: str, name: str, **kw: object) -> str:
     wait(cloud, op.id, 180)
     assert cloud.instances.get(name).state == "running"
     return inst.id
-
-
-def sh(cloud: Cloud, name: str, script: str, timeout: float = 30) -> tuple[int, str]:
-    r = cloud.instances.exec(name, ["sh", "-c", script], timeout=timeout)
-    return r.exit_code, r.stdout.decode() + r.stderr.decode()
 
 
 def test_host_is_prepared_for_many_containers(cloud: Cloud) -> None:

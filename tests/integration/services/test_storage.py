@@ -11,84 +11,31 @@ import io
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from lxcloud.config import Settings
 from lxcloud.core.errors import InUse, InvalidInput, LxcloudError
 from lxcloud.core.instance_types import MiB
 from lxcloud.drivers.storage.base import SnapshotOf
-from lxcloud.node.agent import NodeAgent
 from lxcloud.services.cloud import Cloud
-from lxcloud.services.images import BuildRequest
 from lxcloud.services.instances import LaunchRequest
-from tests.subnets import free_subnet
-
-
-def wait(cloud: Cloud, op_id: str, timeout: float = 180) -> dict[str, object]:
-    op = cloud.ops.wait(op_id, timeout)
-    assert op.status == "success", (op.status, op.error)
-    return op.result or {}
-
-
-def failed(cloud: Cloud, op_id: str, timeout: float = 180) -> str:
-    op = cloud.ops.wait(op_id, timeout)
-    assert op.status == "failure", (op.status, op.result)
-    return op.error or ""
-
-
-class Stack:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.settings = Settings.load(base / "data", default_network_cidr=free_subnet(),
-                                      reconcile_interval=0, default_pool_size="4GiB")
-        self.node = NodeAgent.local(self.settings)
-        self.cloud = Cloud(self.settings, self.node)
-        self.cloud.startup(reconcile_loop=False)
-
-    def restart_controller(self) -> Cloud:
-        """The controller goes away and comes back on the same data dir and host."""
-        self.cloud.close()
-        self.cloud = Cloud(self.settings, self.node)
-        self.cloud.startup(reconcile_loop=False)
-        return self.cloud
+from tests.integration.services.stack import (
+    Stack,
+    df_kib,
+    failed,
+    ok,
+    running_stack,
+    sh,
+    wait,
+)
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    base = Path(tempfile.mkdtemp(prefix="lxcloud-storage-", dir="/var/tmp"))
-    base.chmod(0o755)
-    st = Stack(base)
-    c = st.cloud
-    try:
-        wait(c, c.images.build(BuildRequest(builder="busybox")).id)
+    with running_stack("lxcloud-storage-", default_pool_size="4GiB") as st:
         yield st
-    finally:
-        c = st.cloud
-        for inst in c.instances.list():
-            try:
-                c.ops.wait(c.instances.delete(inst.id, force=True).id, 60)
-            except Exception:
-                pass
-        for vol in c.volumes.list():
-            try:
-                c.ops.wait(c.volumes.delete(vol.id).id, 60)
-            except Exception:
-                pass
-        net = c.networks.get()
-        c.close()
-        st.node.teardown_network(c.networks.spec(net))
-        for name in st.node.list_instances():
-            st.node.destroy(name)
-        for pool in c.pools.list(with_usage=False):
-            try:
-                st.node.delete_pool(pool.name)
-            except Exception:
-                pass
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -105,17 +52,6 @@ def launch(cloud: Cloud, name: str, **kw: object) -> str:
     return inst.id
 
 
-def sh(cloud: Cloud, name: str, script: str, timeout: float = 60) -> tuple[int, str]:
-    r = cloud.instances.exec(name, ["sh", "-c", script], timeout=timeout)
-    return r.exit_code, r.stdout.decode() + r.stderr.decode()
-
-
-def ok(cloud: Cloud, name: str, script: str) -> str:
-    code, out = sh(cloud, name, script)
-    assert code == 0, out
-    return out
-
-
 def refused(cloud: Cloud, start: Callable[[], str]) -> str:
     """The message of a request refused at once (InvalidInput) or by its operation."""
     try:
@@ -123,12 +59,6 @@ def refused(cloud: Cloud, start: Callable[[], str]) -> str:
     except InvalidInput as e:
         return str(e)
     return failed(cloud, op_id)
-
-
-def df_kib(cloud: Cloud, name: str, path: str = "/") -> int:
-    """The size `df` shows inside for `path`, in KiB."""
-    out = ok(cloud, name, f"df -kP {path} | tail -n 1")
-    return int(out.split()[1])
 
 
 def remove(cloud: Cloud, name: str) -> None:
