@@ -52,7 +52,6 @@ mounting it again ~25 ms; no ceph-fuse process per root any more (each was ~17 M
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import hashlib
 import os
@@ -315,14 +314,8 @@ class SharedPool:
                          used=(st.f_blocks - st.f_bfree) * st.f_frsize,
                          free=st.f_bavail * st.f_frsize)
 
-    @contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
-        fd = os.open(self.path / "locks" / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _lock(self, name: str) -> AbstractContextManager[None]:
+        return self.roots._lock(name)     # the same flocks under locks/ (shared fs locks)
 
     # --- limits
     def _limit(self, area: Path) -> int:
@@ -363,39 +356,18 @@ class SharedPool:
         finally:
             self._set_limit(area, size)
 
-    # --- bases
+    # --- bases: the dir pool's, over this directory
     def base_path(self, image_id: str) -> Path:
-        return self.path / "bases" / check_id(image_id)
+        return self.roots.base_path(image_id)
 
     def has_base(self, image_id: str) -> bool:
-        return self.base_path(image_id).is_dir()
+        return self.roots.has_base(image_id)
 
     def create_base(self, image_id: str, populate: Populate) -> Path:
-        """Populate once into a temp dir, then rename into place (atomic); later callers reuse it."""
-        base = self.base_path(image_id)
-        if base.is_dir():
-            return base
-        with self._lock(image_id):
-            if base.is_dir():
-                return base
-            tmp = self.path / "bases" / f".tmp-{image_id}-{uuid.uuid4().hex[:8]}"
-            tmp.mkdir(mode=0o755)
-            try:
-                populate(tmp)
-                os.rename(tmp, base)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        return base
+        return self.roots.create_base(image_id, populate)
 
     def delete_base(self, image_id: str) -> None:
-        base = self.base_path(image_id)
-        with self._lock(image_id):
-            if not base.exists():
-                return
-            doomed = self.path / "bases" / f".del-{image_id}-{uuid.uuid4().hex[:8]}"
-            os.rename(base, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+        self.roots.delete_base(image_id)
 
     # --- instance roots (the dir pool's, over this directory: see the module's docstring)
     def instance_path(self, instance_id: str) -> Path:
