@@ -20,8 +20,10 @@ mapped host uid/gid given (`uid`, `gid`); a volume's top directory is owned by i
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -189,6 +191,23 @@ def check_id(value: str) -> str:
     return value
 
 
+@contextmanager
+def pool_lock(pool: Path, name: str) -> Iterator[None]:
+    """An exclusive flock on `pool`/locks/`name`.lock (a shared filesystem's own locks too),
+    released when the context ends (closing the file releases it)."""
+    fd = os.open(pool / "locks" / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def snapshots_dir(pool: Path, of: SnapshotOf, target_id: str) -> Path:
+    """Where a pool keeps the snapshots of a root or volume: snapshots/root|volume/<target>/."""
+    return pool / "snapshots" / SnapshotOf(of).value / check_id(target_id)
+
+
 def root_source(disk: Disk) -> str:
     """The image a root disk is made from (InvalidInput for a disk that names none)."""
     if not disk.source:
@@ -199,8 +218,6 @@ def root_source(disk: Disk) -> str:
 def walk_usage(path: Path) -> Iterator[int]:
     """Bytes allocated by every entry under `path` (st_blocks), entries vanishing meanwhile
     skipped: for pools whose filesystem cannot say it faster."""
-    import os
-
     for dirpath, dirnames, filenames in os.walk(path):
         for n in dirnames + filenames:
             try:

@@ -61,7 +61,9 @@ from lxcloud.drivers.storage.base import (
     Populate,
     SnapshotOf,
     check_id,
+    pool_lock,
     root_source,
+    snapshots_dir,
     walk_usage,
 )
 from lxcloud.drivers.storage.quota import fmt_bytes
@@ -403,14 +405,8 @@ class BtrfsPool:
     def _tmp(self, what: str) -> Path:
         return self.path / "tmp" / f"{what}-{uuid.uuid4().hex[:12]}"
 
-    @contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
-        fd = os.open(self.path / "locks" / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)   # closing releases the flock
+    def _lock(self, name: str) -> AbstractContextManager[None]:
+        return pool_lock(self.path, name)
 
     def _make(self, dest: Path, build: Callable[[Path], None], what: str, *,
               read_only: bool = False) -> None:
@@ -654,7 +650,7 @@ class BtrfsPool:
         return self._root(target_id) if of is SnapshotOf.ROOT else self.volume_path(target_id)
 
     def _snapshots(self, of: SnapshotOf, target_id: str) -> Path:
-        return self.path / "snapshots" / SnapshotOf(of).value / check_id(target_id)
+        return snapshots_dir(self.path, of, target_id)
 
     def _snapshot_path(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> Path:
         return self._snapshots(of, target_id) / check_id(snapshot_id)

@@ -21,7 +21,6 @@ directories, or a reflinked blank image and a mount (~3 ms).
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import shutil
@@ -43,7 +42,9 @@ from lxcloud.drivers.storage.base import (
     Populate,
     SnapshotOf,
     check_id,
+    pool_lock,
     root_source,
+    snapshots_dir,
 )
 from lxcloud.drivers.storage.quota import (
     RUN_NOTE_NO_XFS_QUOTA,
@@ -174,14 +175,8 @@ class DirPool:
     def has_base(self, image_id: str) -> bool:
         return self.base_path(image_id).is_dir()
 
-    @contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
-        fd = os.open(self.path / "locks" / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)   # closing releases the flock
+    def _lock(self, name: str) -> AbstractContextManager[None]:
+        return pool_lock(self.path, name)
 
     def create_base(self, image_id: str, populate: Callable[[Path], None]) -> Path:
         """Populate once into a temp dir, then rename into place (atomic); later callers reuse it."""
@@ -403,7 +398,7 @@ class DirPool:
         return self._root(target_id) if of is SnapshotOf.ROOT else self.volume_path(target_id)
 
     def _snapshots(self, of: SnapshotOf, target_id: str) -> Path:
-        return self.path / "snapshots" / SnapshotOf(of).value / _check_id(target_id)
+        return snapshots_dir(self.path, of, target_id)
 
     def _snapshot_path(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> Path:
         return self._snapshots(of, target_id) / _check_id(snapshot_id)
