@@ -21,16 +21,17 @@ mapped host uid/gid given (`uid`, `gid`); a volume's top directory is owned by i
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from lxcloud.core.caps import StorageCaps
-from lxcloud.core.errors import InvalidInput
+from lxcloud.core.errors import DriverError, InvalidInput
 from lxcloud.core.instance import Disk
 from lxcloud.drivers.compute.base import RootfsSpec
 
@@ -181,6 +182,20 @@ class StorageDriver(Protocol):
     def import_snapshot(self, instance_id: str, snapshot_id: str, populate: Populate) -> None:
         """A snapshot of the instance's root (made by import_root) whose content is the whole
         tree `populate(dir)` fills: how an exported instance's snapshots come back."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def host_step(fn: F) -> F:
+    """The host refusing (a full pool, a missing file) is a DriverError naming the step."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as e:
+            raise DriverError(f"{fn.__name__.replace('_', ' ')}: {e}") from e
+    return cast(F, wrapper)
 
 
 def check_id(value: str) -> str:

@@ -21,14 +21,12 @@ directories, or a reflinked blank image and a mount (~3 ms).
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
 
 from lxcloud.core.caps import StorageCaps
 from lxcloud.core.errors import Conflict, DriverError, InUse, InvalidInput, NotFound
@@ -42,6 +40,7 @@ from lxcloud.drivers.storage.base import (
     Populate,
     SnapshotOf,
     check_id,
+    host_step,
     pool_lock,
     root_source,
     snapshots_dir,
@@ -62,18 +61,9 @@ XFS_MKFS = ("mkfs.xfs", "-q", "-m", "reflink=1")
 SUBDIRS = ("bases", "instances", "volumes", "snapshots", "locks", "tmp", "empty")
 
 _check_id = check_id
-F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _host(fn: F) -> F:
-    """The host refusing (a full pool, a missing file) is a DriverError naming the step."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except OSError as e:
-            raise DriverError(f"{fn.__name__.replace('_', ' ')}: {e}") from e
-    return cast(F, wrapper)
+_host = host_step
 
 
 def _overlay_escape(p: Path) -> str:

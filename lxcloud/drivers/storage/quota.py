@@ -111,6 +111,17 @@ def copy_tree(src: Path, dst: Path) -> None:
          "--no-target-directory", str(src), str(dst)], timeout=None)
 
 
+def copy_into_place(src: Path, dest: Path) -> None:
+    """`dest` becomes a copy of the tree `src`, whole or not at all (copied beside it, renamed)."""
+    tmp = dest.with_name(f".tmp-{dest.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        copy_tree(src, tmp)
+        os.rename(tmp, dest)
+    except BaseException:
+        rmtree(tmp, str(tmp))
+        raise
+
+
 def rmtree(path: Path, what: str) -> None:
     try:
         shutil.rmtree(path)
@@ -202,13 +213,7 @@ class DirAreas:
     def snapshot(self, area: Path, dest: Path) -> bool:
         """Keep `area`'s content as `dest` (a directory, or `dest.img`); True when copy-on-write.
         On failure nothing is left at `dest`."""
-        tmp = dest.with_name(f".tmp-{dest.name}-{uuid.uuid4().hex[:8]}")
-        try:
-            copy_tree(area, tmp)
-            os.rename(tmp, dest)
-        except BaseException:
-            rmtree(tmp, str(tmp))
-            raise
+        copy_into_place(area, dest)
         return False
 
     def snapshot_exists(self, dest: Path) -> bool:

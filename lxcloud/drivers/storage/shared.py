@@ -52,16 +52,15 @@ mounting it again ~25 ms; no ceph-fuse process per root any more (each was ~17 M
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from lxcloud.core.caps import StorageCaps
 from lxcloud.core.errors import Conflict, DriverError, InUse, InvalidInput, NotFound, Unsupported
@@ -75,10 +74,18 @@ from lxcloud.drivers.storage.base import (
     Populate,
     SnapshotOf,
     check_id,
+    host_step,
 )
 from lxcloud.drivers.storage.dir import SUBDIRS as DIR_SUBDIRS
 from lxcloud.drivers.storage.dir import DirPool
-from lxcloud.drivers.storage.quota import ImageAreas, copy_tree, fmt_bytes, image_file, rmtree
+from lxcloud.drivers.storage.quota import (
+    ImageAreas,
+    copy_into_place,
+    copy_tree,
+    fmt_bytes,
+    image_file,
+    rmtree,
+)
 
 SUBDIRS = ("bases", "instances", "volumes", "snapshots", "locks", "tmp")
 ROOT_AREA = "root"
@@ -89,18 +96,9 @@ REMOTE_FSTYPES = ("fuse", "fuseblk", "nfs", "nfs4", "ceph", "cifs", "smb3", "9p"
 LOCAL_ROOT = Path("/run/lxcloud/shared")
 GiB = 1 << 30
 UNLIMITED_MIN = GiB      # a root with no limit: an image the pool's size (at least this)
-F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _host(fn: F) -> F:
-    """The host refusing (a full pool, a missing file) is a DriverError naming the step."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except OSError as e:
-            raise DriverError(f"{fn.__name__.replace('_', ' ')}: {e}") from e
-    return cast(F, wrapper)
+_host = host_step
 
 
 def _used(path: Path) -> int:
@@ -584,13 +582,7 @@ class SharedPool:
                 return
             dest = self._copied(target_id, snapshot_id)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".tmp-{snapshot_id}-{uuid.uuid4().hex[:8]}")
-            try:
-                copy_tree(area, tmp)
-                os.rename(tmp, dest)
-            except BaseException:
-                rmtree(tmp, str(tmp))
-                raise
+            copy_into_place(area, dest)
 
     def has_snapshot(self, of: SnapshotOf, target_id: str, snapshot_id: str) -> bool:
         if of is SnapshotOf.ROOT:
