@@ -266,6 +266,26 @@ def _snapshot_table(items: list[dict[str, Any]]) -> None:
     out.print(t)
 
 
+def _take_snapshot(ctx: typer.Context, path: str, snap: str | None, description: str,
+                   as_json: bool, of: str) -> None:
+    """POST a snapshot to `path` (a volume's or an instance's), wait, and say what was made."""
+    c = g(ctx).client()
+    res = c.post(path, json={"name": snap, "description": description})
+    s = _snapshot_op(c, res, f"snapshot of {of.rsplit(' ', 1)[-1]}")
+    if as_json:
+        print_json(s)
+    else:
+        out.print(f"created snapshot {_snapshot_line(s)} of {of}")
+
+
+def _list_snapshots(ctx: typer.Context, path: str, as_json: bool) -> None:
+    items = g(ctx).client().get(path)
+    if as_json:
+        print_json(items)
+    else:
+        _snapshot_table(items)
+
+
 def _snapshot_op(c: Client, res: dict[str, Any], title: str) -> dict[str, Any]:
     op = wait_op(c, res["operation"], title)
     sid = (res.get("snapshot") or {}).get("id") or op["result"].get("snapshot_id")
@@ -283,14 +303,8 @@ def volume_snapshot_create(ctx: typer.Context,
                                                            help="a line about it"),
                            as_json: bool = JSON) -> None:
     """Take a snapshot of a volume."""
-    c = g(ctx).client()
-    res = c.post(f"/api/v1/volumes/{volume}/snapshots",
-                 json={"name": snap, "description": description})
-    s = _snapshot_op(c, res, f"snapshot of {volume}")
-    if as_json:
-        print_json(s)
-    else:
-        out.print(f"created snapshot {_snapshot_line(s)} of volume {volume}")
+    _take_snapshot(ctx, f"/api/v1/volumes/{volume}/snapshots", snap, description, as_json,
+                   f"volume {volume}")
 
 
 @volume_snapshot_app.command("list")
@@ -299,11 +313,7 @@ def volume_snapshot_list(ctx: typer.Context,
                          volume: str = typer.Argument(..., help="volume name or id"),
                          as_json: bool = JSON) -> None:
     """List a volume's snapshots."""
-    items = g(ctx).client().get(f"/api/v1/volumes/{volume}/snapshots")
-    if as_json:
-        print_json(items)
-    else:
-        _snapshot_table(items)
+    _list_snapshots(ctx, f"/api/v1/volumes/{volume}/snapshots", as_json)
 
 
 @volume_snapshot_app.command("restore")
@@ -340,14 +350,7 @@ def snapshot_create(ctx: typer.Context, name: str = typer.Argument(..., help="in
                     description: str = typer.Option("", "--description", help="a line about it"),
                     as_json: bool = JSON) -> None:
     """Take a snapshot of an instance's root (a running one is frozen for the moment)."""
-    c = g(ctx).client()
-    res = c.post(f"/api/v1/instances/{name}/snapshots",
-                 json={"name": snap, "description": description})
-    s = _snapshot_op(c, res, f"snapshot of {name}")
-    if as_json:
-        print_json(s)
-    else:
-        out.print(f"created snapshot {_snapshot_line(s)} of {name}")
+    _take_snapshot(ctx, f"/api/v1/instances/{name}/snapshots", snap, description, as_json, name)
 
 
 @snapshot_app.command("list")
@@ -355,11 +358,7 @@ def snapshot_create(ctx: typer.Context, name: str = typer.Argument(..., help="in
 def snapshot_list(ctx: typer.Context, name: str = typer.Argument(..., help="instance name or id"),
                   as_json: bool = JSON) -> None:
     """List an instance's snapshots."""
-    items = g(ctx).client().get(f"/api/v1/instances/{name}/snapshots")
-    if as_json:
-        print_json(items)
-    else:
-        _snapshot_table(items)
+    _list_snapshots(ctx, f"/api/v1/instances/{name}/snapshots", as_json)
 
 
 @snapshot_app.command("restore")
