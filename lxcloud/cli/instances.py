@@ -19,6 +19,13 @@ def _fmt_mem(n: Any) -> str:
     return format_size(int(n)) if isinstance(n, int) else str(n)
 
 
+def _fmt_rate(bits: int) -> str:
+    for unit, n in (("Gbit", 10**9), ("Mbit", 10**6), ("Kbit", 10**3)):
+        if bits >= n and bits % n == 0:
+            return f"{bits // n}{unit}"
+    return f"{bits}bit"
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @api_errors
@@ -106,6 +113,12 @@ def register(app: typer.Typer) -> None:
                      ("pids", lim.get("pids")), ("disk", _fmt_mem(lim.get("disk"))),
                      ("created", i["created"])]:
             out.print(f"{k + ':':10} {v if v is not None else ''}", highlight=False)
+        for n in i.get("nics") or []:
+            extra = "".join(f", {k} {_fmt_rate(n[k])}" for k in ("ingress", "egress") if n.get(k))
+            groups = ", ".join(n.get("security_groups") or [])
+            out.print(f"{'nic:':10} {n['name']} on {n['network']}, {n['ipv4'] or 'no address'}, "
+                      f"{n['mac']}{extra}" + (f", groups {groups}" if groups else ""),
+                      highlight=False)
         for d in i.get("disks") or []:
             what = "root" if d["name"] == "root" else f"volume {d['name']}"
             out.print(f"{'disk:':10} {what} on pool {d['pool']}, {_fmt_mem(d['size'])}"
