@@ -34,6 +34,10 @@ def register(app: typer.Typer) -> None:
                                                help="the root disk's pool (the default pool "
                                                     "when omitted)"),
                user_data: Path | None = typer.Option(None, "--user-data", help="user data file"),
+               secgroup: list[str] | None = typer.Option(None, "--secgroup",
+                                                         help="a security group (repeatable; "
+                                                              "the project's default when "
+                                                              "omitted)"),
                wait: bool = typer.Option(False, "--wait", help="wait until it runs"),
                as_json: bool = JSON) -> None:
         """Launch an instance of IMAGE (named NAME, else after its id)."""
@@ -42,6 +46,8 @@ def register(app: typer.Typer) -> None:
                                     "disk": disk}.items() if v is not None}
         body: dict[str, Any] = {"image": image, "name": name, "instance_type": type_,
                                 "limits": limits or None, "pool": pool}
+        if secgroup:
+            body["security_groups"] = secgroup
         if user_data is not None:
             body["user_data"] = user_data.read_text()
         res = c.post("/api/v1/instances", json=body)

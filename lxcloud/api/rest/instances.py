@@ -89,6 +89,7 @@ async def create_instance(
             user_data=body.user_data,
             start=body.start,
             pool=body.pool,
+            security_groups=tuple(body.security_groups or ()),
         ),
         caller=who,
     )

@@ -30,6 +30,9 @@ class InstanceCreate(BaseModel):
     start: bool = True
     pool: str | None = Field(None, description="the root disk's pool (the default pool when "
                                                "omitted)")
+    security_groups: list[str] | None = Field(None, description="security group names or ids "
+                                                                "(the project's default when "
+                                                                "omitted)")
 
 
 class ActionIn(BaseModel):

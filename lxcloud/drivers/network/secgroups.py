@@ -317,7 +317,7 @@ class SecurityGroups:
         check_bridged_filtering()
         tx = _Tx(table)
         self._base(tx)
-        self._drop_port(tx, table, port.port)
+        self._drop_port(tx, table, [port.port])
         named = set(port.groups)
         for g in groups:
             self._group(tx, g)
@@ -331,9 +331,14 @@ class SecurityGroups:
 
     def remove_port(self, table: str, port: str) -> None:
         """Remove a port's chains, map entries and memberships. Missing: no-op."""
+        self.remove_ports(table, [port])
+
+    def remove_ports(self, table: str, ports: Iterable[str]) -> None:
+        """remove_port for several ports, in one transaction. Missing ones: no-op."""
         tx = _Tx(table)
-        if self._drop_port(tx, table, port, delete=True):
-            self._run(tx, f"remove port {port} from {FAMILY} {table}")
+        names = list(ports)
+        if self._drop_port(tx, table, names, delete=True):
+            self._run(tx, f"remove ports {', '.join(names)} from {FAMILY} {table}")
 
     def remove_all(self, table: str) -> None:
         """Remove every security-group object from the table (and the table once it is empty)."""
@@ -402,12 +407,14 @@ class SecurityGroups:
                 res[tuple(key["concat"])] = target[len("sgo_"):]  # type: ignore[index]
         return res
 
-    def _drop_port(self, tx: _Tx, table: str, port: str, delete: bool = False) -> bool:
-        """Commands removing port's map entries and memberships (and, when delete, its chains).
-        False when the port is unknown."""
-        keys = [k for k, p in self.ports(table).items() if p == port]
+    def _drop_port(self, tx: _Tx, table: str, ports: Sequence[str], delete: bool = False) -> bool:
+        """Commands removing the ports' map entries and memberships (and, when delete, their
+        chains). False when none of them is known."""
+        wanted_ports = set(ports)
+        keys = [k for k, p in self.ports(table).items() if p in wanted_ports]
         have = self.objects(table)
-        chains = [port_chain(port, d) for d in DIRECTIONS if port_chain(port, d) in have["chain"]]
+        chains = [port_chain(p, d) for p in ports for d in DIRECTIONS
+                  if port_chain(p, d) in have["chain"]]
         if not keys and not chains:
             return False
         elems: list[object] = [_key(*k) for k in keys]
