@@ -150,6 +150,8 @@ class NodeAgent:
         driver.teardown(spec)
         if self.guard is not None and spec.bridge == self.settings.bridge_name:
             self.guard.remove(spec.nft_table)   # the cloud's guard goes with its default network
+        if self.secgroups is not None and spec.bridge == self.settings.bridge_name:
+            self.secgroups.remove_all(spec.nft_table)   # and so do its security groups
 
     def update_dns(self, spec: NetworkSpec, hosts: dict[str, str],
                    macs: dict[str, str] | None = None) -> None:
