@@ -48,6 +48,10 @@ def register(app: typer.Typer) -> None:
                                             help="a fixed address, for the --network at the "
                                                  "same place (repeatable)"),
                user_data: Path | None = typer.Option(None, "--user-data", help="user data file"),
+               secgroup: list[str] | None = typer.Option(None, "--secgroup",
+                                                         help="a security group (repeatable; "
+                                                              "the project's default when "
+                                                              "omitted)"),
                wait: bool = typer.Option(False, "--wait", help="wait until it runs"),
                as_json: bool = JSON) -> None:
         """Launch an instance of IMAGE (named NAME, else after its id)."""
@@ -56,12 +60,17 @@ def register(app: typer.Typer) -> None:
                                     "disk": disk}.items() if v is not None}
         body: dict[str, Any] = {"image": image, "name": name, "instance_type": type_,
                                 "limits": limits or None, "pool": pool}
+<<<<<<< HEAD
         if len(ip) > max(len(network), 1):
             raise typer.BadParameter("more --ip than --network: one address per network")
         if network or ip:
             nets: list[str | None] = list(network) or [None]
             body["nics"] = [{"network": n, "ip": ip[i] if i < len(ip) else None}
                             for i, n in enumerate(nets)]
+=======
+        if secgroup:
+            body["security_groups"] = secgroup
+>>>>>>> sg
         if user_data is not None:
             body["user_data"] = user_data.read_text()
         res = c.post("/api/v1/instances", json=body)
