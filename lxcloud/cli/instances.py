@@ -60,17 +60,14 @@ def register(app: typer.Typer) -> None:
                                     "disk": disk}.items() if v is not None}
         body: dict[str, Any] = {"image": image, "name": name, "instance_type": type_,
                                 "limits": limits or None, "pool": pool}
-<<<<<<< HEAD
         if len(ip) > max(len(network), 1):
             raise typer.BadParameter("more --ip than --network: one address per network")
         if network or ip:
             nets: list[str | None] = list(network) or [None]
             body["nics"] = [{"network": n, "ip": ip[i] if i < len(ip) else None}
                             for i, n in enumerate(nets)]
-=======
         if secgroup:
             body["security_groups"] = secgroup
->>>>>>> sg
         if user_data is not None:
             body["user_data"] = user_data.read_text()
         res = c.post("/api/v1/instances", json=body)

@@ -68,12 +68,8 @@ def create_app(c: Cloud) -> FastAPI:
     errors.install(app)
     auth = [Depends(require_auth)]
     for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
-<<<<<<< HEAD
-              storage.volumes, storage.snapshots, storage.exports, networks.router):
-=======
-              storage.volumes, storage.snapshots, storage.exports, security_groups.router,
-              security_groups.instance_router):
->>>>>>> sg
+              storage.volumes, storage.snapshots, storage.exports, networks.router,
+              security_groups.router, security_groups.instance_router):
         app.include_router(r, dependencies=auth)
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)

@@ -92,16 +92,12 @@ async def create_instance(
             user_data=body.user_data,
             start=body.start,
             pool=body.pool,
-<<<<<<< HEAD
             network=body.network,
             nics=tuple(NicRequest(n.network, n.ip) for n in body.nics) if body.nics
             else (NicRequest(body.network, body.ip),),
             security_groups=tuple(body.security_groups or ()),
             ingress=body.ingress,
             egress=body.egress,
-=======
-            security_groups=tuple(body.security_groups or ()),
->>>>>>> sg
         ),
         caller=who,
     )

@@ -36,7 +36,6 @@ class InstanceCreate(BaseModel):
     start: bool = True
     pool: str | None = Field(None, description="the root disk's pool (the default pool when "
                                                "omitted)")
-<<<<<<< HEAD
     network: str | None = Field(None, description="the network of its one NIC (the default "
                                                   "network when omitted)")
     ip: str | None = Field(None, description="a fixed address for that NIC")
@@ -46,11 +45,6 @@ class InstanceCreate(BaseModel):
                                                                 "default group when omitted)")
     ingress: str | None = Field(None, description='bandwidth towards it, e.g. "10Mbit"')
     egress: str | None = Field(None, description='bandwidth from it, e.g. "10Mbit"')
-=======
-    security_groups: list[str] | None = Field(None, description="security group names or ids "
-                                                                "(the project's default when "
-                                                                "omitted)")
->>>>>>> sg
 
 
 class ActionIn(BaseModel):
