@@ -13,10 +13,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -35,50 +33,10 @@ from lxcloud.drivers.network.publicnat import (
     PublicNatDriver,
     base,
 )
+from tests.integration.outside import Outside, addresses, outside_world, sh
 from tests.subnets import free_subnet
 
 pytestmark = pytest.mark.root
-
-SERVER = r"""
-import socket, sys, threading
-who, port = sys.argv[1], int(sys.argv[2])
-t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-t.bind(("0.0.0.0", port)); t.listen(16)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", port))
-def udp():
-    while True:
-        data, peer = u.recvfrom(100)
-        u.sendto(f"{who} {peer[0]}".encode(), peer)
-threading.Thread(target=udp, daemon=True).start()
-print("ready", flush=True)
-while True:
-    c, peer = t.accept()
-    c.sendall(f"{who} {peer[0]}".encode()); c.close()
-"""
-
-CLIENT = r"""
-import socket, sys
-host, port, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-try:
-    if proto == "tcp":
-        c = socket.create_connection((host, port), timeout=1.5)
-        print(c.recv(100).decode())
-    else:
-        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(1.5)
-        c.sendto(b"x", (host, port)); print(c.recv(100).decode())
-except OSError as e:
-    print(f"error {e}")
-"""
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=30)
-
-
-def addresses(ifname: str, ns: str | None = None) -> list[str]:
-    pre = ["ip", "netns", "exec", ns] if ns else []
-    out = json.loads(sh(*pre, "ip", "-j", "addr", "show", "dev", ifname).stdout)[0]
-    return sorted(f"{a['local']}/{a['prefixlen']}" for a in out["addr_info"] if a["family"] == "inet")
 
 
 def table_content(name: str) -> list[dict] | None:
@@ -103,36 +61,40 @@ def rules(name: str) -> list[tuple[str, str]]:
 @dataclass
 class Lab:
     spec: NetworkSpec           # the cloud's network (its table is the cloud's table)
+    world: Outside
     instance_ns: str
     instance_ip: str
-    outside_ns: str
-    outside_ip: str
-    public_if: str              # the host's "public interface"
-    host_ip: str                # its own address
     pool: AddressPool
-    procs: list[subprocess.Popen[str]] = field(default_factory=list)
 
     @property
     def table(self) -> str:
         return self.spec.nft_table
 
-    def public(self, n: int) -> str:
-        return str(ipaddress.IPv4Address(self.pool.first) + n)
+    @property
+    def outside_ns(self) -> str:
+        return self.world.ns
 
-    def serve(self, ns: str, who: str, port: int) -> None:
-        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, who,
-                              str(port)], stdout=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    @property
+    def outside_ip(self) -> str:
+        return self.world.ip
+
+    @property
+    def public_if(self) -> str:
+        return self.world.interface
+
+    @property
+    def host_ip(self) -> str:
+        return self.world.host_ip
+
+    def public(self, n: int) -> str:
+        return self.world.public(n)
 
     def ask(self, ns: str | None, host: str, port: int, proto: str = "tcp") -> str:
-        """What the server at host:port answers from namespace ns (None: the host itself)."""
-        pre = ["ip", "netns", "exec", ns] if ns else []
-        return sh(*pre, sys.executable, "-c", CLIENT, host, str(port), proto).stdout.strip()
+        """What host:port answers from namespace ns (None: the host itself)."""
+        return self.world.ask(host, port, proto, ns=ns)
 
     def ping(self, ns: str, ip: str) -> bool:
-        return sh("ip", "netns", "exec", ns, "busybox", "ping", "-c", "1", "-W", "1", ip,
-                  check=False).returncode == 0
+        return self.world.ping(ip, ns=ns)
 
 
 @pytest.fixture
@@ -142,47 +104,29 @@ def lab() -> Iterator[Lab]:
     plan = NetworkPlan.from_cidr(cidr)
     spec = NetworkSpec(name=f"net-{tag}", bridge=f"lxtpb{tag}", cidr=cidr, gateway=plan.gateway,
                        nft_table=f"lxtest_pub{tag}")
-    pub = NetworkPlan.from_cidr(free_subnet())
-    pub_net = ipaddress.IPv4Network(pub.cidr)
-    inst_ns, out_ns = f"lxtpi{tag}", f"lxtpo{tag}"
-    inst_v, pub_if = f"lxtpv{tag}", f"lxtpu{tag}"
-    lab = Lab(spec=spec, instance_ns=inst_ns, instance_ip=str(ipaddress.IPv4Address(plan.first) + 9),
-              outside_ns=out_ns, outside_ip=str(pub_net.network_address + 254), public_if=pub_if,
-              host_ip=pub.gateway,
-              pool=AddressPool(pub_if, str(pub_net.network_address + 100),
-                               str(pub_net.network_address + 110)))
+    inst_ns, inst_v = f"lxtpi{tag}", f"lxtpv{tag}"
     bridge = BridgeDriver()
     try:
-        bridge.ensure(spec)
-        # the instance: a namespace on the bridge, default route via the gateway
-        sh("ip", "netns", "add", inst_ns)
-        sh("ip", "link", "add", inst_v, "type", "veth", "peer", "name", "eth0", "netns", inst_ns)
-        sh("ip", "link", "set", inst_v, "master", spec.bridge, "up")
-        ix = ["ip", "netns", "exec", inst_ns]
-        sh(*ix, "ip", "link", "set", "lo", "up")
-        sh(*ix, "ip", "addr", "add", f"{lab.instance_ip}/{plan.prefix}", "dev", "eth0")
-        sh(*ix, "ip", "link", "set", "eth0", "up")
-        sh(*ix, "ip", "route", "add", "default", "via", spec.gateway)
-        # the outside world: on the far end of the "public interface", no route to the subnet
-        sh("ip", "netns", "add", out_ns)
-        sh("ip", "link", "add", pub_if, "type", "veth", "peer", "name", "eth0", "netns", out_ns)
-        sh("ip", "addr", "add", f"{lab.host_ip}/{pub.prefix}", "dev", pub_if)
-        sh("ip", "link", "set", pub_if, "up")
-        ox = ["ip", "netns", "exec", out_ns]
-        sh(*ox, "ip", "link", "set", "lo", "up")
-        sh(*ox, "ip", "addr", "add", f"{lab.outside_ip}/{pub.prefix}", "dev", "eth0")
-        sh(*ox, "ip", "link", "set", "eth0", "up")
-        lab.serve(inst_ns, "instance", 7000)
-        lab.serve(out_ns, "outside", 7001)
-        yield lab
+        with outside_world() as world:
+            lab = Lab(spec=spec, world=world, instance_ns=inst_ns,
+                      instance_ip=str(ipaddress.IPv4Address(plan.first) + 9),
+                      pool=AddressPool(world.interface, world.public(0), world.public(10)))
+            bridge.ensure(spec)
+            # the instance: a namespace on the bridge, default route via the gateway
+            sh("ip", "netns", "add", inst_ns)
+            sh("ip", "link", "add", inst_v, "type", "veth", "peer", "name", "eth0", "netns",
+               inst_ns)
+            sh("ip", "link", "set", inst_v, "master", spec.bridge, "up")
+            ix = ["ip", "netns", "exec", inst_ns]
+            sh(*ix, "ip", "link", "set", "lo", "up")
+            sh(*ix, "ip", "addr", "add", f"{lab.instance_ip}/{plan.prefix}", "dev", "eth0")
+            sh(*ix, "ip", "link", "set", "eth0", "up")
+            sh(*ix, "ip", "route", "add", "default", "via", spec.gateway)
+            world.serve(inst_ns, "instance", 7000)
+            yield lab
     finally:
-        for p in lab.procs:
-            p.kill()
-            p.wait()
         sh("ip", "netns", "del", inst_ns, check=False)
-        sh("ip", "netns", "del", out_ns, check=False)
         sh("ip", "link", "del", inst_v, check=False)
-        sh("ip", "link", "del", pub_if, check=False)
         bridge.teardown(spec)
         bridge.close()
         sh("nft", "delete", "table", "inet", spec.nft_table, check=False)
