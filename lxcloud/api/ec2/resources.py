@@ -213,6 +213,8 @@ def _owned(ctx: Ctx, resource_ids: list[str]) -> None:
             ctx.cloud.volumes.get(rid, caller=ctx.caller)
         elif SNAPSHOT_ID.match(rid):
             ctx.cloud.snapshots.get(rid, caller=ctx.caller)
+        elif rid.startswith("eipalloc-"):
+            ctx.cloud.addresses.get(rid, caller=ctx.caller)
         elif KEY_PAIR_ID.match(rid):
             if rid not in keys:
                 raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair '{rid}' does not exist")
