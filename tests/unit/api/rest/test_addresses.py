@@ -172,3 +172,23 @@ def test_startup_brings_the_host_back_to_the_records(api: TestClient, image: Any
     node.public_nat.associations["192.0.2.99"] = Association("192.0.2.99", "10.0.0.9", "eth0")
     cloud.addresses.sync()
     assert (node.public_nat.associations, node.public_nat.forwards) == want
+
+
+def test_metadata_tells_public_ipv4_once_associated(api: TestClient, image: Any,
+                                                     cloud: Cloud) -> None:
+    from lxcloud.api.metadata.app import meta_data_tree
+    from lxcloud.api.metadata.lookup import make_lookup
+
+    make_pool(api)
+    inst = launch(api, name="web")["instance"]
+    lookup = make_lookup(cloud)
+    view = lookup(inst["ipv4"])
+    assert view is not None and view.public_ipv4 is None
+    assert "public-ipv4" not in meta_data_tree(view).entries
+    a = allocate(api)
+    api.post(f"/api/v1/addresses/{a['id']}/associate", json={"instance": "web"})
+    view = lookup(inst["ipv4"])
+    assert view is not None and view.public_ipv4 == a["address"]
+    tree = meta_data_tree(view)
+    assert tree.entries["public-ipv4"] == a["address"].encode()
+    assert "public-ipv4" in tree.listing().decode().splitlines()
