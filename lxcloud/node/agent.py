@@ -29,6 +29,7 @@ from lxcloud.core.reverter import Reverter
 from lxcloud.drivers.compute.base import ComputeDriver, IdMap, Mount, RootfsSpec
 from lxcloud.drivers.network.base import NetworkDriver, NetworkSpec
 from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward, PublicNat
+from lxcloud.drivers.network.secgroups import GroupPolicy, PortPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf, StorageDriver
 from lxcloud.node.protocol import Progress, Timings
 
@@ -41,10 +42,12 @@ class NodeAgent:
     def __init__(self, settings: Settings, compute: ComputeDriver | dict[Kind, ComputeDriver],
                  storage: StorageDriver | dict[str, StorageDriver],
                  network: NetworkDriver | dict[str, NetworkDriver], dns: Any = None,
-                 name: str = "local", guard: Any = None, public: Any = None) -> None:
+                 name: str = "local", guard: Any = None, secgroups: Any = None,
+                 public: Any = None) -> None:
         self.settings = settings
         self.public = public   # public addresses and port forwards (PublicNatDriver), when present
         self.guard = guard     # address anti-spoofing on the bridge (PortGuard), when present
+        self.secgroups = secgroups   # the instances' firewall (SecurityGroups), when present
         self.name = name
         self.computes = compute if isinstance(compute, dict) else {compute.caps.kind: compute}
         self.pools = storage if isinstance(storage, dict) else {"default": storage}
@@ -59,12 +62,13 @@ class NodeAgent:
         from lxcloud.drivers.network.portguard import PortGuard
         from lxcloud.drivers.network.publicnat import PublicNatDriver
         from lxcloud.drivers.network.registry import get_network_driver
+        from lxcloud.drivers.network.secgroups import SecurityGroups
         idmap = IdMap(settings.idmap_base, settings.idmap_base, settings.idmap_count)
         return cls(settings,
                    compute=get_compute_driver("lxc", lxcpath=settings.lxcpath, idmap=idmap,
                                               lxcfs_dir=settings.lxcfs_dir,
                                               veth_prefix=settings.veth_prefix),
-                   guard=PortGuard(),
+                   guard=PortGuard(), secgroups=SecurityGroups(),
                    public=PublicNatDriver(),
                    storage={},     # the pools the controller asks for (ensure_pool)
                    network=get_network_driver("bridge"),
@@ -151,6 +155,8 @@ class NodeAgent:
         driver.teardown(spec)
         if self.guard is not None and spec.bridge == self.settings.bridge_name:
             self.guard.remove(spec.nft_table)   # the cloud's guard goes with its default network
+        if self.secgroups is not None and spec.bridge == self.settings.bridge_name:
+            self.secgroups.remove_all(spec.nft_table)   # and so do its security groups
 
     def update_dns(self, spec: NetworkSpec, hosts: dict[str, str],
                    macs: dict[str, str] | None = None) -> None:
@@ -428,6 +434,31 @@ class NodeAgent:
             ports.update(self._ports(self._driver_of(iid), iid, devs))
         self.guard.sync(self.settings.nft_table, ports)
 
+    # --- security groups (rules keyed by the NIC's bridge and address: they may be set before
+    # the instance's veth exists, and outlive its restarts)
+    def _sg_ports(self, instance_id: str, nics: Sequence[Nic]) -> list[PortPolicy]:
+        d = self._driver_of(instance_id)
+        return [PortPolicy(d.port_name(instance_id, n.index), n.link, (n.ipv4,),
+                           tuple(n.security_groups))
+                for n in nics if n.ipv4 and n.link and n.driver == "bridge" and n.security_groups]
+
+    def apply_security_groups(self, nics: Mapping[str, Sequence[Nic]],
+                              groups: Sequence[GroupPolicy]) -> None:
+        if self.secgroups is None:
+            return
+        ports = [p for iid, devs in nics.items() for p in self._sg_ports(iid, devs)]
+        self.secgroups.apply(self.settings.nft_table, ports, groups)
+
+    def secure_instance(self, instance_id: str, nics: Sequence[Nic], groups: Sequence[GroupPolicy]) -> None:
+        if self.secgroups is None:
+            return
+        for port in self._sg_ports(instance_id, nics):
+            self.secgroups.add_port(self.settings.nft_table, port, groups)
+
+    def update_security_group(self, group: GroupPolicy) -> None:
+        if self.secgroups is not None:
+            self.secgroups.update_group(self.settings.nft_table, group)
+
     def start(self, instance_id: str) -> None:
         self._driver_of(instance_id).start(instance_id)
 
@@ -457,6 +488,9 @@ class NodeAgent:
         if self.guard is not None:
             self.guard.forget(self.settings.nft_table,
                               [d.port_name(instance_id, i) for i in range(d.caps.max_nics)])
+        if self.secgroups is not None:
+            self.secgroups.remove_ports(self.settings.nft_table,
+                                        [d.port_name(instance_id, i) for i in range(d.caps.max_nics)])
         for pool in self.pools.values():
             pool.delete_root(instance_id)
 

@@ -18,6 +18,7 @@ from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import Disk, InstanceSpec, Nic
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward
+from lxcloud.drivers.network.secgroups import GroupPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf
 
 Progress = Callable[[int, str], None]
@@ -99,6 +100,19 @@ class NodeClient(Protocol):
 
     def sync_ports(self, nics: Mapping[str, Sequence[Nic]]) -> None:
         """The port guard lets exactly these instances' NICs send from their addresses."""
+
+    # --- security groups (GroupPolicy values of drivers/network/secgroups.py)
+    def apply_security_groups(self, nics: Mapping[str, Sequence[Nic]],
+                              groups: Sequence[GroupPolicy]) -> None:
+        """The host's firewall becomes exactly these instances' NICs in their groups (one
+        transaction)."""
+
+    def secure_instance(self, instance_id: str, nics: Sequence[Nic],
+                        groups: Sequence[GroupPolicy]) -> None:
+        """The instance's NICs filtered by their groups (`groups` holds their rules)."""
+
+    def update_security_group(self, group: GroupPolicy) -> None:
+        """A group's rules replaced, for every instance in it at once."""
 
     def start(self, instance_id: str) -> None: ...
     def stop(self, instance_id: str, force: bool = False, timeout: float = 30) -> None: ...

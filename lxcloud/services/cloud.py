@@ -20,6 +20,7 @@ from lxcloud.services.nodes import NodeService
 from lxcloud.services.operations import Operations
 from lxcloud.services.pools import PoolService
 from lxcloud.services.reconciler import Reconciler
+from lxcloud.services.security_groups import SecurityGroupService
 from lxcloud.services.snapshots import SnapshotService
 from lxcloud.services.tags import TagService
 from lxcloud.services.volumes import VolumeService
@@ -44,6 +45,10 @@ class Cloud:
         self.keypairs = KeyPairService(self.db)
         self.instances = InstanceService(settings, self.db, self.ops, node, self.images,
                                          self.networks, self.tags, self.keypairs)
+        self.security_groups = SecurityGroupService(self.db, node)
+        self.security_groups.instance_of = lambda ref, who: self.instances.get(ref, caller=who)
+        self.instances.security_groups = self.security_groups
+        self.instances.on_terminate.append(self.security_groups.leave)
         self.metadata = MetadataService(self.db, self.instances, self.images, self.keypairs,
                                         self.networks)
         self.nodes = NodeService(self.db, node)
@@ -77,7 +82,9 @@ class Cloud:
         self.pools.ensure_all()
         self.copies.expire_exports()
         nets = self.networks.ensure_all()
-        self.node.sync_ports(self.instances.port_map())
+        ports = self.instances.port_map()
+        self.node.sync_ports(ports)
+        self.security_groups.sync_host(ports)
         rep = self.reconciler.run_once(startup=True)
         self.nodes.unknown = rep.unknown
         for net in nets:

@@ -17,6 +17,7 @@ from lxcloud.api.ec2 import (  # noqa: F401 - register actions
     attributes,
     instances,
     resources,
+    security_groups,
     sigv4,
     storage,
 )
@@ -84,9 +85,7 @@ async def ec2_endpoint(request: Request) -> Response:
 # Actions not answered (yet): refused clearly rather than as unknown.
 UNSUPPORTED = frozenset({
     "DescribeVolumeStatus", "CopySnapshot", "CopyImage", "ImportImage",
-    "CreateSecurityGroup", "DeleteSecurityGroup", "DescribeSecurityGroups",
-    "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
-    "RevokeSecurityGroupIngress", "RevokeSecurityGroupEgress", "AllocateAddress",
+    "AllocateAddress",
     "ReleaseAddress", "AssociateAddress", "DisassociateAddress", "DescribeAddresses",
     "CreateVpc", "DescribeVpcs", "CreateSubnet", "DescribeSubnets", "CreateNetworkInterface",
     "DescribeNetworkInterfaces", "AttachNetworkInterface", "ModifyInstancePlacement",

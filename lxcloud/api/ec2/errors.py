@@ -32,6 +32,7 @@ _NOT_FOUND: dict[str, str] = {
     "volume": "InvalidVolume.NotFound",
     "snapshot": "InvalidSnapshot.NotFound",
     "security_group": "InvalidGroup.NotFound",
+    "security_group_rule": "InvalidPermission.NotFound",
     "address": "InvalidAllocationID.NotFound",
     "public_address": "InvalidAddress.NotFound",
     "address_name": "InvalidAddress.NotFound",
@@ -50,6 +51,9 @@ _NOT_FOUND: dict[str, str] = {
 _CONFLICT: dict[str, str] = {
     "key_pair": "InvalidKeyPair.Duplicate",
     "security_group": "InvalidGroup.Duplicate",
+    "security_group_in_use": "InvalidGroup.InUse",
+    "security_group_default": "CannotDelete",
+    "security_group_rule": "InvalidPermission.Duplicate",
     "image": "InvalidAMIName.Duplicate",
     "image_name": "InvalidAMIName.Duplicate",
     "volume": "VolumeInUse",

@@ -20,6 +20,7 @@ from lxcloud.api.ec2.dispatch import Ctx, action
 from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
+from lxcloud.api.ec2.security_groups import group_set, launch_groups
 from lxcloud.core.errors import InvalidState
 from lxcloud.core.instance import ROOT_DEVICE, BlockDevice, BootOptions, Kind
 from lxcloud.core.models import Instance
@@ -39,7 +40,8 @@ def _dns(ctx: Ctx, inst: Instance) -> str:
         if inst.ipv4 else ""
 
 
-def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str, Any]:
+def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str],
+                    groups: list[dict[str, str]] | None = None) -> dict[str, Any]:
     reason = None
     if inst.state_reason == SELF_SHUTDOWN and inst.state in ("stopped", "terminated"):
         reason = {"code": "Client.InstanceInitiatedShutdown",
@@ -60,7 +62,7 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str,
         "hypervisor": "lxc" if inst.kind == Kind.CONTAINER else "kvm",
         "virtualizationType": "container" if inst.kind == Kind.CONTAINER else "hvm",
         "blockDeviceMapping": _block_device_mapping(ctx, inst) or None,
-        "groupSet": [], "tagSet": tag_set(tags), "stateReason": reason,
+        "groupSet": groups or [], "tagSet": tag_set(tags), "stateReason": reason,
         "clientToken": inst.client_token or "",
         "cpuOptions": {"coreCount": max(1, int(inst.limits.vcpus)), "threadsPerCore": 1},
     }
@@ -170,9 +172,12 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     reservations: dict[str, list[Instance]] = {}
     for i in page:
         reservations.setdefault(_reservation(i), []).append(i)
+    groups = group_set(ctx, page)
     return {"reservationSet": [
-        {"reservationId": rid, "ownerId": owner(ctx.caller), "groupSet": [],
-         "instancesSet": [render_instance(ctx, i, tags.get(i.id, {})) for i in insts]}
+        {"reservationId": rid, "ownerId": owner(ctx.caller),
+         "groupSet": groups.get(insts[0].id, []),
+         "instancesSet": [render_instance(ctx, i, tags.get(i.id, {}), groups.get(i.id))
+                          for i in insts]}
         for rid, insts in reservations.items()], "nextToken": token}
 
 
@@ -198,6 +203,7 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         boot=BootOptions(kernel_id=p.str("KernelId") or None,
                          ramdisk_id=p.str("RamdiskId") or None, features=features),
         block_devices=_block_devices(p),
+        security_groups=launch_groups(p),
         disable_api_termination=p.bool("DisableApiTermination"),
         shutdown_behavior=p.str("InstanceInitiatedShutdownBehavior") or "stop")
     launched = ctx.cloud.instances.launch(req, caller=ctx.caller, dry_run=p.dry_run())
@@ -205,9 +211,11 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         raise dry_run_ok()
     insts = [i for i, _ in launched]
     all_tags = ctx.cloud.tags.of(ctx.caller, [i.id for i in insts])
+    groups = group_set(ctx, insts)
     return {"reservationId": _reservation(insts[0]), "ownerId": owner(ctx.caller),
-            "groupSet": [],
-            "instancesSet": [render_instance(ctx, i, all_tags.get(i.id, {})) for i in insts]}
+            "groupSet": groups.get(insts[0].id, []),
+            "instancesSet": [render_instance(ctx, i, all_tags.get(i.id, {}), groups.get(i.id))
+                             for i in insts]}
 
 
 def _user_data(b64: str | None) -> str | None:

@@ -23,7 +23,9 @@ from lxcloud.api.rest import (
     images,
     instances,
     middleware,
+    networks,
     operations,
+    security_groups,
     storage,
     system,
 )
@@ -67,7 +69,8 @@ def create_app(c: Cloud) -> FastAPI:
     errors.install(app)
     auth = [Depends(require_auth)]
     for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
-              storage.volumes, storage.snapshots, storage.exports):
+              storage.volumes, storage.snapshots, storage.exports, networks.router,
+              security_groups.router, security_groups.instance_router):
         app.include_router(r, dependencies=auth)
     for r in (addresses.addresses, addresses.pools, addresses.forwards):
         app.include_router(r, dependencies=auth)
