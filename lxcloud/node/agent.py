@@ -22,12 +22,13 @@ from typing import Any
 
 from lxcloud.config import Settings
 from lxcloud.core.caps import NodeCaps, StorageCaps
-from lxcloud.core.errors import InvalidCombination, NotFound
+from lxcloud.core.errors import InvalidCombination, NotFound, Unsupported
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import Disk, InstanceSpec, Kind, Nic
 from lxcloud.core.reverter import Reverter
 from lxcloud.drivers.compute.base import ComputeDriver, IdMap, Mount, RootfsSpec
 from lxcloud.drivers.network.base import NetworkDriver, NetworkSpec
+from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward, PublicNat
 from lxcloud.drivers.network.secgroups import GroupPolicy, PortPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf, StorageDriver
 from lxcloud.node.protocol import Progress, Timings
@@ -41,8 +42,10 @@ class NodeAgent:
     def __init__(self, settings: Settings, compute: ComputeDriver | dict[Kind, ComputeDriver],
                  storage: StorageDriver | dict[str, StorageDriver],
                  network: NetworkDriver | dict[str, NetworkDriver], dns: Any = None,
-                 name: str = "local", guard: Any = None, secgroups: Any = None) -> None:
+                 name: str = "local", guard: Any = None, secgroups: Any = None,
+                 public: Any = None) -> None:
         self.settings = settings
+        self.public = public   # public addresses and port forwards (PublicNatDriver), when present
         self.guard = guard     # address anti-spoofing on the bridge (PortGuard), when present
         self.secgroups = secgroups   # the instances' firewall (SecurityGroups), when present
         self.name = name
@@ -57,6 +60,7 @@ class NodeAgent:
         from lxcloud.drivers.compute.registry import get_compute_driver
         from lxcloud.drivers.network.dns import DnsmasqSupervisor
         from lxcloud.drivers.network.portguard import PortGuard
+        from lxcloud.drivers.network.publicnat import PublicNatDriver
         from lxcloud.drivers.network.registry import get_network_driver
         from lxcloud.drivers.network.secgroups import SecurityGroups
         idmap = IdMap(settings.idmap_base, settings.idmap_base, settings.idmap_count)
@@ -65,6 +69,7 @@ class NodeAgent:
                                               lxcfs_dir=settings.lxcfs_dir,
                                               veth_prefix=settings.veth_prefix),
                    guard=PortGuard(), secgroups=SecurityGroups(),
+                   public=PublicNatDriver(),
                    storage={},     # the pools the controller asks for (ensure_pool)
                    network=get_network_driver("bridge"),
                    dns=DnsmasqSupervisor())
@@ -166,6 +171,33 @@ class NodeAgent:
     def remove_dns(self, spec: NetworkSpec, names: list[str]) -> None:
         if self.dns is not None:
             self.dns.remove_hosts(self._dns_dir(spec), names)
+
+    # --- public addresses
+    def _public(self) -> Any:
+        if self.public is None:
+            raise Unsupported(f"host {self.name} has no public address driver")
+        return self.public
+
+    def sync_public(self, pools: Sequence[AddressPool], associations: Sequence[Association],
+                    forwards: Sequence[PortForward]) -> None:
+        self._public().sync(PublicNat(self.settings.nft_table, tuple(pools), tuple(associations),
+                                      tuple(forwards)))
+
+    def associate_address(self, association: Association) -> None:
+        self._public().associate(self.settings.nft_table, association)
+
+    def disassociate_address(self, association: Association) -> None:
+        self._public().disassociate(self.settings.nft_table, association)
+
+    def add_port_forward(self, forward: PortForward) -> None:
+        self._public().add_forward(self.settings.nft_table, forward)
+
+    def remove_port_forward(self, forward: PortForward) -> None:
+        self._public().remove_forward(self.settings.nft_table, forward)
+
+    def teardown_public(self, pools: Sequence[AddressPool]) -> None:
+        if self.public is not None:
+            self.public.teardown(self.settings.nft_table, pools)
 
     def _dns_dir(self, spec: NetworkSpec) -> Path:
         # the default network keeps the name it always had; the others are named by their bridge

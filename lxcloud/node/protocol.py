@@ -17,6 +17,7 @@ from lxcloud.core.caps import NodeCaps, StorageCaps
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import Disk, InstanceSpec, Nic
 from lxcloud.drivers.network.base import NetworkSpec
+from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward
 from lxcloud.drivers.network.secgroups import GroupPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf
 
@@ -71,6 +72,23 @@ class NodeClient(Protocol):
         """These names are added to the network's DNS (the others are kept)."""
 
     def remove_dns(self, spec: NetworkSpec, names: list[str]) -> None: ...
+
+    # --- public addresses (the cloud's table; see drivers/network/publicnat.py)
+    def sync_public(self, pools: Sequence[AddressPool], associations: Sequence[Association],
+                    forwards: Sequence[PortForward]) -> None:
+        """The host holds exactly these associations and forwards (and of the pools' ranges,
+        only their addresses on the interfaces)."""
+
+    def associate_address(self, association: Association) -> None: ...
+    def disassociate_address(self, association: Association) -> None:
+        """Missing: no-op."""
+
+    def add_port_forward(self, forward: PortForward) -> None: ...
+    def remove_port_forward(self, forward: PortForward) -> None:
+        """Missing: no-op."""
+
+    def teardown_public(self, pools: Sequence[AddressPool]) -> None:
+        """Every public address and forward of the cloud gone from the host."""
 
     # --- instances
     def launch(self, spec: InstanceSpec, *, start: bool = True,

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from lxcloud import __version__
 from lxcloud.api.rest import (
     accounts,
+    addresses,
     console,
     errors,
     images,
@@ -70,6 +71,8 @@ def create_app(c: Cloud) -> FastAPI:
     for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
               storage.volumes, storage.snapshots, storage.exports, networks.router,
               security_groups.router, security_groups.instance_router):
+        app.include_router(r, dependencies=auth)
+    for r in (addresses.addresses, addresses.pools, addresses.forwards):
         app.include_router(r, dependencies=auth)
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)
