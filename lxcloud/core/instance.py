@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
@@ -21,6 +22,9 @@ from lxcloud.core.instance_types import Limits
 class Kind(StrEnum):
     CONTAINER = "container"
     VM = "vm"
+
+
+_ETH = re.compile(r"eth(\d{1,3})")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,16 @@ class Nic:
     driver: str = "bridge"
     mtu: int = 1500
     nameservers: tuple[str, ...] = ()
+    ingress: int = 0                # bits/s into the instance through this NIC, 0: no limit
+    egress: int = 0                 # bits/s out of the instance through this NIC, 0: no limit
+    mode: str = ""                  # macvlan: private|bridge|vepa ("" is bridge)
+    parent: str = ""                # macvlan: the host interface it sits on
+
+    @property
+    def index(self) -> int | None:
+        """N of a NIC named ethN (its host port is named after N), None for another name."""
+        m = _ETH.fullmatch(self.name)
+        return int(m.group(1)) if m else None
 
     @property
     def interface(self) -> str | None:
@@ -145,6 +159,13 @@ def nic_from_dict(d: dict[str, Any]) -> Nic:
     values = {k: v for k, v in d.items() if k in _NIC_FIELDS}
     values["nameservers"] = tuple(values.get("nameservers") or ())
     return Nic(**values)
+
+
+def nic_slot(nic: Nic, position: int) -> int:
+    """The number a NIC's host port is named after: N of its name ethN, else its position in
+    the instance's list (a NIC keeps its port when another is detached before it)."""
+    index = nic.index
+    return position if index is None else index
 
 
 def nic_to_dict(n: Nic) -> dict[str, Any]:

@@ -26,6 +26,8 @@ class NetworkSpec:
     # controller serves the EC2 metadata app (lxcloud.api.metadata).
     metadata_port: int | None = None
     driver: str = "bridge"       # the network driver that makes it
+    parent: str = ""             # macvlan: the host interface instances sit on
+    macvlan_mode: str = ""       # macvlan: private|bridge|vepa ("" is bridge)
 
 
 class NetworkDriver(Protocol):
