@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
@@ -22,9 +21,6 @@ from lxcloud.core.instance_types import Limits
 class Kind(StrEnum):
     CONTAINER = "container"
     VM = "vm"
-
-
-_ETH = re.compile(r"eth(\d{1,3})")
 
 
 @dataclass(frozen=True)
@@ -42,16 +38,19 @@ class Nic:
     driver: str = "bridge"
     mtu: int = 1500
     nameservers: tuple[str, ...] = ()
-    ingress: int = 0                # bits/s into the instance through this NIC, 0: no limit
-    egress: int = 0                 # bits/s out of the instance through this NIC, 0: no limit
-    mode: str = ""                  # macvlan: private|bridge|vepa ("" is bridge)
-    parent: str = ""                # macvlan: the host interface it sits on
+    id: str = ""                    # stable while the NIC exists ("eni-…", EC2's network interface)
+    security_groups: tuple[str, ...] = ()   # the instance's security groups (ids)
+    ingress: int = 0                # bandwidth limit towards the instance, bits/s (0: none)
+    egress: int = 0                 # from the instance, bits/s (0: none)
+    mode: str = ""                  # macvlan: private | bridge | vepa
+    search: tuple[str, ...] = ()    # DNS search domains (the network's domain)
+    network_name: str = ""          # the network's name (as users name it; never renamed)
 
     @property
-    def index(self) -> int | None:
-        """N of a NIC named ethN (its host port is named after N), None for another name."""
-        m = _ETH.fullmatch(self.name)
-        return int(m.group(1)) if m else None
+    def index(self) -> int:
+        """N of ethN: names the host side (the veth) of the NIC."""
+        digits = self.name[len(self.name.rstrip("0123456789")):]
+        return int(digits) if digits else 0
 
     @property
     def interface(self) -> str | None:
@@ -157,20 +156,15 @@ _NIC_FIELDS = {f.name for f in fields(Nic)}
 def nic_from_dict(d: dict[str, Any]) -> Nic:
     """A Nic from its stored or wire form (unknown keys ignored, lists made tuples)."""
     values = {k: v for k, v in d.items() if k in _NIC_FIELDS}
-    values["nameservers"] = tuple(values.get("nameservers") or ())
+    for key in ("nameservers", "security_groups", "search"):
+        values[key] = tuple(values.get(key) or ())
     return Nic(**values)
-
-
-def nic_slot(nic: Nic, position: int) -> int:
-    """The number a NIC's host port is named after: N of its name ethN, else its position in
-    the instance's list (a NIC keeps its port when another is detached before it)."""
-    index = nic.index
-    return position if index is None else index
 
 
 def nic_to_dict(n: Nic) -> dict[str, Any]:
     d = asdict(n)
-    d["nameservers"] = list(n.nameservers)
+    for key in ("nameservers", "security_groups", "search"):
+        d[key] = list(d[key])
     return d
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from lxcloud.core.caps import ComputeCaps
 from lxcloud.core.errors import DriverError, InUse, InvalidCombination, InvalidInput, NotFound
 from lxcloud.core.host import ExecResult, HostState
-from lxcloud.core.instance import InstanceSpec, Kind, Nic, nic_slot
+from lxcloud.core.instance import InstanceSpec, Kind, Nic
 from lxcloud.core.instance_types import Limits
 from lxcloud.core.proc import run
 from lxcloud.core.waiting import wait_until
@@ -130,8 +130,7 @@ def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
     (i 0) gets the default route: a second one comes with its address alone."""
     p = f"lxc.net.{i}"
     if nic.driver == "macvlan":
-        parent = nic.parent or nic.link
-        lines = [f"{p}.type = macvlan", f"{p}.link = {parent}",
+        lines = [f"{p}.type = macvlan", f"{p}.link = {nic.link}",
                  f"{p}.macvlan.mode = {macvlan_mode(nic.mode)}"]
     else:
         lines = [f"{p}.type = veth", f"{p}.link = {nic.link}", f"{p}.veth.pair = {veth}"]
@@ -151,9 +150,9 @@ def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
 
 
 def nic_ports(spec: InstanceSpec, prefix: str) -> list[str]:
-    """The host port of each of the spec's NICs, in order: named after the NIC's slot (ethN: N),
+    """The host port of each of the spec's NICs, in order: named after the NIC's index (ethN: N),
     so a NIC keeps its port's name (and the rules naming it) when one before it is detached."""
-    return [host_veth_name(spec.id, nic_slot(n, i), prefix) for i, n in enumerate(spec.nics)]
+    return [host_veth_name(spec.id, n.index, prefix) for i, n in enumerate(spec.nics)]
 
 
 def mount_target(target: str) -> str:
@@ -204,8 +203,7 @@ def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: 
         rootfs = f"dir:{rf.path}"
     else:
         raise InvalidInput(f"root kind {rf.kind!r} is not supported by the lxc driver")
-    for v in (spec.id, spec.name, rootfs, *(n.link for n in spec.nics),
-              *(n.parent for n in spec.nics)):
+    for v in (spec.id, spec.name, rootfs, *(n.link for n in spec.nics)):
         if "\n" in v or "\r" in v:
             raise InvalidInput("newline in a container setting")
     lines = ["# written by lxcloud; rewritten on every create", f"lxc.include = {LXC_CONFIG_DIR}/common.conf"]
@@ -474,12 +472,12 @@ class LxcDriver:
         i = next((i for i, n in enumerate(spec.nics) if n.name == nic.name), None)
         if i is None:
             raise InvalidInput(f"{spec.id} lists no NIC {nic.name}", nic=nic.name)
-        slot = nic_slot(nic, i)
+        slot = nic.index
         macvlan = nic.driver == "macvlan"
         return slot, hotplug.NicPlug(
             name=nic.name, mac=nic.mac, mtu=nic.mtu,
             port="" if macvlan else self.port_name(spec.id, slot),
-            link=(nic.parent or nic.link) if macvlan else nic.link,
+            link=nic.link,
             macvlan_mode=macvlan_mode(nic.mode) if macvlan else "",
             address=nic.interface, broadcast=nic.broadcast,
             gateway=nic.gateway if i == 0 else None)
