@@ -63,7 +63,8 @@ class NodeAgent:
                                               veth_prefix=settings.veth_prefix),
                    guard=PortGuard(),
                    storage={},     # the pools the controller asks for (ensure_pool)
-                   network=get_network_driver("bridge"),
+                   network={"bridge": get_network_driver("bridge"),
+                            "macvlan": get_network_driver("macvlan")},
                    dns=DnsmasqSupervisor())
 
     # --- the host
@@ -382,7 +383,13 @@ class NodeAgent:
 
     def _ports(self, compute: ComputeDriver, instance_id: str, nics: Sequence[Nic]) -> dict[str, str]:
         """host port name -> address, for the NICs that have one."""
-        return {compute.port_name(instance_id, i): n.ipv4 for i, n in enumerate(nics) if n.ipv4}
+        return {compute.port_name(instance_id, n.index): n.ipv4 for n in nics
+                if n.ipv4 and self._guarded(n)}
+
+    def _guarded(self, nic: Nic) -> bool:
+        """Whether the NIC has a host port the port guard can watch (not a macvlan's)."""
+        driver = self.networks.get(nic.driver)
+        return driver is None or driver.caps.anti_spoofing
 
     def _unpack(self, template: Path, dest: Path) -> None:
         from lxcloud.images.unpack import safe_extract
