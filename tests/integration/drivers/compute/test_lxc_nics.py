@@ -14,7 +14,7 @@ from lxcloud.core.errors import InvalidInput
 from lxcloud.core.instance import InstanceSpec, Nic
 from lxcloud.core.proc import run
 from lxcloud.drivers.compute.lxc import LxcDriver
-from tests.integration.conftest import BridgeNet, Box, Launcher, make_bridge, wait_for
+from tests.integration.conftest import Box, BridgeNet, Launcher, make_bridge, wait_for
 
 pytestmark = pytest.mark.root
 
