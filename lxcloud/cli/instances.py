@@ -33,6 +33,13 @@ def register(app: typer.Typer) -> None:
                pool: str | None = typer.Option(None, "--pool",
                                                help="the root disk's pool (the default pool "
                                                     "when omitted)"),
+               network: list[str] = typer.Option([], "--network",
+                                                  help="a network to join, one NIC each, in "
+                                                       "order (repeatable; default: the "
+                                                       "cloud's default network)"),
+               ip: list[str] = typer.Option([], "--ip",
+                                            help="a fixed address, for the --network at the "
+                                                 "same place (repeatable)"),
                user_data: Path | None = typer.Option(None, "--user-data", help="user data file"),
                wait: bool = typer.Option(False, "--wait", help="wait until it runs"),
                as_json: bool = JSON) -> None:
@@ -42,6 +49,12 @@ def register(app: typer.Typer) -> None:
                                     "disk": disk}.items() if v is not None}
         body: dict[str, Any] = {"image": image, "name": name, "instance_type": type_,
                                 "limits": limits or None, "pool": pool}
+        if len(ip) > max(len(network), 1):
+            raise typer.BadParameter("more --ip than --network: one address per network")
+        if network or ip:
+            nets: list[str | None] = list(network) or [None]
+            body["nics"] = [{"network": n, "ip": ip[i] if i < len(ip) else None}
+                            for i, n in enumerate(nets)]
         if user_data is not None:
             body["user_data"] = user_data.read_text()
         res = c.post("/api/v1/instances", json=body)
