@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,39 @@ class NodeAgent:
             compute.detach_mount(spec.id, disk.path, force=force)
         if compute.state(spec.id) is not HostState.MISSING:
             compute.create(spec, self._root(spec), self._mounts(spec))
+
+    # --- NICs of an instance
+    def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        compute = self._compute(spec.kind)
+        before = replace(spec, nics=tuple(n for n in spec.nics if n.name != nic.name))
+        root, mounts = self._root(spec), self._mounts(spec)
+        with Reverter() as rev:
+            compute.create(spec, root, mounts)
+            rev.add(lambda: compute.create(before, root, mounts), "definition")
+            if self.guard is not None:
+                ports = self._ports(compute, spec.id, [nic])
+                for port, ip in ports.items():
+                    self.guard.allow(self.settings.nft_table, port, ip)
+                rev.add(lambda: self.guard.forget(self.settings.nft_table, list(ports)),
+                        "port guard")
+            if compute.state(spec.id) in (HostState.RUNNING, HostState.FROZEN):
+                compute.attach_nic(spec, nic)
+            rev.success()
+
+    def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        compute = self._compute(spec.kind)
+        state = compute.state(spec.id)
+        if state in (HostState.RUNNING, HostState.FROZEN):
+            compute.detach_nic(replace(spec, nics=(*spec.nics, nic)), nic)
+        if self.guard is not None and self._guarded(nic):
+            self.guard.forget(self.settings.nft_table, [compute.port_name(spec.id, nic.index)])
+        if state is not HostState.MISSING:
+            compute.create(spec, self._root(spec), self._mounts(spec))
+
+    def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
+        compute = self._compute(spec.kind)
+        compute.create(spec, self._root(spec), self._mounts(spec))
+        compute.set_rates(spec, nic)
 
     def resize_disk(self, instance_id: str, disk: Disk) -> None:
         """The instance's root disk gets the limit `disk.size`."""

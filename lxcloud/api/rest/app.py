@@ -23,6 +23,7 @@ from lxcloud.api.rest import (
     instances,
     middleware,
     networks,
+    nics,
     operations,
     storage,
     system,
@@ -67,7 +68,7 @@ def create_app(c: Cloud) -> FastAPI:
     errors.install(app)
     auth = [Depends(require_auth)]
     for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
-              storage.volumes, storage.snapshots, storage.exports, networks.router):
+              storage.volumes, storage.snapshots, storage.exports, networks.router, nics.router):
         app.include_router(r, dependencies=auth)
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)

@@ -590,7 +590,10 @@ class LxcDriver:
             self._lxc("lxc-stop", name, "-k", check=False)
             self._wait(name, {HostState.STOPPED}, 10)
         # Not lxc-destroy: it would delete the rootfs too, which belongs to the storage driver.
+        limited = "script.up" in (d / "config").read_text() if self._exists(name) else False
         shutil.rmtree(d)
+        if limited:     # its stop hook removed its ifbs; one killed without it would leave them
+            self.rates().sweep(self.veth_prefix)
 
     # --- queries
     def state(self, name: str) -> HostState:
