@@ -138,6 +138,19 @@ class NodeClient(Protocol):
         """A running instance lets go of `disk` (InUse while a process inside holds it, unless
         `force`); `spec` (without it) defined anew."""
 
+    # --- NICs of an instance
+    def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        """`spec` (which lists `nic`) defined anew; a running instance has the NIC at once; the
+        port guard lets it send from its address. All undone on failure."""
+
+    def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        """A running instance loses `nic` (its interface, host port and limits); `spec`
+        (without it) defined anew."""
+
+    def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
+        """`spec` (listing `nic` with its new limits) defined anew, the limits in force at once
+        on a running instance."""
+
     def resize_disk(self, instance_id: str, disk: Disk) -> None:
         """The instance's root disk limited to `disk.size` (InvalidInput below what it uses)."""
 

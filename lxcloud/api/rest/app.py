@@ -24,6 +24,7 @@ from lxcloud.api.rest import (
     instances,
     middleware,
     networks,
+    nics,
     operations,
     security_groups,
     storage,
@@ -69,7 +70,7 @@ def create_app(c: Cloud) -> FastAPI:
     errors.install(app)
     auth = [Depends(require_auth)]
     for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
-              storage.volumes, storage.snapshots, storage.exports, networks.router,
+              storage.volumes, storage.snapshots, storage.exports, networks.router, nics.router,
               security_groups.router, security_groups.instance_router):
         app.include_router(r, dependencies=auth)
     for r in (addresses.addresses, addresses.pools, addresses.forwards):
