@@ -28,6 +28,7 @@ from lxcloud.core.reverter import Reverter
 from lxcloud.drivers.compute.base import ComputeDriver, IdMap, Mount, RootfsSpec
 from lxcloud.drivers.network.base import NetworkDriver, NetworkSpec
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf, StorageDriver
+from lxcloud.node.doctor import Check
 from lxcloud.node.protocol import Progress, Timings
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,11 @@ class NodeAgent:
         from lxcloud.drivers.network.bridge import host_networks
 
         return host_networks()
+
+    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+        from lxcloud.node.doctor import diagnose
+
+        return diagnose(networks, self.settings.nft_table)
 
     # --- drivers
     def _compute(self, kind: Kind) -> ComputeDriver:

@@ -18,6 +18,7 @@ from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import Disk, InstanceSpec, Nic
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf
+from lxcloud.node.doctor import Check
 
 Progress = Callable[[int, str], None]
 # step name -> seconds, in the order the steps ran (what a launch spent where)
@@ -53,6 +54,10 @@ class NodeClient(Protocol):
 
     def host_networks(self) -> list[str]:
         """Every IPv4 network the host already uses (addresses and routes), as CIDRs."""
+
+    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+        """What on this host breaks the networking of a cloud with `networks` (node/doctor.py):
+        each check ok, warn or fail with the command that fixes it."""
 
     # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None: ...

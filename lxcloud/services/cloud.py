@@ -10,6 +10,7 @@ from lxcloud.node.protocol import NodeClient
 from lxcloud.services.accounts import AccountService
 from lxcloud.services.auth import controller_id, ensure_admin_token, ensure_secret
 from lxcloud.services.copies import CopyService
+from lxcloud.services.doctor import DoctorService
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
@@ -57,6 +58,7 @@ class Cloud:
                                         self.snapshots.forget_instance]
         self.copies = CopyService(settings, self.db, self.ops, node, self.instances, self.images,
                                   self.networks, self.snapshots)
+        self.doctor = DoctorService(settings, node, self.networks)
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
         self.ec2_token_secret = ensure_secret(settings.ec2_token_secret_file)

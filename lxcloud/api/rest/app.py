@@ -18,6 +18,7 @@ from lxcloud import __version__
 from lxcloud.api.rest import (
     accounts,
     console,
+    doctor,
     errors,
     images,
     instances,
@@ -66,7 +67,7 @@ def create_app(c: Cloud) -> FastAPI:
     errors.install(app)
     auth = [Depends(require_auth)]
     for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
-              storage.volumes, storage.snapshots, storage.exports):
+              storage.volumes, storage.snapshots, storage.exports, doctor.router):
         app.include_router(r, dependencies=auth)
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)
