@@ -509,14 +509,14 @@ def check_networks(facts: HostFacts, networks: Sequence[NetworkSpec], table: str
         if n.driver == "bridge":
             link = links.get(n.bridge)
             if link is None:
-                out.append(Check(name, FAIL, f"bridge {n.bridge} of network {n.name} is missing",
-                                 "restart lxcloud up (it remakes its networks at start-up)"))
+                out.append(Check(name, FAIL, f"bridge {n.bridge} of network {n.name} is missing "
+                                 "(lxcloud up remakes its networks at start-up)", "lxcloud up"))
                 continue
             if link.kind != "bridge":
                 out.append(Check(name, FAIL, f"{n.bridge} of network {n.name} is a "
-                                 f"{link.kind or 'plain'} link, not a bridge",
-                                 _ns(facts, f"ip link del {n.bridge}") +
-                                 " && restart lxcloud up"))
+                                 f"{link.kind or 'plain'} link, not a bridge (remove it, then "
+                                 "restart lxcloud up: it remakes its networks)",
+                                 _ns(facts, f"ip link del {n.bridge}")))
                 continue
             if not link.up:
                 out.append(Check(name, FAIL, f"bridge {n.bridge} of network {n.name} is down",
@@ -526,7 +526,8 @@ def check_networks(facts: HostFacts, networks: Sequence[NetworkSpec], table: str
             dev = str(getattr(n, "parent", "") or "")
             if dev and dev not in links:
                 out.append(Check(name, FAIL, f"parent interface {dev} of network {n.name} is "
-                                 "missing", f"create {dev}, or delete network {n.name}"))
+                                 "missing (create it, or delete the network)",
+                                 f"lxcloud network delete {n.name}"))
                 continue
             if dev and not links[dev].up:
                 out.append(Check(name, FAIL, f"parent interface {dev} of network {n.name} is "
@@ -541,15 +542,17 @@ def check_networks(facts: HostFacts, networks: Sequence[NetworkSpec], table: str
             fix = (f"ip addr del {r.dst} dev {r.dev}" if r.origin == "address"
                    else f"ip route del {r.dst} dev {r.dev}")
             out.append(Check(name, FAIL, f"subnet {n.cidr} of network {n.name} overlaps {what} "
-                             f"{r.dst} on {r.dev or '?'}: part of its traffic goes the wrong way",
-                             _ns(facts, fix) + f" (or move network {n.name} to a free subnet)"))
+                             f"{r.dst} on {r.dev or '?'}: part of its traffic goes the wrong way "
+                             f"(remove it, or move network {n.name} to a free subnet)",
+                             _ns(facts, fix)))
             continue
         out.append(Check(name, OK, f"network {n.name}: {n.cidr} on {dev or n.driver}, up, "
                          "routed to it alone"))
     if networks and not facts.nft_error and f"inet {table}" not in facts.tables:
         out.append(Check("nft_table", FAIL, f"lxcloud's table inet {table} is missing: no NAT, "
-                         "no metadata service, no security groups",
-                         "restart lxcloud up (it writes its rules at start-up)"))
+                         "no metadata service, no security groups (lxcloud up writes its rules "
+                         "at start-up)",
+                         "lxcloud up"))
     elif networks and not facts.nft_error:
         others = [t for t in facts.tables if t != f"inet {table}"]
         out.append(Check("nft_table", OK, f"lxcloud's rules are in their own table inet {table}"

@@ -128,7 +128,7 @@ def test_br_netfilter_absent_or_off_fails() -> None:
 
 def test_our_bridge_missing_down_or_not_a_bridge() -> None:
     eth = Link("eth0", "", True)
-    for links, fix in (([eth], "restart lxcloud up"),
+    for links, fix in (([eth], "lxcloud up"),
                        ([eth, Link(NET.bridge, "bridge", False)], f"ip link set {NET.bridge} up"),
                        ([eth, Link(NET.bridge, "veth", True)], f"ip link del {NET.bridge}")):
         c = by_name(doctor.checks(healthy(links=links), [NET], TABLE))["network.default"]
