@@ -120,9 +120,9 @@ def purge(data_dir: str | None) -> int:
 
     from lxcloud.db.engine import Database
     from lxcloud.db.tables import NetworkRow, PoolRow
-    from lxcloud.drivers.network.base import NetworkSpec
     from lxcloud.drivers.storage.base import PoolSpec
     from lxcloud.node.agent import NodeAgent
+    from lxcloud.services.networks import network_of_row, network_spec
 
     settings = Settings.load(data_dir)
     if not settings.data_dir.exists():
@@ -150,9 +150,12 @@ def purge(data_dir: str | None) -> int:
                 print(f"warning: pool {p.name} could not be brought up: {e}", file=sys.stderr)
         for name in agent.list_instances():
             agent.destroy(name)
-        for n in nets:
-            agent.teardown_network(NetworkSpec(name=n.name, bridge=n.bridge, cidr=n.cidr,
-                                               gateway=n.gateway, nft_table=settings.nft_table))
+        # the default network last: the cloud's port guard goes with it
+        for n in sorted(nets, key=lambda n: n.bridge == settings.bridge_name):
+            try:
+                agent.teardown_network(network_spec(settings, network_of_row(n)))
+            except Exception as e:
+                print(f"warning: network {n.name} could not be removed: {e}", file=sys.stderr)
         for p in pools:      # every volume, snapshot, image and loop file of each pool
             agent.delete_pool(p.name)
         # never delete through a mount that is still there (a pool's filesystem, a volume)

@@ -38,6 +38,19 @@ class Nic:
     driver: str = "bridge"
     mtu: int = 1500
     nameservers: tuple[str, ...] = ()
+    id: str = ""                    # stable while the NIC exists ("eni-…", EC2's network interface)
+    security_groups: tuple[str, ...] = ()   # the instance's security groups (ids)
+    ingress: int = 0                # bandwidth limit towards the instance, bits/s (0: none)
+    egress: int = 0                 # from the instance, bits/s (0: none)
+    mode: str = ""                  # macvlan: private | bridge | vepa
+    search: tuple[str, ...] = ()    # DNS search domains (the network's domain)
+    network_name: str = ""          # the network's name (as users name it; never renamed)
+
+    @property
+    def index(self) -> int:
+        """N of ethN: names the host side (the veth) of the NIC."""
+        digits = self.name[len(self.name.rstrip("0123456789")):]
+        return int(digits) if digits else 0
 
     @property
     def interface(self) -> str | None:
@@ -143,13 +156,15 @@ _NIC_FIELDS = {f.name for f in fields(Nic)}
 def nic_from_dict(d: dict[str, Any]) -> Nic:
     """A Nic from its stored or wire form (unknown keys ignored, lists made tuples)."""
     values = {k: v for k, v in d.items() if k in _NIC_FIELDS}
-    values["nameservers"] = tuple(values.get("nameservers") or ())
+    for key in ("nameservers", "security_groups", "search"):
+        values[key] = tuple(values.get(key) or ())
     return Nic(**values)
 
 
 def nic_to_dict(n: Nic) -> dict[str, Any]:
     d = asdict(n)
-    d["nameservers"] = list(n.nameservers)
+    for key in ("nameservers", "security_groups", "search"):
+        d[key] = list(d[key])
     return d
 
 

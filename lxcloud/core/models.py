@@ -174,12 +174,32 @@ class Snapshot:
 
 @dataclass
 class Network:
+    """A network of a project (project_id None: the cloud's own). `mode`: nat (egress NAT
+    through the host), routed (routed without NAT), isolated (reaches nothing outside);
+    `driver`: bridge (a host bridge, our DHCP and DNS) or macvlan (on `parent`'s segment)."""
+
     id: str
     name: str
     cidr: str
     gateway: str
     bridge: str
     created: datetime
+    project_id: str | None = None
+    project: str | None = None
+    shared: bool = True
+    mode: str = "nat"
+    driver: str = "bridge"
+    parent: str = ""
+    macvlan_mode: str = ""
+    dns_domain: str = ""
+    dhcp_start: str = ""
+    dhcp_end: str = ""
+    host_ports: list[str] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def nat(self) -> bool:
+        return self.mode == "nat"
 
 
 @dataclass

@@ -61,13 +61,29 @@ class NodeRow(Base):
 
 
 class NetworkRow(Base):
+    """A network of a project (project_id None: the cloud's own, like the default network);
+    `shared`: every project may use it."""
+
     __tablename__ = "networks"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
     cidr: Mapped[str] = mapped_column(String(64))
     gateway: Mapped[str] = mapped_column(String(64))
     bridge: Mapped[str] = mapped_column(String(16))
     created: Mapped[datetime] = mapped_column(default=utcnow)
+    project_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
+    mode: Mapped[str] = mapped_column(String(16), default="nat", server_default="nat")
+    driver: Mapped[str] = mapped_column(String(16), default="bridge", server_default="bridge")
+    parent: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    macvlan_mode: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    dns_domain: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    dhcp_start: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    dhcp_end: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # what instances may reach on their host beyond DHCP, DNS and metadata: ["tcp/22", "udp/123"]
+    host_ports: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    __table_args__ = (Index("ux_networks_project_name", "project_id", "name", unique=True),)
 
 
 class ImageRow(Base):
@@ -289,6 +305,91 @@ class SnapshotRow(Base):
     operation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (Index("ux_snapshots_target_name", "target_id", "name", unique=True),)
+
+
+class SecurityGroupRow(Base):
+    __tablename__ = "security_groups"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ux_security_groups_project_name", "project_id", "name", unique=True),)
+
+
+class SecurityGroupRuleRow(Base):
+    """One rule: `direction` ingress|egress, `protocol` tcp|udp|icmp|all, a port range (ICMP:
+    type and code, -1 any), and a source/destination: a `cidr` or the members of `source_group`."""
+
+    __tablename__ = "security_group_rules"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(32), ForeignKey("security_groups.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    protocol: Mapped[str] = mapped_column(String(8))
+    port_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    port_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cidr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source_group: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InstanceSecurityGroupRow(Base):
+    __tablename__ = "instance_security_groups"
+    instance_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(32), ForeignKey("security_groups.id"),
+                                          primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class AddressPoolRow(Base):
+    """Public addresses an operator hands out: `range_start`..`range_end` of `cidr`, on the host
+    interface `interface`."""
+
+    __tablename__ = "address_pools"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    interface: Mapped[str] = mapped_column(String(16))
+    cidr: Mapped[str] = mapped_column(String(64))
+    range_start: Mapped[str] = mapped_column(String(64))
+    range_end: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PublicAddressRow(Base):
+    """An allocated public address; associated when `instance_id` is set (1:1 NAT to
+    `private_ip` of its NIC `nic`)."""
+
+    __tablename__ = "public_addresses"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), unique=True)
+    pool_id: Mapped[str] = mapped_column(String(32), ForeignKey("address_pools.id"))
+    project_id: Mapped[str] = mapped_column(String(32), index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    nic: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    private_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    association_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PortForwardRow(Base):
+    """listen_address:port/protocol (a public address `address_id`, or a host address) ->
+    the instance's NIC address:target_port."""
+
+    __tablename__ = "port_forwards"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    listen_address: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    protocol: Mapped[str] = mapped_column(String(8))
+    port: Mapped[int] = mapped_column(Integer)
+    instance_id: Mapped[str] = mapped_column(String(32), index=True)
+    nic: Mapped[str] = mapped_column(String(16), default="eth0", server_default="eth0")
+    target_port: Mapped[int] = mapped_column(Integer)
+    project_id: Mapped[str] = mapped_column(String(32))
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ux_port_forwards_listen", "listen_address", "protocol", "port",
+                            unique=True),)
 
 
 def table(model: type[Base]) -> Table:

@@ -12,6 +12,7 @@ import logging
 import os
 import pty
 import select
+import shutil
 import signal
 import threading
 import time
@@ -89,10 +90,15 @@ class NodeAgent:
 
         return dict(host_facts(self.settings))
 
-    def host_networks(self) -> list[str]:
+    def host_networks(self, interface: str | None = None) -> list[str]:
         from lxcloud.drivers.network.bridge import host_networks
 
-        return host_networks()
+        return host_networks(interface)
+
+    def host_interfaces(self) -> list[str]:
+        from lxcloud.drivers.network.bridge import host_interfaces
+
+        return host_interfaces()
 
     def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
         from lxcloud.node.doctor import diagnose
@@ -132,18 +138,21 @@ class NodeAgent:
                                      capability="network_driver") from None
 
     def ensure_network(self, spec: NetworkSpec) -> None:
-        self._network(spec).ensure(spec)
+        driver = self._network(spec)
+        driver.ensure(spec)
         if self.guard is not None:
             self.guard.ensure(spec.nft_table, self.settings.veth_prefix)
-        if self.dns is not None:
+        if self.dns is not None and driver.caps.dhcp:
             self.dns.ensure(spec, self._dns_dir(spec))
 
     def teardown_network(self, spec: NetworkSpec) -> None:
-        if self.dns is not None:
+        driver = self._network(spec)
+        if self.dns is not None and driver.caps.dhcp:
             self.dns.stop(self._dns_dir(spec))
-        self._network(spec).teardown(spec)
-        if self.guard is not None:
-            self.guard.remove(spec.nft_table)
+            shutil.rmtree(self._dns_dir(spec), ignore_errors=True)
+        driver.teardown(spec)
+        if self.guard is not None and spec.bridge == self.settings.bridge_name:
+            self.guard.remove(spec.nft_table)   # the cloud's guard goes with its default network
 
     def update_dns(self, spec: NetworkSpec, hosts: dict[str, str],
                    macs: dict[str, str] | None = None) -> None:
@@ -160,7 +169,10 @@ class NodeAgent:
             self.dns.remove_hosts(self._dns_dir(spec), names)
 
     def _dns_dir(self, spec: NetworkSpec) -> Path:
-        return self.settings.run_dir / f"dnsmasq-{spec.name}"
+        # the default network keeps the name it always had; the others are named by their bridge
+        # (network names are unique only within a project)
+        key = spec.name if spec.bridge == self.settings.bridge_name else spec.bridge
+        return self.settings.run_dir / f"dnsmasq-{key}"
 
     # --- instances
     def launch(self, spec: InstanceSpec, *, start: bool = True,

@@ -52,8 +52,12 @@ class NodeClient(Protocol):
 
     def facts(self) -> dict[str, object]: ...
 
-    def host_networks(self) -> list[str]:
-        """Every IPv4 network the host already uses (addresses and routes), as CIDRs."""
+    def host_networks(self, interface: str | None = None) -> list[str]:
+        """Every IPv4 network the host already uses (addresses and routes), as CIDRs;
+        `interface`: only those on that interface."""
+
+    def host_interfaces(self) -> list[str]:
+        """The names of the host's network interfaces."""
 
     def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
         """What on this host breaks the networking of a cloud with `networks` (node/doctor.py):

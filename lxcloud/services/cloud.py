@@ -75,11 +75,12 @@ class Cloud:
         self.nodes.register_local()
         self.pools.ensure_all()
         self.copies.expire_exports()
-        net = self.networks.ensure_default()
+        nets = self.networks.ensure_all()
         self.node.sync_ports(self.instances.port_map())
         rep = self.reconciler.run_once(startup=True)
         self.nodes.unknown = rep.unknown
-        self.networks.refresh_dns(net)
+        for net in nets:
+            self.networks.refresh_dns(net)
         if reconcile_loop and self.settings.reconcile_interval > 0:
             self.reconciler.start(self.settings.reconcile_interval)
 

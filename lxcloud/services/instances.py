@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -75,6 +75,15 @@ SHUTDOWN_BEHAVIORS = ("stop", "terminate")
 
 
 @dataclass(frozen=True)
+class NicRequest:
+    """One NIC a launch asks for: on `network` (a name or id; the default network when None),
+    with the fixed address `ip` or the next free one."""
+
+    network: str | None = None
+    ip: str | None = None
+
+
+@dataclass(frozen=True)
 class LaunchRequest:
     """What a front-end asks for. Everything is optional but the image; counts are EC2's
     MinCount/MaxCount (at least min_count or none, at most max_count, one reservation)."""
@@ -100,6 +109,11 @@ class LaunchRequest:
     boot: BootOptions = field(default_factory=BootOptions)
     block_devices: tuple[BlockDevice, ...] = ()
     network: str | None = None     # the network's name; the default network when None
+    # one NIC each, in order (eth0, eth1 …); when empty: one on `network`
+    nics: tuple[NicRequest, ...] = ()
+    security_groups: tuple[str, ...] = ()   # names or ids; the project's default group when empty
+    ingress: str | int | None = None        # bandwidth limits of every NIC ("10Mbit"); the type's
+    egress: str | int | None = None
     pool: str | None = None        # the root disk's pool; the default pool when None
     disable_api_termination: bool = False    # termination protection
     shutdown_behavior: str = "stop"          # what a halt from inside means: stop | terminate
@@ -263,9 +277,12 @@ class InstanceService:
             name = None
         self._check_user_data(req.user_data)
         self.validate_attributes(shutdown_behavior=req.shutdown_behavior)
+        asked = req.nics or (NicRequest(req.network),)
         with self.db.reader() as s:    # what the launch reads, in one read transaction
             image = self.images.get(req.image, caller=caller, session=s)
-            net = self.networks.get(req.network or "default", session=s)
+            nets = [self.networks.get(n.network or "default", caller=caller, session=s)
+                    for n in asked]
+        self._check_nics(asked, nets, req.max_count)
         self._check_memory(limits, image, itype.name)
         public_keys = [self.keypairs.get(req.key_name, caller).public_key] if req.key_name else []
         first_boot = firstboot_files(req.user_data.encode() if req.user_data is not None else None,
@@ -275,9 +292,9 @@ class InstanceService:
             raise InvalidInput(f"invalid availability zone: [{zone}] (this cloud has "
                                f"{', '.join(self.settings.zones)})", resource="zone")
         pool = req.pool or DEFAULT_POOL
-        plan = self.networks.nic_template(net)
+        plans = [self.networks.nic_template(net, f"eth{i}") for i, net in enumerate(nets)]
         disks = [Disk(pool=pool, size=limits.disk, source=image.id)]
-        check_description(self.caps, kind=image.kind, image=image, nics=[plan], disks=disks,
+        check_description(self.caps, kind=image.kind, image=image, nics=plans, disks=disks,
                           boot=req.boot, block_devices=req.block_devices, limits=limits,
                           disk_asked=self._asked_disk(req) is not None)
         if req.tags:
@@ -298,12 +315,13 @@ class InstanceService:
                 wanted = name if count == 1 or name is None else f"{name}-{n}"
                 # Core inserts, not ORM objects: the launch path writes its rows without a unit of
                 # work (what it writes is known: nothing to load, nothing to diff)
-                nic = self.networks.attach(s, net, plan, iid)
+                nics = [self.networks.attach(s, net, plan, iid, n.ip)
+                        for net, plan, n in zip(nets, plans, asked, strict=True)]
                 op = self.ops.begin(s, "launch", iid, project_id=project_id, new=True)
                 row = self._insert(
                     s, id=iid, name=self._free_name(s, wanted, iid, req.name_from_tag),
                     image_id=image.id, instance_type=itype.name, kind=str(image.kind),
-                    limits=dataclasses.asdict(limits), nics=[nic_to_dict(nic)],
+                    limits=dataclasses.asdict(limits), nics=[nic_to_dict(n) for n in nics],
                     disks=[disk_to_dict(d) for d in disks], user_data=req.user_data,
                     project_id=project_id, operation_id=op.id, key_name=req.key_name, zone=zone,
                     client_token=req.client_token, launch_index=n, reservation_id=rid,
@@ -316,8 +334,22 @@ class InstanceService:
         before = {"api.checks": t_checked - t_start, "database.launch": time.perf_counter() - t_checked}
         for inst, op in made:
             spec = self._spec(inst, image, first_boot)
-            self._submit_launch(inst, spec, op, net, start=req.start, before=before)
+            self._submit_launch(inst, spec, op, {n.id: n for n in nets}, start=req.start,
+                                before=before)
         return [(i, o) for i, o in made]
+
+    @staticmethod
+    def _check_nics(asked: Sequence[NicRequest], nets: Sequence[Network], count: int) -> None:
+        """One NIC per network, a fixed address for one instance only."""
+        seen: set[str] = set()
+        for n, net in zip(asked, nets, strict=True):
+            if net.id in seen:
+                raise InvalidInput(f"network {net.name!r} is asked for twice: one NIC per network",
+                                   resource="network")
+            seen.add(net.id)
+            if n.ip is not None and count > 1:
+                raise InvalidInput("a fixed address (--ip) is for one instance; this launch asks "
+                                   f"for up to {count}", resource="network")
 
     def _insert(self, s: Session, **values: Any) -> dict[str, Any]:
         """A new instance's row, pending, on this node (Core insert); Conflict when its name was
@@ -347,10 +379,15 @@ class InstanceService:
         if name is not None and not valid_name(name):
             raise InvalidInput(f"instance name {name!r} is not valid: a letter, then letters, "
                                "digits or dashes, at most 63 characters")
-        net = self.networks.by_id(source.nics[0].network) if source.nics \
-            else self.networks.get(session=s)
+        nets = [self.networks.by_id(n.network) for n in source.nics] if source.nics \
+            else [self.networks.get(session=s)]
         iid = new_id("instance")
-        nic = self.networks.attach(s, net, self.networks.nic_template(net), iid)
+        nics = [replace(self.networks.attach(s, net, self.networks.nic_template(net, old.name),
+                                             iid),
+                        security_groups=old.security_groups, ingress=old.ingress,
+                        egress=old.egress)
+                for net, old in zip(nets, source.nics or [Nic(network="", mac="", ipv4=None)],
+                                    strict=True)]
         op = self.ops.begin(s, op_kind, iid, project_id=project_id, new=True)
         lim = limits or source.limits
         root = Disk(pool=pool or (source.disks[0].pool if source.disks else DEFAULT_POOL),
@@ -358,7 +395,8 @@ class InstanceService:
         row = self._insert(
             s, id=iid, name=self._free_name(s, name, iid, False), image_id=image.id,
             instance_type=source.instance_type, kind=str(source.kind),
-            limits=dataclasses.asdict(lim), nics=[nic_to_dict(nic)], disks=[disk_to_dict(root)],
+            limits=dataclasses.asdict(lim), nics=[nic_to_dict(n) for n in nics],
+            disks=[disk_to_dict(root)],
             user_data=source.user_data, project_id=project_id, operation_id=op.id,
             key_name=source.key_name, zone=source.zone or self.settings.zones[0])
         return _to_model(SimpleNamespace(**row), {image.id: image.name},
@@ -407,8 +445,8 @@ class InstanceService:
             return iid
         raise Conflict(f"an instance named {wanted!r} already exists", resource="instance")
 
-    def _submit_launch(self, inst: Instance, spec: InstanceSpec, op: Operation, net: Network, *,
-                       start: bool, before: dict[str, float]) -> None:
+    def _submit_launch(self, inst: Instance, spec: InstanceSpec, op: Operation,
+                       nets: dict[str, Network], *, start: bool, before: dict[str, float]) -> None:
         """The host work of one launch, as an operation whose result says where the time went
         (step -> milliseconds: the checks and the rows before it, then each host step)."""
         submitted = time.perf_counter()
@@ -418,7 +456,7 @@ class InstanceService:
             steps = dict(before)
             steps["operation.handoff"] = t0 - submitted
             for nic in spec.nics:   # the name resolves from the moment the instance runs
-                self.networks.add_dns(net, nic, spec.name)
+                self.networks.add_dns(nets[nic.network], nic, spec.name)
             steps["network.dns"] = time.perf_counter() - t0
             steps.update(self.node.launch(spec, start=start, progress=progress))
             return {"instance_id": inst.id, "ipv4": inst.ipv4,

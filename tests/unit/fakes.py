@@ -64,6 +64,7 @@ class FakeNode(NodeAgent):
         self.fail_launch: str | None = None
         self.gate: threading.Event | None = None   # when set, launches wait on it
         self.healed = 0
+        self.host_routes: list[tuple[str, str]] = []   # (interface, cidr) the fake host has
 
     # --- the host: nothing to prepare
     def prepare(self) -> None:
@@ -75,8 +76,11 @@ class FakeNode(NodeAgent):
     def facts(self) -> dict[str, object]:
         return {"cpus": 2, "fake": True}
 
-    def host_networks(self) -> list[str]:
-        return []
+    def host_networks(self, interface: str | None = None) -> list[str]:
+        return [n for i, n in self.host_routes if interface is None or i == interface]
+
+    def host_interfaces(self) -> list[str]:
+        return sorted({"lo", "eth0", *(i for i, _ in self.host_routes)})
 
     def _unpack(self, template: Path, dest: Path) -> None:
         pass

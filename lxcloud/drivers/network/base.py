@@ -26,6 +26,14 @@ class NetworkSpec:
     # controller serves the EC2 metadata app (lxcloud.api.metadata).
     metadata_port: int | None = None
     driver: str = "bridge"       # the network driver that makes it
+    mode: str = "nat"            # nat | routed | isolated
+    dns_domain: str = ""         # instances resolve as name.<dns_domain> (and by bare name)
+    dhcp_range: tuple[str, str] | None = None   # dnsmasq's range; the whole subnet when None
+    parent: str = ""             # macvlan: the host interface whose segment the instances join
+    macvlan_mode: str = ""       # macvlan: private | bridge | vepa
+    host_ports: tuple[str, ...] = ()   # "tcp/22": what instances may reach on the host, beyond
+    #                                    DHCP, DNS and metadata
+    bridge_prefix: str = "lxcbr"  # every cloud's bridges start with it (isolation between clouds)
 
 
 class NetworkDriver(Protocol):

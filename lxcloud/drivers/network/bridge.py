@@ -31,24 +31,42 @@ def _iproute() -> Any:
     return IPRoute()
 
 
-def host_networks() -> list[str]:
-    """Every IPv4 network the host already uses: its addresses' subnets and its routes (all tables).
+def host_networks(interface: str | None = None) -> list[str]:
+    """Every IPv4 network the host already uses: its addresses' subnets and its routes (all tables);
+    `interface`: only those on that interface.
 
     Default routes are left out (they would overlap everything). Feed this to ipam.pick_subnet.
     """
     ipr = _iproute()
     try:
+        idx = None
+        if interface is not None:
+            found = ipr.link_lookup(ifname=interface)
+            if not found:
+                return []
+            idx = found[0]
         nets: set[ipaddress.IPv4Network] = set()
         for a in ipr.get_addr(family=2):
             addr = a.get("IFA_ADDRESS") or a.get("IFA_LOCAL")
-            if addr:
+            if addr and (idx is None or a["index"] == idx):
                 nets.add(ipaddress.IPv4Network(f"{addr}/{a['prefixlen']}", strict=False))
         for r in ipr.get_routes(family=2):   # no table filter: a dump of every routing table
             dst, plen = r.get("RTA_DST"), r["dst_len"]
+            if idx is not None and r.get("RTA_OIF") != idx:
+                continue
             if dst and plen > 0:
                 nets.add(ipaddress.IPv4Network(f"{dst}/{plen}", strict=False))
         # The local table repeats every address as a /32: collapse into the covering networks.
         return [str(n) for n in ipaddress.collapse_addresses(nets)]
+    finally:
+        ipr.close()
+
+
+def host_interfaces() -> list[str]:
+    """The names of the host's network interfaces (this network namespace)."""
+    ipr = _iproute()
+    try:
+        return sorted(str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links())
     finally:
         ipr.close()
 

@@ -139,11 +139,12 @@ class DnsmasqSupervisor:
         """The exact dnsmasq command line for spec (also how a running one is recognised)."""
         paths = DnsmasqPaths(Path(run_dir).resolve())
         plan = NetworkPlan.from_cidr(spec.cidr)
+        domain = spec.dns_domain or DOMAIN
         user = self.user or ("nobody" if _others_can_read(paths.run_dir) else "root")
         argv = [DNSMASQ, "--conf-file=/dev/null", f"--pid-file={paths.pid_file}",
                 f"--interface={spec.bridge}", "--bind-interfaces", "--except-interface=lo",
                 f"--user={user}", "--no-hosts", f"--hostsdir={paths.hosts_dir}", "--expand-hosts",
-                f"--domain={DOMAIN}", f"--local=/{DOMAIN}/", "--no-resolv", "--strict-order",
+                f"--domain={domain}", f"--local=/{domain}/", "--no-resolv", "--strict-order",
                 "--no-negcache"]
         argv += [f"--server={s}" for s in host_nameservers(self.resolv_conf) if s != spec.gateway]
         if self.dhcp:
@@ -258,7 +259,8 @@ class DnsmasqSupervisor:
             mac = macs.get(name)
             if mac is not None and not _MAC_RE.match(mac):
                 raise InvalidInput(f"{mac!r} is not a MAC address (host {name})")
-            out[name] = (f"{ip} {name}.{DOMAIN} {name}\n",
+            # a bare name: --expand-hosts adds the network's domain
+            out[name] = (f"{ip} {name}\n",
                          f"{mac},{ip},{name}\n" if mac else f"{name},{ip}\n")
         return out
 

@@ -5,10 +5,15 @@ named after its bridge so that several networks of one cloud never touch each ot
 
   <bridge>_prerouting   nat/dstnat:  when spec.metadata_port is set, 169.254.169.254:80 from the
                                      bridge -> gateway:metadata_port (the metadata service)
-  <bridge>_postrouting  nat/srcnat:  masquerade the subnet leaving through any other interface
-  <bridge>_forward      filter:      accept established/related and traffic from/to the bridge
-  <bridge>_input        filter:      accept DHCP, DNS (and the metadata port) from the bridge;
-                                     the metadata port from anywhere else is dropped
+  <bridge>_postrouting  nat/srcnat:  nat mode: masquerade the subnet leaving through any other
+                                     interface (routed and isolated: no NAT)
+  <bridge>_forward      filter:      established/related pass; leaving: to the world beyond the host
+                                     (never to another instance network, of this cloud or another;
+                                     isolated: nowhere); entering: DNATed traffic (public addresses,
+                                     port forwards), and on a routed network what comes from beyond
+  <bridge>_input        filter:      from the bridge only DHCP, DNS, the metadata port, ICMP, replies
+                                     and the network's allowed host ports reach the host; the
+                                     metadata port from anywhere else is dropped
 
 Each network has its own bridge and gateway, so the DNAT of one cloud's network never sends an
 instance to another cloud's metadata service.
@@ -74,16 +79,35 @@ def ruleset(spec: NetworkSpec) -> list[Json]:
         return {"add": {"rule": {"family": FAMILY, "table": table, "chain": names[kind],
                                  "expr": list(expr)}}}
 
-    if spec.nat:
+    if spec.mode == "nat" and spec.nat:
         cmds.append(rule("postrouting",
                          _match(_payload("ip", "saddr"), _prefix(spec.cidr)),
                          _match(_meta("oifname"), br, "!="),
                          {"masquerade": None}))
+    ours = f"{spec.bridge_prefix}*"     # every cloud's bridges: its instances' networks
     cmds += [
         rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
              {"accept": None}),
-        rule("forward", _match(_meta("iifname"), br), {"accept": None}),
-        rule("forward", _match(_meta("oifname"), br), {"accept": None}),
+        rule("forward", _match(_meta("iifname"), br), _match(_meta("oifname"), br),
+             {"accept": None}),
+    ]
+    # Leaving the network: an isolated one reaches nothing; the others never reach another
+    # instance network (this cloud's or another's) — only the world beyond the host.
+    if spec.mode == "isolated":
+        cmds.append(rule("forward", _match(_meta("iifname"), br), {"drop": None}))
+    else:
+        cmds += [rule("forward", _match(_meta("iifname"), br), _match(_meta("oifname"), ours),
+                      {"drop": None}),
+                 rule("forward", _match(_meta("iifname"), br), {"accept": None})]
+    # Entering it: what a public address or a port forward sent (DNAT); on a routed network
+    # also what comes from beyond the host; never a new connection from another instance network.
+    cmds.append(rule("forward", _match(_meta("oifname"), br),
+                     _match({"ct": {"key": "status"}}, "dnat", "in"), {"accept": None}))
+    if spec.mode == "routed":
+        cmds.append(rule("forward", _match(_meta("oifname"), br),
+                         _match(_meta("iifname"), ours, "!="), {"accept": None}))
+    cmds.append(rule("forward", _match(_meta("oifname"), br), {"drop": None}))
+    cmds += [
         rule("input", _match(_meta("iifname"), br), _match(_meta("l4proto"), "udp"),
              _match(_payload("udp", "dport"), {"set": [53, 67]}), {"accept": None}),
         rule("input", _match(_meta("iifname"), br), _match(_meta("l4proto"), "tcp"),
@@ -104,6 +128,20 @@ def ruleset(spec: NetworkSpec) -> list[Json]:
                  _match(_payload("ip", "daddr"), spec.gateway),
                  _match(_payload("tcp", "dport"), spec.metadata_port), {"drop": None}),
         ]
+    # The host is reached from the network only for the above (and what the operator allows):
+    # not sshd, nor anything else listening on the host's addresses.
+    cmds += [rule("input", _match(_meta("iifname"), br),
+                  _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
+                  {"accept": None}),
+             rule("input", _match(_meta("iifname"), br), _match(_meta("l4proto"), "icmp"),
+                  {"accept": None})]
+    for hp in spec.host_ports:
+        proto, _, ports = hp.partition("/")
+        first, _, last = ports.partition("-")
+        port: Any = int(first) if not last else {"range": [int(first), int(last)]}
+        cmds.append(rule("input", _match(_meta("iifname"), br), _match(_meta("l4proto"), proto),
+                         _match(_payload(proto, "dport"), port), {"accept": None}))
+    cmds.append(rule("input", _match(_meta("iifname"), br), {"drop": None}))
     return cmds
 
 

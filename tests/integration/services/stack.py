@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lxcloud.config import Settings
+from lxcloud.core.caller import SYSTEM
 from lxcloud.drivers.storage import loop
 from lxcloud.node.agent import NodeAgent
 from lxcloud.services.cloud import Cloud
@@ -84,9 +85,10 @@ class Stack:
                     c.pools.delete(p.name)
                 except Exception:
                     pass
-        net = c.networks.get()
+        nets = c.networks.list(SYSTEM, all_projects=True)
         c.close()
-        self.node.teardown_network(c.networks.spec(net))
+        for net in sorted(nets, key=lambda n: n.name == "default" and n.project_id is None):
+            self.node.teardown_network(c.networks.spec(net))
         for name in self.node.list_instances():
             self.node.destroy(name)
         for p in pools:
