@@ -20,5 +20,5 @@ class DoctorService:
         """The host's checks for every network of the cloud (admins only: host facts)."""
         if not (caller is SYSTEM or caller.is_admin):
             raise Forbidden("only an admin may run the doctor (it reads the host)")
-        specs = [self.networks.spec(n) for n in self.networks.list()]
+        specs = [self.networks.spec(n) for n in self.networks.list(SYSTEM, all_projects=True)]
         return self.node.doctor(specs)
