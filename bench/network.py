@@ -20,7 +20,9 @@ instance's own take (its veth, the bridge, every netfilter hook), and the same b
 every row. Throughput: iperf3 (Debian's), one TCP stream for --seconds. Latency: a TCP 1-byte
 request/response loop (bench/_rr.py, netperf's TCP_RR) — its own cost is in every row alike.
 Each row is the median of --rounds rounds, interleaved (floor, lxcloud, floor, ...) so the drift
-of this shared 2-core machine hits every row alike; ratios are against the floor.
+of this shared 2-core machine hits every row alike, with the spread of the rounds beside it (one
+TCP stream over veth is bound by one CPU: what else runs on the machine moves it by 2x); ratios
+are against the floor.
 
     .venv/bin/python bench/network.py [--rounds 5] [--seconds 3] [--rr 2000]
 """
@@ -264,13 +266,15 @@ def main() -> None:
     for path, title in (("c2c", "container <-> container, one bridge"),
                         ("h2c", "host <-> container")):
         print(f"\n{title}")
-        print(f"  {'':34} {'Gbit/s':>8} {'ratio':>6} {'RR p50 us':>10} {'p99 us':>8} "
-              f"{'p50 +us':>8}")
+        print(f"  {'':34} {'Gbit/s':>8} {'(min-max)':>13} {'ratio':>6} {'RR p50 us':>10} "
+              f"{'p99 us':>8} {'p50 +us':>8}")
         g0, l0, _ = base[path]
         for case in cases:
-            g, p50, p99 = case.figures[path].med
-            print(f"  {case.label:34} {g:8.2f} {g / g0:6.2f} {p50:10.1f} {p99:8.1f} "
-                  f"{p50 - l0:+8.1f}")
+            f = case.figures[path]
+            g, p50, p99 = f.med
+            spread = f"({min(f.gbps):.1f}-{max(f.gbps):.1f})"
+            print(f"  {case.label:34} {g:8.2f} {spread:>13} {g / g0:6.2f} {p50:10.1f} "
+                  f"{p99:8.1f} {p50 - l0:+8.1f}")
         if why_not:
             print(f"  {'+ 50 rules per security group':34} TODO: {why_not}")
     print("\nwhere the time goes (the row above each is the step it adds to): the ratio column is "

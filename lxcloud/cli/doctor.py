@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
-from rich.table import Table
 
-from lxcloud.cli.common import JSON, api_errors, g, out, print_json
-
-STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
+from lxcloud.cli.common import JSON, api_errors, g, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -17,18 +16,12 @@ def register(app: typer.Typer) -> None:
         """Check what on the host breaks container networking (forwarding, other firewalls,
         routes, br_netfilter, kernel features, dnsmasq, lxc) and say how to fix each.
         Exit code 1 when a check fails (an admin's command)."""
+        from lxcloud.node.doctor import render  # the report's text form, pure
+
         report = g(ctx).client().get("/api/v1/doctor")
         if as_json:
             print_json(report)
         else:
-            t = Table("STATUS", "CHECK", "WHAT", "FIX")
-            for c in report["checks"]:
-                t.add_row(c["status"].upper(), c["name"], c["message"], c["fix"],
-                          style=STYLE.get(c["status"]) if out.is_terminal else None)
-            out.print(t)
-            fails = sum(c["status"] == "fail" for c in report["checks"])
-            warns = sum(c["status"] == "warn" for c in report["checks"])
-            out.print(f"{report['status']}: {fails} failed, {warns} warning(s), "
-                      f"{len(report['checks']) - fails - warns} ok")
+            sys.stdout.write(render(report))
         if report["status"] == "fail":
             raise typer.Exit(1)

@@ -658,15 +658,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dump(read_facts().to_dict(), sys.stdout)
         return 0
     found = diagnose(netns=a.netns)
+    report = {"status": worst(found), "checks": [c.to_dict() for c in found]}
     if a.json:
-        json.dump([c.to_dict() for c in found], sys.stdout, indent=2)
+        json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for c in found:
-            print(f"{c.status.upper():4}  {c.name:28} {c.message}")
-            if c.fix:
-                print(f"      fix: {c.fix}")
-    return 1 if worst(found) == FAIL else 0
+        sys.stdout.write(render(report))
+    return 1 if report["status"] == FAIL else 0
+
+
+def render(report: dict[str, Any]) -> str:
+    """A report ({"status", "checks": [{name, status, message, fix}]}) as text: a line per
+    check, its fix below it, and a count."""
+    lines = []
+    for c in report["checks"]:
+        lines.append(f"{c['status'].upper():4}  {c['name']:28} {c['message']}")
+        if c["fix"]:
+            lines.append(f"      fix: {c['fix']}")
+    n = {s: sum(c["status"] == s for c in report["checks"]) for s in (OK, WARN, FAIL)}
+    lines.append(f"{report['status']}: {n[FAIL]} failed, {n[WARN]} warning(s), {n[OK]} ok")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
