@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lxcloud.cli import accounts, copies, doctor, images, instances, storage, system
+from lxcloud.cli import accounts, copies, doctor, images, instances, networks, storage, system
 from lxcloud.cli.common import Globals, new_app
 
 app = new_app(name="lxcloud", help="lxcloud: a private cloud of LXC system containers.",
@@ -28,6 +28,7 @@ copies.register(app)
 system.register(app)
 doctor.register(app)
 app.add_typer(images.app, name="image")
+app.add_typer(networks.network_app, name="network")
 app.add_typer(storage.pool_app, name="pool")
 app.add_typer(storage.volume_app, name="volume")
 app.add_typer(storage.snapshot_app, name="snapshot")

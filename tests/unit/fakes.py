@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lxcloud.config import Settings
-from lxcloud.core.caps import StorageCaps
+from lxcloud.core.caps import NetworkCaps, StorageCaps
 from lxcloud.core.errors import DriverError
 from lxcloud.core.host import HostState
 from lxcloud.core.instance import InstanceSpec
@@ -75,6 +75,11 @@ class FakeNode(NodeAgent):
 
     def facts(self) -> dict[str, object]:
         return {"cpus": 2, "fake": True}
+
+    def network_drivers_add(self, name: str) -> FakeNetwork:
+        """A second network driver (no DHCP of ours), e.g. "macvlan"."""
+        self.networks[name] = FakeNetwork(NetworkCaps(nat=False, dhcp=False))
+        return self.networks[name]  # type: ignore[return-value]
 
     def host_networks(self, interface: str | None = None) -> list[str]:
         return [n for i, n in self.host_routes if interface is None or i == interface]

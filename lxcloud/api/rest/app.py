@@ -23,6 +23,7 @@ from lxcloud.api.rest import (
     images,
     instances,
     middleware,
+    networks,
     operations,
     storage,
     system,
@@ -67,8 +68,9 @@ def create_app(c: Cloud) -> FastAPI:
     errors.install(app)
     auth = [Depends(require_auth)]
     for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
-              storage.volumes, storage.snapshots, storage.exports, doctor.router):
+              storage.volumes, storage.snapshots, storage.exports, networks.router):
         app.include_router(r, dependencies=auth)
+    app.include_router(doctor.router, dependencies=auth)
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)
     app.include_router(console.router)

@@ -36,7 +36,7 @@ class FakeDriver:
     plays a process inside holding a file open (detach refuses it, naming `cmd`)."""
 
     name = "fake"
-    caps = ComputeCaps(hotplug_disk=True)
+    caps = ComputeCaps(hotplug_disk=True, hotplug_nic=True, max_nics=8)
 
     def __init__(self, **_: object) -> None:
         self._boxes: dict[str, _Box] = {}
