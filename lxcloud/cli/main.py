@@ -7,6 +7,7 @@ import typer
 from lxcloud.cli import (
     accounts,
     copies,
+    doctor,
     images,
     instances,
     networks,
@@ -36,6 +37,7 @@ def main_options(
 instances.register(app)
 copies.register(app)
 system.register(app)
+doctor.register(app)
 app.add_typer(images.app, name="image")
 app.add_typer(networks.network_app, name="network")
 app.add_typer(nics.nic_app, name="nic")

@@ -32,6 +32,7 @@ from lxcloud.drivers.network.base import NetworkDriver, NetworkSpec
 from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward, PublicNat
 from lxcloud.drivers.network.secgroups import GroupPolicy, PortPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf, StorageDriver
+from lxcloud.node.doctor import Check
 from lxcloud.node.protocol import Progress, Timings
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,11 @@ class NodeAgent:
         from lxcloud.drivers.network.bridge import host_interfaces
 
         return host_interfaces()
+
+    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+        from lxcloud.node.doctor import diagnose
+
+        return diagnose(networks, self.settings.nft_table)
 
     # --- drivers
     def _compute(self, kind: Kind) -> ComputeDriver:

@@ -20,6 +20,7 @@ from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward
 from lxcloud.drivers.network.secgroups import GroupPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf
+from lxcloud.node.doctor import Check
 
 Progress = Callable[[int, str], None]
 # step name -> seconds, in the order the steps ran (what a launch spent where)
@@ -59,6 +60,10 @@ class NodeClient(Protocol):
 
     def host_interfaces(self) -> list[str]:
         """The names of the host's network interfaces."""
+
+    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+        """What on this host breaks the networking of a cloud with `networks` (node/doctor.py):
+        each check ok, warn or fail with the command that fixes it."""
 
     # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None: ...

@@ -19,6 +19,7 @@ from lxcloud.api.rest import (
     accounts,
     addresses,
     console,
+    doctor,
     errors,
     images,
     instances,
@@ -75,6 +76,7 @@ def create_app(c: Cloud) -> FastAPI:
         app.include_router(r, dependencies=auth)
     for r in (addresses.addresses, addresses.pools, addresses.forwards):
         app.include_router(r, dependencies=auth)
+    app.include_router(doctor.router, dependencies=auth)
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)
     app.include_router(console.router)
