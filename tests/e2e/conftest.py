@@ -120,3 +120,11 @@ def cloud() -> Iterator[Cloud]:
         c.stop()
         subprocess.run([LXCLOUD, "purge", "--yes"], env=c.env, capture_output=True, timeout=120)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A fresh HOME for a user's commands (README scripts)."""
+    d = Path(tempfile.mkdtemp(prefix="lxcloud-home-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

@@ -4,26 +4,12 @@ checked; and the CLI's errors and --json."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.conftest import VENV_BIN, Cloud
-from tests.e2e.test_readme_walkthrough import blocks
+from tests.e2e.conftest import Cloud
+from tests.e2e.test_readme_walkthrough import blocks, run_as_user
 
 SECTION = "## Security groups"
-
-
-@pytest.fixture
-def home() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="lxcloud-home-"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_readme_section_runs_as_written(cloud: Cloud, home: Path) -> None:
@@ -31,11 +17,7 @@ def test_readme_section_runs_as_written(cloud: Cloud, home: Path) -> None:
     for step in ("secgroup create web", "secgroup rule add web", "--secgroup web",
                  "instance secgroups set stranger", "secgroup rule remove", "secgroup delete web"):
         assert step in script, step
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LXCLOUD_", "AWS_"))}
-    env.update(HOME=str(home), LXCLOUD_DATA_DIR=str(cloud.data_dir),
-               PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    sh = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home, env=env,
-                        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    sh = run_as_user(cloud, home, script, 900)
     said = f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
     assert sh.returncode == 0, said
     lines = sh.stdout.splitlines()

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.e2e.conftest import VENV_BIN, Cloud
 
@@ -39,11 +34,21 @@ def blocks(lang: str, section: str = SECTION) -> list[str]:
     return found
 
 
-@pytest.fixture
-def home() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="lxcloud-home-"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def user_env(cloud: Cloud, home: Path) -> dict[str, str]:
+    """A new user's environment: a fresh HOME, the venv's bin on PATH, the cloud's data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LXCLOUD_", "AWS_"))}
+    env.update(HOME=str(home), LXCLOUD_DATA_DIR=str(cloud.data_dir),
+               PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    return env
+
+
+def run_as_user(cloud: Cloud, home: Path, script: str, timeout: float
+                ) -> subprocess.CompletedProcess[str]:
+    """A README script run with bash in `home` as a new user would
+    (-e: every command of it must succeed; -o pipefail: in pipes too)."""
+    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home,
+                          env=user_env(cloud, home), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def test_walkthrough_runs_as_written(cloud: Cloud, home: Path) -> None:
@@ -55,12 +60,8 @@ def test_walkthrough_runs_as_written(cloud: Cloud, home: Path) -> None:
     assert "--endpoint-url" not in code                          # the profile carries it,
     assert not re.search(r"127\.0\.0\.1|:8080|localhost", code)    # so no port is written
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LXCLOUD_", "AWS_"))}
-    env.update(HOME=str(home), LXCLOUD_DATA_DIR=str(cloud.data_dir),
-               PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    # -e: every command of it must succeed; -o pipefail: in pipes too
-    sh = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home, env=env,
-                        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    sh = run_as_user(cloud, home, script, 600)
+    env = user_env(cloud, home)
     assert sh.returncode == 0, f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
 
     demo = home / "lxcloud-demo"
