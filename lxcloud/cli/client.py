@@ -72,6 +72,12 @@ class Client:
     def delete(self, path: str, **kw: Any) -> Any:
         return self.request("DELETE", path, **kw)
 
+    def patch(self, path: str, **kw: Any) -> Any:
+        return self.request("PATCH", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self.request("PUT", path, **kw)
+
     def wait(self, op_id: str, timeout: float = 600, on_progress: Any = None) -> dict[str, Any]:
         """Long-polls the operation until done; calls on_progress(op) as it moves."""
         deadline = time.monotonic() + timeout

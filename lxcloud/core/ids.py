@@ -9,6 +9,7 @@ PREFIXES = {
     "instance": "i", "image": "ami", "volume": "vol", "snapshot": "snap", "security_group": "sg",
     "address": "eipalloc", "key_pair": "key", "reservation": "r", "operation": "op", "network": "net",
     "node": "node", "project": "proj", "user": "user", "pool": "pool", "export": "exp",
+    "address_pool": "apool", "association": "eipassoc", "port_forward": "pf",
     "security_group_rule": "sgr",
 }
 _ID_RE = re.compile(r"^([a-z]+)-([0-9a-f]{17})$")

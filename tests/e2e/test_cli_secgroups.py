@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.conftest import Cloud
-from tests.e2e.test_readme_walkthrough import blocks, run_as_user
+from tests.e2e.conftest import Cloud, run_readme
+from tests.e2e.test_readme_walkthrough import blocks
 
 SECTION = "## Security groups"
 
@@ -17,7 +17,7 @@ def test_readme_section_runs_as_written(cloud: Cloud, home: Path) -> None:
     for step in ("secgroup create web", "secgroup rule add web", "--secgroup web",
                  "instance secgroups set stranger", "secgroup rule remove", "secgroup delete web"):
         assert step in script, step
-    sh = run_as_user(cloud, home, script, 900)
+    sh = run_readme(script, cloud, home, timeout=900)
     said = f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
     assert sh.returncode == 0, said
     lines = sh.stdout.splitlines()

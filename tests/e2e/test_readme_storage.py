@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.e2e.conftest import Cloud
-from tests.e2e.test_readme_walkthrough import blocks, run_as_user
+from tests.e2e.conftest import Cloud, run_readme
+from tests.e2e.test_readme_walkthrough import blocks
 
 SECTION = "### Storage"
 
@@ -22,7 +22,7 @@ def test_storage_section_runs_as_written(cloud: Cloud, home: Path) -> None:
     code = "\n".join(line.split("#", 1)[0] for line in script.splitlines())
     assert not re.search(r"127\.0\.0\.1|:8080|localhost", code)
 
-    sh = run_as_user(cloud, home, script, 900)
+    sh = run_readme(script, cloud, home, timeout=900)
     said = f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
     assert sh.returncode == 0, said
 

@@ -3,13 +3,12 @@ a new user would (a fresh HOME, the venv's bin on PATH), against a real `lxcloud
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import VENV_BIN, Cloud
+from tests.e2e.conftest import Cloud, readme_env, run_readme
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "### Walkthrough: a project, a user and an instance, with the aws CLI"
@@ -34,23 +33,6 @@ def blocks(lang: str, section: str = SECTION) -> list[str]:
     return found
 
 
-def user_env(cloud: Cloud, home: Path) -> dict[str, str]:
-    """A new user's environment: a fresh HOME, the venv's bin on PATH, the cloud's data dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LXCLOUD_", "AWS_"))}
-    env.update(HOME=str(home), LXCLOUD_DATA_DIR=str(cloud.data_dir),
-               PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    return env
-
-
-def run_as_user(cloud: Cloud, home: Path, script: str, timeout: float
-                ) -> subprocess.CompletedProcess[str]:
-    """A README script run with bash in `home` as a new user would
-    (-e: every command of it must succeed; -o pipefail: in pipes too)."""
-    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home,
-                          env=user_env(cloud, home), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
 def test_walkthrough_runs_as_written(cloud: Cloud, home: Path) -> None:
     (script,) = blocks("sh")
     for step in ("--write-aws-profile", "create-key-pair --key-name mykey", "cat > init.sh",
@@ -60,8 +42,8 @@ def test_walkthrough_runs_as_written(cloud: Cloud, home: Path) -> None:
     assert "--endpoint-url" not in code                          # the profile carries it,
     assert not re.search(r"127\.0\.0\.1|:8080|localhost", code)    # so no port is written
 
-    sh = run_as_user(cloud, home, script, 600)
-    env = user_env(cloud, home)
+    env = readme_env(cloud, home)
+    sh = run_readme(script, cloud, home, timeout=600)
     assert sh.returncode == 0, f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
 
     demo = home / "lxcloud-demo"

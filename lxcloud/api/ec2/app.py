@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from lxcloud.api.ec2 import (  # noqa: F401 - register actions
+    addresses,
     attributes,
     instances,
     resources,

@@ -214,6 +214,8 @@ def _owned(ctx: Ctx, resource_ids: list[str]) -> None:
             ctx.cloud.volumes.get(rid, caller=ctx.caller)
         elif SNAPSHOT_ID.match(rid):
             ctx.cloud.snapshots.get(rid, caller=ctx.caller)
+        elif rid.startswith("eipalloc-"):
+            ctx.cloud.addresses.get(rid, caller=ctx.caller)
         elif GROUP_ID.match(rid):
             ctx.cloud.security_groups.get(rid, ctx.caller)
         elif KEY_PAIR_ID.match(rid):

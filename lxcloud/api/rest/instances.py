@@ -29,9 +29,10 @@ from lxcloud.api.rest.schemas import (
     operation_dict,
 )
 from lxcloud.core.caller import Caller
+from lxcloud.core.errors import InvalidInput
 from lxcloud.core.models import Instance, Operation
 from lxcloud.services.cloud import Cloud
-from lxcloud.services.instances import LaunchRequest
+from lxcloud.services.instances import LaunchRequest, NicRequest
 
 router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
 
@@ -75,6 +76,8 @@ async def create_instance(
     who: Caller = Depends(caller)
 ) -> Response:
     lim = body.limits
+    if body.nics and (body.network or body.ip):
+        raise InvalidInput("give either nics or network and ip, not both")
     launch = partial(
         c.instances.launch,
         LaunchRequest(
@@ -89,7 +92,12 @@ async def create_instance(
             user_data=body.user_data,
             start=body.start,
             pool=body.pool,
+            network=body.network,
+            nics=tuple(NicRequest(n.network, n.ip) for n in body.nics) if body.nics
+            else (NicRequest(body.network, body.ip),),
             security_groups=tuple(body.security_groups or ()),
+            ingress=body.ingress,
+            egress=body.egress,
         ),
         caller=who,
     )

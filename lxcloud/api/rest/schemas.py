@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lxcloud.core.instance import Nic
 from lxcloud.core.models import Image, Instance, Operation, Pool, Snapshot, Volume
 
 
@@ -20,6 +21,12 @@ class LimitsIn(BaseModel):
                                                      "such as 1GiB (the type's when omitted)")
 
 
+class NicIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    network: str | None = Field(None, description="name or id (the default network when omitted)")
+    ip: str | None = Field(None, description="a fixed address (the next free one when omitted)")
+
+
 class InstanceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str = Field(..., min_length=1, description="image name or id")
@@ -30,9 +37,15 @@ class InstanceCreate(BaseModel):
     start: bool = True
     pool: str | None = Field(None, description="the root disk's pool (the default pool when "
                                                "omitted)")
-    security_groups: list[str] | None = Field(None, description="security group names or ids "
-                                                                "(the project's default when "
-                                                                "omitted)")
+    network: str | None = Field(None, description="the network of its one NIC (the default "
+                                                  "network when omitted)")
+    ip: str | None = Field(None, description="a fixed address for that NIC")
+    nics: list[NicIn] | None = Field(None, description="one NIC per entry, in order (eth0, "
+                                                       "eth1 …); instead of network and ip")
+    security_groups: list[str] | None = Field(None, description="names or ids (the project's "
+                                                                "default group when omitted)")
+    ingress: str | None = Field(None, description='bandwidth towards it, e.g. "10Mbit"')
+    egress: str | None = Field(None, description='bandwidth from it, e.g. "10Mbit"')
 
 
 class ActionIn(BaseModel):
@@ -95,11 +108,17 @@ class LimitsOut(BaseModel):
 
 class NicOut(BaseModel):
     name: str
-    network: str
+    network: str = Field(description="the network's name")
+    network_id: str
+    id: str = Field("", description="the NIC's id (EC2's network interface id)")
     mac: str
     ipv4: str | None
     prefix: int
     gateway: str | None
+    driver: str = "bridge"
+    security_groups: list[str] = Field(default_factory=list)
+    ingress: int = Field(0, description="bits/s towards the instance (0: no limit)")
+    egress: int = Field(0, description="bits/s from the instance (0: no limit)")
 
 
 
@@ -151,14 +170,21 @@ def instance_dict(i: Instance) -> dict[str, Any]:
         "limits": {"cpus": lim.vcpus, "memory": lim.memory, "swap": lim.swap, "pids": lim.pids,
                    "disk": lim.disk},
         "ipv4": i.ipv4, "mac": i.mac,
-        "nics": [{"name": n.name, "network": n.network, "mac": n.mac, "ipv4": n.ipv4,
-                  "prefix": n.prefix, "gateway": n.gateway} for n in i.nics],
+        "nics": [nic_dict(n) for n in i.nics],
         "disks": [{"name": d.name, "pool": d.pool, "size": d.size, "path": d.path,
                    "source": d.source, "device": d.device} for d in i.disks],
         "node": i.node, "project": i.project, "project_id": i.project_id, "created": i.created,
         "launched_at": i.launched_at, "terminated_at": i.terminated_at,
         "operation": i.operation_id,
     }
+
+
+def nic_dict(n: Nic) -> dict[str, Any]:
+    """A NIC as NicOut shows it, as plain values."""
+    return {"name": n.name, "network": n.network_name or n.network, "network_id": n.network,
+            "id": n.id, "mac": n.mac, "ipv4": n.ipv4, "prefix": n.prefix, "gateway": n.gateway,
+            "driver": n.driver, "security_groups": list(n.security_groups),
+            "ingress": n.ingress, "egress": n.egress}
 
 
 class ActionOut(BaseModel):

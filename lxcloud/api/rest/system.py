@@ -26,12 +26,6 @@ def nodes(c: Cloud = Depends(cloud)) -> list[dict[str, Any]]:
     return c.nodes.list()
 
 
-@router.get("/api/v1/networks")
-def networks(c: Cloud = Depends(cloud)) -> list[dict[str, Any]]:
-    return [{"id": n.id, "name": n.name, "cidr": n.cidr, "gateway": n.gateway, "bridge": n.bridge,
-             "created": n.created} for n in c.networks.list()]
-
-
 @public.get("/healthz")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
