@@ -300,6 +300,8 @@ class NodeAgent:
             compute.detach_nic(replace(spec, nics=(*spec.nics, nic)), nic)
         if self.guard is not None and self._guarded(nic):
             self.guard.forget(self.settings.nft_table, [compute.port_name(spec.id, nic.index)])
+        if self.secgroups is not None:
+            self.secgroups.remove_port(self.settings.nft_table, compute.port_name(spec.id, nic.index))
         if state is not HostState.MISSING:
             compute.create(spec, self._root(spec), self._mounts(spec))
 
