@@ -1,8 +1,9 @@
 """Public addresses through the services on real containers: an address pool on a veth standing in
 for the host's public interface, a namespace beyond it as the outside world. The outside reaches
-a busybox container by its public address (ping and TCP) once its security group lets it in,
-the container goes out as its public address, a port forward reaches it on another address, disassociating stops it, and a controller
-restart brings the host back to the records. Everything is removed afterwards."""
+a busybox container by its public address (ping and TCP) once its security group lets it in, the
+container goes out as its public address, a port forward reaches it on another address,
+disassociating stops it, and a controller restart brings the host back to the records.
+Everything is removed afterwards."""
 
 from __future__ import annotations
 
