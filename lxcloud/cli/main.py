@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from lxcloud.cli import accounts, copies, images, instances, networks, secgroups, storage, system
+from lxcloud.cli import addresses as addresses_cli
 from lxcloud.cli.common import Globals, new_app
 
 app = new_app(name="lxcloud", help="lxcloud: a private cloud of LXC system containers.",
@@ -35,6 +36,8 @@ app.add_typer(accounts.project_app, name="project")
 app.add_typer(accounts.user_app, name="user")
 app.add_typer(secgroups.app, name="secgroup")
 app.add_typer(secgroups.instance_app, name="instance")
+app.add_typer(addresses_cli.address_app, name="address")
+app.add_typer(addresses_cli.forward_app, name="port-forward")
 
 
 def main() -> None:
