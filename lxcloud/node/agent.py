@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from lxcloud.drivers.network.base import NetworkDriver, NetworkSpec
 from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward, PublicNat
 from lxcloud.drivers.network.secgroups import GroupPolicy, PortPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf, StorageDriver
+from lxcloud.node.doctor import Check
 from lxcloud.node.protocol import Progress, Timings
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,8 @@ class NodeAgent:
                    guard=PortGuard(), secgroups=SecurityGroups(),
                    public=PublicNatDriver(),
                    storage={},     # the pools the controller asks for (ensure_pool)
-                   network=get_network_driver("bridge"),
+                   network={"bridge": get_network_driver("bridge"),
+                            "macvlan": get_network_driver("macvlan")},
                    dns=DnsmasqSupervisor())
 
     # --- the host
@@ -106,6 +109,11 @@ class NodeAgent:
         from lxcloud.drivers.network.bridge import host_interfaces
 
         return host_interfaces()
+
+    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+        from lxcloud.node.doctor import diagnose
+
+        return diagnose(networks, self.settings.nft_table)
 
     # --- drivers
     def _compute(self, kind: Kind) -> ComputeDriver:
@@ -267,6 +275,39 @@ class NodeAgent:
         if compute.state(spec.id) is not HostState.MISSING:
             compute.create(spec, self._root(spec), self._mounts(spec))
 
+    # --- NICs of an instance
+    def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        compute = self._compute(spec.kind)
+        before = replace(spec, nics=tuple(n for n in spec.nics if n.name != nic.name))
+        root, mounts = self._root(spec), self._mounts(spec)
+        with Reverter() as rev:
+            compute.create(spec, root, mounts)
+            rev.add(lambda: compute.create(before, root, mounts), "definition")
+            if self.guard is not None:
+                ports = self._ports(compute, spec.id, [nic])
+                for port, ip in ports.items():
+                    self.guard.allow(self.settings.nft_table, port, ip)
+                rev.add(lambda: self.guard.forget(self.settings.nft_table, list(ports)),
+                        "port guard")
+            if compute.state(spec.id) in (HostState.RUNNING, HostState.FROZEN):
+                compute.attach_nic(spec, nic)
+            rev.success()
+
+    def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        compute = self._compute(spec.kind)
+        state = compute.state(spec.id)
+        if state in (HostState.RUNNING, HostState.FROZEN):
+            compute.detach_nic(replace(spec, nics=(*spec.nics, nic)), nic)
+        if self.guard is not None and self._guarded(nic):
+            self.guard.forget(self.settings.nft_table, [compute.port_name(spec.id, nic.index)])
+        if state is not HostState.MISSING:
+            compute.create(spec, self._root(spec), self._mounts(spec))
+
+    def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
+        compute = self._compute(spec.kind)
+        compute.create(spec, self._root(spec), self._mounts(spec))
+        compute.set_rates(spec, nic)
+
     def resize_disk(self, instance_id: str, disk: Disk) -> None:
         """The instance's root disk gets the limit `disk.size`."""
         self._pool(disk.pool).resize_root(instance_id, disk.size)
@@ -419,7 +460,13 @@ class NodeAgent:
 
     def _ports(self, compute: ComputeDriver, instance_id: str, nics: Sequence[Nic]) -> dict[str, str]:
         """host port name -> address, for the NICs that have one."""
-        return {compute.port_name(instance_id, i): n.ipv4 for i, n in enumerate(nics) if n.ipv4}
+        return {compute.port_name(instance_id, n.index): n.ipv4 for n in nics
+                if n.ipv4 and self._guarded(n)}
+
+    def _guarded(self, nic: Nic) -> bool:
+        """Whether the NIC has a host port the port guard can watch (not a macvlan's)."""
+        driver = self.networks.get(nic.driver)
+        return driver is None or driver.caps.anti_spoofing
 
     def _unpack(self, template: Path, dest: Path) -> None:
         from lxcloud.images.unpack import safe_extract

@@ -20,6 +20,7 @@ from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward
 from lxcloud.drivers.network.secgroups import GroupPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf
+from lxcloud.node.doctor import Check
 
 Progress = Callable[[int, str], None]
 # step name -> seconds, in the order the steps ran (what a launch spent where)
@@ -59,6 +60,10 @@ class NodeClient(Protocol):
 
     def host_interfaces(self) -> list[str]:
         """The names of the host's network interfaces."""
+
+    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+        """What on this host breaks the networking of a cloud with `networks` (node/doctor.py):
+        each check ok, warn or fail with the command that fixes it."""
 
     # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None: ...
@@ -137,6 +142,19 @@ class NodeClient(Protocol):
     def detach_disk(self, spec: InstanceSpec, disk: Disk, *, force: bool = False) -> None:
         """A running instance lets go of `disk` (InUse while a process inside holds it, unless
         `force`); `spec` (without it) defined anew."""
+
+    # --- NICs of an instance
+    def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        """`spec` (which lists `nic`) defined anew; a running instance has the NIC at once; the
+        port guard lets it send from its address. All undone on failure."""
+
+    def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        """A running instance loses `nic` (its interface, host port and limits); `spec`
+        (without it) defined anew."""
+
+    def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
+        """`spec` (listing `nic` with its new limits) defined anew, the limits in force at once
+        on a running instance."""
 
     def resize_disk(self, instance_id: str, disk: Disk) -> None:
         """The instance's root disk limited to `disk.size` (InvalidInput below what it uses)."""

@@ -11,11 +11,13 @@ from lxcloud.services.accounts import AccountService
 from lxcloud.services.addresses import AddressService
 from lxcloud.services.auth import controller_id, ensure_admin_token, ensure_secret
 from lxcloud.services.copies import CopyService
+from lxcloud.services.doctor import DoctorService
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
 from lxcloud.services.metadata import MetadataService
 from lxcloud.services.networks import NetworkService
+from lxcloud.services.nics import NicService
 from lxcloud.services.nodes import NodeService
 from lxcloud.services.operations import Operations
 from lxcloud.services.pools import PoolService
@@ -65,6 +67,8 @@ class Cloud:
                                   self.networks, self.snapshots)
         self.addresses = AddressService(settings, self.db, node, self.instances, self.tags)
         self.instances.on_terminate.append(self.addresses.release_instance)
+        self.nics = NicService(settings, self.db, self.ops, node, self.instances, self.networks)
+        self.doctor = DoctorService(settings, node, self.networks)
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
         self.ec2_token_secret = ensure_secret(settings.ec2_token_secret_file)

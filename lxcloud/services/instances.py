@@ -53,10 +53,16 @@ from lxcloud.core.instance import (
     nic_from_dict,
     nic_to_dict,
 )
-from lxcloud.core.instance_types import DEFAULT_TYPE, Limits, get_type, resolve_limits
+from lxcloud.core.instance_types import (
+    DEFAULT_TYPE,
+    InstanceType,
+    Limits,
+    get_type,
+    resolve_limits,
+)
 from lxcloud.core.lifecycle import Action, State, next_state, observe
 from lxcloud.core.models import Image, Instance, Network, Operation
-from lxcloud.core.units import format_size, parse_size
+from lxcloud.core.units import format_size, parse_rate, parse_size
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow, table, utcnow
 from lxcloud.node.protocol import ConsoleStream, NodeClient
@@ -296,6 +302,7 @@ class InstanceService:
                                f"{', '.join(self.settings.zones)})", resource="zone")
         pool = req.pool or DEFAULT_POOL
         plans = [self.networks.nic_template(net, f"eth{i}") for i, net in enumerate(nets)]
+        plans = self._rated(plans, itype, req)
         disks = [Disk(pool=pool, size=limits.disk, source=image.id)]
         check_description(self.caps, kind=image.kind, image=image, nics=plans, disks=disks,
                           boot=req.boot, block_devices=req.block_devices, limits=limits,
@@ -347,6 +354,20 @@ class InstanceService:
             self._submit_launch(inst, spec, op, {n.id: n for n in nets}, start=req.start,
                                 before=before)
         return [(i, o) for i, o in made]
+
+    def _rated(self, plans: Sequence[Nic], itype: InstanceType, req: LaunchRequest
+               ) -> builtins.list[Nic]:
+        """The NICs with their bandwidth limits: those asked for (on every NIC: one that cannot
+        be limited is refused by the capability check), else the type's (where they can be)."""
+        ingress = parse_rate(req.ingress, "ingress") if req.ingress is not None else None
+        egress = parse_rate(req.egress, "egress") if req.egress is not None else None
+        out = []
+        for p in plans:
+            limitable = (c := self.caps.network.get(p.driver)) is not None and c.rate_limits
+            out.append(replace(
+                p, ingress=ingress if ingress is not None else itype.ingress if limitable else 0,
+                egress=egress if egress is not None else itype.egress if limitable else 0))
+        return out
 
     @staticmethod
     def _check_nics(asked: Sequence[NicRequest], nets: Sequence[Network], count: int) -> None:
