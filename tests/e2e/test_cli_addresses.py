@@ -6,13 +6,13 @@ line; disassociating and removing the forward stop the traffic; everything is re
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Cloud
+from tests.e2e.test_cli_storage import refused, sh
 from tests.integration.outside import Outside, addresses, outside_world
 from tests.waiting import wait_for
 
@@ -23,18 +23,6 @@ HELLO = "#!/bin/sh\necho instance\n"
 def world() -> Iterator[Outside]:
     with outside_world() as w:
         yield w
-
-
-def sh(cloud: Cloud, name: str, script: str) -> subprocess.CompletedProcess[str]:
-    return cloud.cli("exec", name, "--", "sh", "-c", script)
-
-
-def refused(cp: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert cp.returncode == 1, (cp.returncode, cp.stdout, cp.stderr)
-    last = cp.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "Traceback" not in cp.stderr, cp.stderr
-    for w in words:
-        assert w in last, (w, last)
 
 
 def serve_hello(cloud: Cloud, name: str) -> None:
