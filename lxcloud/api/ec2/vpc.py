@@ -241,8 +241,13 @@ def delete_subnet(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 
 # --- network interfaces
-def _group_set(nic: Nic) -> list[dict[str, str]]:
-    return [{"groupId": g} for g in nic.security_groups]
+Groups = list[dict[str, str]]     # a groupSet: [{groupId, groupName}]
+
+
+def _groups_of(ctx: Ctx, insts: list[Instance]) -> dict[str, Groups]:
+    """instance id -> its groups, from one query (an instance's groups are all its NICs')."""
+    of = ctx.cloud.security_groups.of_instances(ctx.caller, [i.id for i in insts])
+    return {iid: [{"groupId": g, "groupName": name} for g, name in gs] for iid, gs in of.items()}
 
 
 def _attachment(inst: Instance, nic: Nic) -> dict[str, Any]:
@@ -251,7 +256,7 @@ def _attachment(inst: Instance, nic: Nic) -> dict[str, Any]:
             "attachTime": inst.launched_at or inst.created, "deleteOnTermination": True}
 
 
-def _nic_common(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
+def _nic_common(ctx: Ctx, inst: Instance, nic: Nic, groups: Groups) -> dict[str, Any]:
     """What an instance's network interface shows in DescribeInstances and
     DescribeNetworkInterfaces alike."""
     dns = private_dns(ctx.cloud.settings.region, nic.ipv4) or None
@@ -260,7 +265,7 @@ def _nic_common(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
         "vpcId": default_vpc_id(inst.project_id or ctx.caller.project_id),
         "description": "", "ownerId": owner(ctx.caller), "status": "in-use",
         "macAddress": nic.mac, "privateIpAddress": nic.ipv4, "privateDnsName": dns,
-        "sourceDestCheck": True, "groupSet": _group_set(nic),
+        "sourceDestCheck": True, "groupSet": groups,
         "privateIpAddressesSet": [{"privateIpAddress": nic.ipv4, "privateDnsName": dns,
                                    "primary": True}] if nic.ipv4 else [],
         "interfaceType": "interface",
@@ -272,14 +277,15 @@ def _nics(inst: Instance) -> list[Nic]:
     return [n for n in inst.nics if n.id] if inst.state != "terminated" else []
 
 
-def instance_network(ctx: Ctx, inst: Instance) -> dict[str, Any]:
-    """DescribeInstances' VpcId, SubnetId (the first NIC's) and NetworkInterfaceSet."""
+def instance_network(ctx: Ctx, inst: Instance, groups: Groups) -> dict[str, Any]:
+    """DescribeInstances' VpcId, SubnetId (the first NIC's) and NetworkInterfaceSet (`groups`:
+    the instance's groupSet)."""
     nics = _nics(inst)
     if not nics:
         return {}
     return {"vpcId": default_vpc_id(inst.project_id or ctx.caller.project_id),
             "subnetId": subnet_id(nics[0].network), "sourceDestCheck": True,
-            "networkInterfaceSet": [dict(_nic_common(ctx, inst, n),
+            "networkInterfaceSet": [dict(_nic_common(ctx, inst, n, groups),
                                          attachment=_attachment(inst, n)) for n in nics]}
 
 
@@ -314,8 +320,10 @@ ENI_ATTACHMENT_FILTERS: dict[str, str] = {
 }
 
 
-def render_network_interface(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
-    return dict(_nic_common(ctx, inst, nic), availabilityZone=inst.zone or ctx.cloud.settings.zones[0],
+def render_network_interface(ctx: Ctx, inst: Instance, nic: Nic, groups: Groups
+                             ) -> dict[str, Any]:
+    zone = inst.zone or ctx.cloud.settings.zones[0]
+    return dict(_nic_common(ctx, inst, nic, groups), availabilityZone=zone,
                 requesterManaged=False, tagSet=[],
                 attachment=dict(_attachment(inst, nic), instanceId=inst.id,
                                 instanceOwnerId=owner(ctx.caller)))
@@ -325,8 +333,10 @@ def render_network_interface(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, An
 def describe_network_interfaces(ctx: Ctx, p: Params) -> dict[str, Any]:
     ids = p.list("NetworkInterfaceId")
     check_ids(ids, "network_interface")
-    items = [render_network_interface(ctx, inst, nic)
-             for inst in ctx.cloud.instances.list(caller=ctx.caller) for nic in _nics(inst)]
+    insts = ctx.cloud.instances.list(caller=ctx.caller)
+    groups = _groups_of(ctx, insts)
+    items = [render_network_interface(ctx, inst, nic, groups.get(inst.id, []))
+             for inst in insts for nic in _nics(inst)]
     if ids:
         found = {i["networkInterfaceId"]: i for i in items}
         missing = [i for i in ids if i not in found]
@@ -336,6 +346,7 @@ def describe_network_interfaces(ctx: Ctx, p: Params) -> dict[str, Any]:
     fields = _fields(ENI_FILTERS)
     fields.update({f: _reader("attachment", k) for f, k in ENI_ATTACHMENT_FILTERS.items()})
     fields["group-id"] = lambda item: [g["groupId"] for g in item["groupSet"]]
+    fields["group-name"] = lambda item: [g["groupName"] for g in item["groupSet"]]
     filters = p.filters()
     items = apply_filters(items, filters, fields, _item_tags)
     page, token = paginate(items, p.int("MaxResults"), p.str("NextToken"),
@@ -425,14 +436,19 @@ def launch_nics(p: Params) -> tuple[NicRequest, ...]:
                  for i, spec in specs)
 
 
-def interface_groups(p: Params) -> tuple[str, ...]:
-    """The security group ids NetworkInterface.N.SecurityGroupId.M name. Groups are the
-    instance's here (every NIC's): interfaces naming different groups are refused."""
+def interface_groups(p: Params, instance_level: tuple[str, ...]) -> tuple[str, ...]:
+    """RunInstances' security groups: the instance-level ones (SecurityGroupId.N,
+    SecurityGroup.N), or those NetworkInterface.N.SecurityGroupId.M name, not both. Groups are
+    the instance's here (every NIC's): interfaces naming different groups are refused."""
     sets = [tuple(str(g) for g in spec.get("SecurityGroupId") or [])
             for _, spec in _interfaces(p)]
     named = {s for s in sets if s}
+    if named and instance_level:
+        raise Ec2Error("InvalidParameterCombination",
+                       "Network interfaces and an instance-level security groups may not be "
+                       "specified on the same request")
     if len(named) > 1:
         raise Ec2Error("InvalidParameterCombination",
                        "The network interfaces name different security groups: an instance's "
                        "groups apply to all of its interfaces here.")
-    return next(iter(named), ())
+    return instance_level or next(iter(named), ())

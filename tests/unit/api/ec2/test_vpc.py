@@ -337,7 +337,7 @@ def test_instance_and_interface_xml_parse_as_boto3_reads_them() -> None:
     assert e1["Attachment"]["DeviceIndex"] == 1 and "PrivateIpAddress" not in e1  # unconfigured
     assert e1["PrivateIpAddresses"] == [] and e1["SubnetId"] == "subnet-00000000000000001"
     d = _parse("DescribeNetworkInterfaces", render("DescribeNetworkInterfaces", {
-        "networkInterfaceSet": [render_network_interface(ctx, inst, nics[0])]}, RID))
+        "networkInterfaceSet": [render_network_interface(ctx, inst, nics[0], [])]}, RID))
     [e] = d["NetworkInterfaces"]
     assert (e["Attachment"]["InstanceId"], e["AvailabilityZone"], e["MacAddress"]) == (
         inst.id, "lxcloud-1a", "02:00:00:00:00:01")
