@@ -19,6 +19,13 @@ def _fmt_mem(n: Any) -> str:
     return format_size(int(n)) if isinstance(n, int) else str(n)
 
 
+def _fmt_rate(bits: int) -> str:
+    for unit, n in (("Gbit", 10**9), ("Mbit", 10**6), ("Kbit", 10**3)):
+        if bits >= n and bits % n == 0:
+            return f"{bits // n}{unit}"
+    return f"{bits}bit"
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @api_errors
@@ -45,6 +52,10 @@ def register(app: typer.Typer) -> None:
                egress: str | None = typer.Option(None, "--egress",
                                                  help="bandwidth from each NIC, e.g. 10Mbit"),
                user_data: Path | None = typer.Option(None, "--user-data", help="user data file"),
+               secgroup: list[str] | None = typer.Option(None, "--secgroup",
+                                                         help="a security group (repeatable; "
+                                                              "the project's default when "
+                                                              "omitted)"),
                wait: bool = typer.Option(False, "--wait", help="wait until it runs"),
                as_json: bool = JSON) -> None:
         """Launch an instance of IMAGE (named NAME, else after its id)."""
@@ -60,6 +71,8 @@ def register(app: typer.Typer) -> None:
             nets: list[str | None] = list(network) or [None]
             body["nics"] = [{"network": n, "ip": ip[i] if i < len(ip) else None}
                             for i, n in enumerate(nets)]
+        if secgroup:
+            body["security_groups"] = secgroup
         if user_data is not None:
             body["user_data"] = user_data.read_text()
         res = c.post("/api/v1/instances", json=body)
@@ -111,6 +124,12 @@ def register(app: typer.Typer) -> None:
                      ("pids", lim.get("pids")), ("disk", _fmt_mem(lim.get("disk"))),
                      ("created", i["created"])]:
             out.print(f"{k + ':':10} {v if v is not None else ''}", highlight=False)
+        for n in i.get("nics") or []:
+            extra = "".join(f", {k} {_fmt_rate(n[k])}" for k in ("ingress", "egress") if n.get(k))
+            groups = ", ".join(n.get("security_groups") or [])
+            out.print(f"{'nic:':10} {n['name']} on {n['network']}, {n['ipv4'] or 'no address'}, "
+                      f"{n['mac']}{extra}" + (f", groups {groups}" if groups else ""),
+                      highlight=False)
         for d in i.get("disks") or []:
             what = "root" if d["name"] == "root" else f"volume {d['name']}"
             out.print(f"{'disk:':10} {what} on pool {d['pool']}, {_fmt_mem(d['size'])}"

@@ -17,7 +17,10 @@ from lxcloud.core.caps import NodeCaps, StorageCaps
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import Disk, InstanceSpec, Nic
 from lxcloud.drivers.network.base import NetworkSpec
+from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward
+from lxcloud.drivers.network.secgroups import GroupPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf
+from lxcloud.node.doctor import Check
 
 Progress = Callable[[int, str], None]
 # step name -> seconds, in the order the steps ran (what a launch spent where)
@@ -58,6 +61,10 @@ class NodeClient(Protocol):
     def host_interfaces(self) -> list[str]:
         """The names of the host's network interfaces."""
 
+    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+        """What on this host breaks the networking of a cloud with `networks` (node/doctor.py):
+        each check ok, warn or fail with the command that fixes it."""
+
     # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None: ...
     def teardown_network(self, spec: NetworkSpec) -> None: ...
@@ -71,6 +78,23 @@ class NodeClient(Protocol):
 
     def remove_dns(self, spec: NetworkSpec, names: list[str]) -> None: ...
 
+    # --- public addresses (the cloud's table; see drivers/network/publicnat.py)
+    def sync_public(self, pools: Sequence[AddressPool], associations: Sequence[Association],
+                    forwards: Sequence[PortForward]) -> None:
+        """The host holds exactly these associations and forwards (and of the pools' ranges,
+        only their addresses on the interfaces)."""
+
+    def associate_address(self, association: Association) -> None: ...
+    def disassociate_address(self, association: Association) -> None:
+        """Missing: no-op."""
+
+    def add_port_forward(self, forward: PortForward) -> None: ...
+    def remove_port_forward(self, forward: PortForward) -> None:
+        """Missing: no-op."""
+
+    def teardown_public(self, pools: Sequence[AddressPool]) -> None:
+        """Every public address and forward of the cloud gone from the host."""
+
     # --- instances
     def launch(self, spec: InstanceSpec, *, start: bool = True,
                progress: Progress | None = None) -> Timings:
@@ -81,6 +105,19 @@ class NodeClient(Protocol):
 
     def sync_ports(self, nics: Mapping[str, Sequence[Nic]]) -> None:
         """The port guard lets exactly these instances' NICs send from their addresses."""
+
+    # --- security groups (GroupPolicy values of drivers/network/secgroups.py)
+    def apply_security_groups(self, nics: Mapping[str, Sequence[Nic]],
+                              groups: Sequence[GroupPolicy]) -> None:
+        """The host's firewall becomes exactly these instances' NICs in their groups (one
+        transaction)."""
+
+    def secure_instance(self, instance_id: str, nics: Sequence[Nic],
+                        groups: Sequence[GroupPolicy]) -> None:
+        """The instance's NICs filtered by their groups (`groups` holds their rules)."""
+
+    def update_security_group(self, group: GroupPolicy) -> None:
+        """A group's rules replaced, for every instance in it at once."""
 
     def start(self, instance_id: str) -> None: ...
     def stop(self, instance_id: str, force: bool = False, timeout: float = 30) -> None: ...

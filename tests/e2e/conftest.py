@@ -120,3 +120,28 @@ def cloud() -> Iterator[Cloud]:
         c.stop()
         subprocess.run([LXCLOUD, "purge", "--yes"], env=c.env, capture_output=True, timeout=120)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A fresh HOME for a README block, as a new user has."""
+    d = Path(tempfile.mkdtemp(prefix="lxcloud-home-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def readme_env(cloud: Cloud, home: Path) -> dict[str, str]:
+    """A new user's environment: `home`, the venv's bin on PATH, the cloud found by its data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LXCLOUD_", "AWS_"))}
+    env.update(HOME=str(home), LXCLOUD_DATA_DIR=str(cloud.data_dir),
+               PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    return env
+
+
+def run_readme(script: str, cloud: Cloud, home: Path,
+               timeout: float) -> subprocess.CompletedProcess[str]:
+    """A README block run with bash in `home` (readme_env); -e: every command of it must
+    succeed; -o pipefail: in pipes too."""
+    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home,
+                          env=readme_env(cloud, home), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)

@@ -3,27 +3,13 @@ fresh HOME, the venv's bin on PATH), against a real `lxcloud up`; it cleans up a
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.conftest import VENV_BIN, Cloud
+from tests.e2e.conftest import Cloud, run_readme
 from tests.e2e.test_readme_walkthrough import blocks
 
 SECTION = "### Storage"
-
-
-@pytest.fixture
-def home() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="lxcloud-home-"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_storage_section_runs_as_written(cloud: Cloud, home: Path) -> None:
@@ -36,11 +22,7 @@ def test_storage_section_runs_as_written(cloud: Cloud, home: Path) -> None:
     code = "\n".join(line.split("#", 1)[0] for line in script.splitlines())
     assert not re.search(r"127\.0\.0\.1|:8080|localhost", code)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LXCLOUD_", "AWS_"))}
-    env.update(HOME=str(home), LXCLOUD_DATA_DIR=str(cloud.data_dir),
-               PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    sh = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home, env=env,
-                        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    sh = run_readme(script, cloud, home, timeout=900)
     said = f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
     assert sh.returncode == 0, said
 

@@ -3,18 +3,12 @@ a new user would (a fresh HOME, the venv's bin on PATH), against a real `lxcloud
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.conftest import VENV_BIN, Cloud
+from tests.e2e.conftest import Cloud, readme_env, run_readme
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "### Walkthrough: a project, a user and an instance, with the aws CLI"
@@ -39,13 +33,6 @@ def blocks(lang: str, section: str = SECTION) -> list[str]:
     return found
 
 
-@pytest.fixture
-def home() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="lxcloud-home-"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def test_walkthrough_runs_as_written(cloud: Cloud, home: Path) -> None:
     (script,) = blocks("sh")
     for step in ("--write-aws-profile", "create-key-pair --key-name mykey", "cat > init.sh",
@@ -55,12 +42,8 @@ def test_walkthrough_runs_as_written(cloud: Cloud, home: Path) -> None:
     assert "--endpoint-url" not in code                          # the profile carries it,
     assert not re.search(r"127\.0\.0\.1|:8080|localhost", code)    # so no port is written
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LXCLOUD_", "AWS_"))}
-    env.update(HOME=str(home), LXCLOUD_DATA_DIR=str(cloud.data_dir),
-               PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    # -e: every command of it must succeed; -o pipefail: in pipes too
-    sh = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home, env=env,
-                        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    env = readme_env(cloud, home)
+    sh = run_readme(script, cloud, home, timeout=600)
     assert sh.returncode == 0, f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
 
     demo = home / "lxcloud-demo"

@@ -144,7 +144,7 @@ def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
     if nic.ipv4:
         # With no explicit broadcast liblxc 5.0 sets 0.0.0.255 on a /24: give the right one.
         lines.append(f"{p}.ipv4.address = {nic.interface} {nic.broadcast}")
-    if nic.gateway and i == 0:
+    if nic.gateway and i == 0:    # one default route: the first NIC's
         lines.append(f"{p}.ipv4.gateway = {nic.gateway}")
     return lines
 
@@ -410,7 +410,9 @@ class LxcDriver:
         }
         nameservers = spec.nics[0].nameservers if spec.nics else ()
         if nameservers:
-            files["/etc/resolv.conf"] = "".join(f"nameserver {ns}\n" for ns in nameservers).encode()
+            search = spec.nics[0].search
+            files["/etc/resolv.conf"] = ((f"search {' '.join(search)}\n" if search else "") + "".join(
+                f"nameserver {ns}\n" for ns in nameservers)).encode()
         for path, content in files.items():
             write_into_root(root.path, root.lower, path, content, uid=uid, gid=gid)
         if first:
