@@ -14,6 +14,7 @@ from lxcloud.core.caller import SYSTEM
 from lxcloud.core.errors import InvalidCombination, InvalidInput
 from lxcloud.core.proc import run
 from lxcloud.drivers.network.ratelimit import RateLimiter, Rates
+from lxcloud.drivers.network.secgroups import port_chain
 from lxcloud.services.cloud import Cloud
 from lxcloud.services.instances import LaunchRequest, NicRequest
 from lxcloud.services.networks import NetworkRequest
@@ -41,6 +42,14 @@ def action(cloud: Cloud, name: str, what: str) -> None:
     wait(cloud, cloud.instances.action(name, what, timeout=10).id)
 
 
+def remove(cloud: Cloud, *names: str) -> None:
+    """Delete these instances. Not asserted: a root just stopped may still be held for a moment
+    (a known race of the image-backed roots, with or without NICs); the stack's teardown removes
+    whatever is left."""
+    for name in names:
+        cloud.ops.wait(cloud.instances.delete(name, force=True).id, 60)
+
+
 def network(cloud: Cloud, name: str) -> str:
     cidr = free_subnet()
     cloud.networks.create(SYSTEM, NetworkRequest(name=name, subnet=cidr))
@@ -52,6 +61,10 @@ def iface(cloud: Cloud, name: str, ifname: str) -> tuple[bool, list[str]]:
     assert code == 0, out
     lines = out.splitlines()
     return ",UP" in lines[0], [ln.split()[3] for ln in lines[1:] if " inet " in ln]
+
+
+def sg_chains(stack: Stack) -> list[str]:
+    return stack.node.secgroups.objects(stack.settings.nft_table)["chain"]  # type: ignore[no-any-return]
 
 
 def host_has(ifname: str) -> bool:
@@ -79,6 +92,9 @@ def test_hot_attach_and_detach_on_a_running_instance(stack: Stack) -> None:
     port1 = stack.node._driver_of(iid).port_name(iid, 1)
     guard = stack.node.guard.elements(stack.settings.nft_table)
     assert (port1, eth1.ipv4) in guard
+    # in the instance's security groups, as its eth0 is
+    assert eth1.security_groups == inst.nics[0].security_groups != ()
+    assert port_chain(port1, "ingress") in sg_chains(stack)
     action(c, "hp", "stop")
     action(c, "hp", "start")
     assert iface(c, "hp", "eth1") == (True, [eth1.interface])
@@ -90,12 +106,12 @@ def test_hot_attach_and_detach_on_a_running_instance(stack: Stack) -> None:
     assert not host_has(port1)
     assert sh(c, "hp", "ip link show eth1")[0] != 0
     assert port1 not in {p for p, _ in stack.node.guard.elements(stack.settings.nft_table)}
+    assert port_chain(port1, "ingress") not in sg_chains(stack)
     assert [n.name for n in c.instances.get("hp").nics] == ["eth0", "eth2"]
     assert ("hp" not in {n for _, n in c.networks.users(c.networks.get("side"))})
     with pytest.raises(InvalidInput, match="primary"):
         c.nics.detach("hp", "eth0")
-    for name in ("hp", "peer"):
-        wait(c, c.instances.delete(name, force=True).id)
+    remove(c, "hp", "peer")
 
 
 def test_limits_from_the_launch_at_every_start_and_changed_live(stack: Stack) -> None:
@@ -114,7 +130,7 @@ def test_limits_from_the_launch_at_every_start_and_changed_live(stack: Stack) ->
     _, op = c.nics.set_rates("lim", parse_rates(0, 0))
     wait(c, op.id)
     assert rl.read(port) == Rates()
-    wait(c, c.instances.delete("lim", force=True).id)
+    remove(c, "lim")
 
 
 @pytest.fixture
@@ -168,9 +184,7 @@ def test_macvlan_network_through_the_services(stack: Stack, wire: tuple[str, str
     _, op = c.nics.detach(other, "eth1")
     wait(c, op.id)
     assert sh(c, "both", "ip link show eth1")[0] != 0
-    for name in ("direct", "both"):
-        wait(c, c.instances.delete(name, force=True).id)
-    c.networks.delete(SYSTEM, "lan")
+    remove(c, "direct", "both")
 
 
 def test_attach_to_a_missing_bridge_fails_and_frees_the_address(stack: Stack) -> None:
@@ -183,4 +197,4 @@ def test_attach_to_a_missing_bridge_fails_and_frees_the_address(stack: Stack) ->
     assert "does not exist" in failed(c, op.id)
     assert [n.name for n in c.instances.get("lone").nics] == ["eth0"]
     assert c.networks.users(net) == []
-    wait(c, c.instances.delete("lone", force=True).id)
+    remove(c, "lone")
