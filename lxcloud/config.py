@@ -31,6 +31,7 @@ class Settings:
     default_network_cidr: str = ""   # chosen on first start when empty
     network_prefix: int = 20         # size of the chosen default network (/20: 4,093 addresses)
     max_instances_per_project: int = 1000
+    max_addresses_per_project: int = 5     # public addresses a project may hold
     # the default pool made on first start: a loop-backed filesystem of this size in the data
     # dir (sparse: the host's disk is used as data is written), so that disk limits are
     # enforced; "0": a plain directory (no limits enforced)

@@ -119,7 +119,8 @@ def purge(data_dir: str | None) -> int:
     from sqlalchemy import select
 
     from lxcloud.db.engine import Database
-    from lxcloud.db.tables import NetworkRow, PoolRow
+    from lxcloud.db.tables import AddressPoolRow, NetworkRow, PoolRow
+    from lxcloud.drivers.network.publicnat import AddressPool
     from lxcloud.drivers.storage.base import PoolSpec
     from lxcloud.node.agent import NodeAgent
     from lxcloud.services.networks import network_of_row, network_spec
@@ -133,6 +134,7 @@ def purge(data_dir: str | None) -> int:
         agent = NodeAgent.local(settings)
         nets: list[NetworkRow] = []
         pools: list[PoolRow] = []
+        public: list[AddressPool] = []
         if (settings.data_dir / "db.sqlite").exists() or settings.database_url:
             db = Database(settings.db_url)
             try:
@@ -140,6 +142,8 @@ def purge(data_dir: str | None) -> int:
                 with db.reader() as s:
                     nets = list(s.scalars(select(NetworkRow)))
                     pools = list(s.scalars(select(PoolRow)))
+                    public = [AddressPool(r.interface, r.range_start, r.range_end)
+                              for r in s.scalars(select(AddressPoolRow))]
             finally:
                 db.close()
         for p in pools:      # brought up, so that the instances' roots on them can go
@@ -150,6 +154,7 @@ def purge(data_dir: str | None) -> int:
                 print(f"warning: pool {p.name} could not be brought up: {e}", file=sys.stderr)
         for name in agent.list_instances():
             agent.destroy(name)
+        agent.teardown_public(public)   # public addresses off the host's interfaces
         # the default network last: the cloud's port guard goes with it
         for n in sorted(nets, key=lambda n: n.bridge == settings.bridge_name):
             try:

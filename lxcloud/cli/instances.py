@@ -47,7 +47,15 @@ def register(app: typer.Typer) -> None:
                ip: list[str] = typer.Option([], "--ip",
                                             help="a fixed address, for the --network at the "
                                                  "same place (repeatable)"),
+               ingress: str | None = typer.Option(None, "--ingress",
+                                                  help="bandwidth towards each NIC, e.g. 10Mbit"),
+               egress: str | None = typer.Option(None, "--egress",
+                                                 help="bandwidth from each NIC, e.g. 10Mbit"),
                user_data: Path | None = typer.Option(None, "--user-data", help="user data file"),
+               secgroup: list[str] | None = typer.Option(None, "--secgroup",
+                                                         help="a security group (repeatable; "
+                                                              "the project's default when "
+                                                              "omitted)"),
                wait: bool = typer.Option(False, "--wait", help="wait until it runs"),
                as_json: bool = JSON) -> None:
         """Launch an instance of IMAGE (named NAME, else after its id)."""
@@ -56,12 +64,15 @@ def register(app: typer.Typer) -> None:
                                     "disk": disk}.items() if v is not None}
         body: dict[str, Any] = {"image": image, "name": name, "instance_type": type_,
                                 "limits": limits or None, "pool": pool}
+        body.update({k: v for k, v in (("ingress", ingress), ("egress", egress)) if v is not None})
         if len(ip) > max(len(network), 1):
             raise typer.BadParameter("more --ip than --network: one address per network")
         if network or ip:
             nets: list[str | None] = list(network) or [None]
             body["nics"] = [{"network": n, "ip": ip[i] if i < len(ip) else None}
                             for i, n in enumerate(nets)]
+        if secgroup:
+            body["security_groups"] = secgroup
         if user_data is not None:
             body["user_data"] = user_data.read_text()
         res = c.post("/api/v1/instances", json=body)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from lxcloud.cli import accounts, copies, doctor, images, instances, networks, storage, system
+from lxcloud.cli import (
+    accounts,
+    copies,
+    doctor,
+    images,
+    instances,
+    networks,
+    nics,
+    secgroups,
+    storage,
+    system,
+)
 from lxcloud.cli.common import Globals, new_app
 
 app = new_app(name="lxcloud", help="lxcloud: a private cloud of LXC system containers.",
@@ -29,11 +40,14 @@ system.register(app)
 doctor.register(app)
 app.add_typer(images.app, name="image")
 app.add_typer(networks.network_app, name="network")
+app.add_typer(nics.nic_app, name="nic")
 app.add_typer(storage.pool_app, name="pool")
 app.add_typer(storage.volume_app, name="volume")
 app.add_typer(storage.snapshot_app, name="snapshot")
 app.add_typer(accounts.project_app, name="project")
 app.add_typer(accounts.user_app, name="user")
+app.add_typer(secgroups.app, name="secgroup")
+app.add_typer(secgroups.instance_app, name="instance")
 
 
 def main() -> None:

@@ -50,6 +50,13 @@ class NetworkCaps:
     dhcp: bool = False
     overlay: bool = False
     static_addresses: bool = True    # the database's allocation is set on the NIC
+    # What needs a host-side port (a veth on our bridge) to be enforced: without one (macvlan,
+    # where the instance sits directly on the parent's segment) these cannot be promised.
+    security_groups: bool = True     # nftables rules on the instance's host-side interface
+    anti_spoofing: bool = True       # the port guard (an instance sends from its address only)
+    rate_limits: bool = True         # tc on the host-side interface (ingress and egress)
+    host_reachable: bool = True      # the host reaches its instances (and they reach it)
+    hotplug: bool = True             # a NIC on such a network attaches to a running instance
 
 
 @dataclass(frozen=True)

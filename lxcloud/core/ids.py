@@ -9,6 +9,8 @@ PREFIXES = {
     "instance": "i", "image": "ami", "volume": "vol", "snapshot": "snap", "security_group": "sg",
     "address": "eipalloc", "key_pair": "key", "reservation": "r", "operation": "op", "network": "net",
     "node": "node", "project": "proj", "user": "user", "pool": "pool", "export": "exp",
+    "address_pool": "apool", "association": "eipassoc", "port_forward": "pf",
+    "security_group_rule": "sgr",
 }
 _ID_RE = re.compile(r"^([a-z]+)-([0-9a-f]{17})$")
 NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")

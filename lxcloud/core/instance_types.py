@@ -18,10 +18,12 @@ class InstanceType:
     memory: int  # bytes
     pids: int
     disk: int  # bytes
+    ingress: int = 0   # bits/s into each NIC of its instances (0: no limit)
+    egress: int = 0    # bits/s out of each NIC
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "vcpus": self.vcpus, "memory": self.memory, "pids": self.pids,
-                "disk": self.disk}
+                "disk": self.disk, "ingress": self.ingress, "egress": self.egress}
 
 
 MIN_DISK = 32 * MiB          # an instance's root disk limit: the least a root's changes need

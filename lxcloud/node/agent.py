@@ -17,17 +17,20 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lxcloud.config import Settings
 from lxcloud.core.caps import NodeCaps, StorageCaps
-from lxcloud.core.errors import InvalidCombination, NotFound
+from lxcloud.core.errors import InvalidCombination, NotFound, Unsupported
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import Disk, InstanceSpec, Kind, Nic
 from lxcloud.core.reverter import Reverter
 from lxcloud.drivers.compute.base import ComputeDriver, IdMap, Mount, RootfsSpec
 from lxcloud.drivers.network.base import NetworkDriver, NetworkSpec
+from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward, PublicNat
+from lxcloud.drivers.network.secgroups import GroupPolicy, PortPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf, StorageDriver
 from lxcloud.node.doctor import Check
 from lxcloud.node.protocol import Progress, Timings
@@ -41,9 +44,12 @@ class NodeAgent:
     def __init__(self, settings: Settings, compute: ComputeDriver | dict[Kind, ComputeDriver],
                  storage: StorageDriver | dict[str, StorageDriver],
                  network: NetworkDriver | dict[str, NetworkDriver], dns: Any = None,
-                 name: str = "local", guard: Any = None) -> None:
+                 name: str = "local", guard: Any = None, secgroups: Any = None,
+                 public: Any = None) -> None:
         self.settings = settings
+        self.public = public   # public addresses and port forwards (PublicNatDriver), when present
         self.guard = guard     # address anti-spoofing on the bridge (PortGuard), when present
+        self.secgroups = secgroups   # the instances' firewall (SecurityGroups), when present
         self.name = name
         self.computes = compute if isinstance(compute, dict) else {compute.caps.kind: compute}
         self.pools = storage if isinstance(storage, dict) else {"default": storage}
@@ -56,15 +62,19 @@ class NodeAgent:
         from lxcloud.drivers.compute.registry import get_compute_driver
         from lxcloud.drivers.network.dns import DnsmasqSupervisor
         from lxcloud.drivers.network.portguard import PortGuard
+        from lxcloud.drivers.network.publicnat import PublicNatDriver
         from lxcloud.drivers.network.registry import get_network_driver
+        from lxcloud.drivers.network.secgroups import SecurityGroups
         idmap = IdMap(settings.idmap_base, settings.idmap_base, settings.idmap_count)
         return cls(settings,
                    compute=get_compute_driver("lxc", lxcpath=settings.lxcpath, idmap=idmap,
                                               lxcfs_dir=settings.lxcfs_dir,
                                               veth_prefix=settings.veth_prefix),
-                   guard=PortGuard(),
+                   guard=PortGuard(), secgroups=SecurityGroups(),
+                   public=PublicNatDriver(),
                    storage={},     # the pools the controller asks for (ensure_pool)
-                   network=get_network_driver("bridge"),
+                   network={"bridge": get_network_driver("bridge"),
+                            "macvlan": get_network_driver("macvlan")},
                    dns=DnsmasqSupervisor())
 
     # --- the host
@@ -153,6 +163,8 @@ class NodeAgent:
         driver.teardown(spec)
         if self.guard is not None and spec.bridge == self.settings.bridge_name:
             self.guard.remove(spec.nft_table)   # the cloud's guard goes with its default network
+        if self.secgroups is not None and spec.bridge == self.settings.bridge_name:
+            self.secgroups.remove_all(spec.nft_table)   # and so do its security groups
 
     def update_dns(self, spec: NetworkSpec, hosts: dict[str, str],
                    macs: dict[str, str] | None = None) -> None:
@@ -167,6 +179,33 @@ class NodeAgent:
     def remove_dns(self, spec: NetworkSpec, names: list[str]) -> None:
         if self.dns is not None:
             self.dns.remove_hosts(self._dns_dir(spec), names)
+
+    # --- public addresses
+    def _public(self) -> Any:
+        if self.public is None:
+            raise Unsupported(f"host {self.name} has no public address driver")
+        return self.public
+
+    def sync_public(self, pools: Sequence[AddressPool], associations: Sequence[Association],
+                    forwards: Sequence[PortForward]) -> None:
+        self._public().sync(PublicNat(self.settings.nft_table, tuple(pools), tuple(associations),
+                                      tuple(forwards)))
+
+    def associate_address(self, association: Association) -> None:
+        self._public().associate(self.settings.nft_table, association)
+
+    def disassociate_address(self, association: Association) -> None:
+        self._public().disassociate(self.settings.nft_table, association)
+
+    def add_port_forward(self, forward: PortForward) -> None:
+        self._public().add_forward(self.settings.nft_table, forward)
+
+    def remove_port_forward(self, forward: PortForward) -> None:
+        self._public().remove_forward(self.settings.nft_table, forward)
+
+    def teardown_public(self, pools: Sequence[AddressPool]) -> None:
+        if self.public is not None:
+            self.public.teardown(self.settings.nft_table, pools)
 
     def _dns_dir(self, spec: NetworkSpec) -> Path:
         # the default network keeps the name it always had; the others are named by their bridge
@@ -235,6 +274,39 @@ class NodeAgent:
             compute.detach_mount(spec.id, disk.path, force=force)
         if compute.state(spec.id) is not HostState.MISSING:
             compute.create(spec, self._root(spec), self._mounts(spec))
+
+    # --- NICs of an instance
+    def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        compute = self._compute(spec.kind)
+        before = replace(spec, nics=tuple(n for n in spec.nics if n.name != nic.name))
+        root, mounts = self._root(spec), self._mounts(spec)
+        with Reverter() as rev:
+            compute.create(spec, root, mounts)
+            rev.add(lambda: compute.create(before, root, mounts), "definition")
+            if self.guard is not None:
+                ports = self._ports(compute, spec.id, [nic])
+                for port, ip in ports.items():
+                    self.guard.allow(self.settings.nft_table, port, ip)
+                rev.add(lambda: self.guard.forget(self.settings.nft_table, list(ports)),
+                        "port guard")
+            if compute.state(spec.id) in (HostState.RUNNING, HostState.FROZEN):
+                compute.attach_nic(spec, nic)
+            rev.success()
+
+    def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        compute = self._compute(spec.kind)
+        state = compute.state(spec.id)
+        if state in (HostState.RUNNING, HostState.FROZEN):
+            compute.detach_nic(replace(spec, nics=(*spec.nics, nic)), nic)
+        if self.guard is not None and self._guarded(nic):
+            self.guard.forget(self.settings.nft_table, [compute.port_name(spec.id, nic.index)])
+        if state is not HostState.MISSING:
+            compute.create(spec, self._root(spec), self._mounts(spec))
+
+    def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
+        compute = self._compute(spec.kind)
+        compute.create(spec, self._root(spec), self._mounts(spec))
+        compute.set_rates(spec, nic)
 
     def resize_disk(self, instance_id: str, disk: Disk) -> None:
         """The instance's root disk gets the limit `disk.size`."""
@@ -388,7 +460,13 @@ class NodeAgent:
 
     def _ports(self, compute: ComputeDriver, instance_id: str, nics: Sequence[Nic]) -> dict[str, str]:
         """host port name -> address, for the NICs that have one."""
-        return {compute.port_name(instance_id, i): n.ipv4 for i, n in enumerate(nics) if n.ipv4}
+        return {compute.port_name(instance_id, n.index): n.ipv4 for n in nics
+                if n.ipv4 and self._guarded(n)}
+
+    def _guarded(self, nic: Nic) -> bool:
+        """Whether the NIC has a host port the port guard can watch (not a macvlan's)."""
+        driver = self.networks.get(nic.driver)
+        return driver is None or driver.caps.anti_spoofing
 
     def _unpack(self, template: Path, dest: Path) -> None:
         from lxcloud.images.unpack import safe_extract
@@ -402,6 +480,31 @@ class NodeAgent:
         for iid, devs in nics.items():
             ports.update(self._ports(self._driver_of(iid), iid, devs))
         self.guard.sync(self.settings.nft_table, ports)
+
+    # --- security groups (rules keyed by the NIC's bridge and address: they may be set before
+    # the instance's veth exists, and outlive its restarts)
+    def _sg_ports(self, instance_id: str, nics: Sequence[Nic]) -> list[PortPolicy]:
+        d = self._driver_of(instance_id)
+        return [PortPolicy(d.port_name(instance_id, n.index), n.link, (n.ipv4,),
+                           tuple(n.security_groups))
+                for n in nics if n.ipv4 and n.link and n.driver == "bridge" and n.security_groups]
+
+    def apply_security_groups(self, nics: Mapping[str, Sequence[Nic]],
+                              groups: Sequence[GroupPolicy]) -> None:
+        if self.secgroups is None:
+            return
+        ports = [p for iid, devs in nics.items() for p in self._sg_ports(iid, devs)]
+        self.secgroups.apply(self.settings.nft_table, ports, groups)
+
+    def secure_instance(self, instance_id: str, nics: Sequence[Nic], groups: Sequence[GroupPolicy]) -> None:
+        if self.secgroups is None:
+            return
+        for port in self._sg_ports(instance_id, nics):
+            self.secgroups.add_port(self.settings.nft_table, port, groups)
+
+    def update_security_group(self, group: GroupPolicy) -> None:
+        if self.secgroups is not None:
+            self.secgroups.update_group(self.settings.nft_table, group)
 
     def start(self, instance_id: str) -> None:
         self._driver_of(instance_id).start(instance_id)
@@ -432,6 +535,9 @@ class NodeAgent:
         if self.guard is not None:
             self.guard.forget(self.settings.nft_table,
                               [d.port_name(instance_id, i) for i in range(d.caps.max_nics)])
+        if self.secgroups is not None:
+            self.secgroups.remove_ports(self.settings.nft_table,
+                                        [d.port_name(instance_id, i) for i in range(d.caps.max_nics)])
         for pool in self.pools.values():
             pool.delete_root(instance_id)
 

@@ -17,6 +17,8 @@ from lxcloud.core.caps import NodeCaps, StorageCaps
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import Disk, InstanceSpec, Nic
 from lxcloud.drivers.network.base import NetworkSpec
+from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForward
+from lxcloud.drivers.network.secgroups import GroupPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf
 from lxcloud.node.doctor import Check
 
@@ -76,6 +78,23 @@ class NodeClient(Protocol):
 
     def remove_dns(self, spec: NetworkSpec, names: list[str]) -> None: ...
 
+    # --- public addresses (the cloud's table; see drivers/network/publicnat.py)
+    def sync_public(self, pools: Sequence[AddressPool], associations: Sequence[Association],
+                    forwards: Sequence[PortForward]) -> None:
+        """The host holds exactly these associations and forwards (and of the pools' ranges,
+        only their addresses on the interfaces)."""
+
+    def associate_address(self, association: Association) -> None: ...
+    def disassociate_address(self, association: Association) -> None:
+        """Missing: no-op."""
+
+    def add_port_forward(self, forward: PortForward) -> None: ...
+    def remove_port_forward(self, forward: PortForward) -> None:
+        """Missing: no-op."""
+
+    def teardown_public(self, pools: Sequence[AddressPool]) -> None:
+        """Every public address and forward of the cloud gone from the host."""
+
     # --- instances
     def launch(self, spec: InstanceSpec, *, start: bool = True,
                progress: Progress | None = None) -> Timings:
@@ -86,6 +105,19 @@ class NodeClient(Protocol):
 
     def sync_ports(self, nics: Mapping[str, Sequence[Nic]]) -> None:
         """The port guard lets exactly these instances' NICs send from their addresses."""
+
+    # --- security groups (GroupPolicy values of drivers/network/secgroups.py)
+    def apply_security_groups(self, nics: Mapping[str, Sequence[Nic]],
+                              groups: Sequence[GroupPolicy]) -> None:
+        """The host's firewall becomes exactly these instances' NICs in their groups (one
+        transaction)."""
+
+    def secure_instance(self, instance_id: str, nics: Sequence[Nic],
+                        groups: Sequence[GroupPolicy]) -> None:
+        """The instance's NICs filtered by their groups (`groups` holds their rules)."""
+
+    def update_security_group(self, group: GroupPolicy) -> None:
+        """A group's rules replaced, for every instance in it at once."""
 
     def start(self, instance_id: str) -> None: ...
     def stop(self, instance_id: str, force: bool = False, timeout: float = 30) -> None: ...
@@ -110,6 +142,19 @@ class NodeClient(Protocol):
     def detach_disk(self, spec: InstanceSpec, disk: Disk, *, force: bool = False) -> None:
         """A running instance lets go of `disk` (InUse while a process inside holds it, unless
         `force`); `spec` (without it) defined anew."""
+
+    # --- NICs of an instance
+    def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        """`spec` (which lists `nic`) defined anew; a running instance has the NIC at once; the
+        port guard lets it send from its address. All undone on failure."""
+
+    def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        """A running instance loses `nic` (its interface, host port and limits); `spec`
+        (without it) defined anew."""
+
+    def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
+        """`spec` (listing `nic` with its new limits) defined anew, the limits in force at once
+        on a running instance."""
 
     def resize_disk(self, instance_id: str, disk: Disk) -> None:
         """The instance's root disk limited to `disk.size` (InvalidInput below what it uses)."""

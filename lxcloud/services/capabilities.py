@@ -72,6 +72,10 @@ def check_description(caps: NodeCaps, *, kind: Kind, image: Image, nics: Sequenc
         if nic.driver not in caps.network:
             raise InvalidCombination(f"no host here has the {nic.driver} network driver "
                                      f"({nic.name})", capability="network_driver")
+        if (nic.ingress or nic.egress) and not caps.network[nic.driver].rate_limits:
+            raise InvalidCombination(f"{nic.name} is on a {nic.driver} network: it has no host "
+                                     "port to limit (--ingress/--egress)",
+                                     capability="rate_limits")
     for disk in disks:
         pool = caps.storage.get(disk.pool)
         if pool is None:

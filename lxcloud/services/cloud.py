@@ -8,6 +8,7 @@ from lxcloud.config import Settings
 from lxcloud.db.engine import Database
 from lxcloud.node.protocol import NodeClient
 from lxcloud.services.accounts import AccountService
+from lxcloud.services.addresses import AddressService
 from lxcloud.services.auth import controller_id, ensure_admin_token, ensure_secret
 from lxcloud.services.copies import CopyService
 from lxcloud.services.doctor import DoctorService
@@ -16,10 +17,12 @@ from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
 from lxcloud.services.metadata import MetadataService
 from lxcloud.services.networks import NetworkService
+from lxcloud.services.nics import NicService
 from lxcloud.services.nodes import NodeService
 from lxcloud.services.operations import Operations
 from lxcloud.services.pools import PoolService
 from lxcloud.services.reconciler import Reconciler
+from lxcloud.services.security_groups import SecurityGroupService
 from lxcloud.services.snapshots import SnapshotService
 from lxcloud.services.tags import TagService
 from lxcloud.services.volumes import VolumeService
@@ -44,6 +47,10 @@ class Cloud:
         self.keypairs = KeyPairService(self.db)
         self.instances = InstanceService(settings, self.db, self.ops, node, self.images,
                                          self.networks, self.tags, self.keypairs)
+        self.security_groups = SecurityGroupService(self.db, node)
+        self.security_groups.instance_of = lambda ref, who: self.instances.get(ref, caller=who)
+        self.instances.security_groups = self.security_groups
+        self.instances.on_terminate.append(self.security_groups.leave)
         self.metadata = MetadataService(self.db, self.instances, self.images, self.keypairs,
                                         self.networks)
         self.nodes = NodeService(self.db, node)
@@ -58,6 +65,9 @@ class Cloud:
                                         self.snapshots.forget_instance]
         self.copies = CopyService(settings, self.db, self.ops, node, self.instances, self.images,
                                   self.networks, self.snapshots)
+        self.addresses = AddressService(settings, self.db, node, self.instances, self.tags)
+        self.instances.on_terminate.append(self.addresses.release_instance)
+        self.nics = NicService(settings, self.db, self.ops, node, self.instances, self.networks)
         self.doctor = DoctorService(settings, node, self.networks)
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
@@ -76,11 +86,14 @@ class Cloud:
         self.pools.ensure_all()
         self.copies.expire_exports()
         nets = self.networks.ensure_all()
-        self.node.sync_ports(self.instances.port_map())
+        ports = self.instances.port_map()
+        self.node.sync_ports(ports)
+        self.security_groups.sync_host(ports)
         rep = self.reconciler.run_once(startup=True)
         self.nodes.unknown = rep.unknown
         for net in nets:
             self.networks.refresh_dns(net)
+        self.addresses.sync()
         if reconcile_loop and self.settings.reconcile_interval > 0:
             self.reconciler.start(self.settings.reconcile_interval)
 

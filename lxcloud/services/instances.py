@@ -53,10 +53,16 @@ from lxcloud.core.instance import (
     nic_from_dict,
     nic_to_dict,
 )
-from lxcloud.core.instance_types import DEFAULT_TYPE, Limits, get_type, resolve_limits
+from lxcloud.core.instance_types import (
+    DEFAULT_TYPE,
+    InstanceType,
+    Limits,
+    get_type,
+    resolve_limits,
+)
 from lxcloud.core.lifecycle import Action, State, next_state, observe
 from lxcloud.core.models import Image, Instance, Network, Operation
-from lxcloud.core.units import format_size, parse_size
+from lxcloud.core.units import format_size, parse_rate, parse_size
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow, table, utcnow
 from lxcloud.node.protocol import ConsoleStream, NodeClient
@@ -65,6 +71,7 @@ from lxcloud.services.images import ImageService
 from lxcloud.services.keypairs import KeyPairService
 from lxcloud.services.networks import NetworkService
 from lxcloud.services.operations import Operations, Progress
+from lxcloud.services.security_groups import SecurityGroupService
 from lxcloud.services.tags import TagService
 
 log = logging.getLogger(__name__)
@@ -190,6 +197,8 @@ class InstanceService:
         # told, in the transaction that terminates an instance, its id (its volumes are
         # detached, its root's snapshots forgotten)
         self.on_terminate: builtins.list[Callable[[Session, str], None]] = []
+        # the security groups (set by the cloud): resolve a launch's, push an instance's to its host
+        self.security_groups: SecurityGroupService | None = None
         # instances as the operations that ended lately left them (see as_left_by)
         self._left: OrderedDict[str, Instance] = OrderedDict()
         self._mu = threading.Lock()
@@ -293,6 +302,7 @@ class InstanceService:
                                f"{', '.join(self.settings.zones)})", resource="zone")
         pool = req.pool or DEFAULT_POOL
         plans = [self.networks.nic_template(net, f"eth{i}") for i, net in enumerate(nets)]
+        plans = self._rated(plans, itype, req)
         disks = [Disk(pool=pool, size=limits.disk, source=image.id)]
         check_description(self.caps, kind=image.kind, image=image, nics=plans, disks=disks,
                           boot=req.boot, block_devices=req.block_devices, limits=limits,
@@ -303,6 +313,10 @@ class InstanceService:
         owner = dataclasses.replace(caller, project_id=project_id)
         rid = new_id("reservation")
         made: builtins.list[tuple[Instance, Operation]] = []
+        groups: tuple[str, ...] = ()
+        if self.security_groups is not None:   # NotFound for an unknown group, before any row
+            with self.db.session() as s:
+                groups = self.security_groups.resolve(s, owner, req.security_groups)
         if dry_run:
             with self.db.reader() as s:
                 self._room(s, project_id, req.min_count)
@@ -315,8 +329,11 @@ class InstanceService:
                 wanted = name if count == 1 or name is None else f"{name}-{n}"
                 # Core inserts, not ORM objects: the launch path writes its rows without a unit of
                 # work (what it writes is known: nothing to load, nothing to diff)
-                nics = [self.networks.attach(s, net, plan, iid, n.ip)
+                nics = [replace(self.networks.attach(s, net, plan, iid, n.ip),
+                                security_groups=groups)
                         for net, plan, n in zip(nets, plans, asked, strict=True)]
+                if self.security_groups is not None:
+                    self.security_groups.join(s, iid, groups)
                 op = self.ops.begin(s, "launch", iid, project_id=project_id, new=True)
                 row = self._insert(
                     s, id=iid, name=self._free_name(s, wanted, iid, req.name_from_tag),
@@ -337,6 +354,20 @@ class InstanceService:
             self._submit_launch(inst, spec, op, {n.id: n for n in nets}, start=req.start,
                                 before=before)
         return [(i, o) for i, o in made]
+
+    def _rated(self, plans: Sequence[Nic], itype: InstanceType, req: LaunchRequest
+               ) -> builtins.list[Nic]:
+        """The NICs with their bandwidth limits: those asked for (on every NIC: one that cannot
+        be limited is refused by the capability check), else the type's (where they can be)."""
+        ingress = parse_rate(req.ingress, "ingress") if req.ingress is not None else None
+        egress = parse_rate(req.egress, "egress") if req.egress is not None else None
+        out = []
+        for p in plans:
+            limitable = (c := self.caps.network.get(p.driver)) is not None and c.rate_limits
+            out.append(replace(
+                p, ingress=ingress if ingress is not None else itype.ingress if limitable else 0,
+                egress=egress if egress is not None else itype.egress if limitable else 0))
+        return out
 
     @staticmethod
     def _check_nics(asked: Sequence[NicRequest], nets: Sequence[Network], count: int) -> None:
@@ -388,6 +419,8 @@ class InstanceService:
                         egress=old.egress)
                 for net, old in zip(nets, source.nics or [Nic(network="", mac="", ipv4=None)],
                                     strict=True)]
+        if self.security_groups is not None and nics and nics[0].security_groups:
+            self.security_groups.join(s, iid, nics[0].security_groups)
         op = self.ops.begin(s, op_kind, iid, project_id=project_id, new=True)
         lim = limits or source.limits
         root = Disk(pool=pool or (source.disks[0].pool if source.disks else DEFAULT_POOL),
@@ -458,6 +491,10 @@ class InstanceService:
             for nic in spec.nics:   # the name resolves from the moment the instance runs
                 self.networks.add_dns(nets[nic.network], nic, spec.name)
             steps["network.dns"] = time.perf_counter() - t0
+            if self.security_groups is not None:   # filtered before it first runs
+                t1 = time.perf_counter()
+                self.security_groups.secure(spec.id, spec.nics)
+                steps["network.security_groups"] = time.perf_counter() - t1
             steps.update(self.node.launch(spec, start=start, progress=progress))
             return {"instance_id": inst.id, "ipv4": inst.ipv4,
                     "timings": {k: round(v * 1000, 3) for k, v in steps.items()}}
@@ -639,6 +676,12 @@ class InstanceService:
             else None
 
     # --- lifecycle
+    def _start(self, inst: Instance) -> None:
+        """Its security groups (re)applied on its host, then started."""
+        if self.security_groups is not None:
+            self.security_groups.secure(inst.id, inst.nics)
+        self.node.start(inst.id)
+
     def action(self, ref: str, action: str, *, force: bool = False, timeout: float = 30,
                caller: Caller = SYSTEM) -> Operation:
         if action not in ACTIONS:
@@ -657,7 +700,7 @@ class InstanceService:
             r.operation_id = op.id
 
         verbs: dict[Action, tuple[Callable[[], None], Action | None]] = {
-            Action.START: (lambda: self.node.start(inst.id), Action.CREATED),
+            Action.START: (lambda: self._start(inst), Action.CREATED),
             Action.STOP: (lambda: self.node.stop(inst.id, force=force, timeout=timeout),
                           Action.STOPPED),
             Action.REBOOT: (lambda: self.node.reboot(inst.id), Action.REBOOTED),

@@ -17,7 +17,7 @@ from lxcloud.core.errors import NotFound
 from lxcloud.core.lifecycle import State
 from lxcloud.core.models import Instance
 from lxcloud.db.engine import Database
-from lxcloud.db.tables import InstanceRow, IpAllocationRow
+from lxcloud.db.tables import InstanceRow, IpAllocationRow, PublicAddressRow
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
@@ -30,6 +30,7 @@ class Identity:
     public_keys: dict[str, str] = field(default_factory=dict)   # key name -> OpenSSH public key
     architecture: str | None = None                               # the image's (Debian naming)
     subnet_cidr: str | None = None
+    public_ipv4: str | None = None      # the public address associated with that address
 
 
 class MetadataService:
@@ -73,4 +74,8 @@ class MetadataService:
                 cidr = self.networks.by_id(nic.network).cidr
             except NotFound:
                 pass
-        return Identity(instance=inst, public_keys=keys, architecture=arch, subnet_cidr=cidr)
+        with self.db.reader() as s:
+            public = s.scalar(select(PublicAddressRow.address).where(
+                PublicAddressRow.instance_id == iid, PublicAddressRow.private_ip == address))
+        return Identity(instance=inst, public_keys=keys, architecture=arch, subnet_cidr=cidr,
+                        public_ipv4=public)

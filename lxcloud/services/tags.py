@@ -15,7 +15,7 @@ from lxcloud.db.tables import TagRow
 
 MAX_TAGS = 50
 RESOURCE_TYPES = {"i": "instance", "ami": "image", "key": "key-pair", "vol": "volume",
-                  "snap": "snapshot"}
+                  "snap": "snapshot", "sg": "security-group", "eipalloc": "elastic-ip"}
 
 
 @dataclass(frozen=True)

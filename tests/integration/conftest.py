@@ -27,6 +27,7 @@ debian_launcher(lxc_driver, dir_pool, bridge, tar, request) -> Launcher of Debia
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
@@ -119,8 +120,9 @@ def work_dir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture
-def bridge() -> Iterator[BridgeNet]:
+@contextlib.contextmanager
+def make_bridge() -> Iterator[BridgeNet]:
+    """A new Linux bridge (random name) on a free 10.250.x.0/24, gateway .1; deleted after."""
     name = unique("lxtbr")
     net = free_subnet()
     gw = str(net.network_address + 1)
@@ -131,6 +133,12 @@ def bridge() -> Iterator[BridgeNet]:
         yield BridgeNet(name=name, network=net, gateway=gw)
     finally:
         run(["ip", "link", "del", name], check=False)
+
+
+@pytest.fixture
+def bridge() -> Iterator[BridgeNet]:
+    with make_bridge() as b:
+        yield b
 
 
 @pytest.fixture

@@ -10,13 +10,21 @@ from typing import Any
 
 from lxcloud.config import Settings
 from lxcloud.core.caps import NetworkCaps, StorageCaps
-from lxcloud.core.errors import DriverError
+from lxcloud.core.errors import DriverError, InvalidInput
 from lxcloud.core.host import HostState
 from lxcloud.core.instance import InstanceSpec
 from lxcloud.drivers.compute.base import RootfsSpec
 from lxcloud.drivers.compute.fake import FakeDriver
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.fake import FakeNetwork
+from lxcloud.drivers.network.publicnat import (
+    Association,
+    PortForward,
+    PublicNat,
+    check,
+    check_association,
+    check_forward,
+)
 from lxcloud.drivers.storage.base import PoolSpec
 from lxcloud.drivers.storage.fake import FakePool
 from lxcloud.node.agent import NodeAgent
@@ -49,6 +57,49 @@ class FakeDns:
         self.hosts.pop(str(run_dir), None)
 
 
+class FakePublicNat:
+    """publicnat.PublicNatDriver's contract in memory: what each table holds."""
+
+    def __init__(self, interfaces: tuple[str, ...] = ("eth0",)) -> None:
+        self.interfaces = set(interfaces)
+        self.associations: dict[str, Association] = {}            # public -> association
+        self.forwards: dict[tuple[str, str, int], PortForward] = {}
+
+    def _iface(self, name: str) -> None:
+        if name not in self.interfaces:
+            raise InvalidInput(f"interface {name!r} does not exist on this host")
+
+    def sync(self, nat: PublicNat) -> None:
+        check(nat)
+        for a in nat.associations:
+            self._iface(a.interface)
+        self.associations = {a.address: a for a in nat.associations}
+        self.forwards = {f.key: f for f in nat.forwards}
+
+    def associate(self, table: str, a: Association) -> None:
+        check_association(a)
+        self._iface(a.interface)
+        for pub, old in list(self.associations.items()):
+            if (old.private_ip, old.interface) == (a.private_ip, a.interface):
+                del self.associations[pub]
+        self.associations[a.address] = a
+
+    def disassociate(self, table: str, a: Association) -> None:
+        if self.associations.get(a.address) == a:
+            del self.associations[a.address]
+
+    def add_forward(self, table: str, f: PortForward) -> None:
+        check_forward(f)
+        self.forwards[f.key] = f
+
+    def remove_forward(self, table: str, f: PortForward) -> None:
+        self.forwards.pop(f.key, None)
+
+    def teardown(self, table: str, pools: object = ()) -> None:
+        self.associations.clear()
+        self.forwards.clear()
+
+
 class FakeNode(NodeAgent):
     name = "local"
 
@@ -60,6 +111,8 @@ class FakeNode(NodeAgent):
         super().__init__(Settings(data_dir=Path("/nonexistent/fake-node")), compute=self.compute,
                          storage={"default": self.pool}, network={"bridge": self.network},
                          dns=self.fake_dns)
+        self.public_nat = FakePublicNat()
+        self.public = self.public_nat
         self.requests: dict[str, InstanceSpec] = {}
         self.fail_launch: str | None = None
         self.gate: threading.Event | None = None   # when set, launches wait on it

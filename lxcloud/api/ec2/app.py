@@ -13,9 +13,11 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from lxcloud.api.ec2 import (  # noqa: F401 - register actions
+    addresses,
     attributes,
     instances,
     resources,
+    security_groups,
     sigv4,
     storage,
 )
@@ -83,9 +85,7 @@ async def ec2_endpoint(request: Request) -> Response:
 # Actions not answered (yet): refused clearly rather than as unknown.
 UNSUPPORTED = frozenset({
     "DescribeVolumeStatus", "CopySnapshot", "CopyImage", "ImportImage",
-    "CreateSecurityGroup", "DeleteSecurityGroup", "DescribeSecurityGroups",
-    "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
-    "RevokeSecurityGroupIngress", "RevokeSecurityGroupEgress", "AllocateAddress",
+    "AllocateAddress",
     "ReleaseAddress", "AssociateAddress", "DisassociateAddress", "DescribeAddresses",
     "CreateVpc", "DescribeVpcs", "CreateSubnet", "DescribeSubnets", "CreateNetworkInterface",
     "DescribeNetworkInterfaces", "AttachNetworkInterface", "ModifyInstancePlacement",

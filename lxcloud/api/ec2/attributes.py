@@ -14,6 +14,7 @@ from lxcloud.api.ec2.dispatch import Ctx, action
 from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.instances import _find
 from lxcloud.api.ec2.params import Params, missing
+from lxcloud.api.ec2.security_groups import group_set, modify_groups
 from lxcloud.core.errors import NotFound
 from lxcloud.core.instance import ROOT_DEVICE
 from lxcloud.core.instance_types import get_type
@@ -24,7 +25,7 @@ from lxcloud.core.models import Image, Instance
 # Every attribute EC2 knows. The ones a container has no use for answer their constant values
 # (no block devices, no product codes, source/destination checked by the port guard).
 _FIXED: dict[str, Any] = {
-    "blockDeviceMapping": [], "productCodes": [], "groupSet": [],
+    "blockDeviceMapping": [], "productCodes": [],
     "sourceDestCheck": {"value": True}, "ebsOptimized": {"value": False},
     "sriovNetSupport": {}, "enaSupport": {"value": False}, "enclaveOptions": {"enabled": False},
     "disableApiStop": {"value": False},
@@ -38,7 +39,7 @@ _MODIFIABLE = {
 }
 # valid on EC2, not changeable on a container instance here
 _FIXED_PARAMS = {
-    "sourceDestCheck": "SourceDestCheck", "groupSet": "GroupId", "ebsOptimized": "EbsOptimized",
+    "sourceDestCheck": "SourceDestCheck", "ebsOptimized": "EbsOptimized",
     "sriovNetSupport": "SriovNetSupport", "enaSupport": "EnaSupport",
     "blockDeviceMapping": "BlockDeviceMapping", "disableApiStop": "DisableApiStop",
     "enclaveOptions": "EnclaveOptions",
@@ -84,7 +85,8 @@ def instance_attribute(inst: Instance, attr: str) -> Any:
 def describe_instance_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
     inst = _instance(ctx, p)
     attr = p.req("Attribute")
-    value = instance_attribute(inst, attr)
+    value = group_set(ctx, [inst])[inst.id] if attr == "groupSet" \
+        else instance_attribute(inst, attr)
     if p.dry_run():
         raise dry_run_ok()
     return {"instanceId": inst.id, attr: value}
@@ -157,6 +159,8 @@ def _decoded(attr: str, value: str) -> Any:
 @action("ModifyInstanceAttribute")
 def modify_instance_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
     inst = _instance(ctx, p)
+    if p.has("GroupId") or p.str("Attribute") == "groupSet":   # the instance's security groups
+        return modify_groups(ctx, inst, p)
     attr, raw = _requested_change(p)
     change = {_SERVICE_KW[attr]: _decoded(attr, raw)}
     svc = ctx.cloud.instances

@@ -32,7 +32,11 @@ _NOT_FOUND: dict[str, str] = {
     "volume": "InvalidVolume.NotFound",
     "snapshot": "InvalidSnapshot.NotFound",
     "security_group": "InvalidGroup.NotFound",
+    "security_group_rule": "InvalidPermission.NotFound",
     "address": "InvalidAllocationID.NotFound",
+    "public_address": "InvalidAddress.NotFound",
+    "address_name": "InvalidAddress.NotFound",
+    "association": "InvalidAssociationID.NotFound",
     "reservation": "InvalidReservationID.NotFound",
     "zone": "InvalidZone.NotFound",
     "network": "InvalidSubnetID.NotFound",
@@ -47,10 +51,15 @@ _NOT_FOUND: dict[str, str] = {
 _CONFLICT: dict[str, str] = {
     "key_pair": "InvalidKeyPair.Duplicate",
     "security_group": "InvalidGroup.Duplicate",
+    "security_group_in_use": "InvalidGroup.InUse",
+    "security_group_default": "CannotDelete",
+    "security_group_rule": "InvalidPermission.Duplicate",
     "image": "InvalidAMIName.Duplicate",
     "image_name": "InvalidAMIName.Duplicate",
     "volume": "VolumeInUse",
     "instance": "IncorrectInstanceState",
+    "address": "Resource.AlreadyAssociated",
+    "address_forwards": "InvalidIPAddress.InUse",
 }
 
 
@@ -100,6 +109,7 @@ _MALFORMED: dict[str, str] = {
     "key_pair": "InvalidKeyPair.Format",
     "reservation": "InvalidReservationID.Malformed",
     "resource": "InvalidID",           # an id of any kind (CreateTags' ResourceId)
+    "address": "InvalidAllocationID.Malformed",
 }
 
 
@@ -120,13 +130,14 @@ def _code_for(err: core.LxcloudError) -> str:
         target = str(err.details.get("target", ""))
         return "IncorrectState" if target.startswith(("vol-", "snap-")) \
             else "IncorrectInstanceState"
+    if isinstance(err, core.InUse) and resource in ("address", "address_forwards"):
+        return "InvalidIPAddress.InUse"      # releasing an address still in use
     if isinstance(err, core.Conflict):
         return _CONFLICT.get(resource, "InvalidParameterValue")
     if isinstance(err, core.InvalidInput):
         return "InvalidParameterValue"
-    if isinstance(err, core.Exhausted):
-        return "InsufficientInstanceCapacity" if resource in ("address", "addresses") \
-            else "InstanceLimitExceeded"
+    if isinstance(err, core.QuotaExceeded) and resource in ("address", "addresses"):
+        return "AddressLimitExceeded"        # the project's limit, or no pool has one left
     if isinstance(err, core.QuotaExceeded):
         return "InstanceLimitExceeded"
     if isinstance(err, core.Unsupported):

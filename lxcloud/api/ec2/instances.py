@@ -20,6 +20,7 @@ from lxcloud.api.ec2.dispatch import Ctx, action
 from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
+from lxcloud.api.ec2.security_groups import group_set, launch_groups
 from lxcloud.core.errors import InvalidState
 from lxcloud.core.instance import ROOT_DEVICE, BlockDevice, BootOptions, Kind
 from lxcloud.core.models import Instance
@@ -39,7 +40,8 @@ def _dns(ctx: Ctx, inst: Instance) -> str:
         if inst.ipv4 else ""
 
 
-def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str, Any]:
+def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str],
+                    groups: list[dict[str, str]] | None = None) -> dict[str, Any]:
     reason = None
     if inst.state_reason == SELF_SHUTDOWN and inst.state in ("stopped", "terminated"):
         reason = {"code": "Client.InstanceInitiatedShutdown",
@@ -54,15 +56,29 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str]) -> dict[str,
         "instanceType": inst.instance_type, "launchTime": inst.launched_at or inst.created,
         "placement": {"availabilityZone": _zone(ctx, inst), "tenancy": "default"},
         "monitoring": {"state": "disabled"}, "privateIpAddress": inst.ipv4,
+        "ipAddress": _public_ip(ctx, inst),
         "architecture": ec2_arch(_arch(ctx, inst.image_id)), "rootDeviceType": "instance-store",
         "rootDeviceName": ROOT_DEVICE,
         "hypervisor": "lxc" if inst.kind == Kind.CONTAINER else "kvm",
         "virtualizationType": "container" if inst.kind == Kind.CONTAINER else "hvm",
         "blockDeviceMapping": _block_device_mapping(ctx, inst) or None,
-        "groupSet": [], "tagSet": tag_set(tags), "stateReason": reason,
+        "groupSet": groups or [], "tagSet": tag_set(tags), "stateReason": reason,
         "clientToken": inst.client_token or "",
         "cpuOptions": {"coreCount": max(1, int(inst.limits.vcpus)), "threadsPerCore": 1},
     }
+
+
+def _public_ip(ctx: Ctx, inst: Instance) -> str | None:
+    """The instance's public address (its first NIC's that has one), from one listing per
+    request."""
+    ips: dict[str, str] | None = ctx.__dict__.get("_public_ips")
+    if ips is None:
+        ips = {}
+        for a in ctx.cloud.addresses.list(caller=ctx.caller):
+            if a.instance_id and (a.instance_id not in ips or a.nic == "eth0"):
+                ips[a.instance_id] = a.address
+        ctx.__dict__["_public_ips"] = ips
+    return ips.get(inst.id)
 
 
 def _block_device_mapping(ctx: Ctx, inst: Instance) -> list[dict[str, Any]]:
@@ -156,9 +172,12 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
     reservations: dict[str, list[Instance]] = {}
     for i in page:
         reservations.setdefault(_reservation(i), []).append(i)
+    groups = group_set(ctx, page)
     return {"reservationSet": [
-        {"reservationId": rid, "ownerId": owner(ctx.caller), "groupSet": [],
-         "instancesSet": [render_instance(ctx, i, tags.get(i.id, {})) for i in insts]}
+        {"reservationId": rid, "ownerId": owner(ctx.caller),
+         "groupSet": groups.get(insts[0].id, []),
+         "instancesSet": [render_instance(ctx, i, tags.get(i.id, {}), groups.get(i.id))
+                          for i in insts]}
         for rid, insts in reservations.items()], "nextToken": token}
 
 
@@ -184,6 +203,7 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         boot=BootOptions(kernel_id=p.str("KernelId") or None,
                          ramdisk_id=p.str("RamdiskId") or None, features=features),
         block_devices=_block_devices(p),
+        security_groups=launch_groups(p),
         disable_api_termination=p.bool("DisableApiTermination"),
         shutdown_behavior=p.str("InstanceInitiatedShutdownBehavior") or "stop")
     launched = ctx.cloud.instances.launch(req, caller=ctx.caller, dry_run=p.dry_run())
@@ -191,9 +211,11 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         raise dry_run_ok()
     insts = [i for i, _ in launched]
     all_tags = ctx.cloud.tags.of(ctx.caller, [i.id for i in insts])
+    groups = group_set(ctx, insts)
     return {"reservationId": _reservation(insts[0]), "ownerId": owner(ctx.caller),
-            "groupSet": [],
-            "instancesSet": [render_instance(ctx, i, all_tags.get(i.id, {})) for i in insts]}
+            "groupSet": groups.get(insts[0].id, []),
+            "instancesSet": [render_instance(ctx, i, all_tags.get(i.id, {}), groups.get(i.id))
+                             for i in insts]}
 
 
 def _user_data(b64: str | None) -> str | None:

@@ -57,6 +57,7 @@ class MetadataView:
     subnet_cidr: str | None = None        # "10.213.4.0/24" -> subnet-ipv4-cidr-block
     architecture: str = "x86_64"
     pending_time: datetime | None = None  # launch time, for the identity document
+    public_ipv4: str | None = None        # its NIC's public address, once it has one
 
 
 Lookup = Callable[[str], MetadataView | None]
@@ -132,10 +133,12 @@ def meta_data_tree(v: MetadataView) -> _Dir:
     groups = "\n".join(v.security_groups).encode()
     iface: dict[str, _Node] = {
         "device-number": b"0", "local-hostname": _b(v.hostname), "local-ipv4s": _b(v.local_ipv4),
-        "mac": _b(mac), "owner-id": _b(v.account_id), "security-groups": groups,
+        "mac": _b(mac), "owner-id": _b(v.account_id),
     }
     if v.subnet_cidr:
         iface["subnet-ipv4-cidr-block"] = _b(v.subnet_cidr)
+    if v.public_ipv4:
+        iface["public-ipv4s"] = _b(v.public_ipv4)
     md: dict[str, _Node] = {
         "ami-id": _b(v.ami_id), "ami-launch-index": _b(v.launch_index),
         "ami-manifest-path": b"(unknown)", "hostname": _b(v.hostname), "instance-action": b"none",
@@ -144,8 +147,12 @@ def meta_data_tree(v: MetadataView) -> _Dir:
         "local-ipv4": _b(v.local_ipv4), "mac": _b(mac),
         "network": _Dir({"interfaces": _Dir({"macs": _Dir({mac: _Dir(iface)})})}),
         "placement": _Dir({"availability-zone": _b(v.availability_zone), "region": _b(v.region)}),
-        "reservation-id": _b(v.reservation_id), "security-groups": groups,
+        "reservation-id": _b(v.reservation_id),
     }
+    if v.public_ipv4:   # EC2 lists public-ipv4 only once the instance has one
+        md["public-ipv4"] = _b(v.public_ipv4)
+    if v.security_groups:   # once the instance is in groups
+        md["security-groups"] = iface["security-groups"] = groups
     if v.public_keys:   # EC2 lists public-keys/ only when the instance has a key
         keys: dict[str, _Node] = {}
         labels = {}

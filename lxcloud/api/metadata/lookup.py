@@ -23,5 +23,6 @@ def make_lookup(c: Cloud) -> Lookup:
             user_data=i.user_data.encode() if i.user_data is not None else None,
             launch_index=i.launch_index, account_id=account_id(i.project_id or ""),
             subnet_cidr=found.subnet_cidr, architecture=ec2_arch(found.architecture),
-            pending_time=i.launched_at or i.created)
+            pending_time=i.launched_at or i.created, public_ipv4=found.public_ipv4,
+            security_groups=c.security_groups.names_of(i.id))
     return lookup

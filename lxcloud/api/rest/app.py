@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from lxcloud import __version__
 from lxcloud.api.rest import (
     accounts,
+    addresses,
     console,
     doctor,
     errors,
@@ -24,7 +25,9 @@ from lxcloud.api.rest import (
     instances,
     middleware,
     networks,
+    nics,
     operations,
+    security_groups,
     storage,
     system,
 )
@@ -68,7 +71,10 @@ def create_app(c: Cloud) -> FastAPI:
     errors.install(app)
     auth = [Depends(require_auth)]
     for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
-              storage.volumes, storage.snapshots, storage.exports, networks.router):
+              storage.volumes, storage.snapshots, storage.exports, networks.router, nics.router,
+              security_groups.router, security_groups.instance_router):
+        app.include_router(r, dependencies=auth)
+    for r in (addresses.addresses, addresses.pools, addresses.forwards):
         app.include_router(r, dependencies=auth)
     app.include_router(doctor.router, dependencies=auth)
     app.include_router(system.router, dependencies=auth)

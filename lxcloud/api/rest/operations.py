@@ -26,8 +26,9 @@ class Waiters:
         self._mu = threading.Lock()
 
     def add(self, op_id: str) -> asyncio.Future[Operation]:
-        """A future that gets the operation as it ended."""
-        fut: asyncio.Future[Operation] = self.loop.create_future()
+        """A future that gets the operation as it ended, on the caller's loop (a server runs
+        one; a test client may run each request on a loop of its own)."""
+        fut: asyncio.Future[Operation] = asyncio.get_running_loop().create_future()
         with self._mu:
             self._futs.setdefault(op_id, []).append(fut)
         return fut
@@ -44,7 +45,7 @@ class Waiters:
         with self._mu:
             futs = self._futs.pop(op.id, [])
         for f in futs:
-            self.loop.call_soon_threadsafe(_resolve, f, op)
+            f.get_loop().call_soon_threadsafe(_resolve, f, op)
 
 
 def _resolve(f: asyncio.Future[Operation], op: Operation) -> None:

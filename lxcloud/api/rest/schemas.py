@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lxcloud.core.instance import Nic
 from lxcloud.core.models import Image, Instance, Operation, Pool, Snapshot, Volume
 
 
@@ -169,17 +170,21 @@ def instance_dict(i: Instance) -> dict[str, Any]:
         "limits": {"cpus": lim.vcpus, "memory": lim.memory, "swap": lim.swap, "pids": lim.pids,
                    "disk": lim.disk},
         "ipv4": i.ipv4, "mac": i.mac,
-        "nics": [{"name": n.name, "network": n.network_name or n.network,
-                  "network_id": n.network, "id": n.id, "mac": n.mac, "ipv4": n.ipv4,
-                  "prefix": n.prefix, "gateway": n.gateway, "driver": n.driver,
-                  "security_groups": list(n.security_groups), "ingress": n.ingress,
-                  "egress": n.egress} for n in i.nics],
+        "nics": [nic_dict(n) for n in i.nics],
         "disks": [{"name": d.name, "pool": d.pool, "size": d.size, "path": d.path,
                    "source": d.source, "device": d.device} for d in i.disks],
         "node": i.node, "project": i.project, "project_id": i.project_id, "created": i.created,
         "launched_at": i.launched_at, "terminated_at": i.terminated_at,
         "operation": i.operation_id,
     }
+
+
+def nic_dict(n: Nic) -> dict[str, Any]:
+    """A NIC as NicOut shows it, as plain values."""
+    return {"name": n.name, "network": n.network_name or n.network, "network_id": n.network,
+            "id": n.id, "mac": n.mac, "ipv4": n.ipv4, "prefix": n.prefix, "gateway": n.gateway,
+            "driver": n.driver, "security_groups": list(n.security_groups),
+            "ingress": n.ingress, "egress": n.egress}
 
 
 class ActionOut(BaseModel):

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from lxcloud.core.caps import ComputeCaps
 from lxcloud.core.host import ExecResult, HostState
-from lxcloud.core.instance import InstanceSpec
+from lxcloud.core.instance import InstanceSpec, Nic
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,20 @@ class ComputeDriver(Protocol):
         """Out of a running instance: InUse naming the processes inside that hold a file (or
         their working directory) under `target`, unless `force` (then detached lazily: they
         keep what they hold open, nothing new reaches it). Not mounted: no-op."""
+
+    def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        """Into a running instance (where `caps.hotplug_nic`): `nic`, which `spec` lists, appears
+        inside at once, up, configured when it has an address (the default route only for the
+        first NIC), unconfigured otherwise; its rate limits set. The definition is the caller's
+        to rewrite (create). Already there: no-op. InvalidInput when its link is missing."""
+
+    def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        """Out of the instance (`spec` still lists `nic`): its interface and host port gone,
+        with their limits. Gone already or not running: no-op."""
+
+    def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
+        """The limits of `nic` (as `spec` lists it) in force at once on a running instance;
+        InvalidCombination for a NIC with no host port (a macvlan)."""
 
     def forget_identity(self, root: RootfsSpec) -> None:
         """For a clone's new root: what makes a machine itself (machine-id, ssh host keys) is

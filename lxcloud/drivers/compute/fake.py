@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lxcloud.core.caps import ComputeCaps
-from lxcloud.core.errors import DriverError, InUse, InvalidInput, NotFound
+from lxcloud.core.errors import DriverError, InUse, InvalidCombination, InvalidInput, NotFound
 from lxcloud.core.host import ExecResult, HostState
-from lxcloud.core.instance import InstanceSpec
+from lxcloud.core.instance import InstanceSpec, Nic
 from lxcloud.drivers.compute.base import Mount, RootfsSpec
 
 
@@ -27,6 +27,7 @@ class _Box:
     mounts: dict[str, Mount] = field(default_factory=dict)      # target -> mount, while it runs
     defined: tuple[Mount, ...] = ()                             # the definition's mounts
     holders: dict[int, tuple[str, str]] = field(default_factory=dict)   # pid -> (path, command)
+    nics: dict[str, Nic] = field(default_factory=dict)          # name -> NIC, while it runs
 
 
 class FakeDriver:
@@ -56,6 +57,7 @@ class FakeDriver:
         box.boots += 1
         box.state = HostState.RUNNING
         box.mounts = {m.target: m for m in box.defined}
+        box.nics = {n.name: n for n in box.spec.nics}
         box.holders.clear()
         box.console += f"fake: booted {box.spec.name}\n".encode()
 
@@ -120,6 +122,35 @@ class FakeDriver:
                 raise InUse(f"{target} in {name} is held open by {who}", resource="volume",
                             holders=[cmd for _, cmd in held])
             del box.mounts[target]
+
+    def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        with self._lock:
+            self.calls.append(("attach_nic", spec.id))
+            box = self._get(spec.id)
+            if box.state is HostState.STOPPED:
+                raise DriverError(f"container {spec.id} is not running")
+            if nic.name not in {n.name for n in spec.nics}:
+                raise InvalidInput(f"{spec.id} lists no NIC {nic.name}")
+            box.nics.setdefault(nic.name, nic)
+
+    def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        with self._lock:
+            self.calls.append(("detach_nic", spec.id))
+            self._get(spec.id).nics.pop(nic.name, None)
+
+    def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
+        with self._lock:
+            self.calls.append(("set_rates", spec.id))
+            box = self._get(spec.id)
+            if nic.driver == "macvlan":
+                raise InvalidCombination(f"{nic.name} has no host port to limit",
+                                         capability="rate_limits")
+            if box.state is not HostState.STOPPED:
+                box.nics[nic.name] = nic
+
+    def plugged(self, name: str) -> dict[str, Nic]:
+        """The NICs a running instance has now, by name."""
+        return dict(self._get(name).nics)
 
     def forget_identity(self, root: RootfsSpec) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SYS_OPEN_TREE = 428
 SYS_MOVE_MOUNT = 429
@@ -359,6 +360,172 @@ def detach(init_pid: int, target: str, *, force: bool = False) -> None:
     """Unmount `target` in the mount namespace of `init_pid` (lazily when `force`); HotplugError
     with `busy` when it is still held. Not mounted: no-op."""
     _helper(["detach", str(init_pid), target, "force" if force else "noforce"])
+
+
+
+# --- NICs: netlink, from the host (pyroute2; no namespace entered by this process: a socket
+# opened in the container's network namespace, by pyroute2's short-lived child, does the inside)
+_EEXIST, _ENODEV = 17, 19
+
+
+@dataclass(frozen=True)
+class NicPlug:
+    """What plug_nic needs of a NIC: its host port (a veth's host end; "" for a macvlan), where
+    that plugs in (`link`: the bridge, or the macvlan's parent), and its identity inside."""
+
+    name: str                       # inside: eth1
+    mac: str
+    mtu: int = 1500
+    port: str = ""                  # veth: the host end's name
+    link: str = ""                  # veth: the bridge; macvlan: the parent
+    macvlan_mode: str = ""          # set: a macvlan device, not a veth pair
+    address: str | None = None      # "10.0.0.5/24", None: up and unconfigured
+    broadcast: str | None = None
+    gateway: str | None = None      # the default route through it (the first NIC only)
+
+
+def _nl(netns: str | None = None) -> Any:
+    from pyroute2 import IPRoute  # imported late: importing pyroute2 costs ~100 ms
+
+    return IPRoute(netns=netns) if netns else IPRoute()
+
+
+def _inside(init_pid: int) -> Any:
+    return _nl(f"/proc/{init_pid}/ns/net")
+
+
+def _lookup(ipr: Any, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return int(found[0]) if found else None
+
+
+def _temp_name() -> str:
+    return "lxn" + os.urandom(5).hex()
+
+
+def nic_present(init_pid: int, name: str) -> bool:
+    """Whether the container of `init_pid` has an interface `name`."""
+    ipr = _inside(init_pid)
+    try:
+        return _lookup(ipr, name) is not None
+    finally:
+        ipr.close()
+
+
+def plug_nic(init_pid: int, nic: NicPlug, *, netns: str | None = None) -> None:
+    """A new interface in the running container of `init_pid`, as liblxc makes one at start:
+    a veth pair (host end `nic.port` in the bridge `nic.link`, up) or a macvlan on the parent
+    `nic.link`; the container's end renamed `nic.name`, its MAC and MTU set, up, and configured
+    when `nic.address` is set (with the default route when `nic.gateway` is). HotplugError
+    (invalid) when the container already has `nic.name` or the host the port; the host is left
+    as it was on any failure. `netns`: where the host side is (a named network namespace)."""
+    host = _nl(netns)
+    temp = _temp_name()
+    made = ""
+    try:
+        try:
+            link = _lookup(host, nic.link)
+            if link is None:
+                raise HotplugError(f"{nic.link} does not exist on the host", invalid=True)
+            if nic.macvlan_mode:
+                host.link("add", ifname=temp, kind="macvlan", link=link,
+                          macvlan_mode=nic.macvlan_mode)
+                made = temp
+            else:
+                if _lookup(host, nic.port) is not None:
+                    raise HotplugError(f"host port {nic.port} already exists", invalid=True)
+                host.link("add", ifname=nic.port, kind="veth", peer={"ifname": temp})
+                made = nic.port
+                port = _lookup(host, nic.port)
+                host.link("set", index=port, master=link, mtu=nic.mtu)
+                host.link("set", index=port, state="up")
+            if nic_present(init_pid, nic.name):
+                raise HotplugError(f"the container already has an interface {nic.name}",
+                                   invalid=True)
+            peer = _lookup(host, temp)
+            host.link("set", index=peer, mtu=nic.mtu, address=nic.mac)
+            host.link("set", index=peer, net_ns_pid=init_pid)
+            if nic.macvlan_mode:
+                made = ""       # inside now: it goes with the container
+            _configure_inside(init_pid, temp, nic)
+        except HotplugError:
+            raise
+        except Exception as e:   # pyroute2's NetlinkError and friends
+            raise HotplugError(f"plugging {nic.name}: {e}") from None
+    except BaseException:
+        if made:
+            _delete(host, made)
+        else:           # a macvlan moved inside: found by its MAC (renamed or not)
+            _unplug_inside(init_pid, mac=nic.mac)
+        raise
+    finally:
+        host.close()
+
+
+def _configure_inside(init_pid: int, temp: str, nic: NicPlug) -> None:
+    ipr = _inside(init_pid)
+    try:
+        idx = _lookup(ipr, temp)
+        if idx is None:
+            raise HotplugError(f"{temp} did not arrive in the container")
+        ipr.link("set", index=idx, ifname=nic.name)
+        ipr.link("set", index=idx, state="up")
+        if nic.address:
+            addr, _, prefix = nic.address.partition("/")
+            kw = {"broadcast": nic.broadcast} if nic.broadcast else {}
+            ipr.addr("add", index=idx, address=addr, prefixlen=int(prefix or 32), **kw)
+            if nic.gateway:
+                ipr.route("replace", dst="0.0.0.0/0", gateway=nic.gateway, oif=idx)
+    finally:
+        ipr.close()
+
+
+def _delete(ipr: Any, name: str) -> bool:
+    idx = _lookup(ipr, name)
+    if idx is None:
+        return False
+    try:
+        ipr.link("del", index=idx)
+    except Exception as e:
+        if getattr(e, "code", None) != _ENODEV:
+            raise
+    return True
+
+
+def _unplug_inside(init_pid: int, name: str = "", mac: str = "") -> None:
+    """Delete the container's interface `name`, or the one with the MAC `mac`."""
+    try:
+        ipr = _inside(init_pid)
+    except Exception:   # the container is gone: so is what was inside
+        return
+    try:
+        if mac:
+            for link in ipr.get_links():
+                if (link.get_attr("IFLA_ADDRESS") or "").lower() == mac.lower():
+                    name = link.get_attr("IFLA_IFNAME")
+        if name:
+            _delete(ipr, name)
+    finally:
+        ipr.close()
+
+
+def unplug_nic(init_pid: int | None, name: str, port: str = "", *,
+               netns: str | None = None) -> None:
+    """The container's interface `name` removed: its host port `port` deleted (which takes the
+    container's end with it), or, for a device with no host end (a macvlan), the interface
+    deleted inside. Already gone: no-op."""
+    try:
+        if port:
+            host = _nl(netns)
+            try:
+                if _delete(host, port):
+                    return
+            finally:
+                host.close()
+        if init_pid is not None:
+            _unplug_inside(init_pid, name)
+    except Exception as e:
+        raise HotplugError(f"unplugging {name}: {e}") from None
 
 
 if __name__ == "__main__":

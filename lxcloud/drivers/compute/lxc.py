@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lxcloud.core.caps import ComputeCaps
-from lxcloud.core.errors import DriverError, InUse, InvalidInput, NotFound
+from lxcloud.core.errors import DriverError, InUse, InvalidCombination, InvalidInput, NotFound
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import InstanceSpec, Kind, Nic
 from lxcloud.core.instance_types import Limits
@@ -29,6 +29,8 @@ from lxcloud.core.proc import run
 from lxcloud.core.waiting import wait_until
 from lxcloud.drivers.compute import hotplug, identity
 from lxcloud.drivers.compute.base import IdMap, Mount, RootfsSpec
+from lxcloud.drivers.network.macvlan import macvlan_mode
+from lxcloud.drivers.network.ratelimit import RateLimiter, Rates, hook_command
 
 LXC_STATES = {
     "RUNNING": HostState.RUNNING, "STARTING": HostState.RUNNING, "STOPPING": HostState.RUNNING,
@@ -123,9 +125,20 @@ def _limit_lines(lim: Limits, version: int, pinned: Sequence[int] | None = None)
 
 
 def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
+    """The `lxc.net.i` keys of one NIC: a veth pair on its bridge (host end `veth`, with the
+    rate limit hooks when it has a limit), or a macvlan device on its parent. Only the first NIC
+    (i 0) gets the default route: a second one comes with its address alone."""
     p = f"lxc.net.{i}"
-    lines = [f"{p}.type = veth", f"{p}.link = {nic.link}", f"{p}.flags = up", f"{p}.name = {nic.name}",
-             f"{p}.mtu = {nic.mtu}", f"{p}.veth.pair = {veth}"]
+    if nic.driver == "macvlan":
+        lines = [f"{p}.type = macvlan", f"{p}.link = {nic.link}",
+                 f"{p}.macvlan.mode = {macvlan_mode(nic.mode)}"]
+    else:
+        lines = [f"{p}.type = veth", f"{p}.link = {nic.link}", f"{p}.veth.pair = {veth}"]
+        rates = Rates(nic.ingress, nic.egress)
+        if rates.any:
+            lines += [f"{p}.script.up = {hook_command(rates, 'up')}",
+                      f"{p}.script.down = {hook_command(rates, 'down')}"]
+    lines += [f"{p}.flags = up", f"{p}.name = {nic.name}", f"{p}.mtu = {nic.mtu}"]
     if nic.mac:
         lines.append(f"{p}.hwaddr = {nic.mac}")
     if nic.ipv4:
@@ -134,6 +147,12 @@ def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
     if nic.gateway and i == 0:    # one default route: the first NIC's
         lines.append(f"{p}.ipv4.gateway = {nic.gateway}")
     return lines
+
+
+def nic_ports(spec: InstanceSpec, prefix: str) -> list[str]:
+    """The host port of each of the spec's NICs, in order: named after the NIC's index (ethN: N),
+    so a NIC keeps its port's name (and the rules naming it) when one before it is detached."""
+    return [host_veth_name(spec.id, n.index, prefix) for i, n in enumerate(spec.nics)]
 
 
 def mount_target(target: str) -> str:
@@ -289,7 +308,7 @@ class LxcDriver:
 
     name = "lxc"
     caps = ComputeCaps(kind=Kind.CONTAINER, freeze=True, console=True, exec=True, max_nics=8,
-                       hotplug_disk=True)
+                       hotplug_disk=True, hotplug_nic=True)
 
     def __init__(self, lxcpath: Path, *, idmap: IdMap | None = None, netns: str | None = None,
                  lxcfs_dir: Path | None = LXCFS_DIR, veth_prefix: str = "vx") -> None:
@@ -370,7 +389,7 @@ class LxcDriver:
             raise NotFound(f"root {root.path} of {spec.id} does not exist", resource="rootfs")
         uid = self.idmap.host_uid if self.idmap else 0
         gid = self.idmap.host_gid if self.idmap else 0
-        veths = [self.port_name(spec.id, i) for i in range(len(spec.nics))]
+        veths = nic_ports(spec, self.veth_prefix)
         # everything checked before anything is written: bad input leaves no directory behind
         config = render_config(spec, root, lxcpath=self.lxcpath, veth=veths, idmap=self.idmap,
                                lxcfs_dir=self.lxcfs_dir, mounts=mounts)
@@ -449,6 +468,64 @@ class LxcDriver:
                             holders=[]) from None
             raise DriverError(f"detaching {target} in {name} failed: {e}") from None
 
+    # --- NICs
+    def _plug(self, spec: InstanceSpec, nic: Nic) -> tuple[int, hotplug.NicPlug]:
+        """The slot of `nic` in `spec` and what plug_nic needs of it."""
+        i = next((i for i, n in enumerate(spec.nics) if n.name == nic.name), None)
+        if i is None:
+            raise InvalidInput(f"{spec.id} lists no NIC {nic.name}", nic=nic.name)
+        slot = nic.index
+        macvlan = nic.driver == "macvlan"
+        return slot, hotplug.NicPlug(
+            name=nic.name, mac=nic.mac, mtu=nic.mtu,
+            port="" if macvlan else self.port_name(spec.id, slot),
+            link=nic.link,
+            macvlan_mode=macvlan_mode(nic.mode) if macvlan else "",
+            address=nic.interface, broadcast=nic.broadcast,
+            gateway=nic.gateway if i == 0 else None)
+
+    def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        _, plug = self._plug(spec, nic)
+        pid = self._running_pid(spec.id)
+        if hotplug.nic_present(pid, nic.name):
+            return
+        try:
+            hotplug.plug_nic(pid, plug, netns=self.netns)
+        except hotplug.HotplugError as e:
+            if e.invalid:
+                raise InvalidInput(f"cannot attach {nic.name} to {spec.id}: {e}",
+                                   nic=nic.name) from None
+            raise DriverError(f"attaching {nic.name} to {spec.id} failed: {e}") from None
+        if plug.port and (nic.ingress or nic.egress):
+            try:
+                self.rates().apply(plug.port, Rates(nic.ingress, nic.egress))
+            except BaseException:
+                hotplug.unplug_nic(None, nic.name, plug.port, netns=self.netns)
+                raise
+
+    def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        _, plug = self._plug(spec, nic)
+        self._require(spec.id)
+        if plug.port:
+            self.rates().remove(plug.port)
+        try:
+            hotplug.unplug_nic(self.init_pid(spec.id), nic.name, plug.port, netns=self.netns)
+        except hotplug.HotplugError as e:
+            raise DriverError(f"detaching {nic.name} from {spec.id} failed: {e}") from None
+
+    def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
+        slot, plug = self._plug(spec, nic)
+        if not plug.port:
+            raise InvalidCombination(f"{nic.name} of {spec.id} has no host port to limit "
+                                     f"({nic.driver})", capability="rate_limits")
+        if self.state(spec.id) not in (HostState.RUNNING, HostState.FROZEN):
+            return      # the definition's hooks set them at the next start
+        self.rates().apply(plug.port, Rates(nic.ingress, nic.egress))
+
+    def rates(self) -> RateLimiter:
+        """The limiter of this driver's ports (in its network namespace)."""
+        return RateLimiter(self.netns)
+
     def forget_identity(self, root: RootfsSpec) -> None:
         identity.forget_identity(root)
 
@@ -515,7 +592,10 @@ class LxcDriver:
             self._lxc("lxc-stop", name, "-k", check=False)
             self._wait(name, {HostState.STOPPED}, 10)
         # Not lxc-destroy: it would delete the rootfs too, which belongs to the storage driver.
+        limited = "script.up" in (d / "config").read_text() if self._exists(name) else False
         shutil.rmtree(d)
+        if limited:     # its stop hook removed its ifbs; one killed without it would leave them
+            self.rates().sweep(self.veth_prefix)
 
     # --- queries
     def state(self, name: str) -> HostState:

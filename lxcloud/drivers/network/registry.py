@@ -1,4 +1,4 @@
-"""Network drivers by name ("bridge" today; macvlan and vxlan later; "fake" for tests)."""
+"""Network drivers by name ("bridge", "macvlan"; vxlan later; "fake" for tests)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from lxcloud.drivers.registry import Registry
 
 NETWORK: Registry[NetworkDriver] = Registry("network")
 NETWORK.add("bridge", "lxcloud.drivers.network.bridge:BridgeDriver")
+NETWORK.add("macvlan", "lxcloud.drivers.network.macvlan:MacvlanDriver")
 NETWORK.add("fake", "lxcloud.drivers.network.fake:FakeNetwork")
 
 

@@ -86,7 +86,9 @@ class Stack:
                 except Exception:
                     pass
         nets = c.networks.list(SYSTEM, all_projects=True)
+        public, _, _ = c.addresses.desired()
         c.close()
+        self.node.teardown_public(public)
         for net in sorted(nets, key=lambda n: n.name == "default" and n.project_id is None):
             self.node.teardown_network(c.networks.spec(net))
         for name in self.node.list_instances():

@@ -238,3 +238,15 @@ def test_a_network_is_deleted_with_its_host_side(cloud: Cloud, nets: dict[str, s
     rules = _sh("nft", "list", "table", "inet", cloud.settings.nft_table).stdout
     assert net.bridge not in rules
     assert not re.search(rf"dnsmasq.*{net.bridge}", _sh("ps", "axww", "-o", "args").stdout)
+
+
+def test_networks_names_and_isolation_survive_a_controller_restart(
+        stack: Stack, nets: dict[str, str]) -> None:
+    before = {n: stack.cloud.instances.get(n).nics for n in ("a1", "a2", "b1")}
+    cloud = stack.restart_controller()
+    assert {n: cloud.instances.get(n).nics for n in before} == before   # addresses and MACs kept
+    a2 = ip_of(cloud, "a2")
+    assert a2 in wait_for(lambda: (lambda o: o if a2 in o else None)(
+        sh(cloud, "a1", "nslookup a2.a.test")[1]), 20, "a2 resolving after the restart")
+    assert pings(cloud, "a1", a2) and not pings(cloud, "a1", ip_of(cloud, "d1"))
+    assert not pings(cloud, "b1", ip_of(cloud, "a1"))

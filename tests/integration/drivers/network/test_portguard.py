@@ -4,17 +4,13 @@
 from __future__ import annotations
 
 import random
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from lxcloud.drivers.network.portguard import PortGuard
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=30)
+from tests.integration.drivers.network.netlab import bridged_namespaces, sh
 
 
 @dataclass
@@ -44,24 +40,11 @@ def lab() -> Iterator[Lab]:
     net = free_subnet().rsplit(".", 1)[0]
     lab = Lab(bridge=f"pgbr{tag}", table=f"pgtest_{tag}", prefix=f"lx{tag}", net=net,
               ns=[f"pgns{tag}a", f"pgns{tag}b"], ports=[f"lx{tag}aa0", f"lx{tag}bb0"])
-    try:
-        sh("ip", "link", "add", lab.bridge, "type", "bridge")
-        sh("ip", "addr", "add", f"{net}.1/24", "dev", lab.bridge)
-        sh("ip", "link", "set", lab.bridge, "up")
-        for i, (ns, port) in enumerate(zip(lab.ns, lab.ports, strict=True)):
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            sh("ip", "link", "set", port, "master", lab.bridge, "up")
-            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{net}.{10 + i}/24", "dev", "eth0")
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        yield lab
-    finally:
-        PortGuard().remove(lab.table)
-        for ns, port in zip(lab.ns, lab.ports, strict=True):
-            sh("ip", "link", "del", port, check=False)
-            sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "link", "del", lab.bridge, check=False)
+    with bridged_namespaces(lab.bridge, net, lab.ns, lab.ports):
+        try:
+            yield lab
+        finally:
+            PortGuard().remove(lab.table)
 
 
 def test_a_port_sends_only_from_its_own_address(lab: Lab) -> None:

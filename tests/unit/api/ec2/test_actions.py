@@ -117,7 +117,7 @@ def test_error_codes(ec2: Any, image: dict[str, Any], ec2_server: str, cloud: Cl
     assert code_of(ec2.describe_key_pairs, KeyNames=["nope"]) == "InvalidKeyPair.NotFound"
     assert code_of(ec2.copy_snapshot, SourceRegion="lxcloud-1",
                    SourceSnapshotId="snap-0123456789abcdef0") == "UnsupportedOperation"
-    assert code_of(ec2.describe_security_groups) == "UnsupportedOperation"
+    assert code_of(ec2.describe_volume_status) == "UnsupportedOperation"
     # MissingParameter and InvalidAction come from hand-made requests (boto3 validates its input)
     import httpx
     from botocore.auth import SigV4Auth

@@ -36,7 +36,9 @@ AMI = "ami-0123456789abcdef0"
 def _ctx() -> Any:
     images = SimpleNamespace(list=lambda: [SimpleNamespace(id=AMI, architecture="amd64")])
     settings = SimpleNamespace(region="lxcloud-1", zones=["lxcloud-1a"])
-    return SimpleNamespace(cloud=SimpleNamespace(images=images, settings=settings))
+    addresses = SimpleNamespace(list=lambda caller: [])
+    return SimpleNamespace(cloud=SimpleNamespace(images=images, settings=settings,
+                                                 addresses=addresses), caller=None)
 
 
 def _instance(state: str = "running") -> Instance:
