@@ -22,7 +22,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import LXCLOUD, VENV_BIN, Cloud, free_port
+from tests.e2e.conftest import LXCLOUD, Cloud, free_port, run_readme
 from tests.e2e.test_readme_walkthrough import blocks
 from tests.subnets import free_subnet
 
@@ -191,13 +191,6 @@ def test_default_vpc_subnet_launch_enis_and_delete(aws: Any, ec2: Any, cloud: Cl
     assert [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]] == [default["SubnetId"]]
 
 
-@pytest.fixture
-def home() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="lxcloud-home-"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def test_readme_vpc_section_runs_as_written(cloud: Cloud, home: Path) -> None:
     (script,) = blocks("sh", SECTION)
     for step in ("describe-vpcs", "default-for-az", "create-subnet", "--private-ip-address",
@@ -209,11 +202,7 @@ def test_readme_vpc_section_runs_as_written(cloud: Cloud, home: Path) -> None:
     wanted = ipaddress.ip_network(cidr.group(1))
     assert not any(wanted.overlaps(ipaddress.ip_network(n, strict=False))
                    for n in host_networks()), f"{wanted} is used on this host"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LXCLOUD_", "AWS_"))}
-    env.update(HOME=str(home), LXCLOUD_DATA_DIR=str(cloud.data_dir),
-               PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    sh = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home, env=env,
-                        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    sh = run_readme(script, cloud, home, timeout=600)
     said = f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
     assert sh.returncode == 0, said
     assert re.search(r"\bvpc-[0-9a-f]{17}\b", sh.stdout) and "VPC" in sh.stdout, said

@@ -119,10 +119,10 @@ _MALFORMED: dict[str, str] = {
     "key_pair": "InvalidKeyPair.Format",
     "reservation": "InvalidReservationID.Malformed",
     "resource": "InvalidID",           # an id of any kind (CreateTags' ResourceId)
+    "address": "InvalidAllocationID.Malformed",
     "subnet": "InvalidSubnetID.Malformed",
     "vpc": "InvalidVpcID.Malformed",
     "network_interface": "InvalidNetworkInterfaceID.Malformed",
-    "address": "InvalidAllocationID.Malformed",
 }
 
 
