@@ -342,3 +342,31 @@ def test_instance_and_interface_xml_parse_as_boto3_reads_them() -> None:
     assert (e["Attachment"]["InstanceId"], e["AvailabilityZone"], e["MacAddress"]) == (
         inst.id, "lxcloud-1a", "02:00:00:00:00:01")
     assert e["InterfaceType"] == "interface" and e["RequesterManaged"] is False
+
+
+def test_interface_groups_are_the_instances(ec2: Any, cloud: Cloud, image: dict[str, Any]) -> None:
+    web = ec2.create_security_group(GroupName="web", Description="web")["GroupId"]
+    r = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1, NetworkInterfaces=[
+        {"DeviceIndex": 0, "Groups": [web]}])
+    iid = r["Instances"][0]["InstanceId"]
+    inst = the_instance(ec2, iid)
+    assert [g["GroupId"] for g in inst["SecurityGroups"]] == [web]
+    [eni] = inst["NetworkInterfaces"]
+    assert eni["Groups"] == [{"GroupId": web, "GroupName": "web"}]
+    [e] = ec2.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [web]}])[
+        "NetworkInterfaces"]
+    assert e["Attachment"]["InstanceId"] == iid and e["Groups"][0]["GroupName"] == "web"
+    # without groups named: the project's default group, on the ENI too
+    r = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1)
+    [eni] = the_instance(ec2, r["Instances"][0]["InstanceId"])["NetworkInterfaces"]
+    assert [g["GroupName"] for g in eni["Groups"]] == ["default"]
+    # instance-level groups and the interfaces' together, or interfaces naming different ones
+    other = ec2.create_security_group(GroupName="db", Description="db")["GroupId"]
+    sid = subnet(ec2, _project_vpc(cloud), "10.252.90.0/24", "groupsnet")["SubnetId"]
+    for kw in ({"SecurityGroupIds": [web], "NetworkInterfaces": [{"DeviceIndex": 0,
+                                                                  "Groups": [other]}]},
+               {"NetworkInterfaces": [{"DeviceIndex": 0, "Groups": [web]},
+                                      {"DeviceIndex": 1, "Groups": [other], "SubnetId": sid}]}):
+        assert code_of(ec2.run_instances, ImageId=image["id"], MinCount=1, MaxCount=1,
+                       **kw) == "InvalidParameterCombination"
+    assert len(cloud.instances.list()) == 2
