@@ -21,6 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from lxcloud.api.ec2.common import (
+    NETWORK_INTERFACE_ID,
+    SUBNET_ID,
+    VPC_ID,
     apply_filters,
     check_ids,
     not_found,
@@ -88,7 +91,7 @@ def _check_vpcs(ctx: Ctx, ids: list[str]) -> None:
             raise Ec2Error("InvalidVpcID.NotFound", f"The vpc ID '{v}' does not exist")
 
 
-def render_vpc(ctx: Ctx, nets: list[Network]) -> dict[str, Any]:
+def render_vpc(ctx: Ctx, nets: list[Network], tags: dict[str, str]) -> dict[str, Any]:
     vid = default_vpc_id(ctx.caller.project_id)
     cidr = vpc_cidr(nets)
     return {"vpcId": vid, "ownerId": owner(ctx.caller), "state": "available", "cidrBlock": cidr,
@@ -96,21 +99,23 @@ def render_vpc(ctx: Ctx, nets: list[Network]) -> dict[str, Any]:
                 "associationId": "vpc-cidr-assoc-" + vid[4:], "cidrBlock": cidr,
                 "cidrBlockState": {"state": "associated"}}],
             "dhcpOptionsId": "default", "instanceTenancy": "default", "isDefault": True,
-            "tagSet": []}
+            "tagSet": tag_set(tags)}
 
 
 @action("DescribeVpcs")
 def describe_vpcs(ctx: Ctx, p: Params) -> dict[str, Any]:
     ids = p.list("VpcId")
     _check_vpcs(ctx, ids)
-    vpcs = [render_vpc(ctx, ctx.cloud.networks.list(ctx.caller))]
+    vid = default_vpc_id(ctx.caller.project_id)
+    tags = ctx.cloud.tags.of(ctx.caller, [vid])[vid]
+    vpcs = [render_vpc(ctx, ctx.cloud.networks.list(ctx.caller), tags)]
     fields: dict[str, Callable[[Any], Any]] = {
         "vpc-id": lambda v: v["vpcId"], "is-default": lambda v: True,
         "isDefault": lambda v: True, "state": lambda v: v["state"],
         "cidr": lambda v: v["cidrBlock"], "cidr-block-association.cidr-block":
             lambda v: v["cidrBlock"], "owner-id": lambda v: v["ownerId"],
         "dhcp-options-id": lambda v: v["dhcpOptionsId"]}
-    vpcs = apply_filters(vpcs, p.filters(), fields, lambda v: {})
+    vpcs = apply_filters(vpcs, p.filters(), fields, _item_tags)
     page, token = paginate(vpcs, p.int("MaxResults"), p.str("NextToken"),
                            key="DescribeVpcs|" + repr(sorted(p.filters().items())),
                            secret=ctx.cloud.ec2_token_secret)
@@ -147,12 +152,15 @@ def _subnets(ctx: Ctx, ids: list[str]) -> list[Network]:
     return [found[i] for i in dict.fromkeys(ids)]
 
 
-def _name_tags(net: Network) -> dict[str, str]:
-    """A network named by its id carries no Name tag."""
-    return {} if net.name == net.id else {"Name": net.name}
+def _subnet_tags(ctx: Ctx, nets: list[Network]) -> dict[str, dict[str, str]]:
+    """Each subnet's tags: its network's name as its Name (none when named by its id), then
+    the tags the caller set on it."""
+    stored = ctx.cloud.tags.of(ctx.caller, [subnet_id(n.id) for n in nets])
+    return {n.id: ({} if n.name == n.id else {"Name": n.name}) | stored[subnet_id(n.id)]
+            for n in nets}
 
 
-def render_subnet(ctx: Ctx, net: Network, free: int) -> dict[str, Any]:
+def render_subnet(ctx: Ctx, net: Network, free: int, tags: dict[str, str]) -> dict[str, Any]:
     sid = subnet_id(net.id)
     acct = owner(ctx.caller)
     return {
@@ -161,7 +169,7 @@ def render_subnet(ctx: Ctx, net: Network, free: int) -> dict[str, Any]:
         "cidrBlock": net.cidr, "availableIpAddressCount": free,
         "availabilityZone": ctx.cloud.settings.zones[0], "defaultForAz": is_default(net),
         "mapPublicIpOnLaunch": False, "assignIpv6AddressOnCreation": False,
-        "ipv6CidrBlockAssociationSet": [], "tagSet": tag_set(_name_tags(net)),
+        "ipv6CidrBlockAssociationSet": [], "tagSet": tag_set(tags),
     }
 
 
@@ -195,7 +203,8 @@ def _item_tags(item: dict[str, Any]) -> dict[str, str]:
 def describe_subnets(ctx: Ctx, p: Params) -> dict[str, Any]:
     nets = _subnets(ctx, p.list("SubnetId"))
     free = ctx.cloud.networks.free_counts(nets)
-    items = [render_subnet(ctx, n, free[n.id]) for n in nets]
+    tags = _subnet_tags(ctx, nets)
+    items = [render_subnet(ctx, n, free[n.id], tags[n.id]) for n in nets]
     filters = p.filters()
     items = apply_filters(items, filters, _fields(SUBNET_FILTERS), _item_tags)
     page, token = paginate(items, p.int("MaxResults"), p.str("NextToken"),
@@ -221,13 +230,16 @@ def create_subnet(ctx: Ctx, p: Params) -> dict[str, Any]:
         raise Ec2Error("UnsupportedOperation", "IPv6 subnets are not supported by this cloud.")
     if p.has("OutpostArn") or p.has("Ipv4IpamPoolId"):
         raise Ec2Error("UnsupportedOperation", "Outposts and IPAM pools are not supported here.")
-    name = request_tags(p, "subnet").get("Name", "")
+    tags = request_tags(p, "subnet")
+    ctx.cloud.tags.check(tags)
     if p.dry_run():
         raise dry_run_ok()
-    net = ctx.cloud.networks.create(ctx.caller, NetworkRequest(name=name, subnet=cidr,
-                                                               name_from_tag=True))
+    net = ctx.cloud.networks.create(ctx.caller, NetworkRequest(
+        name=tags.get("Name", ""), subnet=cidr, name_from_tag=True))
+    if tags:
+        ctx.cloud.tags.set(ctx.caller, [subnet_id(net.id)], tags)
     free = ctx.cloud.networks.free_counts([net])
-    return {"subnet": render_subnet(ctx, net, free[net.id])}
+    return {"subnet": render_subnet(ctx, net, free[net.id], _subnet_tags(ctx, [net])[net.id])}
 
 
 @action("DeleteSubnet")
@@ -237,6 +249,7 @@ def delete_subnet(ctx: Ctx, p: Params) -> dict[str, Any]:
     if p.dry_run():
         raise dry_run_ok()
     ctx.cloud.networks.delete(ctx.caller, net.id)
+    ctx.cloud.tags.forget(subnet_id(net.id))
     return {"return": True}
 
 
@@ -320,11 +333,11 @@ ENI_ATTACHMENT_FILTERS: dict[str, str] = {
 }
 
 
-def render_network_interface(ctx: Ctx, inst: Instance, nic: Nic, groups: Groups
-                             ) -> dict[str, Any]:
+def render_network_interface(ctx: Ctx, inst: Instance, nic: Nic, groups: Groups,
+                             tags: dict[str, str]) -> dict[str, Any]:
     zone = inst.zone or ctx.cloud.settings.zones[0]
     return dict(_nic_common(ctx, inst, nic, groups), availabilityZone=zone,
-                requesterManaged=False, tagSet=[],
+                requesterManaged=False, tagSet=tag_set(tags),
                 attachment=dict(_attachment(inst, nic), instanceId=inst.id,
                                 instanceOwnerId=owner(ctx.caller)))
 
@@ -335,7 +348,8 @@ def describe_network_interfaces(ctx: Ctx, p: Params) -> dict[str, Any]:
     check_ids(ids, "network_interface")
     insts = ctx.cloud.instances.list(caller=ctx.caller)
     groups = _groups_of(ctx, insts)
-    items = [render_network_interface(ctx, inst, nic, groups.get(inst.id, []))
+    tags = ctx.cloud.tags.of(ctx.caller, [n.id for i in insts for n in _nics(i)])
+    items = [render_network_interface(ctx, inst, nic, groups.get(inst.id, []), tags[nic.id])
              for inst in insts for nic in _nics(inst)]
     if ids:
         found = {i["networkInterfaceId"]: i for i in items}
@@ -353,6 +367,22 @@ def describe_network_interfaces(ctx: Ctx, p: Params) -> dict[str, Any]:
                            key="DescribeNetworkInterfaces|" + repr(sorted(filters.items())),
                            secret=ctx.cloud.ec2_token_secret)
     return {"networkInterfaceSet": page, "nextToken": token}
+
+
+# --- tags (CreateTags, DeleteTags)
+def is_network_resource(resource_id: str) -> bool:
+    return any(p.match(resource_id) for p in (VPC_ID, SUBNET_ID, NETWORK_INTERFACE_ID))
+
+
+def check_network_resource(ctx: Ctx, resource_id: str) -> None:
+    """A VPC, subnet or network interface id of the caller's, else its kind's NotFound."""
+    if VPC_ID.match(resource_id):
+        _check_vpcs(ctx, [resource_id])
+    elif SUBNET_ID.match(resource_id):
+        _subnets(ctx, [resource_id])
+    elif not any(n.id == resource_id for i in ctx.cloud.instances.list(caller=ctx.caller)
+                 for n in _nics(i)):
+        raise not_found("InvalidNetworkInterfaceID.NotFound", "networkInterface", [resource_id])
 
 
 # --- RunInstances

@@ -119,9 +119,9 @@ def test_create_subnet_is_network_create_checked_first(ec2: Any, cloud: Cloud,
     # a Name tag that is no network name (free text), or one taken: named by its id too
     s3 = subnet(ec2, vpc, "10.252.32.0/24", "my web tier")
     s4 = subnet(ec2, vpc, "10.252.33.0/24", "backend")
-    for x in (s3, s4):
+    for x, name in ((s3, "my web tier"), (s4, "backend")):
         n = cloud.networks.by_id(x["SubnetId"].replace("subnet-", "net-"))
-        assert n.name == n.id
+        assert n.name == n.id and x["Tags"] == [{"Key": "Name", "Value": name}]
     # the VPC's block still covers them all
     assert ec2.describe_vpcs()["Vpcs"][0]["CidrBlock"] == "10.0.0.0/8"
     before = dict(node.network.networks)
@@ -337,7 +337,7 @@ def test_instance_and_interface_xml_parse_as_boto3_reads_them() -> None:
     assert e1["Attachment"]["DeviceIndex"] == 1 and "PrivateIpAddress" not in e1  # unconfigured
     assert e1["PrivateIpAddresses"] == [] and e1["SubnetId"] == "subnet-00000000000000001"
     d = _parse("DescribeNetworkInterfaces", render("DescribeNetworkInterfaces", {
-        "networkInterfaceSet": [render_network_interface(ctx, inst, nics[0], [])]}, RID))
+        "networkInterfaceSet": [render_network_interface(ctx, inst, nics[0], [], {})]}, RID))
     [e] = d["NetworkInterfaces"]
     assert (e["Attachment"]["InstanceId"], e["AvailabilityZone"], e["MacAddress"]) == (
         inst.id, "lxcloud-1a", "02:00:00:00:00:01")
@@ -370,3 +370,40 @@ def test_interface_groups_are_the_instances(ec2: Any, cloud: Cloud, image: dict[
         assert code_of(ec2.run_instances, ImageId=image["id"], MinCount=1, MaxCount=1,
                        **kw) == "InvalidParameterCombination"
     assert len(cloud.instances.list()) == 2
+
+
+def test_tags_on_vpcs_subnets_and_interfaces(ec2: Any, cloud: Cloud, api: Any, ec2_server: str,
+                                             image: dict[str, Any]) -> None:
+    vpc = _project_vpc(cloud)
+    made = ec2.create_subnet(VpcId=vpc, CidrBlock="10.252.95.0/24", TagSpecifications=[
+        {"ResourceType": "subnet", "Tags": [{"Key": "Name", "Value": "tagged"},
+                                            {"Key": "tier", "Value": "db"}]}])["Subnet"]
+    sid = made["SubnetId"]
+    assert {"Key": "tier", "Value": "db"} in made["Tags"]
+    iid = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1,
+                            SubnetId=sid)["Instances"][0]["InstanceId"]
+    eni = the_instance(ec2, iid)["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    ec2.create_tags(Resources=[vpc, sid, eni], Tags=[{"Key": "env", "Value": "test"}])
+    assert {"Key": "env", "Value": "test"} in ec2.describe_vpcs()["Vpcs"][0]["Tags"]
+    got = ec2.describe_subnets(Filters=[{"Name": "tag:tier", "Values": ["db"]}])["Subnets"]
+    assert [x["SubnetId"] for x in got] == [sid]
+    assert {"Key": "env", "Value": "test"} in got[0]["Tags"]
+    [e] = ec2.describe_network_interfaces(
+        Filters=[{"Name": "tag:env", "Values": ["test"]}])["NetworkInterfaces"]
+    assert e["NetworkInterfaceId"] == eni
+    types = {t["ResourceId"]: t["ResourceType"] for t in ec2.describe_tags(
+        Filters=[{"Name": "key", "Values": ["env"]}])["Tags"]}
+    assert types == {vpc: "vpc", sid: "subnet", eni: "network-interface"}
+    ec2.delete_tags(Resources=[sid], Tags=[{"Key": "tier"}])
+    assert ec2.describe_subnets(Filters=[{"Name": "tag:tier", "Values": ["db"]}])["Subnets"] == []
+    # another project's are not found, and theirs to tag are their own
+    theirs, _ = _other_project(api, ec2_server)
+    for rid, code in ((sid, "InvalidSubnetID.NotFound"), (vpc, "InvalidVpcID.NotFound"),
+                      (eni, "InvalidNetworkInterfaceID.NotFound")):
+        assert code_of(theirs.create_tags, Resources=[rid],
+                       Tags=[{"Key": "x", "Value": "y"}]) == code, rid
+    # a subnet's tags go with it
+    ec2.terminate_instances(InstanceIds=[iid])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=FAST)
+    ec2.delete_subnet(SubnetId=sid)
+    assert sid not in {t["ResourceId"] for t in ec2.describe_tags()["Tags"]}
