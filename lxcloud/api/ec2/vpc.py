@@ -138,6 +138,64 @@ def delete_vpc(ctx: Ctx, p: Params) -> dict[str, Any]:
                    "default VPC, holding its subnets (networks) and security groups.")
 
 
+# what a VPC's attributes are here: each network's dnsmasq resolves, instances have names
+VPC_ATTRIBUTES = {"enableDnsSupport": True, "enableDnsHostnames": True,
+                  "enableNetworkAddressUsageMetrics": False}
+
+
+@action("DescribeVpcAttribute")
+def describe_vpc_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
+    vid = p.req("VpcId")
+    attr = p.req("Attribute")
+    _check_vpcs(ctx, [vid])
+    if attr not in VPC_ATTRIBUTES:
+        raise Ec2Error("InvalidParameterValue",
+                       f"Value ({attr}) for parameter attribute is invalid. Expected one of: "
+                       f"{', '.join(VPC_ATTRIBUTES)}.")
+    return {"vpcId": vid, attr: {"value": VPC_ATTRIBUTES[attr]}}
+
+
+def _no_change(p: Params, fixed: dict[str, bool], what: str) -> None:
+    """A Modify…Attribute: each `<Name>.Value` given must be what it already is (nothing here
+    changes), else UnsupportedOperation; none given is MissingParameter."""
+    given = 0
+    for name, value in fixed.items():
+        param = name[0].upper() + name[1:]
+        if not p.has(param):
+            continue
+        given += 1
+        if p.bool(f"{param}.Value") != value:
+            raise Ec2Error("UnsupportedOperation",
+                           f"{param} of a {what} is always {str(value).lower()} here.")
+    if not given:
+        raise Ec2Error("MissingParameter", "The request must contain an attribute to modify.")
+
+
+@action("ModifyVpcAttribute")
+def modify_vpc_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
+    _check_vpcs(ctx, [p.req("VpcId")])
+    _no_change(p, VPC_ATTRIBUTES, "VPC")
+    if p.dry_run():
+        raise dry_run_ok()
+    return {"return": True}
+
+
+# what a subnet's changeable attributes are here (no public address at launch, no IPv6)
+SUBNET_ATTRIBUTES = {"mapPublicIpOnLaunch": False, "assignIpv6AddressOnCreation": False,
+                     "enableDns64": False, "mapCustomerOwnedIpOnLaunch": False,
+                     "enableResourceNameDnsAAAARecordOnLaunch": False,
+                     "enableResourceNameDnsARecordOnLaunch": False}
+
+
+@action("ModifySubnetAttribute")
+def modify_subnet_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
+    _subnets(ctx, [p.req("SubnetId")])
+    _no_change(p, SUBNET_ATTRIBUTES, "subnet")
+    if p.dry_run():
+        raise dry_run_ok()
+    return {"return": True}
+
+
 # --- subnets
 def _subnets(ctx: Ctx, ids: list[str]) -> list[Network]:
     """The networks the caller may use, or exactly those of the subnet ids (in their order)."""

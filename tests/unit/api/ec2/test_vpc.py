@@ -407,3 +407,25 @@ def test_tags_on_vpcs_subnets_and_interfaces(ec2: Any, cloud: Cloud, api: Any, e
     ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=FAST)
     ec2.delete_subnet(SubnetId=sid)
     assert sid not in {t["ResourceId"] for t in ec2.describe_tags()["Tags"]}
+
+
+def test_vpc_and_subnet_attributes(ec2: Any, cloud: Cloud) -> None:
+    vpc = _project_vpc(cloud)
+    for attr, key, value in (("enableDnsSupport", "EnableDnsSupport", True),
+                             ("enableDnsHostnames", "EnableDnsHostnames", True)):
+        got = ec2.describe_vpc_attribute(VpcId=vpc, Attribute=attr)
+        assert got["VpcId"] == vpc and got[key] == {"Value": value}
+    assert code_of(ec2.describe_vpc_attribute, VpcId=vpc,
+                   Attribute="enableDnsSupport2") == "InvalidParameterValue"
+    assert code_of(ec2.describe_vpc_attribute, VpcId="vpc-0123456789abcdef0",
+                   Attribute="enableDnsSupport") == "InvalidVpcID.NotFound"
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})   # as it is
+    assert code_of(ec2.modify_vpc_attribute, VpcId=vpc,
+                   EnableDnsSupport={"Value": False}) == "UnsupportedOperation"
+    sid = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    ec2.modify_subnet_attribute(SubnetId=sid, MapPublicIpOnLaunch={"Value": False})
+    assert code_of(ec2.modify_subnet_attribute, SubnetId=sid,
+                   MapPublicIpOnLaunch={"Value": True}) == "UnsupportedOperation"
+    assert code_of(ec2.modify_subnet_attribute, SubnetId="subnet-0123456789abcdef0",
+                   MapPublicIpOnLaunch={"Value": False}) == "InvalidSubnetID.NotFound"
+    assert code_of(ec2.modify_subnet_attribute, SubnetId=sid) == "MissingParameter"
