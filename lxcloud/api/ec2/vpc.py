@@ -196,6 +196,86 @@ def modify_subnet_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
     return {"return": True}
 
 
+# --- the VPC's fixed parts: its main route table, internet gateway and default network ACL
+# (deterministic ids; tooling reads them with the VPC). Each network's own mode (nat, routed,
+# isolated) is what really routes; these say what a default VPC says.
+def _vpc_part(prefix: str, ctx: Ctx) -> str:
+    return f"{prefix}-" + default_vpc_id(ctx.caller.project_id)[4:]
+
+
+def _describe_parts(ctx: Ctx, p: Params, ids_param: str, items: list[dict[str, Any]],
+                    id_key: str, code: str, noun: str, fields: dict[str, Callable[[Any], Any]]
+                    ) -> list[dict[str, Any]]:
+    """The items asked for by id (else `code`), filtered."""
+    ids = p.list(ids_param)
+    missing = [i for i in ids if i not in {x[id_key] for x in items}]
+    if missing:
+        raise not_found(code, noun, missing)
+    if ids:
+        items = [x for x in items if x[id_key] in ids]
+    return apply_filters(items, p.filters(), fields, _item_tags)
+
+
+@action("DescribeRouteTables")
+def describe_route_tables(ctx: Ctx, p: Params) -> dict[str, Any]:
+    vid = default_vpc_id(ctx.caller.project_id)
+    rtb = _vpc_part("rtb", ctx)
+    table = {"routeTableId": rtb, "vpcId": vid, "ownerId": owner(ctx.caller),
+             "routeSet": [
+                 {"destinationCidrBlock": vpc_cidr(ctx.cloud.networks.list(ctx.caller)),
+                  "gatewayId": "local", "state": "active", "origin": "CreateRouteTable"},
+                 {"destinationCidrBlock": "0.0.0.0/0", "gatewayId": _vpc_part("igw", ctx),
+                  "state": "active", "origin": "CreateRoute"}],
+             "associationSet": [{"routeTableAssociationId": _vpc_part("rtbassoc", ctx),
+                                 "routeTableId": rtb, "main": True,
+                                 "associationState": {"state": "associated"}}],
+             "propagatingVgwSet": [], "tagSet": []}
+    fields: dict[str, Callable[[Any], Any]] = {
+        "route-table-id": lambda t: t["routeTableId"], "vpc-id": lambda t: t["vpcId"],
+        "association.main": lambda t: True, "owner-id": lambda t: t["ownerId"],
+        "association.route-table-association-id":
+            lambda t: t["associationSet"][0]["routeTableAssociationId"],
+        "association.subnet-id": lambda t: None}
+    items = _describe_parts(ctx, p, "RouteTableId", [table], "routeTableId",
+                            "InvalidRouteTableID.NotFound", "routeTable", fields)
+    return {"routeTableSet": items}
+
+
+@action("DescribeInternetGateways")
+def describe_internet_gateways(ctx: Ctx, p: Params) -> dict[str, Any]:
+    vid = default_vpc_id(ctx.caller.project_id)
+    igw = {"internetGatewayId": _vpc_part("igw", ctx), "ownerId": owner(ctx.caller),
+           "attachmentSet": [{"vpcId": vid, "state": "available"}], "tagSet": []}
+    fields: dict[str, Callable[[Any], Any]] = {
+        "internet-gateway-id": lambda g: g["internetGatewayId"],
+        "attachment.vpc-id": lambda g: vid, "attachment.state": lambda g: "available",
+        "owner-id": lambda g: g["ownerId"]}
+    items = _describe_parts(ctx, p, "InternetGatewayId", [igw], "internetGatewayId",
+                            "InvalidInternetGatewayID.NotFound", "internetGateway", fields)
+    return {"internetGatewaySet": items}
+
+
+@action("DescribeNetworkAcls")
+def describe_network_acls(ctx: Ctx, p: Params) -> dict[str, Any]:
+    vid = default_vpc_id(ctx.caller.project_id)
+    aid = _vpc_part("acl", ctx)
+    entries = [{"ruleNumber": n, "protocol": "-1", "ruleAction": action_, "egress": egress,
+                "cidrBlock": "0.0.0.0/0"}
+               for egress in (False, True) for n, action_ in ((100, "allow"), (32767, "deny"))]
+    subnets = [subnet_id(n.id) for n in ctx.cloud.networks.list(ctx.caller)]
+    acl = {"networkAclId": aid, "vpcId": vid, "default": True, "ownerId": owner(ctx.caller),
+           "entrySet": entries, "tagSet": [],
+           "associationSet": [{"networkAclAssociationId": "aclassoc-" + sid[7:],
+                               "networkAclId": aid, "subnetId": sid} for sid in subnets]}
+    fields: dict[str, Callable[[Any], Any]] = {
+        "network-acl-id": lambda a: a["networkAclId"], "vpc-id": lambda a: a["vpcId"],
+        "default": lambda a: True, "owner-id": lambda a: a["ownerId"],
+        "association.subnet-id": lambda a: subnets}
+    items = _describe_parts(ctx, p, "NetworkAclId", [acl], "networkAclId",
+                            "InvalidNetworkAclID.NotFound", "networkAcl", fields)
+    return {"networkAclSet": items}
+
+
 # --- subnets
 def _subnets(ctx: Ctx, ids: list[str]) -> list[Network]:
     """The networks the caller may use, or exactly those of the subnet ids (in their order)."""

@@ -429,3 +429,32 @@ def test_vpc_and_subnet_attributes(ec2: Any, cloud: Cloud) -> None:
     assert code_of(ec2.modify_subnet_attribute, SubnetId="subnet-0123456789abcdef0",
                    MapPublicIpOnLaunch={"Value": False}) == "InvalidSubnetID.NotFound"
     assert code_of(ec2.modify_subnet_attribute, SubnetId=sid) == "MissingParameter"
+
+
+def test_the_vpcs_route_table_gateway_and_acl(ec2: Any, cloud: Cloud) -> None:
+    """What tooling reads with a VPC (Terraform's aws_vpc: its main route table, default
+    network ACL): one each, deterministic, the VPC's."""
+    vpc = _project_vpc(cloud)
+    [rt] = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                              {"Name": "association.main",
+                                               "Values": ["true"]}])["RouteTables"]
+    assert rt["RouteTableId"] == "rtb-" + vpc[4:] and rt["VpcId"] == vpc
+    assert rt["Associations"][0]["Main"] is True
+    [igw] = ec2.describe_internet_gateways(
+        Filters=[{"Name": "attachment.vpc-id", "Values": [vpc]}])["InternetGateways"]
+    routes = {r["DestinationCidrBlock"]: r["GatewayId"] for r in rt["Routes"]}
+    assert routes == {"10.0.0.0/8": "local", "0.0.0.0/0": igw["InternetGatewayId"]}
+    assert igw["Attachments"] == [{"VpcId": vpc, "State": "available"}]
+    [acl] = ec2.describe_network_acls(Filters=[{"Name": "default", "Values": ["true"]}])[
+        "NetworkAcls"]
+    assert acl["VpcId"] == vpc and acl["IsDefault"] is True
+    assert {(e["RuleNumber"], e["RuleAction"], e["Egress"]) for e in acl["Entries"]} == {
+        (100, "allow", False), (32767, "deny", False), (100, "allow", True),
+        (32767, "deny", True)}
+    sid = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    assert [a["SubnetId"] for a in acl["Associations"]] == [sid]
+    assert ec2.describe_route_tables(RouteTableIds=[rt["RouteTableId"]])["RouteTables"]
+    assert code_of(ec2.describe_route_tables,
+                   RouteTableIds=["rtb-0123456789abcdef0"]) == "InvalidRouteTableID.NotFound"
+    assert ec2.describe_internet_gateways(
+        Filters=[{"Name": "attachment.vpc-id", "Values": ["vpc-1"]}])["InternetGateways"] == []
