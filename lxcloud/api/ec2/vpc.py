@@ -230,12 +230,11 @@ def describe_route_tables(ctx: Ctx, p: Params) -> dict[str, Any]:
                                  "routeTableId": rtb, "main": True,
                                  "associationState": {"state": "associated"}}],
              "propagatingVgwSet": [], "tagSet": []}
-    fields: dict[str, Callable[[Any], Any]] = {
-        "route-table-id": lambda t: t["routeTableId"], "vpc-id": lambda t: t["vpcId"],
-        "association.main": lambda t: True, "owner-id": lambda t: t["ownerId"],
-        "association.route-table-association-id":
-            lambda t: t["associationSet"][0]["routeTableAssociationId"],
-        "association.subnet-id": lambda t: None}
+    fields = _fields({"route-table-id": "routeTableId", "vpc-id": "vpcId",
+                      "owner-id": "ownerId"}) | {
+        "association.main": lambda t: True, "association.subnet-id": lambda t: None,
+        "association.route-table-association-id": _reader(
+            "associationSet", 0, "routeTableAssociationId")}
     items = _describe_parts(ctx, p, "RouteTableId", [table], "routeTableId",
                             "InvalidRouteTableID.NotFound", "routeTable", fields)
     return {"routeTableSet": items}
@@ -246,10 +245,8 @@ def describe_internet_gateways(ctx: Ctx, p: Params) -> dict[str, Any]:
     vid = default_vpc_id(ctx.caller.project_id)
     igw = {"internetGatewayId": _vpc_part("igw", ctx), "ownerId": owner(ctx.caller),
            "attachmentSet": [{"vpcId": vid, "state": "available"}], "tagSet": []}
-    fields: dict[str, Callable[[Any], Any]] = {
-        "internet-gateway-id": lambda g: g["internetGatewayId"],
-        "attachment.vpc-id": lambda g: vid, "attachment.state": lambda g: "available",
-        "owner-id": lambda g: g["ownerId"]}
+    fields = _fields({"internet-gateway-id": "internetGatewayId", "owner-id": "ownerId"}) | {
+        "attachment.vpc-id": lambda g: vid, "attachment.state": lambda g: "available"}
     items = _describe_parts(ctx, p, "InternetGatewayId", [igw], "internetGatewayId",
                             "InvalidInternetGatewayID.NotFound", "internetGateway", fields)
     return {"internetGatewaySet": items}
@@ -267,10 +264,9 @@ def describe_network_acls(ctx: Ctx, p: Params) -> dict[str, Any]:
            "entrySet": entries, "tagSet": [],
            "associationSet": [{"networkAclAssociationId": "aclassoc-" + sid[7:],
                                "networkAclId": aid, "subnetId": sid} for sid in subnets]}
-    fields: dict[str, Callable[[Any], Any]] = {
-        "network-acl-id": lambda a: a["networkAclId"], "vpc-id": lambda a: a["vpcId"],
-        "default": lambda a: True, "owner-id": lambda a: a["ownerId"],
-        "association.subnet-id": lambda a: subnets}
+    fields = _fields({"network-acl-id": "networkAclId", "vpc-id": "vpcId",
+                      "owner-id": "ownerId"}) | {
+        "default": lambda a: True, "association.subnet-id": lambda a: subnets}
     items = _describe_parts(ctx, p, "NetworkAclId", [acl], "networkAclId",
                             "InvalidNetworkAclID.NotFound", "networkAcl", fields)
     return {"networkAclSet": items}
@@ -321,7 +317,7 @@ SUBNET_FILTERS: dict[str, str] = {   # filter name -> the rendered field it read
 }
 
 
-def _reader(*path: str) -> Callable[[Any], Any]:
+def _reader(*path: str | int) -> Callable[[Any], Any]:
     def read(item: Any) -> Any:
         for k in path:
             item = item[k]
