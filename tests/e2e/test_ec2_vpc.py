@@ -114,6 +114,12 @@ def test_default_vpc_subnet_launch_enis_and_delete(aws: Any, ec2: Any, cloud: Cl
     assert ipaddress.ip_network(default["CidrBlock"]).subnet_of(
         ipaddress.ip_network(v["CidrBlock"]))                           # type: ignore[arg-type]
     assert default["AvailabilityZone"] == "lxcloud-1a" and default["State"] == "available"
+    dns = aws("describe-vpc-attribute", "--vpc-id", vpc, "--attribute", "enableDnsSupport")
+    assert dns["EnableDnsSupport"] == {"Value": True}
+    [main] = aws("describe-route-tables", "--filters", f"Name=vpc-id,Values={vpc}",
+                 "Name=association.main,Values=true")["RouteTables"]
+    assert {"DestinationCidrBlock": v["CidrBlock"], "GatewayId": "local", "State": "active",
+            "Origin": "CreateRouteTable"} in main["Routes"]
 
     # a subnet of its own: a real network, its bridge on the host
     cidr = free_subnet()
