@@ -98,9 +98,22 @@ def test_error_codes(ec2: Any, call: str, kw: dict[str, Any], code: str) -> None
     assert code_of(getattr(ec2, call), **kw) == code
 
 
-def test_the_default_vpc_is_not_deleted(ec2: Any, cloud: Cloud) -> None:
+def test_the_default_vpc_and_subnet_are_not_deleted(ec2: Any, cloud: Cloud) -> None:
     assert code_of(ec2.delete_vpc, VpcId=_project_vpc(cloud)) == "DependencyViolation"
     assert len(ec2.describe_vpcs()["Vpcs"]) == 1
+    default = subnet_id(cloud.networks.get("default").id)
+    assert code_of(ec2.delete_subnet, SubnetId=default) == "InvalidParameterValue"
+    assert ec2.describe_subnets(SubnetIds=[default])["Subnets"][0]["DefaultForAz"] is True
+
+
+def test_subnets_page(ec2: Any, cloud: Cloud) -> None:
+    vpc = _project_vpc(cloud)
+    made = [subnet(ec2, vpc, f"10.252.{100 + n}.0/24")["SubnetId"] for n in range(6)]
+    first = ec2.describe_subnets(MaxResults=5)
+    rest = ec2.describe_subnets(MaxResults=5, NextToken=first["NextToken"])
+    assert len(first["Subnets"]) == 5 and "NextToken" not in rest
+    got = [x["SubnetId"] for x in first["Subnets"] + rest["Subnets"]]
+    assert sorted(got) == sorted([subnet_id(cloud.networks.get("default").id), *made])
 
 
 def test_create_subnet_is_network_create_checked_first(ec2: Any, cloud: Cloud,
@@ -402,6 +415,9 @@ def test_tags_on_vpcs_subnets_and_interfaces(ec2: Any, cloud: Cloud, api: Any, e
                       (eni, "InvalidNetworkInterfaceID.NotFound")):
         assert code_of(theirs.create_tags, Resources=[rid],
                        Tags=[{"Key": "x", "Value": "y"}]) == code, rid
+    assert code_of(theirs.describe_network_interfaces,
+                   NetworkInterfaceIds=[eni]) == "InvalidNetworkInterfaceID.NotFound"
+    assert theirs.describe_network_interfaces()["NetworkInterfaces"] == []
     # a subnet's tags go with it
     ec2.terminate_instances(InstanceIds=[iid])
     ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=FAST)
