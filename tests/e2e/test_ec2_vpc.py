@@ -157,6 +157,10 @@ def test_default_vpc_subnet_launch_enis_and_delete(aws: Any, ec2: Any, cloud: Cl
         assert f"inet {fixed}/24" in inside(cloud, a, "ip -4 addr show eth0").stdout
         md = inside(cloud, a, "wget -qO- http://169.254.169.254/latest/meta-data/local-ipv4")
         assert md.stdout.strip() == fixed
+        base = f"http://169.254.169.254/latest/meta-data/network/interfaces/macs/{mac}"
+        for key, want in (("subnet-id", sid), ("vpc-id", vpc),
+                          ("interface-id", eni_a["NetworkInterfaceId"])):
+            assert inside(cloud, a, f"wget -qO- {base}/{key}").stdout.strip() == want, key
         # b's eth1 is on the subnet and reaches a there with real packets
         ib = ec2.describe_instances(InstanceIds=[b])["Reservations"][0]["Instances"][0]
         enis_b = {e["Attachment"]["DeviceIndex"]: e for e in ib["NetworkInterfaces"]}

@@ -474,3 +474,31 @@ def test_the_vpcs_route_table_gateway_and_acl(ec2: Any, cloud: Cloud) -> None:
                    RouteTableIds=["rtb-0123456789abcdef0"]) == "InvalidRouteTableID.NotFound"
     assert ec2.describe_internet_gateways(
         Filters=[{"Name": "attachment.vpc-id", "Values": ["vpc-1"]}])["InternetGateways"] == []
+
+
+def test_the_metadata_service_names_the_asking_interface(ec2: Any, cloud: Cloud,
+                                                         image: dict[str, Any]) -> None:
+    """network/interfaces/macs/<mac>/ of the NIC a request comes from: its ENI, subnet and VPC
+    ids and its device number (cloud-init configures NICs by it)."""
+    from lxcloud.api.metadata.app import meta_data_tree
+    from lxcloud.api.metadata.lookup import make_lookup
+
+    vpc = _project_vpc(cloud)
+    sid = subnet(ec2, vpc, "10.252.120.0/24", "mdnet")["SubnetId"]
+    default = subnet_id(cloud.networks.get("default").id)
+    iid = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1, NetworkInterfaces=[
+        {"DeviceIndex": 0}, {"DeviceIndex": 1, "SubnetId": sid,
+                             "PrivateIpAddress": "10.252.120.7"}])["Instances"][0]["InstanceId"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+    nics = cloud.instances.get(iid).nics
+    lookup = make_lookup(cloud)
+    for nic, want_subnet, number in ((nics[0], default, 0), (nics[1], sid, 1)):
+        assert nic.ipv4 is not None
+        view = lookup(nic.ipv4)
+        assert view is not None
+        node: Any = meta_data_tree(view)
+        for name in ("network", "interfaces", "macs", nic.mac):
+            node = node.entries[name]
+        got = {k: node.entries[k] for k in ("interface-id", "subnet-id", "vpc-id", "device-number")}
+        assert got == {"interface-id": nic.id.encode(), "subnet-id": want_subnet.encode(),
+                       "vpc-id": vpc.encode(), "device-number": str(number).encode()}
