@@ -355,6 +355,14 @@ class SecurityGroupService:
         rows = [self._row(s, r, caller.project_id) for r in (refs or [DEFAULT])]
         return tuple(dict.fromkeys(r.id for r in rows))
 
+    def kept(self, s: Session, project_id: str, group_ids: Sequence[str]) -> tuple[str, ...]:
+        """Of `group_ids`, those of the project that exist (an instance imported from elsewhere
+        names groups this cloud may not have); the project's default when none is left."""
+        have = set(s.scalars(select(SecurityGroupRow.id).where(
+            SecurityGroupRow.project_id == project_id, SecurityGroupRow.id.in_(list(group_ids)))))
+        kept = tuple(g for g in group_ids if g in have)
+        return kept or (self._row(s, DEFAULT, project_id).id,)
+
     @staticmethod
     def join(s: Session, instance_id: str, group_ids: Sequence[str]) -> None:
         """The instance's membership rows become `group_ids` (in the caller's transaction)."""
