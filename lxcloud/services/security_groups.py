@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lxcloud.core.caller import Caller
@@ -193,7 +194,11 @@ class SecurityGroupService:
         else:
             row = s.scalar(q.where(SecurityGroupRow.name == ref))
             if row is None and ref == DEFAULT:
-                row = self._make_default(s, project_id)
+                try:
+                    with s.begin_nested():   # two first needs at once (PostgreSQL): one wins
+                        row = self._make_default(s, project_id)
+                except IntegrityError:
+                    row = s.scalar(q.where(SecurityGroupRow.name == ref))
         if row is None:
             raise NotFound(f"security group {ref!r} not found", resource="security_group")
         return row

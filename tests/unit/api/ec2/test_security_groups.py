@@ -153,6 +153,13 @@ def test_instances_in_groups(ec2: Any, cloud: Cloud, image: dict[str, Any],
     (port,) = fw.ports.values()
     assert port.groups == (web, db) and port.addresses == (inst["Instances"][0]["PrivateIpAddress"],)
     assert code_of(ec2.delete_security_group, GroupId=web) == "InvalidGroup.InUse"
+    # the metadata service names them
+    from lxcloud.api.metadata.app import meta_data_tree
+    from lxcloud.api.metadata.lookup import make_lookup
+
+    view = make_lookup(cloud)(inst["Instances"][0]["PrivateIpAddress"])
+    assert view is not None and view.security_groups == ["web", "db"]
+    assert meta_data_tree(view).entries["security-groups"] == b"web\ndb"
     # without groups: the project's default
     other = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1)["Instances"][0]
     assert [g["GroupName"] for g in other["SecurityGroups"]] == ["default"]
