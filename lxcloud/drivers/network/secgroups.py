@@ -271,8 +271,11 @@ class SecurityGroups:
 
     def apply(self, table: str, ports: Sequence[PortPolicy], groups: Sequence[GroupPolicy]) -> None:
         """Full sync: the table's security-group state becomes exactly `ports` and `groups`, in
-        one transaction. Groups named by a port or a rule but absent from `groups` get no rules."""
-        check_bridged_filtering()
+        one transaction. Groups named by a port or a rule but absent from `groups` get no rules.
+        (Bridged filtering is checked when there are ports to filter: a cloud with no instance
+        starts on a host without it, and `lxcloud doctor` says what to do.)"""
+        if ports:
+            check_bridged_filtering()
         have = self.objects(table)
         tx = _Tx(table)
         self._base(tx)
@@ -467,4 +470,5 @@ def check_bridged_filtering() -> None:
         on = False
     if not on:
         raise DriverError("security groups need bridged traffic to pass nftables' inet hooks: "
-                          "load br_netfilter and set net.bridge.bridge-nf-call-iptables=1")
+                          "modprobe br_netfilter && "
+                          "sysctl -w net.bridge.bridge-nf-call-iptables=1 (see lxcloud doctor)")
