@@ -400,8 +400,10 @@ class SecurityGroupService:
                                resource="security_group")
         assert self.instance_of is not None
         inst = self.instance_of(instance, caller)
+        # the instance's project's groups (an admin may act on another project's instance)
+        owner = replace(caller, project_id=inst.project_id or caller.project_id)
         with self.db.session() as s:
-            gids = self.resolve(s, caller, refs)
+            gids = self.resolve(s, owner, refs)
             row = s.get(InstanceRow, inst.id)
             if row is None or row.state == State.TERMINATED:
                 raise NotFound(f"instance {instance!r} not found", resource="instance")
@@ -415,7 +417,8 @@ class SecurityGroupService:
 
     def of_instances(self, caller: Caller, instance_ids: Sequence[str]
                      ) -> dict[str, builtins.list[tuple[str, str]]]:
-        """instance id -> [(group id, group name)] in the instance's order."""
+        """instance id -> [(group id, group name)] in the instance's order (of instances the
+        caller was allowed to see: their groups are their project's)."""
         out: dict[str, builtins.list[tuple[str, str]]] = {i: [] for i in instance_ids}
         if not instance_ids:
             return out
@@ -424,8 +427,7 @@ class SecurityGroupService:
                                       SecurityGroupRow.id, SecurityGroupRow.name)
                                .join(SecurityGroupRow,
                                      SecurityGroupRow.id == InstanceSecurityGroupRow.group_id)
-                               .where(InstanceSecurityGroupRow.instance_id.in_(instance_ids),
-                                      SecurityGroupRow.project_id == caller.project_id)
+                               .where(InstanceSecurityGroupRow.instance_id.in_(instance_ids))
                                .order_by(InstanceSecurityGroupRow.position)):
                 out[m.instance_id].append((m.id, m.name))
         return out
