@@ -356,7 +356,7 @@ class SecurityGroups:
     def forget_bridge(self, table: str, bridge: str) -> None:
         """A network's bridge is gone: it leaves the set of bridges with filtered ports.
         Not there (or no table): no-op."""
-        if bridge in self._elements(table, "set", BRIDGES):
+        if bridge in self._state(table)[1].get(BRIDGES, []):
             tx = _Tx(table)
             tx.elements("delete", BRIDGES, [bridge])
             self._run(tx, f"forget bridge {bridge} in {FAMILY} {table}")
