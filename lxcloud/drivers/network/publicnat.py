@@ -9,8 +9,10 @@ never collide with firewall.py's `<bridge>_*` chains:
   pub_output       nat/output      the same for the host's own connections
   pub_postrouting  nat/srcnat-10   1:1 SNAT (private . out interface -> public): only traffic
                                    leaving through the address's own interface; it runs before
-                                   the network's masquerade (srcnat), and the first NAT wins
-  pub_forward      filter/-10      accept connections DNATed to one of our targets
+                                   the network's masquerade (srcnat), and the first NAT wins;
+                                   masquerade of hairpin connections (marked in pub_forward)
+  pub_forward      filter/-10      accept connections DNATed to one of our targets; mark those
+                                   from an instance network (conntrack mark bit HAIRPIN)
 
 The rules never change: every address and forward is an element of the maps they look up
 (`pub_dnat`, `pub_snat`, `pub_fwd_addr` + `pub_fwd_port`, and the set `pub_targets`), so an
@@ -47,6 +49,9 @@ MAPS: dict[str, tuple[Any, str | None]] = {
     TARGETS: ("ipv4_addr", None),     # a set
 }
 _EEXIST, _EADDRNOTAVAIL, _ENODEV = 17, 99, 19
+# the conntrack mark bit of connections from an instance network to a public address (hairpin)
+HAIRPIN = 1 << 26
+BRIDGE_PREFIX = "lxcbr"     # every cloud's instance networks (base.NetworkSpec.bridge_prefix)
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,7 @@ def _lookup(key: Json, name: str) -> Json:
     return {"map": {"key": key, "data": f"@{name}"}}
 
 
-def base(table: str) -> list[Json]:
+def base(table: str, bridge_prefix: str = BRIDGE_PREFIX) -> list[Json]:
     """Table, maps (their elements kept) and chains with their fixed rules (rewritten)."""
     cmds: list[Json] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
     for name, (key, data) in MAPS.items():
@@ -218,14 +223,26 @@ def base(table: str) -> list[Json]:
     one_to_one = {"dnat": {"family": "ip", "addr": _lookup(_payload("ip", "daddr"), DNAT)}}
     for chain in ("pub_prerouting", "pub_output"):
         cmds += [rule(chain, forward), rule(chain, one_to_one)]
+    dnat = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
+    to_target = {"match": {"op": "==", "left": _payload("ip", "daddr"), "right": f"@{TARGETS}"}}
+    mark = {"ct": {"key": "mark"}}
+    instances = f"{bridge_prefix}*"
     cmds += [
+        # An instance reaching a public address (hairpin): the connection is marked in forward
+        # (where both interfaces are known) and masqueraded, or a neighbour on the same bridge
+        # would answer it straight from its private address.
+        rule("pub_postrouting",
+             {"match": {"op": "!=", "left": {"&": [mark, HAIRPIN]}, "right": 0}},
+             {"masquerade": None}),
         rule("pub_postrouting",
              {"snat": {"family": "ip", "addr": _lookup(
                  {"concat": [_payload("ip", "saddr"), _meta("oifname")]}, SNAT)}}),
-        rule("pub_forward", {"match": {"op": "in", "left": {"ct": {"key": "status"}},
-                                       "right": "dnat"}},
-             {"match": {"op": "==", "left": _payload("ip", "daddr"), "right": f"@{TARGETS}"}},
-             {"accept": None}),
+        rule("pub_forward", dnat, to_target,
+             {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["new"]}},
+             {"match": {"op": "==", "left": _meta("iifname"), "right": instances}},
+             {"match": {"op": "==", "left": _meta("oifname"), "right": instances}},
+             {"mangle": {"key": mark, "value": {"|": [mark, HAIRPIN]}}}),
+        rule("pub_forward", dnat, to_target, {"accept": None}),
     ]
     return cmds
 
@@ -318,8 +335,9 @@ class PublicNatDriver:
     """Public addresses of one host: netlink for the /32s, libnftables for the maps. Thread-safe;
     stateless (the kernel's maps and addresses are the state)."""
 
-    def __init__(self, nft: Nft | None = None) -> None:
+    def __init__(self, nft: Nft | None = None, bridge_prefix: str = BRIDGE_PREFIX) -> None:
         self.nft = nft or NFT
+        self.bridge_prefix = bridge_prefix
         self._ipr: Any = None
         self._lock = threading.RLock()
 
@@ -347,7 +365,8 @@ class PublicNatDriver:
             for addr, ifname in sorted(wanted):
                 self._add_addr(addr, ifname)
             old = self._read(nat.table)
-            self.nft.run(base(nat.table) + _diff(nat.table, old, _state_of(nat)),
+            self.nft.run(base(nat.table, self.bridge_prefix)
+                         + _diff(nat.table, old, _state_of(nat)),
                          f"sync public addresses in {FAMILY} {nat.table}")
             for pool in nat.pools:
                 for addr in self._held(pool):
@@ -461,7 +480,8 @@ class PublicNatDriver:
         new = _State(dict(old.dnat), dict(old.snat), dict(old.fwd))
         change(new)
         new.targets = new.wanted_targets()
-        self.nft.run(base(table) + _diff(table, old, new), f"{what} in {FAMILY} {table}")
+        self.nft.run(base(table, self.bridge_prefix) + _diff(table, old, new),
+                     f"{what} in {FAMILY} {table}")
         # An address no longer mapped leaves its interface (an association's interface is in
         # the SNAT map; a forward's comes from the caller).
         in_use = set(new.dnat) | {k[0] for k in new.fwd}

@@ -13,10 +13,12 @@ import pytest
 
 from lxcloud.core.caller import Caller
 from lxcloud.services.cloud import Cloud
-from lxcloud.services.instances import LaunchRequest
+from lxcloud.services.instances import LaunchRequest, NicRequest
+from lxcloud.services.networks import NetworkRequest
 from lxcloud.services.security_groups import RuleSpec
 from tests.integration.outside import Outside, addresses, outside_world
-from tests.integration.services.stack import Stack, ok, running_stack, wait
+from tests.integration.services.stack import Stack, ok, running_stack, sh, wait
+from tests.subnets import free_subnet
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.root
@@ -113,3 +115,33 @@ def test_public_address_port_forward_and_restart(stack: Stack, world: Outside) -
     for a in (addr, fwd_addr):
         c.addresses.release(a.id)
     c.addresses.delete_pool("public")
+
+
+def test_instances_reach_a_public_address_from_inside(stack: Stack, world: Outside) -> None:
+    """Another network's instance and a neighbour on the same network reach a container through
+    its public address, as the outside does."""
+    c = stack.cloud
+    c.addresses.create_pool("inside", world.interface, world.range)
+    launch_server(c, "srv")
+    pid = c.instances.get("srv").project_id or ""
+    owner = Caller(user_id="system", user="system", project_id=pid, project="")
+    c.security_groups.add_rules("default", [
+        RuleSpec("ingress", "tcp", 7000, 7000, cidr="0.0.0.0/0")], owner)
+    side = c.networks.create(owner, NetworkRequest("side", free_subnet()))
+    for name, net in (("near", None), ("far", side.name)):
+        nics = (NicRequest(network=net),) if net else ()
+        [(_, op)] = c.instances.launch(LaunchRequest(image="busybox", name=name, memory="64MiB",
+                                                     nics=nics))
+        assert op is not None
+        wait(c, op.id)
+    addr = c.addresses.allocate()
+    c.addresses.associate(addr.id, "srv")
+    assert world.ask(addr.address, 7000) == "instance"
+    for name in ("far", "near"):
+        code, out = sh(c, name, f"nc -w 3 {addr.address} 7000 </dev/null")
+        assert out.strip() == "instance", (name, code, out)
+    for name in ("srv", "near", "far"):
+        wait(c, c.instances.delete(name, force=True).id)
+    c.addresses.release(addr.id)
+    c.addresses.delete_pool("inside")
+    c.networks.delete(owner, "side")
