@@ -469,6 +469,12 @@ class PublicNatDriver:
         with self._lock:
             return self._held(pool)
 
+    def host_addresses(self) -> list[str]:
+        """Every IPv4 address of the host (this network namespace), the pools' /32s included."""
+        with self._lock:
+            return sorted({str(a.get("IFA_ADDRESS")) for a in self._nl().get_addr(family=2)
+                           if a.get("IFA_ADDRESS")})
+
     def interface_exists(self, name: str) -> bool:
         with self._lock:
             return bool(self._nl().link_lookup(ifname=_ifname(name)))

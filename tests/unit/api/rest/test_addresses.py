@@ -213,3 +213,29 @@ def test_detaching_a_nic_disassociates_its_address(api: TestClient, image: Any,
     assert api.get(f"/api/v1/addresses/{b['id']}").json()["associated"] is False
     assert api.get(f"/api/v1/addresses/{a['id']}").json()["associated"] is True
     assert set(node.public_nat.associations) == {a["address"]}
+
+
+def test_admins_forward_the_hosts_own_address(api: TestClient, image: Any,
+                                              node: FakeNode) -> None:
+    make_pool(api)
+    launch(api, name="web")
+    r = api.post("/api/v1/port-forwards", json={"address": "192.0.2.1", "port": 2222,
+                                                "instance": "web", "target_port": 22})
+    assert r.status_code == 201, r.text
+    f = r.json()
+    assert (f["address"], f["address_id"]) == ("192.0.2.1", None)
+    assert node.public_nat.forwards[("192.0.2.1", "tcp", 2222)].interface == ""
+    assert [x["id"] for x in api.get("/api/v1/port-forwards",
+                                     params={"address": "192.0.2.1"}).json()] == [f["id"]]
+    # not a host address, or one of a pool's (unallocated) range: not found
+    for addr in ("203.0.113.77", "192.0.2.11"):
+        r = api.post("/api/v1/port-forwards", json={"address": addr, "port": 2222,
+                                                    "instance": "web"})
+        assert r.status_code == 404, (addr, r.text)
+    bob = member(api, "bob", "blue")
+    launch(bob, name="bobs")
+    r = bob.post("/api/v1/port-forwards", json={"address": "192.0.2.1", "port": 2223,
+                                                "instance": "bobs"})
+    assert r.status_code == 403
+    assert api.delete(f"/api/v1/port-forwards/{f['id']}").status_code == 204
+    assert node.public_nat.forwards == {}
