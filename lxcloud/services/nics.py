@@ -105,6 +105,8 @@ class NicService:
         def job(progress: Progress) -> dict[str, str]:
             progress(30, f"attaching {nic.name} on {net.name}")
             self.networks.add_dns(net, nic, inst.name)
+            if self.instances.security_groups is not None:   # filtered before it comes up
+                self.instances.security_groups.secure(inst.id, [nic])
             self.node.attach_nic(spec, nic)
             self._changed(inst.id, new.nics)
             return {"nic": nic.name, "ipv4": nic.ipv4 or "", "mac": nic.mac}
