@@ -22,9 +22,10 @@ kernel's maps are the driver's only state (it keeps none: each call reads them f
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -342,6 +343,14 @@ class PublicNatDriver:
         self.bridge_prefix = bridge_prefix
         self._ipr: Any = None
         self._lock = threading.RLock()
+        self._ifindex: dict[str, int | None] = {}   # within one call: one lookup per interface
+
+    @contextlib.contextmanager
+    def _op(self) -> Iterator[None]:
+        """One call of the contract: under the lock, interfaces looked up afresh."""
+        with self._lock:
+            self._ifindex.clear()
+            yield
 
     # --- netlink socket lifetime
     def _nl(self) -> Any:
@@ -361,11 +370,14 @@ class PublicNatDriver:
         use (other addresses of a pool's range there are removed; nothing outside the ranges is
         touched). One nftables transaction. Idempotent."""
         check(nat)
-        with self._lock:
+        with self._op():
             wanted = self._addresses(nat.associations, nat.forwards)
-            self._check_interfaces({i for _, i in wanted})
+            ifaces = {i for _, i in wanted}
+            self._check_interfaces(ifaces)
+            held = {i: set(self._on(i)) for i in ifaces}
             for addr, ifname in sorted(wanted):
-                self._add_addr(addr, ifname)
+                if addr not in held[ifname]:
+                    self._add_addr(addr, ifname)
             old = self._read(nat.table)
             self.nft.run(base(nat.table, self.bridge_prefix)
                          + _diff(nat.table, old, _state_of(nat)),
@@ -379,7 +391,7 @@ class PublicNatDriver:
         """`a.address` on its interface and mapped to `a.private_ip` both ways (replacing what
         either had before). Idempotent."""
         check_association(a)
-        with self._lock:
+        with self._op():
             self._check_interfaces({a.interface})
 
             def change(s: _State) -> None:
@@ -399,7 +411,7 @@ class PublicNatDriver:
         """`a.address` mapped to nothing, and off its interface unless a forward still uses it.
         Missing: no-op."""
         check_association(a)
-        with self._lock:
+        with self._op():
             def change(s: _State) -> None:
                 if s.dnat.get(a.address) == a.private_ip:
                     del s.dnat[a.address]
@@ -411,7 +423,7 @@ class PublicNatDriver:
     def add_forward(self, table: str, f: PortForward) -> None:
         """Connections to `f.address`:`f.port` go to `f.private_ip`:`f.target_port`. Idempotent."""
         check_forward(f)
-        with self._lock:
+        with self._op():
             if f.interface:
                 self._check_interfaces({f.interface})
                 self._add_addr(f.address, f.interface)
@@ -425,7 +437,7 @@ class PublicNatDriver:
         """The forward gone (its pool address off the interface unless still in use). Missing:
         no-op."""
         check_forward(f)
-        with self._lock:
+        with self._op():
             def change(s: _State) -> None:
                 s.fwd.pop(f.key, None)
 
@@ -436,7 +448,7 @@ class PublicNatDriver:
     def teardown(self, table: str, pools: Iterable[AddressPool] = ()) -> None:
         """Our chains, maps and the pools' /32s removed; the table too once nothing else is in
         it. Missing: no-op."""
-        with self._lock:
+        with self._op():
             content = self._list(table)
             if content is not None:
                 chains = {o["chain"]["name"] for o in content if "chain" in o}
@@ -460,7 +472,7 @@ class PublicNatDriver:
     def state(self, table: str, pools: Iterable[AddressPool] = ()) -> PublicNat:
         """What the host has (the maps as associations and forwards). Forwards' interfaces are
         not kept in the maps: they come back as ""."""
-        with self._lock:
+        with self._op():
             s = self._read(table)
         fwds = tuple(PortForward(a, p, port, priv, tport)
                      for (a, p, port), (priv, tport) in sorted(s.fwd.items()))
@@ -468,17 +480,17 @@ class PublicNatDriver:
 
     def held_addresses(self, pool: AddressPool) -> list[str]:
         """The /32s of `pool`'s range on its interface."""
-        with self._lock:
+        with self._op():
             return self._held(pool)
 
     def host_addresses(self) -> list[str]:
         """Every IPv4 address of the host (this network namespace), the pools' /32s included."""
-        with self._lock:
+        with self._op():
             return sorted({str(a.get("IFA_ADDRESS")) for a in self._nl().get_addr(family=2)
                            if a.get("IFA_ADDRESS")})
 
     def interface_exists(self, name: str) -> bool:
-        with self._lock:
+        with self._op():
             return bool(self._nl().link_lookup(ifname=_ifname(name)))
 
     # --- helpers
@@ -515,8 +527,10 @@ class PublicNatDriver:
                 | {(f.address, f.interface) for f in forwards if f.interface})
 
     def _index(self, ifname: str) -> int | None:
-        found = self._nl().link_lookup(ifname=ifname)
-        return int(found[0]) if found else None
+        if ifname not in self._ifindex:
+            found = self._nl().link_lookup(ifname=ifname)
+            self._ifindex[ifname] = int(found[0]) if found else None
+        return self._ifindex[ifname]
 
     def _check_interfaces(self, names: Iterable[str]) -> None:
         for name in names:
@@ -525,11 +539,15 @@ class PublicNatDriver:
                                    resource="interface")
 
     def _held(self, pool: AddressPool) -> list[str]:
-        idx = self._index(pool.interface)
+        return [a for a in self._on(pool.interface) if a in pool]
+
+    def _on(self, ifname: str) -> list[str]:
+        """The /32s on an interface."""
+        idx = self._index(ifname)
         if idx is None:
             return []
-        return sorted(a.get("IFA_ADDRESS") for a in self._nl().get_addr(index=idx, family=2)
-                      if a["prefixlen"] == 32 and a.get("IFA_ADDRESS") in pool)
+        return sorted(str(a.get("IFA_ADDRESS")) for a in self._nl().get_addr(index=idx, family=2)
+                      if a["prefixlen"] == 32 and a.get("IFA_ADDRESS"))
 
     def _add_addr(self, addr: str, ifname: str) -> None:
         idx = self._index(ifname)
