@@ -273,7 +273,8 @@ class AddressService:
             self.tags.check(tags)
             name = tags.get("Name")
             if name is not None and self.find(name, caller=caller) is not None:
-                raise Conflict(f"an address named {name!r} already exists", resource="address")
+                raise Conflict(f"an address named {name!r} already exists",
+                               resource="address_name")
         if address is not None and not _ip_ok(address):
             raise InvalidInput(f"{address!r} is not an IPv4 address", resource="address")
         pools = [self.get_pool(pool)] if pool else self.list_pools()
@@ -306,7 +307,7 @@ class AddressService:
                 if _in_range(wanted, p.range_start, p.range_end) and wanted != p.gateway:
                     if wanted in used:
                         raise Conflict(f"address {wanted} is already allocated",
-                                       resource="address")
+                                       resource="address_taken")
                     return p, str(ipaddress.IPv4Address(wanted))
             raise InvalidInput(f"address {wanted} is in no address pool", resource="address")
         for p in pools:

@@ -31,6 +31,7 @@ def test_allocate_associate_describe_disassociate_release(
     classic = ec2.allocate_address(Domain="standard")
     assert classic["Domain"] == "standard" and classic["PublicIp"] == "198.51.100.11"
     assert code_of(ec2.allocate_address, Domain="galaxy") == "InvalidParameterValue"
+    assert code_of(ec2.allocate_address, Address=a["PublicIp"]) == "InvalidParameterValue"
 
     iid = running(ec2, image, cloud)
     other = running(ec2, image, cloud)
