@@ -539,7 +539,10 @@ class AddressService:
         is logged, not fatal: the rest of the cloud works."""
         pools, assocs, fwds = self.desired()
         try:
-            self.node.sync_public(pools, assocs, fwds)
+            if pools or assocs or fwds:
+                self.node.sync_public(pools, assocs, fwds)
+            else:       # a cloud without public addresses has none of their chains either
+                self.node.teardown_public([])
         except Exception:
             log.exception("public addresses could not be brought back on this host")
 
