@@ -136,6 +136,11 @@ class AddressService:
                 raise InvalidInput(f"gateway {gateway!r} is not an address of {net}",
                                    resource="address_pool")
             gateway = gw
+        # the host's own addresses (and another cloud's public ones) are never handed out
+        taken = [a for a in self.node.host_addresses() if _ip_ok(a) and _in_range(a, first, last)]
+        if taken:
+            raise InvalidInput(f"range {first}-{last} holds {', '.join(taken[:3])}, already an "
+                               "address of this host: leave it out", resource="address_pool")
         for n in self._private_networks():
             if net.overlaps(n) and (ipaddress.IPv4Address(first) in n
                                     or ipaddress.IPv4Address(last) in n):
