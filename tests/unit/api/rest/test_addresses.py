@@ -240,3 +240,26 @@ def test_admins_forward_the_hosts_own_address(api: TestClient, image: Any,
     assert r.status_code == 403
     assert api.delete(f"/api/v1/port-forwards/{f['id']}").status_code == 204
     assert node.public_nat.forwards == {}
+
+
+def test_another_projects_addresses_and_instances_are_not_found(api: TestClient,
+                                                               image: Any) -> None:
+    make_pool(api)
+    launch(api, name="web")
+    mine = allocate(api)
+    bob = member(api, "bob", "blue")
+    launch(bob, name="bobs")
+    his = allocate(bob)
+    for call in (lambda: bob.post(f"/api/v1/addresses/{mine['id']}/associate",
+                                  json={"instance": "bobs"}),
+                 lambda: bob.post(f"/api/v1/addresses/{his['id']}/associate",
+                                  json={"instance": "web"}),
+                 lambda: bob.post(f"/api/v1/addresses/{mine['address']}/disassociate"),
+                 lambda: bob.delete(f"/api/v1/addresses/{mine['id']}"),
+                 lambda: bob.post("/api/v1/port-forwards", json={"address": his["id"],
+                                                                 "port": 80, "instance": "web"})):
+        r = call()
+        assert r.status_code == 404, r.text
+    assert api.get(f"/api/v1/addresses/{mine['id']}").json()["associated"] is False
+    assert bob.post(f"/api/v1/addresses/{his['id']}/associate",
+                    json={"instance": "bobs"}).status_code == 200
