@@ -403,9 +403,9 @@ class PublicNatDriver:
                 s.dnat[a.address] = a.private_ip
                 s.snat[(a.private_ip, a.interface)] = a.address
 
-            self._add_addr(a.address, a.interface)
-            self._change(table, change, f"associate {a.address} with {a.private_ip}",
-                         released=())
+            with self._address_held(a.address, a.interface):
+                self._change(table, change, f"associate {a.address} with {a.private_ip}",
+                             released=())
 
     def disassociate(self, table: str, a: Association) -> None:
         """`a.address` mapped to nothing, and off its interface unless a forward still uses it.
@@ -426,12 +426,13 @@ class PublicNatDriver:
         with self._op():
             if f.interface:
                 self._check_interfaces({f.interface})
-                self._add_addr(f.address, f.interface)
 
             def change(s: _State) -> None:
                 s.fwd[f.key] = (f.private_ip, f.target_port)
 
-            self._change(table, change, f"forward {f.address}:{f.port}/{f.protocol}", released=())
+            with self._address_held(f.address, f.interface):
+                self._change(table, change, f"forward {f.address}:{f.port}/{f.protocol}",
+                             released=())
 
     def remove_forward(self, table: str, f: PortForward) -> None:
         """The forward gone (its pool address off the interface unless still in use). Missing:
@@ -494,6 +495,20 @@ class PublicNatDriver:
             return bool(self._nl().link_lookup(ifname=_ifname(name)))
 
     # --- helpers
+    @contextlib.contextmanager
+    def _address_held(self, addr: str, ifname: str) -> Iterator[None]:
+        """`addr` on `ifname` (when given) for what follows; taken off again if that fails and
+        it was not there before (nothing half-made)."""
+        added = bool(ifname) and addr not in self._on(ifname)
+        if added:
+            self._add_addr(addr, ifname)
+        try:
+            yield
+        except BaseException:
+            if added:
+                self._del_addr(addr, ifname)
+            raise
+
     def _change(self, table: str, change: Any, what: str,
                 released: Iterable[tuple[str, str]]) -> None:
         old = self._read(table)
