@@ -137,14 +137,15 @@ class AddressService:
                                    resource="address_pool")
             gateway = gw
         # the host's own addresses (and another cloud's public ones) are never handed out
-        taken = [a for a in self.node.host_addresses() if _ip_ok(a) and _in_range(a, first, last)]
+        taken = [a for a in self.node.host_addresses()
+                 if _ip_ok(a) and _in_range(a, first, last) and a != gateway]
         if taken:
             raise InvalidInput(f"range {first}-{last} holds {', '.join(taken[:3])}, already an "
                                "address of this host: leave it out", resource="address_pool")
         for n in self._private_networks():
-            if net.overlaps(n) and (ipaddress.IPv4Address(first) in n
-                                    or ipaddress.IPv4Address(last) in n):
-                raise InvalidInput(f"range {first}-{last} is inside the cloud network {n}",
+            if ipaddress.IPv4Address(first) <= n.broadcast_address \
+                    and ipaddress.IPv4Address(last) >= n.network_address:
+                raise InvalidInput(f"range {first}-{last} overlaps the cloud network {n}",
                                    resource="address_pool")
         with self._mu, self.db.session() as s:
             for other in s.scalars(select(AddressPoolRow)):

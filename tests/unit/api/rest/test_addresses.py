@@ -37,7 +37,8 @@ def test_pools_are_checked_and_admin_only(api: TestClient, node: FakeNode) -> No
            ({"range": "banana"}, 400), ({"name": "other", "range": "192.0.2.12-192.0.2.30"}, 409),
            ({"name": "dup"}, 409), ({"name": "in-net", "range": "10.251.7.3-10.251.7.4"}, 400),
            ({"name": "gw", "range": "198.51.100.1-198.51.100.2", "gateway": "192.0.2.1"}, 400),
-           ({"name": "host", "range": "192.0.2.1-192.0.2.5"}, 400)]
+           ({"name": "host", "range": "192.0.2.1-192.0.2.5"}, 400),
+           ({"name": "over", "range": "10.251.6.250-10.251.8.1"}, 400)]
     for change, status in bad:
         body = {**POOL, **change}
         if change.get("name") == "dup":
