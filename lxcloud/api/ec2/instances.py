@@ -153,6 +153,7 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         "key-name": lambda i: i.key_name, "availability-zone": lambda i: _zone(ctx, i),
         "reservation-id": _reservation, "private-dns-name": lambda i: _dns(ctx, i),
         "architecture": lambda i: ec2_arch(_arch(ctx, i.image_id)),
+        "ip-address": lambda i: public_ip(ctx, i.id),
     })
     fields.update(NETWORK_FILTERS)
     items = apply_filters(items, filters, fields, lambda i: tags.get(i.id, {}))

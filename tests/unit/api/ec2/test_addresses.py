@@ -40,6 +40,8 @@ def test_allocate_associate_describe_disassociate_release(
     assert assoc.startswith("eipassoc-")
     inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     assert inst["PublicIpAddress"] == a["PublicIp"]
+    found = ec2.describe_instances(Filters=[{"Name": "ip-address", "Values": [a["PublicIp"]]}])
+    assert [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]] == [iid]
     [eni] = inst["NetworkInterfaces"]
     assert eni["Association"]["PublicIp"] == a["PublicIp"]
     assert eni["PrivateIpAddresses"][0]["Association"]["PublicIp"] == a["PublicIp"]
