@@ -264,3 +264,17 @@ def test_another_projects_addresses_and_instances_are_not_found(api: TestClient,
     assert api.get(f"/api/v1/addresses/{mine['id']}").json()["associated"] is False
     assert bob.post(f"/api/v1/addresses/{his['id']}/associate",
                     json={"instance": "bobs"}).status_code == 200
+
+
+def test_a_macvlan_nic_has_no_public_address(api: TestClient, image: Any,
+                                             node: FakeNode) -> None:
+    from tests.unit.api.rest.test_networks import create
+
+    make_pool(api)
+    node.network_drivers_add("macvlan")
+    create(api, "lan", "10.252.8.0/24", driver="macvlan", parent="eth0", macvlan_mode="bridge")
+    launch(api, name="direct", network="lan")
+    a = allocate(api)
+    r = api.post(f"/api/v1/addresses/{a['id']}/associate", json={"instance": "direct"})
+    assert r.status_code == 422 and "does not pass the host's NAT" in r.json()["error"], r.text
+    assert node.public_nat.associations == {}
