@@ -20,6 +20,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from lxcloud.api.ec2.addresses import nic_association
 from lxcloud.api.ec2.common import (
     apply_filters,
     check_ids,
@@ -255,6 +256,7 @@ def _nic_common(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
     """What an instance's network interface shows in DescribeInstances and
     DescribeNetworkInterfaces alike."""
     dns = private_dns(ctx.cloud.settings.region, nic.ipv4) or None
+    public = nic_association(ctx, inst.id, nic.name)
     return {
         "networkInterfaceId": nic.id, "subnetId": subnet_id(nic.network),
         "vpcId": default_vpc_id(inst.project_id or ctx.caller.project_id),
@@ -262,8 +264,8 @@ def _nic_common(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
         "macAddress": nic.mac, "privateIpAddress": nic.ipv4, "privateDnsName": dns,
         "sourceDestCheck": True, "groupSet": _group_set(nic),
         "privateIpAddressesSet": [{"privateIpAddress": nic.ipv4, "privateDnsName": dns,
-                                   "primary": True}] if nic.ipv4 else [],
-        "interfaceType": "interface",
+                                   "primary": True, "association": public}] if nic.ipv4 else [],
+        "interfaceType": "interface", "association": public,
     }
 
 
