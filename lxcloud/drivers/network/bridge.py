@@ -13,7 +13,7 @@ from typing import Any
 
 from lxcloud.core.caps import NetworkCaps
 from lxcloud.core.errors import DriverError
-from lxcloud.core.ipam import NetworkPlan
+from lxcloud.core.ipam import NetworkPlan, mac_for
 from lxcloud.drivers.network.base import NetworkSpec, check_spec
 from lxcloud.drivers.network.firewall import Firewall
 
@@ -173,6 +173,12 @@ class BridgeDriver:
             ipr.link("set", index=idx, kind="bridge", br_stp_state=0, br_forward_delay=0)
         if link.get("IFLA_MTU") != spec.mtu:
             ipr.link("set", index=idx, mtu=spec.mtu)
+        # A bridge without an address of its own takes its lowest port's: each instance joining
+        # or leaving could change the gateway's MAC under its neighbours' ARP caches (their
+        # gateway unreachable until the entries expire). A fixed one, set once, stays.
+        mac = mac_for(spec.bridge, "bridge")
+        if link.get_attr("IFLA_ADDRESS") != mac:
+            ipr.link("set", index=idx, address=mac)
         if not link["flags"] & _IFF_UP:
             ipr.link("set", index=idx, state="up")
         return int(idx)

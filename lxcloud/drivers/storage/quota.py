@@ -508,7 +508,9 @@ class ImageAreas(DirAreas):
         if m is not None:
             loop.umount(area)
         try:
-            wait_until(lambda: not loop.loop_users(image), 0.5, f"{what} detaching")
+            # the kernel detaches an autoclear loop device from a work queue after the last
+            # unmount: on a loaded host (load 5 on 2 cores) that took over 0.5 s
+            wait_until(lambda: not loop.loop_users(image), 5, f"{what} detaching")
         except DriverError:
             devs = loop.loop_users(image)
             if devs and not loop.is_mounted(area):
