@@ -30,7 +30,7 @@ from lxcloud.core.waiting import wait_until
 from lxcloud.drivers.compute import hotplug, identity
 from lxcloud.drivers.compute.base import IdMap, Mount, RootfsSpec
 from lxcloud.drivers.network.macvlan import macvlan_mode
-from lxcloud.drivers.network.ratelimit import RateLimiter, Rates, hook_command
+from lxcloud.drivers.network.ratelimit import RateLimiter, Rates, script
 
 LXC_STATES = {
     "RUNNING": HostState.RUNNING, "STARTING": HostState.RUNNING, "STOPPING": HostState.RUNNING,
@@ -125,7 +125,12 @@ def _limit_lines(lim: Limits, version: int, pinned: Sequence[int] | None = None)
     return lines
 
 
-def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
+def rate_hooks(cdir: Path, nic: Nic) -> tuple[Path, Path]:
+    """Where the scripts setting and clearing a NIC's limits are, beside the container's config."""
+    return cdir / f"rates-eth{nic.index}.up", cdir / f"rates-eth{nic.index}.down"
+
+
+def _nic_lines(i: int, nic: Nic, veth: str, cdir: Path) -> list[str]:
     """The `lxc.net.i` keys of one NIC: a veth pair on its bridge (host end `veth`, with the
     rate limit hooks when it has a limit), or a macvlan device on its parent. Only the first NIC
     (i 0) gets the default route: a second one comes with its address alone."""
@@ -135,10 +140,9 @@ def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
                  f"{p}.macvlan.mode = {macvlan_mode(nic.mode)}"]
     else:
         lines = [f"{p}.type = veth", f"{p}.link = {nic.link}", f"{p}.veth.pair = {veth}"]
-        rates = Rates(nic.ingress, nic.egress)
-        if rates.any:
-            lines += [f"{p}.script.up = {hook_command(rates, 'up')}",
-                      f"{p}.script.down = {hook_command(rates, 'down')}"]
+        if nic.ingress or nic.egress:
+            up, down = rate_hooks(cdir, nic)
+            lines += [f"{p}.script.up = /bin/sh {up}", f"{p}.script.down = /bin/sh {down}"]
     lines += [f"{p}.flags = up", f"{p}.name = {nic.name}", f"{p}.mtu = {nic.mtu}"]
     if nic.mac:
         lines.append(f"{p}.hwaddr = {nic.mac}")
@@ -241,7 +245,7 @@ def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: 
         lines += [f"lxc.idmap = u 0 {m.host_uid} {m.count}", f"lxc.idmap = g 0 {m.host_gid} {m.count}"]
     if spec.nics:
         for i, nic in enumerate(spec.nics):
-            lines += _nic_lines(i, nic, veth[i])
+            lines += _nic_lines(i, nic, veth[i], cdir)
     else:
         lines.append("lxc.net.0.type = empty")   # own network namespace with only lo
     lines += _limit_lines(spec.limits, version,
@@ -402,6 +406,11 @@ class LxcDriver:
         common = LXC_CONFIG_DIR / "common.seccomp"
         (d / SECCOMP_FILE).write_text(render_seccomp(common.read_text() if common.is_file()
                                                      else ""))
+        for nic, port in zip(spec.nics, veths, strict=True):
+            if nic.driver != "macvlan" and (nic.ingress or nic.egress):
+                up, down = rate_hooks(d, nic)
+                up.write_text(script(port, Rates(nic.ingress, nic.egress)))
+                down.write_text(script(port, Rates()))
         tmp = d / "config.tmp"
         tmp.write_text(config)
         files: dict[str, bytes] = {
@@ -603,7 +612,7 @@ class LxcDriver:
             self._lxc("lxc-stop", name, "-k", check=False)
             self._wait(name, {HostState.STOPPED}, 10)
         # Not lxc-destroy: it would delete the rootfs too, which belongs to the storage driver.
-        limited = "script.up" in (d / "config").read_text() if self._exists(name) else False
+        limited = any(d.glob("rates-*.up"))
         shutil.rmtree(d)
         if limited:     # its stop hook removed its ifbs; one killed without it would leave them
             self.rates().sweep(self.veth_prefix)
