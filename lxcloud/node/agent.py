@@ -506,6 +506,10 @@ class NodeAgent:
         if self.secgroups is not None:
             self.secgroups.update_group(self.settings.nft_table, group)
 
+    def remove_security_group(self, group_id: str) -> None:
+        if self.secgroups is not None:
+            self.secgroups.remove_group(self.settings.nft_table, group_id)
+
     def start(self, instance_id: str) -> None:
         self._driver_of(instance_id).start(instance_id)
 

@@ -119,6 +119,9 @@ class NodeClient(Protocol):
     def update_security_group(self, group: GroupPolicy) -> None:
         """A group's rules replaced, for every instance in it at once."""
 
+    def remove_security_group(self, group_id: str) -> None:
+        """A deleted group's rules and member set gone from the host."""
+
     def start(self, instance_id: str) -> None: ...
     def stop(self, instance_id: str, force: bool = False, timeout: float = 30) -> None: ...
     def reboot(self, instance_id: str) -> None: ...

@@ -285,7 +285,7 @@ def _parse(content: Iterable[Json]) -> _State:
     fwd_port: dict[tuple[str, str, int], int] = {}
     for obj in content:
         m = obj.get("map") or obj.get("set")
-        if not m:
+        if not m or m.get("name") not in MAPS:   # the table's other sets (security groups')
             continue
         elems = m.get("elem", [])
         name = m["name"]
