@@ -11,19 +11,13 @@ from rich.table import Table
 
 from lxcloud.cli.common import JSON, api_errors, err, g, out, print_json, wait_op
 from lxcloud.cli.terminal import strip_terminal
+from lxcloud.core.units import format_rate
 
 
 def _fmt_mem(n: Any) -> str:
     from lxcloud.core.units import format_size
 
     return format_size(int(n)) if isinstance(n, int) else str(n)
-
-
-def _fmt_rate(bits: int) -> str:
-    for unit, n in (("Gbit", 10**9), ("Mbit", 10**6), ("Kbit", 10**3)):
-        if bits >= n and bits % n == 0:
-            return f"{bits // n}{unit}"
-    return f"{bits}bit"
 
 
 def register(app: typer.Typer) -> None:
@@ -125,7 +119,7 @@ def register(app: typer.Typer) -> None:
                      ("created", i["created"])]:
             out.print(f"{k + ':':10} {v if v is not None else ''}", highlight=False)
         for n in i.get("nics") or []:
-            extra = "".join(f", {k} {_fmt_rate(n[k])}" for k in ("ingress", "egress") if n.get(k))
+            extra = "".join(f", {k} {format_rate(n[k])}" for k in ("ingress", "egress") if n.get(k))
             groups = ", ".join(n.get("security_groups") or [])
             out.print(f"{'nic:':10} {n['name']} on {n['network']}, {n['ipv4'] or 'no address'}, "
                       f"{n['mac']}{extra}" + (f", groups {groups}" if groups else ""),

@@ -6,6 +6,7 @@ import typer
 
 from lxcloud.cli import (
     accounts,
+    addresses,
     copies,
     doctor,
     images,
@@ -48,6 +49,8 @@ app.add_typer(accounts.project_app, name="project")
 app.add_typer(accounts.user_app, name="user")
 app.add_typer(secgroups.app, name="secgroup")
 app.add_typer(secgroups.instance_app, name="instance")
+app.add_typer(addresses.address_app, name="address")
+app.add_typer(addresses.forward_app, name="port-forward")
 
 
 def main() -> None:

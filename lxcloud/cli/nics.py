@@ -9,6 +9,7 @@ from rich.table import Table
 
 from lxcloud.cli.client import Client
 from lxcloud.cli.common import JSON, api_errors, g, new_app, out, print_json, wait_op
+from lxcloud.core.units import format_rate
 
 nic_app = new_app(help="NICs: an instance's network interfaces, attached and detached while it "
                        "runs or is stopped, and their bandwidth limits.")
@@ -16,12 +17,7 @@ nic_app = new_app(help="NICs: an instance's network interfaces, attached and det
 
 def rate(bits: int) -> str:
     """bits/s as the CLI shows a limit ("10Mbit"; "-" for none)."""
-    if not bits:
-        return "-"
-    for unit, mult in (("Gbit", 10**9), ("Mbit", 10**6), ("Kbit", 10**3)):
-        if bits >= mult and bits % mult == 0:
-            return f"{bits // mult}{unit}"
-    return f"{bits}bit"
+    return format_rate(bits) or "-"
 
 
 def _done(c: Client, res: dict[str, Any], title: str, as_json: bool) -> dict[str, Any]:

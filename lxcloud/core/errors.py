@@ -20,6 +20,9 @@ class Reason(StrEnum):
     INVALID_COMBINATION = "invalid_combination"       # valid alone, not together
     MISSING_PARAMETER = "missing_parameter"           # a required value was not given
     ZONE_MISMATCH = "zone_mismatch"                   # a volume and an instance in two zones
+    OVERLAP = "overlap"                               # a subnet overlaps another or a host route
+    SUBNET_RANGE = "subnet_range"                     # a subnet that is no usable IPv4 network
+    ADDRESS_IN_USE = "address_in_use"                 # a fixed address another instance holds
 
 
 class LxcloudError(Exception):

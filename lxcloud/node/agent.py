@@ -298,8 +298,11 @@ class NodeAgent:
         state = compute.state(spec.id)
         if state in (HostState.RUNNING, HostState.FROZEN):
             compute.detach_nic(replace(spec, nics=(*spec.nics, nic)), nic)
+        port = compute.port_name(spec.id, nic.index)
         if self.guard is not None and self._guarded(nic):
-            self.guard.forget(self.settings.nft_table, [compute.port_name(spec.id, nic.index)])
+            self.guard.forget(self.settings.nft_table, [port])
+        if self.secgroups is not None:
+            self.secgroups.remove_ports(self.settings.nft_table, [port])
         if state is not HostState.MISSING:
             compute.create(spec, self._root(spec), self._mounts(spec))
 

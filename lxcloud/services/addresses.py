@@ -528,10 +528,20 @@ class AddressService:
     def release_instance(self, s: Session, instance_id: str) -> None:
         """In the transaction terminating `instance_id`: its addresses disassociated (they stay
         allocated to the project, as on EC2) and its port forwards removed, on the host too."""
-        rows = list(s.scalars(select(PublicAddressRow).where(
-            PublicAddressRow.instance_id == instance_id)))
-        fwds = list(s.scalars(select(PortForwardRow).where(
-            PortForwardRow.instance_id == instance_id)))
+        self._release(s, instance_id)
+
+    def release_nic(self, s: Session, instance_id: str, nic: str) -> None:
+        """In the transaction detaching the NIC `nic`: the same for that NIC's address."""
+        self._release(s, instance_id, nic)
+
+    def _release(self, s: Session, instance_id: str, nic: str | None = None) -> None:
+        q_addr = select(PublicAddressRow).where(PublicAddressRow.instance_id == instance_id)
+        q_fwd = select(PortForwardRow).where(PortForwardRow.instance_id == instance_id)
+        if nic is not None:
+            q_addr = q_addr.where(PublicAddressRow.nic == nic)
+            q_fwd = q_fwd.where(PortForwardRow.nic == nic)
+        rows = list(s.scalars(q_addr))
+        fwds = list(s.scalars(q_fwd))
         if not rows and not fwds:
             return
         ifaces = dict(s.execute(select(AddressPoolRow.id, AddressPoolRow.interface)).all())  # type: ignore[arg-type]
@@ -551,7 +561,8 @@ class AddressService:
                           instance_id)
         for r in rows:
             _clear(r)
-        s.execute(delete(PortForwardRow).where(PortForwardRow.instance_id == instance_id))
+        for f in fwds:
+            s.delete(f)
 
     def of_instance(self, instance_id: str) -> builtins.list[PublicAddress]:
         """The addresses associated with an instance (its NICs' public addresses)."""

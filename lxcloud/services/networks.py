@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session
 from lxcloud.config import Settings
 from lxcloud.core import ipam
 from lxcloud.core.caller import SYSTEM, Caller
-from lxcloud.core.errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound
+from lxcloud.core.errors import (
+    Conflict,
+    Exhausted,
+    Forbidden,
+    InUse,
+    InvalidInput,
+    NotFound,
+    Reason,
+)
 from lxcloud.core.ids import is_id, new_id
 from lxcloud.core.instance import Nic
 from lxcloud.core.models import Network
@@ -82,6 +90,9 @@ class NetworkRequest:
     shared: bool = False              # an admin's network every project may use
     host_ports: tuple[str, ...] = ()
     description: str = ""
+    # EC2: the name is a Name tag's free text; when it is no valid or free name, the network is
+    # named by its id
+    name_from_tag: bool = False
 
 
 @dataclass(frozen=True)
@@ -216,12 +227,16 @@ class NetworkService:
     def create(self, caller: Caller, req: NetworkRequest) -> Network:
         """A new network of the caller's project (an admin's `shared`: every project's), made on
         the host. Everything is checked first; a host failure leaves no row and no host side."""
-        if not _NAME_RE.match(req.name):
+        if not _NAME_RE.match(req.name) and not req.name_from_tag:
             raise InvalidInput(f"network name {req.name!r} is not valid: a letter, then letters, "
                                "digits, '.', '_' or '-', at most 63 characters", resource="network")
         if req.shared and not (caller is SYSTEM or caller.is_admin):
             raise Forbidden("only an administrator may share a network with every project")
-        plan = ipam.NetworkPlan.from_cidr(req.subnet)
+        try:
+            plan = ipam.NetworkPlan.from_cidr(req.subnet)
+        except InvalidInput as e:
+            raise InvalidInput(e.message, resource="network", reason=Reason.SUBNET_RANGE,
+                               cidr=req.subnet) from None
         mode = self._mode(req.mode)
         domain = self._domain(req.dns_domain)
         if req.driver not in DRIVERS:
@@ -241,16 +256,16 @@ class NetworkService:
                                resource="network")
         project_id = None if req.shared else (caller.project_id or self._default_project())
         nid = new_id("network")
+        name = req.name
         with self.db.session() as s:
-            if s.scalar(select(NetworkRow.id).where(NetworkRow.name == req.name,
-                                                    NetworkRow.project_id == project_id)
-                        if project_id is not None else
-                        select(NetworkRow.id).where(NetworkRow.name == req.name,
-                                                    NetworkRow.project_id.is_(None))):
-                raise Conflict(f"a network named {req.name!r} already exists",
+            if req.name_from_tag and (not _NAME_RE.match(name)
+                                      or self._name_taken(s, name, project_id)):
+                name = nid
+            if self._name_taken(s, name, project_id):
+                raise Conflict(f"a network named {name!r} already exists",
                                resource="network")
             self._check_overlap(s, caller, plan.cidr, parent)
-            row = NetworkRow(id=nid, name=req.name, cidr=plan.cidr, gateway=gateway,
+            row = NetworkRow(id=nid, name=name, cidr=plan.cidr, gateway=gateway,
                              bridge=self._bridge_for(nid) if req.driver == "bridge" else "",
                              project_id=project_id, shared=req.shared, mode=mode,
                              driver=req.driver, parent=parent, macvlan_mode=mmode,
@@ -267,6 +282,12 @@ class NetworkService:
             rev.success()
         log.info("network %s %s (%s, %s) made", net.name, net.cidr, net.mode, net.driver)
         return net
+
+    @staticmethod
+    def _name_taken(s: Session, name: str, project_id: str | None) -> bool:
+        owner = NetworkRow.project_id == project_id if project_id is not None \
+            else NetworkRow.project_id.is_(None)
+        return s.scalar(select(NetworkRow.id).where(NetworkRow.name == name, owner)) is not None
 
     def update(self, caller: Caller, ref: str, change: NetworkUpdate) -> Network:
         """Changes what may change and re-applies the host side (rules, DNS server) at once."""
@@ -306,7 +327,7 @@ class NetworkService:
             raise Conflict("the default network cannot be deleted", resource="network")
         users = self.users(net)
         if users:
-            raise Conflict(f"network {net.name!r} is in use by "
+            raise InUse(f"network {net.name!r} is in use by "
                            f"{', '.join(n for _, n in users)}", resource="network",
                            instances=[i for i, _ in users])
         self.node.teardown_network(self.spec(net))
@@ -425,7 +446,8 @@ class NetworkService:
                 mine = self._sees(caller, r)
                 raise Conflict(f"subnet {cidr} overlaps "
                                + (f"network {r.name!r} ({r.cidr})" if mine else
-                                  "a network of another project"), resource="network")
+                                  "a network of another project"), resource="network",
+                               reason=Reason.OVERLAP)
         ours = {r.cidr for r in s.scalars(select(NetworkRow))}
         segment = set(self.node.host_networks(parent)) if parent else set()
         for h in self.node.host_networks():
@@ -433,7 +455,7 @@ class NetworkService:
                 continue
             if new.overlaps(ipaddress.IPv4Network(h, strict=False)):
                 raise Conflict(f"subnet {cidr} collides with the host's route to {h}",
-                               resource="network")
+                               resource="network", reason=Reason.OVERLAP)
 
     # --- addresses
     def nic_template(self, net: Network, name: str = "eth0") -> Nic:
@@ -480,12 +502,34 @@ class NetworkService:
             addr = self.check_ip(net, ip)
             if addr in used:
                 raise Conflict(f"address {addr} is already in use on network {net.name!r}",
-                               resource="network")
+                               resource="network", reason=Reason.ADDRESS_IN_USE)
         else:
             addr = self._next_free(net, used)
         conn.execute(_ALLOCATE, {"network": net.id, "address": addr, "instance_id": instance_id,
                                  "created": utcnow()})
         return addr
+
+    def free_counts(self, nets: builtins.list[Network]) -> dict[str, int]:
+        """How many addresses each network still has to give (its DHCP range's, else its
+        subnet's), by network id."""
+        with self.db.reader() as s:
+            rows = s.execute(select(IpAllocationRow.network, IpAllocationRow.address).where(
+                IpAllocationRow.network.in_([n.id for n in nets]))).all()
+        used: dict[str, set[str]] = {}
+        for network, address in rows:
+            used.setdefault(network, set()).add(address)
+        out = {}
+        for net in nets:
+            if net.dhcp_start and net.dhcp_end:
+                first, last = net.dhcp_start, net.dhcp_end
+            else:
+                plan = ipam.NetworkPlan.from_cidr(net.cidr)
+                first, last = plan.first, plan.last
+            lo, hi = int(ipaddress.IPv4Address(first)), int(ipaddress.IPv4Address(last))
+            taken = {int(ipaddress.IPv4Address(a)) for a in used.get(net.id, ())}
+            taken.add(int(ipaddress.IPv4Address(net.gateway)))
+            out[net.id] = (hi - lo + 1) - sum(1 for a in taken if lo <= a <= hi)
+        return out
 
     @staticmethod
     def _next_free(net: Network, used: set[str]) -> str:

@@ -69,6 +69,8 @@ class NicService:
         self.networks = networks
         # e.g. the security groups' host state for the instance's ports
         self.on_change: builtins.list[NicsChanged] = []
+        # told (in the transaction recording it) that an instance's NIC is gone: (instance, NIC)
+        self.on_detach: builtins.list[Callable[[Session, str, str], None]] = []
 
     # --- attach
     def attach(self, ref: str, network: str, *, ip: str | None = None, address: bool = True,
@@ -103,6 +105,8 @@ class NicService:
         def job(progress: Progress) -> dict[str, str]:
             progress(30, f"attaching {nic.name} on {net.name}")
             self.networks.add_dns(net, nic, inst.name)
+            if self.instances.security_groups is not None:   # filtered before it comes up
+                self.instances.security_groups.secure(inst.id, [nic])
             self.node.attach_nic(spec, nic)
             self._changed(inst.id, new.nics)
             return {"nic": nic.name, "ipv4": nic.ipv4 or "", "mac": nic.mac}
@@ -157,6 +161,8 @@ class NicService:
                 row.nics = [d for d in row.nics or () if d.get("name") != nic.name]
             if nic.ipv4 and net is not None:
                 self.networks.release(s, inst.id, net.id, nic.ipv4)
+            for hook in self.on_detach:
+                hook(s, inst.id, nic.name)
 
         self.ops.submit(op, job, commit=commit)
         return new, op

@@ -203,7 +203,7 @@ class SecurityGroupService:
 
     def list(self, caller: Caller, *, ids: Sequence[str] = (), names: Sequence[str] = ()
              ) -> builtins.list[SecurityGroup]:
-        """The caller's groups (the default one included, made when first asked for); `ids` or
+        """The caller's groups, `default` first (made when first asked for); `ids` or
         `names`: exactly those, NotFound naming the first missing one."""
         with self.db.session() as s:
             self._row(s, DEFAULT, caller.project_id)
@@ -213,7 +213,8 @@ class SecurityGroupService:
             else:
                 rows = builtins.list(s.scalars(select(SecurityGroupRow).where(
                     SecurityGroupRow.project_id == caller.project_id).order_by(
-                    SecurityGroupRow.created, SecurityGroupRow.name)))
+                    SecurityGroupRow.name != DEFAULT, SecurityGroupRow.created,
+                    SecurityGroupRow.name)))
             return self._load(s, rows)
 
     def get(self, ref: str, caller: Caller) -> SecurityGroup:

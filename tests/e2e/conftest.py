@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,18 +109,31 @@ class Cloud:
         return json.loads(self.cli(*args, "--json").stdout)
 
 
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[Cloud]:
-    base = Path(tempfile.mkdtemp(prefix="lxcloud-e2e-", dir="/tmp"))
+@contextmanager
+def running_cloud(prefix: str, config: dict[str, Any] | None = None,
+                  purge_timeout: float = 300) -> Iterator[Cloud]:
+    """`lxcloud up` in a new data dir under /tmp (with `config` as its config.json), purged
+    and removed afterwards whatever happened."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     os.chmod(base, 0o755)
     c = Cloud(data_dir=base / "data", port=free_port())
+    if config:
+        c.data_dir.mkdir()
+        (c.data_dir / "config.json").write_text(json.dumps(config))
     try:
         c.start()
         yield c
     finally:
         c.stop()
-        subprocess.run([LXCLOUD, "purge", "--yes"], env=c.env, capture_output=True, timeout=120)
+        subprocess.run([LXCLOUD, "purge", "--yes"], env=c.env, capture_output=True,
+                       timeout=purge_timeout)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Cloud]:
+    with running_cloud("lxcloud-e2e-", purge_timeout=120) as c:
+        yield c
 
 
 @pytest.fixture
@@ -145,3 +159,4 @@ def run_readme(script: str, cloud: Cloud, home: Path,
     return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home,
                           env=readme_env(cloud, home), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import LXCLOUD, Cloud, free_port
+from tests.e2e.conftest import LXCLOUD, Cloud, running_cloud
 from tests.waiting import wait_for
 
 AWS = str(Path(LXCLOUD).parent / "aws")
@@ -28,20 +28,10 @@ WAIT = {"Delay": 0.5, "MaxAttempts": 240}
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Cloud]:
-    base = Path(tempfile.mkdtemp(prefix="lxcloud-ec2st-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    c = Cloud(data_dir=base / "data", port=free_port())
-    c.data_dir.mkdir()
     # a small default pool: volumes need one that enforces sizes, and this one is ours alone
-    (c.data_dir / "config.json").write_text(json.dumps({"default_pool_size": "4GiB"}))
-    try:
-        c.start()
+    with running_cloud("lxcloud-ec2st-", {"default_pool_size": "4GiB"}) as c:
         c.cli("image", "build", "busybox")
         yield c
-    finally:
-        c.stop()
-        subprocess.run([LXCLOUD, "purge", "--yes"], env=c.env, capture_output=True, timeout=300)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

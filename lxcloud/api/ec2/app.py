@@ -20,6 +20,7 @@ from lxcloud.api.ec2 import (  # noqa: F401 - register actions
     security_groups,
     sigv4,
     storage,
+    vpc,
 )
 from lxcloud.api.ec2.dispatch import ACTIONS, Ctx
 from lxcloud.api.ec2.errors import Ec2Error, to_ec2

@@ -18,6 +18,9 @@ IMAGE_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 KEY_PAIR_ID = re.compile(r"^key-[0-9a-f]{17}$")
 VOLUME_ID = re.compile(r"^vol-([0-9a-f]{8}|[0-9a-f]{17})$")
 SNAPSHOT_ID = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
+SUBNET_ID = re.compile(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")
+VPC_ID = re.compile(r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$")
+NETWORK_INTERFACE_ID = re.compile(r"^eni-([0-9a-f]{8}|[0-9a-f]{17})$")
 
 # EC2's state codes; our states without an EC2 twin show as their nearest one
 STATE_CODES = {
@@ -44,19 +47,35 @@ def owner(caller: Caller) -> str:
     return account_id(caller.project_id)
 
 
+def private_dns(region: str, ipv4: str | None) -> str:
+    """EC2's private DNS name of an address ("" without one)."""
+    return f"ip-{ipv4.replace('.', '-')}.{region}.compute.internal" if ipv4 else ""
+
+
 ID_PATTERNS: dict[str, re.Pattern[str]] = {"instance": INSTANCE_ID, "image": IMAGE_ID,
-                                           "volume": VOLUME_ID, "snapshot": SNAPSHOT_ID}
-PREFIXES = {"instance": "i", "image": "ami", "volume": "vol", "snapshot": "snap"}
+                                           "volume": VOLUME_ID, "snapshot": SNAPSHOT_ID,
+                                           "subnet": SUBNET_ID, "vpc": VPC_ID,
+                                           "network_interface": NETWORK_INTERFACE_ID}
+PREFIXES = {"instance": "i", "image": "ami", "volume": "vol", "snapshot": "snap",
+            "subnet": "subnet", "vpc": "vpc", "network_interface": "eni"}
 
 
 def check_ids(ids: Iterable[str], kind: str) -> None:
-    """Each id is well-formed for its kind ("instance", "image", "volume", "snapshot"), else the
-    kind's Malformed error (InvalidInstanceID.Malformed, InvalidAMIID.Malformed,
-    InvalidVolumeID.Malformed, InvalidSnapshotID.Malformed), before anything is looked up."""
+    """Each id is well-formed for its kind ("instance", "image", "volume", "snapshot", "subnet",
+    "vpc", "network_interface"), else the kind's Malformed error (InvalidInstanceID.Malformed,
+    InvalidAMIID.Malformed, InvalidSubnetID.Malformed …), before anything is looked up."""
     for i in ids:
         if not ID_PATTERNS[kind].match(i):
             raise InvalidInput(f'Invalid id: "{i}" (expecting "{PREFIXES[kind]}-...")',
                                resource=kind, reason=Reason.MALFORMED_ID)
+
+
+def not_found(code: str, noun: str, missing: list[str]) -> Ec2Error:
+    """EC2's NotFound for ids asked for and missing: "The instance ID 'i-…' does not exist"."""
+    names = ", ".join(f"'{m}'" for m in missing)
+    many = len(missing) > 1
+    return Ec2Error(code, f"The {noun} ID{'s' if many else ''} {names} "
+                          f"do{'' if many else 'es'} not exist")
 
 
 def tag_set(tags: Mapping[str, str]) -> list[dict[str, str]]:

@@ -41,6 +41,8 @@ _NOT_FOUND: dict[str, str] = {
     "zone": "InvalidZone.NotFound",
     "network": "InvalidSubnetID.NotFound",
     "subnet": "InvalidSubnetID.NotFound",
+    "vpc": "InvalidVpcID.NotFound",
+    "network_interface": "InvalidNetworkInterfaceID.NotFound",
     "instance_type": "InvalidParameterValue",
     "tag": "InvalidParameterValue",
     "project": "AuthFailure",
@@ -97,6 +99,14 @@ _REASON: dict[core.Reason, str] = {
     core.Reason.INVALID_COMBINATION: "InvalidParameterCombination",
     core.Reason.MISSING_PARAMETER: "MissingParameter",
     core.Reason.ZONE_MISMATCH: "InvalidVolume.ZoneMismatch",
+    core.Reason.OVERLAP: "InvalidSubnet.Conflict",
+    core.Reason.SUBNET_RANGE: "InvalidSubnet.Range",
+    core.Reason.ADDRESS_IN_USE: "InvalidIPAddress.InUse",
+}
+
+# Codes of an object refused while others use it (core.InUse), by resource.
+_IN_USE: dict[str, str] = {
+    "network": "DependencyViolation",
 }
 
 # Malformed-id codes by resource.
@@ -110,6 +120,9 @@ _MALFORMED: dict[str, str] = {
     "reservation": "InvalidReservationID.Malformed",
     "resource": "InvalidID",           # an id of any kind (CreateTags' ResourceId)
     "address": "InvalidAllocationID.Malformed",
+    "subnet": "InvalidSubnetID.Malformed",
+    "vpc": "InvalidVpcID.Malformed",
+    "network_interface": "InvalidNetworkInterfaceID.Malformed",
 }
 
 
@@ -122,6 +135,8 @@ def _code_for(err: core.LxcloudError) -> str:
         return _REASON[err.reason]
     if isinstance(err, core.InvalidCombination):
         return "InvalidParameterCombination"
+    if isinstance(err, core.InUse) and resource in _IN_USE:
+        return _IN_USE[resource]
     if isinstance(err, core.NotFound):
         return _NOT_FOUND.get(resource, "InvalidParameterValue")
     if isinstance(err, core.InvalidState):

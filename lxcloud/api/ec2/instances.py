@@ -12,7 +12,9 @@ from lxcloud.api.ec2.common import (
     apply_filters,
     check_ids,
     ec2_arch,
+    not_found,
     owner,
+    private_dns,
     request_tags,
     tag_set,
 )
@@ -21,6 +23,8 @@ from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
 from lxcloud.api.ec2.security_groups import group_set, launch_groups
+from lxcloud.api.ec2.vpc import INSTANCE_FILTERS as NETWORK_FILTERS
+from lxcloud.api.ec2.vpc import instance_network, launch_nics
 from lxcloud.core.errors import InvalidState
 from lxcloud.core.instance import ROOT_DEVICE, BlockDevice, BootOptions, Kind
 from lxcloud.core.models import Instance
@@ -36,8 +40,7 @@ def _state(inst: Instance) -> dict[str, Any]:
 
 
 def _dns(ctx: Ctx, inst: Instance) -> str:
-    return f"ip-{inst.ipv4.replace('.', '-')}.{ctx.cloud.settings.region}.compute.internal" \
-        if inst.ipv4 else ""
+    return private_dns(ctx.cloud.settings.region, inst.ipv4)
 
 
 def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str],
@@ -65,6 +68,7 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str],
         "groupSet": groups or [], "tagSet": tag_set(tags), "stateReason": reason,
         "clientToken": inst.client_token or "",
         "cpuOptions": {"coreCount": max(1, int(inst.limits.vcpus)), "threadsPerCore": 1},
+        **instance_network(ctx, inst),
     }
 
 
@@ -134,10 +138,7 @@ def _find(ctx: Ctx, ids: list[str]) -> list[Instance]:
     found = {i.id: i for i in _visible(ctx, ids)}
     missing = [i for i in ids if i not in found]
     if missing:
-        names = ", ".join(f"'{m}'" for m in missing)
-        raise Ec2Error("InvalidInstanceID.NotFound",
-                       f"The instance ID{'s' if len(missing) > 1 else ''} {names} "
-                       f"do{'' if len(missing) > 1 else 'es'} not exist")
+        raise not_found("InvalidInstanceID.NotFound", "instance", missing)
     return [found[i] for i in ids]
 
 
@@ -165,6 +166,7 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         "reservation-id": _reservation, "private-dns-name": lambda i: _dns(ctx, i),
         "architecture": lambda i: ec2_arch(_arch(ctx, i.image_id)),
     })
+    fields.update(NETWORK_FILTERS)
     items = apply_filters(items, filters, fields, lambda i: tags.get(i.id, {}))
     key = "DescribeInstances|" + repr(sorted(filters.items()))
     page, token = paginate(items, max_results, p.str("NextToken"), key=key,
@@ -200,6 +202,7 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         key_name=p.str("KeyName"), zone=p.str("Placement.AvailabilityZone") or None,
         client_token=p.str("ClientToken"), tags=tags or None,
         min_count=min_count, max_count=max_count,
+        nics=launch_nics(p),
         boot=BootOptions(kernel_id=p.str("KernelId") or None,
                          ramdisk_id=p.str("RamdiskId") or None, features=features),
         block_devices=_block_devices(p),

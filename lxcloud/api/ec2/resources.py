@@ -24,6 +24,7 @@ from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
 from lxcloud.api.ec2.security_groups import GROUP_ID
+from lxcloud.api.ec2.vpc import default_vpc_id
 from lxcloud.core.errors import InvalidInput, Reason
 from lxcloud.core.instance import ROOT_DEVICE, Kind
 from lxcloud.core.instance_types import DEFAULT_TYPES
@@ -324,7 +325,8 @@ def describe_instance_types(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 @action("DescribeAccountAttributes")
 def describe_account_attributes(ctx: Ctx, p: Params) -> dict[str, Any]:
-    attrs = {"supported-platforms": ["EC2"], "default-vpc": ["none"],
+    attrs = {"supported-platforms": ["VPC"],
+             "default-vpc": [default_vpc_id(ctx.caller.project_id)],
              "max-instances": [str(ctx.cloud.settings.max_instances_per_project)],
              "vpc-max-security-groups-per-interface": ["0"], "max-elastic-ips": ["0"],
              "vpc-max-elastic-ips": ["0"]}

@@ -1,10 +1,438 @@
-"""The EC2 VPC helper: each project's default VPC id (a project is one VPC)."""
+"""The EC2 VPC skin over networks: each project is one default VPC, each network it may use a
+subnet of it in the zone, each NIC of its instances a network interface.
+
+- `DescribeVpcs` shows the project's default VPC (`default_vpc_id`, deterministic), its CIDR block
+  the private range holding every subnet; `CreateVpc` is unsupported, `DeleteVpc` refused.
+- `DescribeSubnets`, `CreateSubnet`, `DeleteSubnet` are the network service's list, create and
+  delete: subnet id = "subnet-" + the network id's hex, `DefaultForAz` for the default network.
+- `RunInstances` (api/ec2/instances.py) takes `SubnetId`, `PrivateIpAddress` and
+  `NetworkInterface.N` through `launch_nics`; `DescribeInstances` reports `instance_network`;
+  `DescribeNetworkInterfaces` lists the NICs of the project's instances.
+
+Every rule (who sees a network, overlaps, fixed addresses, in use) is the services'; the errors
+map once in errors.py (InvalidSubnet.Conflict, InvalidSubnet.Range, DependencyViolation …).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from lxcloud.api.ec2.common import (
+    apply_filters,
+    check_ids,
+    not_found,
+    owner,
+    private_dns,
+    request_tags,
+    tag_set,
+)
+from lxcloud.api.ec2.dispatch import Ctx, action
+from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
+from lxcloud.api.ec2.pagination import paginate
+from lxcloud.api.ec2.params import Params
+from lxcloud.core.instance import Nic
+from lxcloud.core.models import Instance, Network
+from lxcloud.services.instances import NicRequest
+from lxcloud.services.networks import DEFAULT, NetworkRequest
+
+# the private ranges a VPC block is chosen from, smallest first
+_PRIVATE = tuple(ipaddress.IPv4Network(c) for c in ("192.168.0.0/16", "172.16.0.0/12",
+                                                    "10.0.0.0/8"))
 
 
 def default_vpc_id(project_id: str) -> str:
     """The project's default VPC: "vpc-" + the first 17 hex digits of sha256(project id)."""
     return "vpc-" + hashlib.sha256(project_id.encode()).hexdigest()[:17]
+
+
+def subnet_id(network_id: str) -> str:
+    """A network's subnet id: "subnet-" + the hex of its id ("net-…")."""
+    return "subnet-" + network_id.split("-", 1)[1]
+
+
+def network_id(subnet: str) -> str:
+    """The network of a (well-formed) subnet id."""
+    return "net-" + subnet.split("-", 1)[1]
+
+
+def vpc_cidr(nets: list[Network]) -> str:
+    """The VPC's block: the smallest private range holding every subnet (10.0.0.0/8 when there
+    are none), else the smallest block that does."""
+    cidrs = [ipaddress.IPv4Network(n.cidr) for n in nets]
+    for block in _PRIVATE:
+        if cidrs and all(c.subnet_of(block) for c in cidrs):
+            return str(block)
+    if not cidrs:
+        return str(_PRIVATE[-1])
+    lo = min(int(c.network_address) for c in cidrs)
+    hi = max(int(c.broadcast_address) for c in cidrs)
+    prefix = 32 - (lo ^ hi).bit_length()
+    return str(ipaddress.IPv4Network((lo, prefix), strict=False))
+
+
+def is_default(net: Network) -> bool:
+    return net.name == DEFAULT and net.project_id is None
+
+
+# --- the VPC
+def _check_vpcs(ctx: Ctx, ids: list[str]) -> None:
+    """Each id well-formed (InvalidVpcID.Malformed) and the caller's default VPC
+    (InvalidVpcID.NotFound)."""
+    check_ids(ids, "vpc")
+    mine = default_vpc_id(ctx.caller.project_id)
+    for v in ids:
+        if v != mine:
+            raise Ec2Error("InvalidVpcID.NotFound", f"The vpc ID '{v}' does not exist")
+
+
+def render_vpc(ctx: Ctx, nets: list[Network]) -> dict[str, Any]:
+    vid = default_vpc_id(ctx.caller.project_id)
+    cidr = vpc_cidr(nets)
+    return {"vpcId": vid, "ownerId": owner(ctx.caller), "state": "available", "cidrBlock": cidr,
+            "cidrBlockAssociationSet": [{
+                "associationId": "vpc-cidr-assoc-" + vid[4:], "cidrBlock": cidr,
+                "cidrBlockState": {"state": "associated"}}],
+            "dhcpOptionsId": "default", "instanceTenancy": "default", "isDefault": True,
+            "tagSet": []}
+
+
+@action("DescribeVpcs")
+def describe_vpcs(ctx: Ctx, p: Params) -> dict[str, Any]:
+    ids = p.list("VpcId")
+    _check_vpcs(ctx, ids)
+    vpcs = [render_vpc(ctx, ctx.cloud.networks.list(ctx.caller))]
+    fields: dict[str, Callable[[Any], Any]] = {
+        "vpc-id": lambda v: v["vpcId"], "is-default": lambda v: True,
+        "isDefault": lambda v: True, "state": lambda v: v["state"],
+        "cidr": lambda v: v["cidrBlock"], "cidr-block-association.cidr-block":
+            lambda v: v["cidrBlock"], "owner-id": lambda v: v["ownerId"],
+        "dhcp-options-id": lambda v: v["dhcpOptionsId"]}
+    vpcs = apply_filters(vpcs, p.filters(), fields, lambda v: {})
+    page, token = paginate(vpcs, p.int("MaxResults"), p.str("NextToken"),
+                           key="DescribeVpcs|" + repr(sorted(p.filters().items())),
+                           secret=ctx.cloud.ec2_token_secret)
+    return {"vpcSet": page, "nextToken": token}
+
+
+@action("CreateVpc")
+def create_vpc(ctx: Ctx, p: Params) -> dict[str, Any]:
+    raise Ec2Error("UnsupportedOperation",
+                   "Each project has one VPC here, its default VPC "
+                   f"({default_vpc_id(ctx.caller.project_id)}): add subnets to it (CreateSubnet).")
+
+
+@action("DeleteVpc")
+def delete_vpc(ctx: Ctx, p: Params) -> dict[str, Any]:
+    vid = p.req("VpcId")
+    _check_vpcs(ctx, [vid])
+    raise Ec2Error("DependencyViolation",
+                   f"The vpc '{vid}' has dependencies and cannot be deleted: it is the project's "
+                   "default VPC, holding its subnets (networks) and security groups.")
+
+
+# --- subnets
+def _subnets(ctx: Ctx, ids: list[str]) -> list[Network]:
+    """The networks the caller may use, or exactly those of the subnet ids (in their order)."""
+    check_ids(ids, "subnet")
+    nets = ctx.cloud.networks.list(ctx.caller)
+    if not ids:
+        return nets
+    found = {subnet_id(n.id): n for n in nets}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise not_found("InvalidSubnetID.NotFound", "subnet", missing)
+    return [found[i] for i in dict.fromkeys(ids)]
+
+
+def _name_tags(net: Network) -> dict[str, str]:
+    """A network named by its id carries no Name tag."""
+    return {} if net.name == net.id else {"Name": net.name}
+
+
+def render_subnet(ctx: Ctx, net: Network, free: int) -> dict[str, Any]:
+    sid = subnet_id(net.id)
+    acct = owner(ctx.caller)
+    return {
+        "subnetId": sid, "subnetArn": f"arn:aws:ec2:{ctx.cloud.settings.region}:{acct}:subnet/{sid}",
+        "state": "available", "vpcId": default_vpc_id(ctx.caller.project_id), "ownerId": acct,
+        "cidrBlock": net.cidr, "availableIpAddressCount": free,
+        "availabilityZone": ctx.cloud.settings.zones[0], "defaultForAz": is_default(net),
+        "mapPublicIpOnLaunch": False, "assignIpv6AddressOnCreation": False,
+        "ipv6CidrBlockAssociationSet": [], "tagSet": tag_set(_name_tags(net)),
+    }
+
+
+SUBNET_FILTERS: dict[str, str] = {   # filter name -> the rendered field it reads
+    "subnet-id": "subnetId", "vpc-id": "vpcId", "default-for-az": "defaultForAz",
+    "defaultForAz": "defaultForAz", "cidr-block": "cidrBlock", "cidr": "cidrBlock",
+    "cidrBlock": "cidrBlock", "availability-zone": "availabilityZone",
+    "availabilityZone": "availabilityZone", "state": "state", "owner-id": "ownerId",
+    "available-ip-address-count": "availableIpAddressCount",
+    "map-public-ip-on-launch": "mapPublicIpOnLaunch", "subnet-arn": "subnetArn",
+}
+
+
+def _reader(*path: str) -> Callable[[Any], Any]:
+    def read(item: Any) -> Any:
+        for k in path:
+            item = item[k]
+        return item
+    return read
+
+
+def _fields(names: dict[str, str]) -> dict[str, Callable[[Any], Any]]:
+    return {f: _reader(k) for f, k in names.items()}
+
+
+def _item_tags(item: dict[str, Any]) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in item.get("tagSet") or []}
+
+
+@action("DescribeSubnets")
+def describe_subnets(ctx: Ctx, p: Params) -> dict[str, Any]:
+    nets = _subnets(ctx, p.list("SubnetId"))
+    free = ctx.cloud.networks.free_counts(nets)
+    items = [render_subnet(ctx, n, free[n.id]) for n in nets]
+    filters = p.filters()
+    items = apply_filters(items, filters, _fields(SUBNET_FILTERS), _item_tags)
+    page, token = paginate(items, p.int("MaxResults"), p.str("NextToken"),
+                           key="DescribeSubnets|" + repr(sorted(filters.items())),
+                           secret=ctx.cloud.ec2_token_secret)
+    return {"subnetSet": page, "nextToken": token}
+
+
+@action("CreateSubnet")
+def create_subnet(ctx: Ctx, p: Params) -> dict[str, Any]:
+    """A network of the caller's project, NAT'd like a default VPC's subnet, named after its
+    Name tag (by its id when there is none, or it is no free network name)."""
+    _check_vpcs(ctx, [p.req("VpcId")])
+    cidr = p.req("CidrBlock")
+    zones = ctx.cloud.settings.zones
+    zone = p.str("AvailabilityZone")
+    if zone and zone not in zones:
+        raise Ec2Error("InvalidParameterValue",
+                       f"Value ({zone}) for parameter availabilityZone is invalid. Subnets can "
+                       f"currently only be created in the following availability zones: "
+                       f"{', '.join(zones)}.")
+    if p.has("Ipv6CidrBlock") or p.bool("Ipv6Native") or p.has("Ipv6IpamPoolId"):
+        raise Ec2Error("UnsupportedOperation", "IPv6 subnets are not supported by this cloud.")
+    if p.has("OutpostArn") or p.has("Ipv4IpamPoolId"):
+        raise Ec2Error("UnsupportedOperation", "Outposts and IPAM pools are not supported here.")
+    name = request_tags(p, "subnet").get("Name", "")
+    if p.dry_run():
+        raise dry_run_ok()
+    net = ctx.cloud.networks.create(ctx.caller, NetworkRequest(name=name, subnet=cidr,
+                                                               name_from_tag=True))
+    free = ctx.cloud.networks.free_counts([net])
+    return {"subnet": render_subnet(ctx, net, free[net.id])}
+
+
+@action("DeleteSubnet")
+def delete_subnet(ctx: Ctx, p: Params) -> dict[str, Any]:
+    """Refused while an instance has a NIC on it (DependencyViolation), as the service says."""
+    net = _subnets(ctx, [p.req("SubnetId")])[0]
+    if p.dry_run():
+        raise dry_run_ok()
+    ctx.cloud.networks.delete(ctx.caller, net.id)
+    return {"return": True}
+
+
+# --- network interfaces
+def _group_set(nic: Nic) -> list[dict[str, str]]:
+    return [{"groupId": g} for g in nic.security_groups]
+
+
+def _attachment(inst: Instance, nic: Nic) -> dict[str, Any]:
+    return {"attachmentId": "eni-attach-" + nic.id[4:], "deviceIndex": nic.index,
+            "networkCardIndex": 0, "status": "attached",
+            "attachTime": inst.launched_at or inst.created, "deleteOnTermination": True}
+
+
+def _nic_common(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
+    """What an instance's network interface shows in DescribeInstances and
+    DescribeNetworkInterfaces alike."""
+    dns = private_dns(ctx.cloud.settings.region, nic.ipv4) or None
+    return {
+        "networkInterfaceId": nic.id, "subnetId": subnet_id(nic.network),
+        "vpcId": default_vpc_id(inst.project_id or ctx.caller.project_id),
+        "description": "", "ownerId": owner(ctx.caller), "status": "in-use",
+        "macAddress": nic.mac, "privateIpAddress": nic.ipv4, "privateDnsName": dns,
+        "sourceDestCheck": True, "groupSet": _group_set(nic),
+        "privateIpAddressesSet": [{"privateIpAddress": nic.ipv4, "privateDnsName": dns,
+                                   "primary": True}] if nic.ipv4 else [],
+        "interfaceType": "interface",
+    }
+
+
+def _nics(inst: Instance) -> list[Nic]:
+    """The NICs an instance shows: none once it is terminated, none without an id."""
+    return [n for n in inst.nics if n.id] if inst.state != "terminated" else []
+
+
+def instance_network(ctx: Ctx, inst: Instance) -> dict[str, Any]:
+    """DescribeInstances' VpcId, SubnetId (the first NIC's) and NetworkInterfaceSet."""
+    nics = _nics(inst)
+    if not nics:
+        return {}
+    return {"vpcId": default_vpc_id(inst.project_id or ctx.caller.project_id),
+            "subnetId": subnet_id(nics[0].network), "sourceDestCheck": True,
+            "networkInterfaceSet": [dict(_nic_common(ctx, inst, n),
+                                         attachment=_attachment(inst, n)) for n in nics]}
+
+
+def _first_nic(inst: Instance) -> Nic | None:
+    nics = _nics(inst)
+    return nics[0] if nics else None
+
+
+# DescribeInstances' filters on networks (added to its own)
+INSTANCE_FILTERS: dict[str, Callable[[Instance], Any]] = {
+    "vpc-id": lambda i: default_vpc_id(i.project_id or "") if _nics(i) else None,
+    "subnet-id": lambda i: subnet_id(n.network) if (n := _first_nic(i)) else None,
+    "network-interface.network-interface-id": lambda i: [n.id for n in _nics(i)],
+    "network-interface.subnet-id": lambda i: [subnet_id(n.network) for n in _nics(i)],
+    "network-interface.mac-address": lambda i: [n.mac for n in _nics(i)],
+    "network-interface.addresses.private-ip-address": lambda i: [n.ipv4 for n in _nics(i)],
+    "network-interface.vpc-id":
+        lambda i: [default_vpc_id(i.project_id or "")] if _nics(i) else [],
+}
+
+ENI_FILTERS: dict[str, str] = {
+    "network-interface-id": "networkInterfaceId", "subnet-id": "subnetId", "vpc-id": "vpcId",
+    "private-ip-address": "privateIpAddress", "addresses.private-ip-address": "privateIpAddress",
+    "mac-address": "macAddress", "status": "status", "owner-id": "ownerId",
+    "availability-zone": "availabilityZone", "private-dns-name": "privateDnsName",
+    "interface-type": "interfaceType", "source-dest-check": "sourceDestCheck",
+}
+ENI_ATTACHMENT_FILTERS: dict[str, str] = {
+    "attachment.instance-id": "instanceId", "attachment.device-index": "deviceIndex",
+    "attachment.status": "status", "attachment.attachment-id": "attachmentId",
+    "attachment.instance-owner-id": "instanceOwnerId",
+}
+
+
+def render_network_interface(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
+    return dict(_nic_common(ctx, inst, nic), availabilityZone=inst.zone or ctx.cloud.settings.zones[0],
+                requesterManaged=False, tagSet=[],
+                attachment=dict(_attachment(inst, nic), instanceId=inst.id,
+                                instanceOwnerId=owner(ctx.caller)))
+
+
+@action("DescribeNetworkInterfaces")
+def describe_network_interfaces(ctx: Ctx, p: Params) -> dict[str, Any]:
+    ids = p.list("NetworkInterfaceId")
+    check_ids(ids, "network_interface")
+    items = [render_network_interface(ctx, inst, nic)
+             for inst in ctx.cloud.instances.list(caller=ctx.caller) for nic in _nics(inst)]
+    if ids:
+        found = {i["networkInterfaceId"]: i for i in items}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise not_found("InvalidNetworkInterfaceID.NotFound", "networkInterface", missing)
+        items = [found[i] for i in dict.fromkeys(ids)]
+    fields = _fields(ENI_FILTERS)
+    fields.update({f: _reader("attachment", k) for f, k in ENI_ATTACHMENT_FILTERS.items()})
+    fields["group-id"] = lambda item: [g["groupId"] for g in item["groupSet"]]
+    filters = p.filters()
+    items = apply_filters(items, filters, fields, _item_tags)
+    page, token = paginate(items, p.int("MaxResults"), p.str("NextToken"),
+                           key="DescribeNetworkInterfaces|" + repr(sorted(filters.items())),
+                           secret=ctx.cloud.ec2_token_secret)
+    return {"networkInterfaceSet": page, "nextToken": token}
+
+
+# --- RunInstances
+def _network_of(subnet: str, where: str) -> str:
+    if not subnet:
+        raise Ec2Error("InvalidParameterValue", f"Invalid value '' for {where}.")
+    check_ids([subnet], "subnet")
+    return network_id(subnet)
+
+
+def _unsupported_interface(spec: dict[str, Any], n: int) -> None:
+    """What a container's NIC cannot be: an existing interface moved in, a public address
+    given at launch (allocate and associate one instead), several private addresses."""
+    why = None
+    if spec.get("NetworkInterfaceId"):
+        why = "attaching an existing network interface at launch"
+    elif str(spec.get("AssociatePublicIpAddress", "false")).lower() == "true":
+        why = "a public address at launch (allocate one and associate it: AllocateAddress)"
+    elif str(spec.get("SecondaryPrivateIpAddressCount", "0")) not in ("", "0") or \
+            len(spec.get("PrivateIpAddresses") or []) > 1:
+        why = "secondary private addresses"
+    elif spec.get("Ipv6AddressCount") not in (None, "", "0") or spec.get("Ipv6Addresses"):
+        why = "IPv6 addresses"
+    if why:
+        raise Ec2Error("UnsupportedOperation",
+                       f"NetworkInterface.{n}: {why} is not supported by this cloud.")
+
+
+def _interface_ip(spec: dict[str, Any]) -> str | None:
+    ip = spec.get("PrivateIpAddress")
+    for a in spec.get("PrivateIpAddresses") or []:
+        if isinstance(a, dict) and a.get("PrivateIpAddress"):
+            if ip and ip != a["PrivateIpAddress"]:
+                raise Ec2Error("InvalidParameterValue",
+                               "PrivateIpAddress and the primary of PrivateIpAddresses differ.")
+            ip = a["PrivateIpAddress"]
+    return str(ip) if ip else None
+
+
+def _interfaces(p: Params) -> list[tuple[int, dict[str, Any]]]:
+    """NetworkInterface.N as (device index, spec), in device index order (0, 1 …, none left
+    out, none twice)."""
+    out: dict[int, dict[str, Any]] = {}
+    for n, spec in enumerate(p.struct_list("NetworkInterface"), start=1):
+        if not isinstance(spec, dict):
+            raise Ec2Error("InvalidParameterValue", f"Invalid value for NetworkInterface.{n}.")
+        idx = str(spec.get("DeviceIndex", ""))
+        if not idx.isdigit():
+            raise Ec2Error("InvalidParameterValue",
+                           f"Each network interface requires a device index "
+                           f"(NetworkInterface.{n}.DeviceIndex).")
+        if int(idx) in out:
+            raise Ec2Error("InvalidParameterValue",
+                           f"Each network interface requires a unique device index: {idx} "
+                           "is given twice.")
+        _unsupported_interface(spec, n)
+        out[int(idx)] = spec
+    if sorted(out) != list(range(len(out))):
+        raise Ec2Error("InvalidParameterValue",
+                       "The device indexes of the network interfaces must be 0, 1 … with none "
+                       f"left out (given: {', '.join(map(str, sorted(out)))}).")
+    return sorted(out.items())
+
+
+def launch_nics(p: Params) -> tuple[NicRequest, ...]:
+    """RunInstances' NICs: `SubnetId` + `PrivateIpAddress` (one NIC), or `NetworkInterface.N`
+    (one NIC per device index, eth<index>); none: the default network's one NIC."""
+    subnet, ip = p.str("SubnetId"), p.str("PrivateIpAddress")
+    specs = _interfaces(p)
+    if specs and (subnet is not None or ip is not None):
+        raise Ec2Error("InvalidParameterCombination",
+                       "Network interfaces and an instance-level subnet ID or private IP "
+                       "address may not be specified on the same request")
+    if not specs:
+        if subnet is None and ip is None:
+            return ()
+        return (NicRequest(_network_of(subnet, "SubnetId") if subnet is not None else None,
+                           ip or None),)
+    return tuple(NicRequest(_network_of(str(spec["SubnetId"]), f"NetworkInterface.{i}.SubnetId")
+                            if "SubnetId" in spec else None, _interface_ip(spec))
+                 for i, spec in specs)
+
+
+def interface_groups(p: Params) -> tuple[str, ...]:
+    """The security group ids NetworkInterface.N.SecurityGroupId.M name. Groups are the
+    instance's here (every NIC's): interfaces naming different groups are refused."""
+    sets = [tuple(str(g) for g in spec.get("SecurityGroupId") or [])
+            for _, spec in _interfaces(p)]
+    named = {s for s in sets if s}
+    if len(named) > 1:
+        raise Ec2Error("InvalidParameterCombination",
+                       "The network interfaces name different security groups: an instance's "
+                       "groups apply to all of its interfaces here.")
+    return next(iter(named), ())

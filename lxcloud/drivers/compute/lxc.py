@@ -66,6 +66,7 @@ CFS_PERIOD = 100_000
 BTRFS_SUBVOL_IOCTLS = {"SNAP_CREATE": 0x50009401, "SUBVOL_CREATE": 0x5000940E,
                        "SNAP_CREATE_V2": 0x50009417, "SUBVOL_CREATE_V2": 0x50009418}
 SECCOMP_FILE = "seccomp"            # the container's profile, beside its config
+STARTED_CONFIG = "config.started"   # the config the running container started with
 
 
 def cgroup_version() -> int:
@@ -536,9 +537,11 @@ class LxcDriver:
         self._require(name)
         log = self._dir(name) / "lxc.log"
         log.write_bytes(b"")   # liblxc appends: keep only this start's messages (read on failure)
+        config = (self._dir(name) / "config").read_bytes()
         cp = self._lxc("lxc-start", name, "-d", "-o", str(log), "-l", "ERROR", timeout=timeout + 5,
                        check=False)
         if cp.returncode == 0:
+            (self._dir(name) / STARTED_CONFIG).write_bytes(config)
             return
         st = self.state(name)
         if st is HostState.RUNNING:
@@ -570,6 +573,14 @@ class LxcDriver:
         old = self.init_pid(name)
         if old is None:
             raise DriverError(f"container {name} is not running")
+        d = self._dir(name)
+        started = d / STARTED_CONFIG
+        if not started.is_file() or started.read_bytes() != (d / "config").read_bytes():
+            # liblxc reboots with the config it started with (its monitor's copy): a definition
+            # changed since (a NIC hot-plugged, a volume attached) takes a stop and a start
+            self.stop(name, timeout=timeout)
+            self.start(name, timeout=timeout)
+            return
         self._lxc("lxc-stop", name, "-r", "-t", str(max(1, int(timeout))), timeout=timeout + 30)
         self._wait(name, {HostState.RUNNING}, timeout,
                    cond=lambda: self.init_pid(name) not in (None, old))

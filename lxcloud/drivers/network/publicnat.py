@@ -285,10 +285,12 @@ def _parse(content: Iterable[Json]) -> _State:
     fwd_port: dict[tuple[str, str, int], int] = {}
     for obj in content:
         m = obj.get("map") or obj.get("set")
-        if not m or m.get("name") not in MAPS:   # the table's other sets (security groups')
+        if not m or m.get("name") not in MAPS:    # another part's (security groups' sets…)
+            continue
+        name = m["name"]
+        if name not in MAPS:    # the table is the cloud's: other parts keep sets in it too
             continue
         elems = m.get("elem", [])
-        name = m["name"]
         if name == TARGETS:
             s.targets = {str(e) for e in elems}
             continue

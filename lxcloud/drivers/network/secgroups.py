@@ -37,6 +37,7 @@ EGRESS_CHAIN = "sg_egress"
 INGRESS_CHAIN = "sg_ingress"
 OUT_MAP = "sg_out"
 IN_MAP = "sg_in"
+BRIDGES = "sg_bridges"   # bridges with filtered ports: IPv6 is not forwarded on them
 PRIORITY = 10
 PROTOCOLS = ("tcp", "udp", "icmp", "all")
 DIRECTIONS = ("ingress", "egress")
@@ -214,12 +215,16 @@ class SecurityGroups:
         tx.cmds.append({"add": {"table": {"family": FAMILY, "name": tx.table}}})
         for m in (OUT_MAP, IN_MAP):
             tx.cmds.append({"add": {"map": tx._obj(name=m, type=_KEY, map="verdict")}})
+        tx.cmds.append({"add": {"set": tx._obj(name=BRIDGES, type="ifname")}})
         for name, prio, key, amap in ((EGRESS_CHAIN, PRIORITY, ("iifname", "saddr"), OUT_MAP),
                                       (INGRESS_CHAIN, PRIORITY + 1, ("oifname", "daddr"), IN_MAP)):
             tx.chain(name, type="filter", hook="forward", prio=prio, policy="accept")
             ct = {"ct": {"key": "state"}}
             tx.rule(name, [_match(ct, ["established", "related"], "in"), {"accept": None}])
             tx.rule(name, [_match(ct, "invalid", "in"), {"drop": None}])
+            # the cloud is IPv4: no IPv6 (link-local included) between filtered ports
+            tx.rule(name, [_match(_meta("nfproto"), "ipv6"),
+                           _match(_meta(key[0]), f"@{BRIDGES}"), {"drop": None}])
             tx.rule(name, [{"vmap": {"key": {"concat": [_meta(key[0]), _ip(key[1])]},
                                      "data": f"@{amap}"}}])
 
@@ -244,6 +249,7 @@ class SecurityGroups:
                 tx.rule(name, [{"jump": {"target": group_chain(gid, d)}}])
             tx.rule(name, [{"drop": None}])
         keys = [_key(p.bridge, a) for a in p.addresses]
+        tx.elements("add", BRIDGES, [p.bridge])
         tx.elements("add", OUT_MAP, [[k, {"goto": {"target": port_chain(p.port, "egress")}}]
                                      for k in keys])
         tx.elements("add", IN_MAP, [[k, {"goto": {"target": port_chain(p.port, "ingress")}}]
@@ -272,6 +278,7 @@ class SecurityGroups:
         self._base(tx)
         for m in (OUT_MAP, IN_MAP):
             tx.cmds.append({"flush": {"map": tx._obj(name=m)}})
+        tx.cmds.append({"flush": {"set": tx._obj(name=BRIDGES)}})
         known = {g.id: g for g in groups}
         for p in ports:
             for gid in p.groups:
@@ -358,7 +365,7 @@ class SecurityGroups:
     def remove_all(self, table: str) -> None:
         """Remove every security-group object from the table (and the table once it is empty)."""
         have = self.objects(table)
-        if not (have["chain"] or have["set"] or have["map"]):
+        if not (have["chain"] or have["set"] or have["map"] or have["bridges"]):
             return
         tx = _Tx(table)
         for name in (EGRESS_CHAIN, INGRESS_CHAIN):
@@ -372,7 +379,7 @@ class SecurityGroups:
         for c in have["chain"]:
             if c.startswith(_PORT_AND_GROUP):
                 tx.delete("chain", c)
-        for s in have["set"]:
+        for s in have["set"] + have["bridges"]:
             tx.delete("set", s)
         if not have["other"]:
             tx.cmds = [{"delete": {"table": {"family": FAMILY, "name": table}}}]
@@ -386,7 +393,8 @@ class SecurityGroups:
 
     def objects(self, table: str) -> dict[str, list[str]]:
         """Names of our chains, sets and maps in the table; "other" lists the chains not ours."""
-        res: dict[str, list[str]] = {"chain": [], "set": [], "map": [], "other": []}
+        res: dict[str, list[str]] = {"chain": [], "set": [], "map": [], "bridges": [],
+                                     "other": []}
         for o in self._list(table):
             if "chain" in o:
                 name = o["chain"]["name"]
@@ -396,6 +404,8 @@ class SecurityGroups:
                 res["set"].append(o["set"]["name"])
             elif "map" in o and o["map"]["name"] in (OUT_MAP, IN_MAP):
                 res["map"].append(o["map"]["name"])
+            elif "set" in o and o["set"]["name"] == BRIDGES:
+                res["bridges"].append(BRIDGES)
         return res
 
     def _elements(self, table: str, kind: str, name: str) -> list[object]:

@@ -67,6 +67,7 @@ def ensure_loop_fs(mountpoint: Path, size: int, mkfs: Sequence[str], options: st
     leaves no file behind."""
     mountpoint = Path(mountpoint)
     if is_mounted(mountpoint):
+        make_shared(mountpoint)
         return
     image = image_of(mountpoint)
     mountpoint.mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,18 @@ def ensure_loop_fs(mountpoint: Path, size: int, mkfs: Sequence[str], options: st
     # filesystem in it), and a limited disk's own loop device on top wrote at a fifth of the
     # pool's speed
     mount_image(image, mountpoint, mkfs[0].rsplit(".", 1)[-1], options=options)
+    make_shared(mountpoint)
+
+
+def make_shared(mountpoint: Path) -> None:
+    """Make a mount shared, so that what is unmounted below it is also unmounted in the copies a
+    new mount namespace took (`ip netns exec`, a service with a private /tmp) where / is private:
+    otherwise such a copy keeps a stopped instance's root busy and its delete fails."""
+    if _libc.mount(None, os.fsencode(str(mountpoint)), None, ctypes.c_ulong(_MS_SHARED),
+                   None) != 0:
+        err = ctypes.get_errno()
+        raise DriverError(f"cannot make {mountpoint} a shared mount: {os.strerror(err)}",
+                          errno=err)
 
 
 def teardown_loop_fs(mountpoint: Path) -> None:
@@ -136,6 +149,7 @@ _LO_FLAGS_READ_ONLY = 1
 _LO_FLAGS_AUTOCLEAR = 4
 _LO_FLAGS_DIRECT_IO = 16
 _MS_RDONLY = 1
+_MS_SHARED = 1 << 20
 _FICLONE = 0x40049409
 _FIFREEZE = 0xC0045877
 _FITHAW = 0xC0045878

@@ -1,8 +1,9 @@
 """Public addresses through the services on real containers: an address pool on a veth standing in
 for the host's public interface, a namespace beyond it as the outside world. The outside reaches
-a busybox container by its public address (ping and TCP), the container goes out as its public
-address, a port forward reaches it on another address, disassociating stops it, and a controller
-restart brings the host back to the records. Everything is removed afterwards."""
+a busybox container by its public address (ping and TCP) once its security group lets it in, the
+container goes out as its public address, a port forward reaches it on another address,
+disassociating stops it, and a controller restart brings the host back to the records.
+Everything is removed afterwards."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from lxcloud.core.caller import Caller
 from lxcloud.services.cloud import Cloud
 from lxcloud.services.instances import LaunchRequest
+from lxcloud.services.security_groups import RuleSpec
 from tests.integration.outside import Outside, addresses, outside_world
 from tests.integration.services.stack import Stack, ok, running_stack, wait
 from tests.waiting import wait_for
@@ -62,6 +65,15 @@ def test_public_address_port_forward_and_restart(stack: Stack, world: Outside) -
     assert world.ask(addr.address, 7000).startswith("error")
     c.addresses.associate(addr.id, "web")
     assert f"{addr.address}/32" in addresses(world.interface)
+    # as on EC2, the instance's security groups still decide: the default one lets in only
+    # its own members
+    assert not world.ping(addr.address)
+    assert world.ask(addr.address, 7000).startswith("error")
+    pid = c.instances.get("web").project_id or ""
+    c.security_groups.add_rules("default", [
+        RuleSpec("ingress", "tcp", 7000, 7000, cidr="0.0.0.0/0"),
+        RuleSpec("ingress", "icmp", -1, -1, cidr="0.0.0.0/0")],
+        Caller(user_id="system", user="system", project_id=pid, project=""))
     assert world.ping(addr.address)
     assert world.ask(addr.address, 7000) == "instance"
     # going out, the container is its public address

@@ -14,12 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from lxcloud.core.caller import SYSTEM
+from lxcloud.core.caller import DEFAULT_PROJECT, SYSTEM, Caller
 from lxcloud.core.errors import Conflict
 from lxcloud.core.ipam import NetworkPlan
 from lxcloud.services.cloud import Cloud
 from lxcloud.services.instances import LaunchRequest, NicRequest
 from lxcloud.services.networks import NetworkRequest, NetworkUpdate
+from lxcloud.services.security_groups import RuleSpec
 from tests.integration.services.stack import Stack, ok, running_stack, sh, wait
 from tests.subnets import free_subnet
 from tests.waiting import wait_for
@@ -184,7 +185,20 @@ def test_nat_routed_and_isolated_seen_from_outside(
         cloud: Cloud, nets: dict[str, str], outside: tuple[str, str, str]) -> None:
     ns, out_ip, _ = outside
     cloud.networks.create(SYSTEM, NetworkRequest(name="r", subnet=free_subnet(), mode="routed"))
-    launch(cloud, "r1", NicRequest("r"))
+    # the world may ping the routed instance (its security groups say what enters; the network
+    # says whether anything from outside may at all)
+    me = Caller(user_id="system", user="system", project=DEFAULT_PROJECT,
+                project_id=cloud.instances.get("a1").project_id or "")
+    cloud.security_groups.create("pingable", me)
+    cloud.security_groups.add_rules("pingable", [RuleSpec("ingress", "icmp", -1, -1,
+                                                          cidr="0.0.0.0/0")], me)
+    for name in ("a1", "b1"):
+        cloud.security_groups.set_instance_groups(name, ["default", "pingable"], me)
+    [(_, op)] = cloud.instances.launch(LaunchRequest(
+        image="busybox", name="r1", memory="64MiB", nics=(NicRequest("r"),),
+        security_groups=("default", "pingable")))
+    assert op is not None
+    wait(cloud, op.id)
 
     def outside_pings(ip: str) -> bool:
         return _sh("ip", "netns", "exec", ns, "busybox", "ping", "-c", "1", "-W", "1", ip,
@@ -217,6 +231,21 @@ def _seen_from_outside(cloud: Cloud, ns: str, out_ip: str, name: str) -> str:
     finally:
         p.kill()
         p.wait(5)
+
+
+def test_a_namespace_made_while_an_instance_runs_does_not_keep_its_root_busy(
+        cloud: Cloud, nets: dict[str, str]) -> None:
+    """`ip netns exec` copies every mount of the host (private ones stay pinned there)."""
+    iid = launch(cloud, "pinned")
+    tag = secrets.token_hex(3)
+    _sh("ip", "netns", "add", f"lxpin{tag}")
+    p = subprocess.Popen(["ip", "netns", "exec", f"lxpin{tag}", "sleep", "600"])
+    try:
+        wait(cloud, cloud.instances.delete(iid, force=True).id)
+    finally:
+        p.kill()
+        p.wait(5)
+        _sh("ip", "netns", "del", f"lxpin{tag}", check=False)
 
 
 def test_another_cloud_on_the_host_cannot_reach_this_one(cloud: Cloud,

@@ -87,6 +87,17 @@ def test_hot_attached_nic_without_address_is_up_and_unconfigured_and_survives_re
     assert host_link(port)
 
 
+def test_a_reboot_after_a_hot_plug_keeps_the_nic(launch: Launcher, bridge2: BridgeNet) -> None:
+    # liblxc reboots with the config it started with: the driver must not let it lose the NIC
+    box = launch()
+    nic = nic_on(bridge2, "eth1", address=True)
+    plug(box, nic)
+    box.driver.reboot(box.name)
+    assert addresses(box, "eth1") == (True, [nic.interface], nic.mac)
+    box.driver.reboot(box.name)            # unchanged since its start: liblxc's own reboot
+    assert addresses(box, "eth1") == (True, [nic.interface], nic.mac)
+
+
 def test_hot_attached_nic_with_address_is_configured_reaches_its_network_and_survives_restart(
         launch: Launcher, bridge: BridgeNet, bridge2: BridgeNet) -> None:
     box = launch()

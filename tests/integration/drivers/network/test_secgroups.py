@@ -21,6 +21,7 @@ from lxcloud.drivers.network.secgroups import (
 )
 from tests.integration.drivers.network.netlab import bridged_namespaces, sh
 from tests.subnets import free_subnet
+from tests.waiting import wait_for
 
 SERVER = r"""
 import selectors, socket, sys
@@ -70,6 +71,19 @@ class Lab:
     def ping(self, src: int, dst: int) -> bool:
         return sh("ip", "netns", "exec", self.ns[src], "busybox", "ping", "-c1", "-W1", self.ip(dst),
                   check=False).returncode == 0
+
+    def link_local(self, i: int) -> str | None:
+        """ns i's IPv6 link-local address once it is usable (not tentative)."""
+        out = sh("ip", "netns", "exec", self.ns[i], "ip", "-6", "-o", "addr", "show", "dev",
+                 "eth0", "scope", "link").stdout
+        if not out or "tentative" in out:
+            return None
+        return out.split()[3].split("/")[0]
+
+    def ping6(self, src: int, dst: int) -> bool:
+        addr = wait_for(lambda: self.link_local(dst), 10, f"ns {dst}'s link-local address")
+        return sh("ip", "netns", "exec", self.ns[src], "busybox", "ping6", "-c1", "-W1",
+                  f"{addr}%eth0", check=False).returncode == 0
 
     def port(self, i: int, *groups: str) -> PortPolicy:
         return PortPolicy(self.ports[i], self.bridge, (self.ip(i),), groups)
@@ -140,8 +154,10 @@ def test_allow_and_deny_in_both_directions_by_cidr_group_and_icmp(lab: Lab) -> N
 def test_full_sync_is_exact_and_idempotent_and_removal_is_clean(lab: Lab) -> None:
     sg = SecurityGroups()
     deny_all = GroupPolicy("sg-closed")
+    assert lab.ping6(A, B)     # IPv6 link-local passes between unfiltered ports
     sg.apply(lab.table, [lab.port(A, "sg-closed"), lab.port(B, "sg-closed")], [deny_all])
     assert not lab.ping(A, B)
+    assert not lab.ping6(A, B) and not lab.ping6(C, A)   # and never between filtered ones
     before = sg.objects(lab.table)
     sg.apply(lab.table, [lab.port(A, "sg-closed"), lab.port(B, "sg-closed")], [deny_all])
     assert sg.objects(lab.table) == before
@@ -153,6 +169,7 @@ def test_full_sync_is_exact_and_idempotent_and_removal_is_clean(lab: Lab) -> Non
     sh("nft", "add", "chain", "inet", lab.table, "someone_else")
     sg.remove_all(lab.table)
     assert lab.ping(B, A)
-    assert sg.objects(lab.table) == {"chain": [], "set": [], "map": [], "other": ["someone_else"]}
+    assert sg.objects(lab.table) == {"chain": [], "set": [], "map": [], "bridges": [],
+                                     "other": ["someone_else"]}
     sg.remove_all(lab.table)
     sh("nft", "delete", "table", "inet", lab.table)

@@ -192,3 +192,24 @@ def test_metadata_tells_public_ipv4_once_associated(api: TestClient, image: Any,
     tree = meta_data_tree(view)
     assert tree.entries["public-ipv4"] == a["address"].encode()
     assert "public-ipv4" in tree.listing().decode().splitlines()
+
+
+def test_detaching_a_nic_disassociates_its_address(api: TestClient, image: Any,
+                                                   node: FakeNode) -> None:
+    from tests.unit.api.rest.test_networks import create
+    from tests.unit.api.rest.test_nics import attach, done
+
+    make_pool(api)
+    create(api, "back", "10.252.21.0/24")
+    launch(api, name="web")
+    nic = done(api, attach(api, "web", "back"))["nic"]
+    a, b = allocate(api), allocate(api)
+    api.post(f"/api/v1/addresses/{a['id']}/associate", json={"instance": "web"})
+    r = api.post(f"/api/v1/addresses/{b['id']}/associate",
+                 json={"instance": "web", "private_ip": nic["ipv4"]})
+    assert r.json()["nic"] == "eth1"
+    assert set(node.public_nat.associations) == {a["address"], b["address"]}
+    done(api, api.delete("/api/v1/instances/web/nics/eth1", params={"wait": 10}))
+    assert api.get(f"/api/v1/addresses/{b['id']}").json()["associated"] is False
+    assert api.get(f"/api/v1/addresses/{a['id']}").json()["associated"] is True
+    assert set(node.public_nat.associations) == {a["address"]}
