@@ -20,10 +20,11 @@ container's init), not inside the container's filesystem: the packets take exact
 instance's own take (its veth, the bridge, every netfilter hook), and the same binaries measure
 every row. Throughput: iperf3 (Debian's), one TCP stream for --seconds. Latency: a TCP 1-byte
 request/response loop (bench/_rr.py, netperf's TCP_RR) — its own cost is in every row alike.
-Each row is the median of --rounds rounds, interleaved (floor, lxcloud, floor, ...) so the drift
+Each row is the median of --rounds rounds, the rows of a round in a shuffled order so the drift
 of this shared 2-core machine hits every row alike, with the spread of the rounds beside it (one
-TCP stream over veth is bound by one CPU: what else runs on the machine moves it by 2x); ratios
-are against the floor.
+TCP stream over veth is bound by one CPU: what else runs on the machine moves it by 2x or more);
+a ratio (and an added latency) is the median over the rounds of that round's figure against the
+floor's of the same round, the closest in time.
 
     .venv/bin/python bench/network.py [--rounds 5] [--seconds 3] [--rr 2000]
 """
@@ -275,7 +276,7 @@ def main() -> None:
                  (a, b), (a, host)),
         ]
         for _ in range(args.rounds):
-            for case in cases:
+            for case in random.sample(cases, len(cases)):
                 case.prepare()
                 for path, (srv, cli) in (("c2c", case.c2c), ("h2c", case.h2c)):
                     case.figures[path].add(iperf(srv, cli, args.seconds), rr(srv, cli, args.rr))
@@ -288,21 +289,23 @@ def main() -> None:
 
     print(f"\n== network: iperf3 one TCP stream {args.seconds:g} s; TCP 1-byte request/response "
           f"x{args.rr}; median of {args.rounds} interleaved rounds")
-    base = {p: cases[0].figures[p].med for p in ("c2c", "h2c")}
     for path, title in (("c2c", "container <-> container, one bridge"),
                         ("h2c", "host <-> container")):
         print(f"\n{title}")
         print(f"  {'':34} {'Gbit/s':>8} {'(min-max)':>13} {'ratio':>6} {'RR p50 us':>10} "
               f"{'p99 us':>8} {'p50 +us':>8}")
-        g0, l0, _ = base[path]
+        floor_f = cases[0].figures[path]
         for case in cases:
             f = case.figures[path]
             g, p50, p99 = f.med
             spread = f"({min(f.gbps):.1f}-{max(f.gbps):.1f})"
-            print(f"  {case.label:34} {g:8.2f} {spread:>13} {g / g0:6.2f} {p50:10.1f} "
-                  f"{p99:8.1f} {p50 - l0:+8.1f}")
+            # each round's figure against the floor's of the same round (the closest in time)
+            ratio = statistics.median(x / y for x, y in zip(f.gbps, floor_f.gbps, strict=True))
+            added = statistics.median(x - y for x, y in zip(f.p50, floor_f.p50, strict=True))
+            print(f"  {case.label:34} {g:8.2f} {spread:>13} {ratio:6.2f} {p50:10.1f} "
+                  f"{p99:8.1f} {added:+8.1f}")
     print("\nwhere the time goes: each row adds one step to the row above it; 'ratio' is the "
-          "throughput against the floor, 'p50 +us' the latency added to the floor's. A security "
+          "throughput against the floor's of the same round, 'p50 +us' the latency added to it. A security "
           "group's rules see a flow's first packet only (established packets are accepted before "
           "them), so 50 rules cost a new connection, not a stream's bytes.")
     print("\nwhere the run's time went")

@@ -1,9 +1,10 @@
 """Teardown hygiene: a cloud with two networks, instances launched on them (one with a NIC on
 each, two with bandwidth limits, one in a security group of its own, one with a public address on
-a host interface) and terminated, a group and a network deleted, then the cloud stopped and purged
-(`lxcloud purge`'s code) leaves nothing of its own on the host: no veth of its prefix, no ifb, no
-bridge, no nftables table or chain, no tc qdisc, no public address, no dnsmasq, no container. Each
-step checks what it alone should have removed, and that the rest is still there while it lives.
+a host interface, a NIC hot-plugged and unplugged) and terminated, a group and a network deleted,
+then the cloud stopped and purged (`lxcloud purge`'s code) leaves nothing of its own on the host:
+no veth of its prefix, no ifb, no bridge, no nftables table or chain, no tc qdisc, no public
+address, no dnsmasq, no container. Each step checks what it alone should have removed, and that
+the rest is still there while it lives.
 
 Another cloud may run on this machine: only this cloud's names (its veth prefix, its bridges, its
 table, its data dir) are looked for."""
@@ -184,6 +185,17 @@ def test_two_networks_instances_and_the_cloud_leave_nothing_behind(
     assert not any(v in table for n, vs in veths.items() if n != "a" for v in vs), table
     assert mac_of(default.bridge) == gateway_mac
     ok(c, "a", f"ping -c 1 -W 2 {default.gateway}")
+
+    # a NIC hot-attached to a and detached again leaves no veth of its own
+    hot = host_veth_name(made["a"], 1, prefix)
+    _inst, op = c.nics.attach("a", "second", caller=admin)
+    wait(c, op.id)
+    assert hot in our_links(prefix, set())
+    ok(c, "a", f"ping -c 1 -W 2 {second.gateway}")
+    _inst, op = c.nics.detach("a", "eth1", caller=admin)
+    wait(c, op.id)
+    wait_for(lambda: hot not in our_links(prefix, set()), 30, "the hot-plugged NIC's veth gone")
+    assert hot not in (nft_table(settings.nft_table) or "")
 
     # deleting the group takes its chains; deleting the second network its bridge, chains and
     # dnsmasq, and nothing of default's
