@@ -75,7 +75,7 @@ def netns(name: str) -> list[str]:
     return ["ip", "netns", "exec", name]
 
 
-def iperf(server: End, client: End, seconds: float) -> float:
+def iperf(server: End, client: End, seconds: int) -> float:
     """Gbit/s received by `server` from one TCP stream of `client`."""
     port = str(random.randint(20000, 40000))
     srv = subprocess.Popen([*server.enter, "iperf3", "-s", "-1", "-p", port, "--forceflush"],
@@ -228,10 +228,23 @@ def in_group(cloud: BenchCloud, names: Sequence[str], group: str) -> Callable[[]
     return prepare
 
 
+def forward_chains() -> dict[str, int]:
+    """The forward-hook base chains of the host's namespace (every table, every program's)."""
+    from lxcloud.node.doctor import read_facts
+
+    facts = read_facts()
+    fwd = [c for c in facts.chains if c.hook == "forward"]
+    return {"forward": len(fwd), "tables": len({(c.family, c.table) for c in fwd}),
+            "ours": sum(c.table == OURS[0] for c in fwd)}
+
+
+OURS = [""]     # this run's cloud table name, once it is up
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--rr", type=int, default=2000, help="round trips per latency figure")
     args = ap.parse_args()
     steps: list[tuple[str, float]] = []
@@ -252,7 +265,9 @@ def main() -> None:
         step("image build busybox")
         insts = [cloud.launch("busybox", f"net{i}", memory="128MiB") for i in range(2)]
         step("launch 2 instances (REST, waited)")
-        lxcpath = Settings.load(cloud.data_dir).lxcpath
+        settings = Settings.load(cloud.data_dir)
+        lxcpath = settings.lxcpath
+        OURS[0] = settings.nft_table
         a, b = (container_end(cloud, lxcpath, i) for i in insts)
         names = [a.name, b.name]
         make_groups(cloud)
@@ -275,6 +290,7 @@ def main() -> None:
             Case("+ 50 rules per security group", in_group(cloud, names, "bench50"),
                  (a, b), (a, host)),
         ]
+        hooks = forward_chains()
         for _ in range(args.rounds):
             for case in random.sample(cases, len(cases)):
                 case.prepare()
@@ -308,6 +324,9 @@ def main() -> None:
           "throughput against the floor's of the same round, 'p50 +us' the latency added to it. A security "
           "group's rules see a flow's first packet only (established packets are accepted before "
           "them), so 50 rules cost a new connection, not a stream's bytes.")
+    print(f"\nthe host's own namespace (the lxcloud rows) had {hooks['forward']} forward-hook base "
+          f"chains in {hooks['tables']} tables during the run ({hooks['ours']} of this cloud's): "
+          "with br_netfilter each bridged packet passes every one of them, the floor's none")
     print("\nwhere the run's time went")
     for name, s in steps:
         print(f"  {s:8.2f} s  {name}")
