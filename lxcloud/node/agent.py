@@ -165,6 +165,8 @@ class NodeAgent:
             self.guard.remove(spec.nft_table)   # the cloud's guard goes with its default network
         if self.secgroups is not None and spec.bridge == self.settings.bridge_name:
             self.secgroups.remove_all(spec.nft_table)   # and so do its security groups
+        elif self.secgroups is not None and spec.bridge:
+            self.secgroups.forget_bridge(spec.nft_table, spec.bridge)
 
     def update_dns(self, spec: NetworkSpec, hosts: dict[str, str],
                    macs: dict[str, str] | None = None) -> None:

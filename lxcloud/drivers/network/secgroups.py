@@ -362,6 +362,14 @@ class SecurityGroups:
         if self._drop_port(tx, table, names, delete=True):
             self._run(tx, f"remove ports {', '.join(names)} from {FAMILY} {table}")
 
+    def forget_bridge(self, table: str, bridge: str) -> None:
+        """A network's bridge is gone: it leaves the set of bridges with filtered ports.
+        Not there (or no table): no-op."""
+        if bridge in self._elements(table, "set", BRIDGES):
+            tx = _Tx(table)
+            tx.elements("delete", BRIDGES, [bridge])
+            self._run(tx, f"forget bridge {bridge} in {FAMILY} {table}")
+
     def remove_all(self, table: str) -> None:
         """Remove every security-group object from the table (and the table once it is empty)."""
         have = self.objects(table)
