@@ -19,7 +19,9 @@ The tools run in each endpoint's network namespace (`ip netns exec`, or `nsenter
 container's init), not inside the container's filesystem: the packets take exactly the path an
 instance's own take (its veth, the bridge, every netfilter hook), and the same binaries measure
 every row. Throughput: iperf3 (Debian's), one TCP stream for --seconds. Latency: a TCP 1-byte
-request/response loop (bench/_rr.py, netperf's TCP_RR) — its own cost is in every row alike.
+request/response loop (bench/_rr.py, netperf's TCP_RR), and the same with a new connection for
+each round trip (TCP_CRR: where a firewall's rules are paid, on a flow's first packets) — the
+probe's own cost is in every row alike.
 Each row is the median of --rounds rounds, the rows of a round in a shuffled order so the drift
 of this shared 2-core machine hits every row alike, with the spread of the rounds beside it (one
 TCP stream over veth is bound by one CPU: what else runs on the machine moves it by 2x or more);
@@ -95,16 +97,17 @@ def iperf(server: End, client: End, seconds: int) -> float:
         srv.wait()
 
 
-def rr(server: End, client: End, n: int) -> dict[str, float]:
+def rr(server: End, client: End, n: int, mode: str = "") -> dict[str, float]:
+    """Round trips of one byte on one connection; mode "c": a new connection each (TCP_CRR)."""
     port = str(random.randint(40001, 60000))
-    srv = subprocess.Popen([*server.enter, sys.executable, RR, "server", port],
+    srv = subprocess.Popen([*server.enter, sys.executable, RR, f"{mode}server", port],
                            stdout=subprocess.PIPE, text=True)
     try:
         assert srv.stdout is not None
         if srv.stdout.readline().strip() != "ready":
             raise SystemExit(f"latency probe in {server.name} did not start")
-        return json.loads(sh([*client.enter, sys.executable, RR, "client", server.ip, port,
-                              str(n)]))  # type: ignore[no-any-return]
+        return json.loads(sh([*client.enter, sys.executable, RR, f"{mode}client", server.ip,
+                              port, str(n)]))  # type: ignore[no-any-return]
     finally:
         srv.kill()
         srv.wait()
@@ -115,11 +118,13 @@ class Figures:
     gbps: list[float] = field(default_factory=list)
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
+    crr: list[float] = field(default_factory=list)    # p50 of connect + round trip + close
 
-    def add(self, g: float, lat: dict[str, float]) -> None:
+    def add(self, g: float, lat: dict[str, float], crr: dict[str, float]) -> None:
         self.gbps.append(g)
         self.p50.append(lat["p50_us"])
         self.p99.append(lat["p99_us"])
+        self.crr.append(crr["p50_us"])
 
     @property
     def med(self) -> tuple[float, float, float]:
@@ -246,6 +251,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--rr", type=int, default=2000, help="round trips per latency figure")
+    ap.add_argument("--crr", type=int, default=500, help="new connections per figure")
     args = ap.parse_args()
     steps: list[tuple[str, float]] = []
     t = time.perf_counter()
@@ -295,9 +301,10 @@ def main() -> None:
             for case in random.sample(cases, len(cases)):
                 case.prepare()
                 for path, (srv, cli) in (("c2c", case.c2c), ("h2c", case.h2c)):
-                    case.figures[path].add(iperf(srv, cli, args.seconds), rr(srv, cli, args.rr))
+                    case.figures[path].add(iperf(srv, cli, args.seconds), rr(srv, cli, args.rr),
+                                           rr(srv, cli, args.crr, "c"))
         step(f"measure: {args.rounds} rounds x {len(cases)} rows x 2 paths "
-             f"(iperf3 {args.seconds:g} s + {args.rr} round trips each)")
+             f"(iperf3 {args.seconds} s + {args.rr} round trips + {args.crr} connections each)")
     finally:
         cloud.close()
         floor.close()
@@ -309,7 +316,7 @@ def main() -> None:
                         ("h2c", "host <-> container")):
         print(f"\n{title}")
         print(f"  {'':34} {'Gbit/s':>8} {'(min-max)':>13} {'ratio':>6} {'RR p50 us':>10} "
-              f"{'p99 us':>8} {'p50 +us':>8}")
+              f"{'p99 us':>8} {'p50 +us':>8} {'CRR p50 us':>11} {'+us':>7}")
         floor_f = cases[0].figures[path]
         for case in cases:
             f = case.figures[path]
@@ -318,12 +325,14 @@ def main() -> None:
             # each round's figure against the floor's of the same round (the closest in time)
             ratio = statistics.median(x / y for x, y in zip(f.gbps, floor_f.gbps, strict=True))
             added = statistics.median(x - y for x, y in zip(f.p50, floor_f.p50, strict=True))
+            crr = statistics.median(f.crr)
+            crr_added = statistics.median(x - y for x, y in zip(f.crr, floor_f.crr, strict=True))
             print(f"  {case.label:34} {g:8.2f} {spread:>13} {ratio:6.2f} {p50:10.1f} "
-                  f"{p99:8.1f} {added:+8.1f}")
+                  f"{p99:8.1f} {added:+8.1f} {crr:11.1f} {crr_added:+7.1f}")
     print("\nwhere the time goes: each row adds one step to the row above it; 'ratio' is the "
           "throughput against the floor's of the same round, 'p50 +us' the latency added to it. A security "
           "group's rules see a flow's first packet only (established packets are accepted before "
-          "them), so 50 rules cost a new connection, not a stream's bytes.")
+          "them), so 50 rules cost a new connection (CRR), not a stream's bytes.")
     print(f"\nthe host's own namespace (the lxcloud rows) had {hooks['forward']} forward-hook base "
           f"chains in {hooks['tables']} tables during the run ({hooks['ours']} of this cloud's): "
           "with br_netfilter each bridged packet passes every one of them, the floor's none")
