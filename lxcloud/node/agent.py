@@ -110,10 +110,10 @@ class NodeAgent:
 
         return host_interfaces()
 
-    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+    def doctor(self, networks: Sequence[NetworkSpec], uplinks: Sequence[str] = ()) -> list[Check]:
         from lxcloud.node.doctor import diagnose
 
-        return diagnose(networks, self.settings.nft_table)
+        return diagnose(networks, self.settings.nft_table, uplinks=uplinks)
 
     # --- drivers
     def _compute(self, kind: Kind) -> ComputeDriver:

@@ -576,6 +576,25 @@ def check_networks(facts: HostFacts, networks: Sequence[NetworkSpec], table: str
     return out
 
 
+def check_uplinks(facts: HostFacts, interfaces: Sequence[str]) -> list[Check]:
+    """The host interfaces the cloud's public address pools are on: there and up."""
+    links = {link.name: link for link in facts.links}
+    out = []
+    for dev in dict.fromkeys(interfaces):
+        if dev not in links:
+            out.append(Check(f"uplink.{dev}", FAIL, f"interface {dev} of a public address pool "
+                             "is missing: its addresses and port forwards answer nothing (make "
+                             "it again, or delete the pool)", "lxcloud address pool list"))
+        elif not links[dev].up:
+            out.append(Check(f"uplink.{dev}", FAIL, f"interface {dev} of a public address pool "
+                             "is down: its addresses and port forwards answer nothing",
+                             _ns(facts, f"ip link set {dev} up")))
+        else:
+            out.append(Check(f"uplink.{dev}", OK, f"interface {dev} of a public address pool "
+                             "is up"))
+    return out
+
+
 def check_kernel(facts: HostFacts) -> list[Check]:
     loaded = set(facts.modules_loaded)
     available = set(facts.modules_available)
@@ -642,19 +661,20 @@ def check_tools(facts: HostFacts) -> list[Check]:
 
 
 def checks(facts: HostFacts, networks: Sequence[NetworkSpec] = (),
-           table: str = "lxcloud") -> list[Check]:
-    """Every check over `facts`, for a cloud with `networks` whose rules are in `inet table`."""
+           table: str = "lxcloud", uplinks: Sequence[str] = ()) -> list[Check]:
+    """Every check over `facts`, for a cloud with `networks` whose rules are in `inet table`
+    and whose public address pools are on the host interfaces `uplinks`."""
     return [check_ip_forward(facts), *check_forward_chains(facts, networks, table),
             *check_input_chains(facts, networks, table), check_legacy_iptables(facts, networks),
             check_br_netfilter(facts), check_conntrack(facts),
-            *check_networks(facts, networks, table),
+            *check_networks(facts, networks, table), *check_uplinks(facts, uplinks),
             *check_kernel(facts), *check_cgroups(facts), *check_tools(facts)]
 
 
 def diagnose(networks: Sequence[NetworkSpec] = (), table: str = "lxcloud",
-             netns: str | None = None) -> list[Check]:
+             netns: str | None = None, uplinks: Sequence[str] = ()) -> list[Check]:
     """The host's (or `netns`'s) facts read and checked."""
-    return checks(read_facts(netns), networks, table)
+    return checks(read_facts(netns), networks, table, uplinks)
 
 
 def worst(found: Sequence[Check]) -> str:

@@ -61,9 +61,10 @@ class NodeClient(Protocol):
     def host_interfaces(self) -> list[str]:
         """The names of the host's network interfaces."""
 
-    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
-        """What on this host breaks the networking of a cloud with `networks` (node/doctor.py):
-        each check ok, warn or fail with the command that fixes it."""
+    def doctor(self, networks: Sequence[NetworkSpec], uplinks: Sequence[str] = ()) -> list[Check]:
+        """What on this host breaks the networking of a cloud with `networks` and public
+        address pools on the interfaces `uplinks` (node/doctor.py): each check ok, warn or fail
+        with the command that fixes it."""
 
     # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None: ...

@@ -168,7 +168,8 @@ def test_two_networks_instances_and_the_cloud_leave_nothing_behind(
     assert f"{public.address}/32" in addresses_on(dev)
 
     doctor = {ch.name: ch for ch in c.doctor.run()}
-    for name in ("network.default", "network.second", "nft_table", "br_netfilter"):
+    for name in ("network.default", "network.second", "nft_table", "br_netfilter",
+                 f"uplink.{dev}"):
         assert doctor[name].status == "ok", doctor[name]
 
     # terminating an instance takes its veths, ifb, qdiscs and rules, and leaves the gateway's

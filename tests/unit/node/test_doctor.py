@@ -257,3 +257,12 @@ def test_a_nearly_full_conntrack_table() -> None:
         c = by_name(doctor.checks(healthy(sysctls=dict(sysctls)), [NET], TABLE))["conntrack"]
         assert c.status == status, c
     assert c.fix == "sysctl -w net.netfilter.nf_conntrack_max=4000"
+
+
+def test_public_address_pools_interfaces() -> None:
+    f = healthy(links=[*healthy().links, Link("eth1", "", False)])
+    found = by_name(doctor.checks(f, [NET], TABLE, uplinks=["eth0", "eth1", "eth9"]))
+    assert found["uplink.eth0"].status == OK
+    assert found["uplink.eth1"].status == FAIL and found["uplink.eth1"].fix == \
+        "ip link set eth1 up"
+    assert found["uplink.eth9"].status == FAIL and "missing" in found["uplink.eth9"].message
