@@ -20,6 +20,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from lxcloud.api.ec2.addresses import nic_association
 from lxcloud.api.ec2.common import (
     NETWORK_INTERFACE_ID,
     SUBNET_ID,
@@ -412,6 +413,7 @@ def _nic_common(ctx: Ctx, inst: Instance, nic: Nic, groups: Groups) -> dict[str,
     """What an instance's network interface shows in DescribeInstances and
     DescribeNetworkInterfaces alike."""
     dns = private_dns(ctx.cloud.settings.region, nic.ipv4) or None
+    public = nic_association(ctx, inst.id, nic.name)
     return {
         "networkInterfaceId": nic.id, "subnetId": subnet_id(nic.network),
         "vpcId": default_vpc_id(inst.project_id or ctx.caller.project_id),
@@ -419,8 +421,8 @@ def _nic_common(ctx: Ctx, inst: Instance, nic: Nic, groups: Groups) -> dict[str,
         "macAddress": nic.mac, "privateIpAddress": nic.ipv4, "privateDnsName": dns,
         "sourceDestCheck": True, "groupSet": groups,
         "privateIpAddressesSet": [{"privateIpAddress": nic.ipv4, "privateDnsName": dns,
-                                   "primary": True}] if nic.ipv4 else [],
-        "interfaceType": "interface",
+                                   "primary": True, "association": public}] if nic.ipv4 else [],
+        "interfaceType": "interface", "association": public,
     }
 
 
