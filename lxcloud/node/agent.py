@@ -110,10 +110,10 @@ class NodeAgent:
 
         return host_interfaces()
 
-    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+    def doctor(self, networks: Sequence[NetworkSpec], uplinks: Sequence[str] = ()) -> list[Check]:
         from lxcloud.node.doctor import diagnose
 
-        return diagnose(networks, self.settings.nft_table)
+        return diagnose(networks, self.settings.nft_table, uplinks=uplinks)
 
     # --- drivers
     def _compute(self, kind: Kind) -> ComputeDriver:
@@ -513,6 +513,10 @@ class NodeAgent:
     def update_security_group(self, group: GroupPolicy) -> None:
         if self.secgroups is not None:
             self.secgroups.update_group(self.settings.nft_table, group)
+
+    def remove_security_group(self, group_id: str) -> None:
+        if self.secgroups is not None:
+            self.secgroups.remove_group(self.settings.nft_table, group_id)
 
     def start(self, instance_id: str) -> None:
         self._driver_of(instance_id).start(instance_id)

@@ -69,7 +69,7 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str],
         "groupSet": groups or [], "tagSet": tag_set(tags), "stateReason": reason,
         "clientToken": inst.client_token or "",
         "cpuOptions": {"coreCount": max(1, int(inst.limits.vcpus)), "threadsPerCore": 1},
-        **instance_network(ctx, inst),
+        **instance_network(ctx, inst, groups or []),
     }
 
 
