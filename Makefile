@@ -55,6 +55,7 @@ bench: deps
 	$(PY) bench/launch.py --count 50
 	$(PY) bench/api.py
 	$(PY) bench/storage.py --count 50
+	$(PY) bench/nics.py
 	$(PY) bench/secgroups.py
 	$(PY) bench/network.py
 

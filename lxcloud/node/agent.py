@@ -209,6 +209,9 @@ class NodeAgent:
         if self.public is not None:
             self.public.teardown(self.settings.nft_table, pools)
 
+    def host_addresses(self) -> list[str]:
+        return list(self._public().host_addresses())
+
     def _dns_dir(self, spec: NetworkSpec) -> Path:
         # the default network keeps the name it always had; the others are named by their bridge
         # (network names are unique only within a project)

@@ -96,6 +96,9 @@ class NodeClient(Protocol):
     def teardown_public(self, pools: Sequence[AddressPool]) -> None:
         """Every public address and forward of the cloud gone from the host."""
 
+    def host_addresses(self) -> list[str]:
+        """The host's own IPv4 addresses (where a port forward may listen)."""
+
     # --- instances
     def launch(self, spec: InstanceSpec, *, start: bool = True,
                progress: Progress | None = None) -> Timings:

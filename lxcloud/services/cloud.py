@@ -69,7 +69,6 @@ class Cloud:
         self.instances.on_terminate.append(self.addresses.release_instance)
         self.nics = NicService(settings, self.db, self.ops, node, self.instances, self.networks)
         self.nics.on_detach.append(self.addresses.release_nic)
-        self.nics.on_change.append(self.security_groups.secure)   # a new NIC's port, guarded
         self.doctor = DoctorService(settings, node, self.networks, self.addresses)
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart

@@ -105,6 +105,8 @@ class CopyService:
 
         def job(progress: Progress) -> dict[str, Any]:
             self._add_dns(inst)
+            if self.instances.security_groups is not None:   # filtered before it first runs
+                self.instances.security_groups.secure(inst.id, spec.nics)
             timings = self.node.clone(src_spec, spec, snapshot=snap.id if snap else None,
                                       start=start, progress=progress)
             return {"instance_id": inst.id, "ipv4": inst.ipv4,

@@ -419,8 +419,11 @@ class InstanceService:
                         egress=old.egress)
                 for net, old in zip(nets, source.nics or [Nic(network="", mac="", ipv4=None)],
                                     strict=True)]
-        if self.security_groups is not None and nics and nics[0].security_groups:
-            self.security_groups.join(s, iid, nics[0].security_groups)
+        if self.security_groups is not None:   # the source's groups that exist here, else default
+            groups = self.security_groups.kept(s, project_id,
+                                               nics[0].security_groups if nics else ())
+            nics = [replace(n, security_groups=groups) for n in nics]
+            self.security_groups.join(s, iid, groups)
         op = self.ops.begin(s, op_kind, iid, project_id=project_id, new=True)
         lim = limits or source.limits
         root = Disk(pool=pool or (source.disks[0].pool if source.disks else DEFAULT_POOL),

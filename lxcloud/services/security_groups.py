@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lxcloud.core.caller import Caller
@@ -196,7 +197,11 @@ class SecurityGroupService:
         else:
             row = s.scalar(q.where(SecurityGroupRow.name == ref))
             if row is None and ref == DEFAULT:
-                row = self._make_default(s, project_id)
+                try:
+                    with s.begin_nested():   # two first needs at once (PostgreSQL): one wins
+                        row = self._make_default(s, project_id)
+                except IntegrityError:
+                    row = s.scalar(q.where(SecurityGroupRow.name == ref))
         if row is None:
             raise NotFound(f"security group {ref!r} not found", resource="security_group")
         return row
@@ -363,6 +368,14 @@ class SecurityGroupService:
         rows = [self._row(s, r, caller.project_id) for r in (refs or [DEFAULT])]
         return tuple(dict.fromkeys(r.id for r in rows))
 
+    def kept(self, s: Session, project_id: str, group_ids: Sequence[str]) -> tuple[str, ...]:
+        """Of `group_ids`, those of the project that exist (an instance imported from elsewhere
+        names groups this cloud may not have); the project's default when none is left."""
+        have = set(s.scalars(select(SecurityGroupRow.id).where(
+            SecurityGroupRow.project_id == project_id, SecurityGroupRow.id.in_(list(group_ids)))))
+        kept = tuple(g for g in group_ids if g in have)
+        return kept or (self._row(s, DEFAULT, project_id).id,)
+
     @staticmethod
     def join(s: Session, instance_id: str, group_ids: Sequence[str]) -> None:
         """The instance's membership rows become `group_ids` (in the caller's transaction)."""
@@ -395,8 +408,10 @@ class SecurityGroupService:
                                resource="security_group")
         assert self.instance_of is not None
         inst = self.instance_of(instance, caller)
+        # the instance's project's groups (an admin may act on another project's instance)
+        owner = replace(caller, project_id=inst.project_id or caller.project_id)
         with self.db.session() as s:
-            gids = self.resolve(s, caller, refs)
+            gids = self.resolve(s, owner, refs)
             row = s.get(InstanceRow, inst.id)
             if row is None or row.state == State.TERMINATED:
                 raise NotFound(f"instance {instance!r} not found", resource="instance")
@@ -410,7 +425,8 @@ class SecurityGroupService:
 
     def of_instances(self, caller: Caller, instance_ids: Sequence[str]
                      ) -> dict[str, builtins.list[tuple[str, str]]]:
-        """instance id -> [(group id, group name)] in the instance's order."""
+        """instance id -> [(group id, group name)] in the instance's order (of instances the
+        caller was allowed to see: their groups are their project's)."""
         out: dict[str, builtins.list[tuple[str, str]]] = {i: [] for i in instance_ids}
         if not instance_ids:
             return out
@@ -419,8 +435,7 @@ class SecurityGroupService:
                                       SecurityGroupRow.id, SecurityGroupRow.name)
                                .join(SecurityGroupRow,
                                      SecurityGroupRow.id == InstanceSecurityGroupRow.group_id)
-                               .where(InstanceSecurityGroupRow.instance_id.in_(instance_ids),
-                                      SecurityGroupRow.project_id == caller.project_id)
+                               .where(InstanceSecurityGroupRow.instance_id.in_(instance_ids))
                                .order_by(InstanceSecurityGroupRow.position)):
                 out[m.instance_id].append((m.id, m.name))
         return out

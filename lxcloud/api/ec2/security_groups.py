@@ -21,7 +21,7 @@ from lxcloud.api.ec2.dispatch import Ctx, action
 from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
-from lxcloud.api.ec2.vpc import default_vpc_id
+from lxcloud.api.ec2.vpc import default_vpc_id, interface_groups
 from lxcloud.core.errors import InvalidInput, Reason
 from lxcloud.core.models import Instance
 from lxcloud.services.security_groups import GroupRule, RuleSpec, SecurityGroup
@@ -263,10 +263,17 @@ def revoke_egress(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 # --- what the instance actions use
 def launch_groups(p: Params) -> tuple[str, ...]:
-    """RunInstances' SecurityGroupId.N (ids) and SecurityGroup.N (names), in that order."""
+    """RunInstances' SecurityGroupId.N (ids) and SecurityGroup.N (names), in that order, or
+    those of its NetworkInterface.N.SecurityGroupId.M (not both, as on EC2)."""
     ids = p.list("SecurityGroupId")
-    check_group_ids(ids)
-    return tuple(ids + p.list("SecurityGroup"))
+    names = p.list("SecurityGroup")
+    of_interfaces = list(interface_groups(p))
+    if of_interfaces and (ids or names):
+        raise Ec2Error("InvalidParameterCombination",
+                       "Network interfaces and an instance-level security groups may not be "
+                       "specified on the same request")
+    check_group_ids(ids + of_interfaces)
+    return tuple(of_interfaces or ids + names)
 
 
 def group_set(ctx: Ctx, instances: list[Instance]) -> dict[str, list[dict[str, str]]]:

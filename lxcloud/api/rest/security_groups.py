@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from fastapi import APIRouter, Depends
@@ -121,7 +122,8 @@ def instance_groups(ref: str, c: Cloud = Depends(cloud),
                     who: Caller = Depends(caller)) -> list[GroupOut]:
     inst = c.instances.get(ref, caller=who)
     ids = [gid for gid, _ in c.security_groups.of_instances(who, [inst.id])[inst.id]]
-    return [GroupOut.of(g) for g in c.security_groups.list(who, ids=ids)] if ids else []
+    owner = replace(who, project_id=inst.project_id or who.project_id)   # an admin's look
+    return [GroupOut.of(g) for g in c.security_groups.list(owner, ids=ids)] if ids else []
 
 
 @instance_router.put("/{ref}/security-groups", response_model=list[GroupOut])

@@ -271,8 +271,11 @@ class SecurityGroups:
 
     def apply(self, table: str, ports: Sequence[PortPolicy], groups: Sequence[GroupPolicy]) -> None:
         """Full sync: the table's security-group state becomes exactly `ports` and `groups`, in
-        one transaction. Groups named by a port or a rule but absent from `groups` get no rules."""
-        check_bridged_filtering()
+        one transaction. Groups named by a port or a rule but absent from `groups` get no rules.
+        (Bridged filtering is checked when there are ports to filter: a cloud with no instance
+        starts on a host without it, and `lxcloud doctor` says what to do.)"""
+        if ports:
+            check_bridged_filtering()
         have = self.objects(table)
         tx = _Tx(table)
         self._base(tx)
@@ -324,7 +327,10 @@ class SecurityGroups:
         check_bridged_filtering()
         tx = _Tx(table)
         self._base(tx)
-        self._drop_port(tx, table, [port.port])
+        # a port's chains and entries are made and removed together: no chain, nothing to drop
+        # (a launch lists nothing)
+        if self._has_chain(table, port_chain(port.port, "egress")):
+            self._drop_port(tx, table, [port.port])
         named = set(port.groups)
         for g in groups:
             self._group(tx, g)
@@ -365,7 +371,7 @@ class SecurityGroups:
     def forget_bridge(self, table: str, bridge: str) -> None:
         """A network's bridge is gone: it leaves the set of bridges with filtered ports.
         Not there (or no table): no-op."""
-        if bridge in self._elements(table, "set", BRIDGES):
+        if bridge in self._state(table)[1].get(BRIDGES, []):
             tx = _Tx(table)
             tx.elements("delete", BRIDGES, [bridge])
             self._run(tx, f"forget bridge {bridge} in {FAMILY} {table}")
@@ -399,53 +405,58 @@ class SecurityGroups:
                            f"list table {table}", missing_ok=True)
         return [o for o in (out or {}).get("nftables", []) if "metainfo" not in o]
 
-    def objects(self, table: str) -> dict[str, list[str]]:
-        """Names of our chains, sets and maps in the table; "other" lists the chains not ours."""
+    def _state(self, table: str) -> tuple[dict[str, list[str]], dict[str, list[object]]]:
+        """One listing of the table: the names of our chains, sets and maps ("other": the
+        chains not ours) and the elements of our sets and maps by name."""
         res: dict[str, list[str]] = {"chain": [], "set": [], "map": [], "bridges": [],
                                      "other": []}
+        elems: dict[str, list[object]] = {}
         for o in self._list(table):
             if "chain" in o:
                 name = o["chain"]["name"]
                 ours = name in (EGRESS_CHAIN, INGRESS_CHAIN) or name.startswith(_PORT_AND_GROUP)
                 res["chain" if ours else "other"].append(name)
-            elif "set" in o and o["set"]["name"].startswith("sgm_"):
-                res["set"].append(o["set"]["name"])
-            elif "map" in o and o["map"]["name"] in (OUT_MAP, IN_MAP):
-                res["map"].append(o["map"]["name"])
-            elif "set" in o and o["set"]["name"] == BRIDGES:
+                continue
+            kind = "set" if "set" in o else "map" if "map" in o else None
+            if kind is None:
+                continue
+            name = o[kind]["name"]
+            if kind == "set" and name.startswith("sgm_"):
+                res["set"].append(name)
+            elif kind == "map" and name in (OUT_MAP, IN_MAP):
+                res["map"].append(name)
+            elif kind == "set" and name == BRIDGES:
                 res["bridges"].append(BRIDGES)
-        return res
+            else:
+                continue
+            elems[name] = list(o[kind].get("elem", []))
+        return res, elems
 
-    def _elements(self, table: str, kind: str, name: str) -> list[object]:
-        out = self.nft.run([{"list": {kind: {"family": FAMILY, "table": table, "name": name}}}],
-                           f"list {kind} {name}", missing_ok=True)
-        for o in (out or {}).get("nftables", []):
-            if kind in o:
-                return list(o[kind].get("elem", []))
-        return []
+    def objects(self, table: str) -> dict[str, list[str]]:
+        """Names of our chains, sets and maps in the table; "other" lists the chains not ours."""
+        return self._state(table)[0]
 
     def members(self, table: str, gid: str) -> list[tuple[str, str]]:
         """(bridge, address) of a group's members."""
         return sorted(tuple(e["concat"]) for e in  # type: ignore[misc]
-                      self._elements(table, "set", member_set(gid))
+                      self._state(table)[1].get(member_set(gid), [])
                       if isinstance(e, dict) and "concat" in e)
 
     def ports(self, table: str) -> dict[tuple[str, str], str]:
         """(bridge, address) -> port, from the egress map."""
-        res: dict[tuple[str, str], str] = {}
-        for e in self._elements(table, "map", OUT_MAP):
-            if isinstance(e, list) and len(e) == 2:
-                key, verdict = e
-                target = verdict.get("goto", {}).get("target", "")
-                res[tuple(key["concat"])] = target[len("sgo_"):]  # type: ignore[index]
-        return res
+        return _ports_of(self._state(table)[1].get(OUT_MAP, []))
+
+    def _has_chain(self, table: str, name: str) -> bool:
+        return self.nft.run([{"list": {"chain": {"family": FAMILY, "table": table,
+                                                 "name": name}}}],
+                            f"list chain {name}", missing_ok=True) is not None
 
     def _drop_port(self, tx: _Tx, table: str, ports: Sequence[str], delete: bool = False) -> bool:
         """Commands removing the ports' map entries and memberships (and, when delete, their
         chains). False when none of them is known."""
         wanted_ports = set(ports)
-        keys = [k for k, p in self.ports(table).items() if p in wanted_ports]
-        have = self.objects(table)
+        have, elements = self._state(table)
+        keys = [k for k, p in _ports_of(elements.get(OUT_MAP, [])).items() if p in wanted_ports]
         chains = [port_chain(p, d) for p in ports for d in DIRECTIONS
                   if port_chain(p, d) in have["chain"]]
         if not keys and not chains:
@@ -455,13 +466,23 @@ class SecurityGroups:
         tx.elements("delete", IN_MAP, list(elems))
         wanted = set(keys)
         for s in have["set"]:
-            mine: list[object] = [e for e in self._elements(table, "set", s)
+            mine: list[object] = [e for e in elements.get(s, [])
                                   if isinstance(e, dict) and tuple(e["concat"]) in wanted]
             tx.elements("delete", s, list(mine))
         if delete:
             for c in chains:
                 tx.delete("chain", c)
         return True
+
+
+def _ports_of(out_map: list[object]) -> dict[tuple[str, str], str]:
+    res: dict[tuple[str, str], str] = {}
+    for e in out_map:
+        if isinstance(e, list) and len(e) == 2:
+            key, verdict = e
+            target = verdict.get("goto", {}).get("target", "")
+            res[tuple(key["concat"])] = target[len("sgo_"):]  # type: ignore[index]
+    return res
 
 
 def check_bridged_filtering() -> None:
@@ -472,4 +493,5 @@ def check_bridged_filtering() -> None:
         on = False
     if not on:
         raise DriverError("security groups need bridged traffic to pass nftables' inet hooks: "
-                          "load br_netfilter and set net.bridge.bridge-nf-call-iptables=1")
+                          "modprobe br_netfilter && "
+                          "sysctl -w net.bridge.bridge-nf-call-iptables=1 (see lxcloud doctor)")

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from lxcloud.core.errors import InvalidInput
+from lxcloud.core.errors import DriverError, InvalidInput
 from lxcloud.core.ipam import NetworkPlan
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.bridge import BridgeDriver
 from lxcloud.drivers.network.firewall import Firewall, chain_names
+from lxcloud.drivers.network.nft import Json, Nft
 from lxcloud.drivers.network.publicnat import (
     CHAINS,
     MAPS,
@@ -307,3 +308,55 @@ def test_rules_match_schema() -> None:
 
     assert NFT.validate(base("lxtest_schema"))
 
+
+
+def test_a_neighbour_reaches_a_public_address_on_its_own_bridge(lab: Lab) -> None:
+    """Hairpin: a neighbour's connection to the public address is masqueraded behind the
+    gateway, or the instance would answer it straight from its private address (where
+    br_netfilter passes bridged frames through conntrack that happens to work anyway; elsewhere
+    the masquerade is what makes it work)."""
+    nat = PublicNatDriver(bridge_prefix="lxtpb")
+    tag = secrets.token_hex(3)
+    ns, veth = f"lxtpn{tag}", f"lxtpw{tag}"
+    plan = NetworkPlan.from_cidr(lab.spec.cidr)
+    try:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "link", "set", veth, "master", lab.spec.bridge, "up")
+        nx = ["ip", "netns", "exec", ns]
+        sh(*nx, "ip", "addr", "add", f"{ipaddress.IPv4Address(plan.first) + 20}/{plan.prefix}",
+           "dev", "eth0")
+        sh(*nx, "ip", "link", "set", "eth0", "up")
+        sh(*nx, "ip", "route", "add", "default", "via", lab.spec.gateway)
+        pub = lab.public(7)
+        nat.associate(lab.table, Association(pub, lab.instance_ip, lab.public_if))
+        assert lab.ask(ns, pub, 7000) == f"instance {lab.spec.gateway}"
+        assert lab.ask(lab.outside_ns, pub, 7000) == f"instance {lab.outside_ip}"  # not masqueraded
+        nat.disassociate(lab.table, Association(pub, lab.instance_ip, lab.public_if))
+    finally:
+        nat.close()
+        sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "link", "del", veth, check=False)
+
+
+class FailingNft(Nft):
+    """libnftables refusing every change (listing still works)."""
+
+    def run(self, cmds: list[Json], what: str, *, missing_ok: bool = False) -> Json | None:
+        if cmds and "list" in cmds[0]:
+            return super().run(cmds, what, missing_ok=missing_ok)
+        raise DriverError(f"nftables: {what} failed (rc 1)")
+
+
+def test_a_failed_change_leaves_no_address_behind(lab: Lab) -> None:
+    nat = PublicNatDriver(FailingNft())
+    pub = lab.public(8)
+    try:
+        with pytest.raises(DriverError):
+            nat.associate(lab.table, Association(pub, lab.instance_ip, lab.public_if))
+        with pytest.raises(DriverError):
+            nat.add_forward(lab.table, PortForward(pub, "tcp", 80, lab.instance_ip, 7000,
+                                                   interface=lab.public_if))
+        assert addresses(lab.public_if) == [f"{lab.host_ip}/24"]
+    finally:
+        nat.close()

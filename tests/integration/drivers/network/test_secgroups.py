@@ -165,6 +165,11 @@ def test_full_sync_is_exact_and_idempotent_and_removal_is_clean(lab: Lab) -> Non
     sg.apply(lab.table, [lab.port(A, "sg-closed")], [deny_all])
     assert f"sgi_{lab.ports[B]}" not in sg.objects(lab.table)["chain"]
     assert not lab.ping(B, A) and lab.ping(B, C)
+    # a bridge that is gone leaves the set of bridges IPv6 is not forwarded on
+    sg.forget_bridge(lab.table, lab.bridge)
+    sg.forget_bridge(lab.table, "nosuchbridge")
+    # (A's neighbour entry for B failed while IPv6 was dropped: it is resolved anew)
+    wait_for(lambda: lab.ping6(A, B), 10, "IPv6 between A and B once the bridge is forgotten")
     # another user's chain in the same table survives remove_all
     sh("nft", "add", "chain", "inet", lab.table, "someone_else")
     sg.remove_all(lab.table)

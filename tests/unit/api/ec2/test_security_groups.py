@@ -156,11 +156,25 @@ def test_instances_in_groups(ec2: Any, cloud: Cloud, image: dict[str, Any],
     (port,) = fw.ports.values()
     assert port.groups == (web, db) and port.addresses == (inst["Instances"][0]["PrivateIpAddress"],)
     assert code_of(ec2.delete_security_group, GroupId=web) == "InvalidGroup.InUse"
+    # the metadata service names them
+    from lxcloud.api.metadata.app import meta_data_tree
+    from lxcloud.api.metadata.lookup import make_lookup
+
+    view = make_lookup(cloud)(inst["Instances"][0]["PrivateIpAddress"])
+    assert view is not None and view.security_groups == ["web", "db"]
+    assert meta_data_tree(view).entries["security-groups"] == b"web\ndb"
     # without groups: the project's default
     other = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1)["Instances"][0]
     assert [g["GroupName"] for g in other["SecurityGroups"]] == ["default"]
     assert code_of(ec2.run_instances, ImageId=image["id"], MinCount=1, MaxCount=1,
                    SecurityGroups=["nope"]) == "InvalidGroup.NotFound"
+    # the groups of a network interface are the instance's
+    eni = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1, NetworkInterfaces=[
+        {"DeviceIndex": 0, "Groups": [db]}])["Instances"][0]
+    assert [g["GroupId"] for g in eni["SecurityGroups"]] == [db]
+    assert code_of(ec2.run_instances, ImageId=image["id"], MinCount=1, MaxCount=1,
+                   SecurityGroupIds=[web], NetworkInterfaces=[{"DeviceIndex": 0, "Groups": [db]}]
+                   ) == "InvalidParameterCombination"
     # groupSet
     ec2.modify_instance_attribute(InstanceId=iid, Groups=[db])
     attr = ec2.describe_instance_attribute(InstanceId=iid, Attribute="groupSet")
@@ -168,9 +182,10 @@ def test_instances_in_groups(ec2: Any, cloud: Cloud, image: dict[str, Any],
     assert fw.ports[port.port].groups == (db,)
     ec2.delete_security_group(GroupId=web)      # no longer in use
     # a terminated instance leaves its groups
-    ec2.terminate_instances(InstanceIds=[iid])
-    ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=FAST)
-    wait_for(lambda: not cloud.ops.busy(iid), 10, "the termination to end")
+    done = [iid, eni["InstanceId"]]
+    ec2.terminate_instances(InstanceIds=done)
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=done, WaiterConfig=FAST)
+    wait_for(lambda: not any(cloud.ops.busy(i) for i in done), 10, "the terminations to end")
     ec2.delete_security_group(GroupId=db)
     assert port.port not in fw.ports
 

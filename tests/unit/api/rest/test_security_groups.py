@@ -64,6 +64,15 @@ def test_groups_rules_and_instances(api: TestClient, image: Any) -> None:
     assert bob.get("/api/v1/security-groups/web").status_code == 404
     assert bob.get(f"/api/v1/security-groups/{web['id']}").status_code == 404
     assert bob.get("/api/v1/security-groups/default").json()["id"] != default["id"]
+    # an admin setting a member's instance's groups names that project's groups
+    bobs = launch(bob, name="bobs")["instance"]
+    bob_default = bob.get("/api/v1/security-groups/default").json()["id"]
+    r = api.put(f"/api/v1/instances/{bobs['id']}/security-groups", json={"groups": ["default"]})
+    assert r.status_code == 200 and [g["id"] for g in r.json()] == [bob_default]
+    assert [g["id"] for g in api.get(f"/api/v1/instances/{bobs['id']}/security-groups").json()
+            ] == [bob_default]
+    assert api.put(f"/api/v1/instances/{bobs['id']}/security-groups",
+                   json={"groups": ["web"]}).status_code == 404    # the admin's, not blue's
 
 
 def test_cli_rule_flags() -> None:

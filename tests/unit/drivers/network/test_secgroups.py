@@ -89,6 +89,10 @@ def test_without_bridged_filtering_nothing_is_applied(monkeypatch: pytest.Monkey
     monkeypatch.setattr(secgroups, "BR_NF", off)
     nft = RecordingNft()
     from lxcloud.core.errors import DriverError
+    port = PortPolicy("p0", "br0", ("10.0.0.2",), ("sg-a",))
     with pytest.raises(DriverError, match="bridge-nf-call-iptables"):
-        SecurityGroups(nft).apply("t", [], [])  # type: ignore[arg-type]
+        SecurityGroups(nft).apply("t", [port], [])  # type: ignore[arg-type]
+    with pytest.raises(DriverError, match="bridge-nf-call-iptables"):
+        SecurityGroups(nft).add_port("t", port, [])  # type: ignore[arg-type]
     assert nft.calls == []
+    SecurityGroups(nft).apply("t", [], [])  # type: ignore[arg-type]   # nothing to filter: fine
