@@ -155,9 +155,17 @@ def purge(data_dir: str | None) -> int:
                                            source=p.source, size=p.size))
             except Exception as e:
                 print(f"warning: pool {p.name} could not be brought up: {e}", file=sys.stderr)
+        # each step goes on when one before it fails: what can go goes, and what stays is named
+        # (then nothing is deleted below a mount that is left, and the purge can be run again)
         for name in agent.list_instances():
-            agent.destroy(name)
-        agent.teardown_public(public)   # public addresses off the host's interfaces
+            try:
+                agent.destroy(name)
+            except Exception as e:
+                print(f"warning: instance {name} could not be removed: {e}", file=sys.stderr)
+        try:
+            agent.teardown_public(public)   # public addresses off the host's interfaces
+        except Exception as e:
+            print(f"warning: public addresses could not be removed: {e}", file=sys.stderr)
         # the default network last: the cloud's port guard goes with it
         for n in sorted(nets, key=lambda n: n.bridge == settings.bridge_name):
             try:
@@ -165,7 +173,10 @@ def purge(data_dir: str | None) -> int:
             except Exception as e:
                 print(f"warning: network {n.name} could not be removed: {e}", file=sys.stderr)
         for p in pools:      # every volume, snapshot, image and loop file of each pool
-            agent.delete_pool(p.name)
+            try:
+                agent.delete_pool(p.name)
+            except Exception as e:
+                print(f"warning: pool {p.name} could not be removed: {e}", file=sys.stderr)
         # never delete through a mount that is still there (a pool's filesystem, a volume)
         left = _mounts_under(settings.data_dir)
         if left:

@@ -25,7 +25,7 @@ from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
 from lxcloud.api.ec2.security_groups import group_set, launch_groups
 from lxcloud.api.ec2.vpc import INSTANCE_FILTERS as NETWORK_FILTERS
-from lxcloud.api.ec2.vpc import instance_network, interface_groups, launch_nics
+from lxcloud.api.ec2.vpc import instance_network, launch_nics
 from lxcloud.core.errors import InvalidState
 from lxcloud.core.instance import ROOT_DEVICE, BlockDevice, BootOptions, Kind
 from lxcloud.core.models import Instance
@@ -195,7 +195,7 @@ def run_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         boot=BootOptions(kernel_id=p.str("KernelId") or None,
                          ramdisk_id=p.str("RamdiskId") or None, features=features),
         block_devices=_block_devices(p),
-        security_groups=interface_groups(p, launch_groups(p)),
+        security_groups=launch_groups(p),
         disable_api_termination=p.bool("DisableApiTermination"),
         shutdown_behavior=p.str("InstanceInitiatedShutdownBehavior") or "stop")
     launched = ctx.cloud.instances.launch(req, caller=ctx.caller, dry_run=p.dry_run())
