@@ -6,8 +6,9 @@ AWS's semantics (VPC Elastic IPs): an address stays allocated to its project unt
 associating one that is associated elsewhere is refused unless reassociation is allowed; an
 instance's NIC address has at most one public address (associating another replaces it);
 releasing an associated address is refused (disassociate first); terminating an instance
-disassociates its addresses. Beyond AWS, port forwards (CloudStack's): an allocated address that
-is not associated forwards chosen ports to instances; an address has either one or the other.
+disassociates its addresses (detaching a NIC, that NIC's). Beyond AWS, port forwards
+(CloudStack's): an allocated address that is not associated forwards chosen ports to instances;
+an address has either one or the other; an admin may forward ports of the host's own addresses.
 
 Every change is made on the host before it is recorded, and undone if the record cannot be
 written; the host is brought back to the records at start-up (`sync`).

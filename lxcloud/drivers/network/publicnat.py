@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
+import socket
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from lxcloud.core.errors import DriverError, InvalidInput
 from lxcloud.drivers.network.base import IFNAMSIZ
 from lxcloud.drivers.network.nft import NFT, Json, Nft
 
+log = logging.getLogger(__name__)
 FAMILY = "inet"
 PROTOCOLS = ("tcp", "udp")
 CHAINS = {"pub_prerouting": ("nat", "prerouting", -110),
@@ -375,9 +378,9 @@ class PublicNatDriver:
             ifaces = {i for _, i in wanted}
             self._check_interfaces(ifaces)
             held = {i: set(self._on(i)) for i in ifaces}
-            for addr, ifname in sorted(wanted):
-                if addr not in held[ifname]:
-                    self._add_addr(addr, ifname)
+            added = [(a, i) for a, i in sorted(wanted) if a not in held[i]]
+            for addr, ifname in added:
+                self._add_addr(addr, ifname)
             old = self._read(nat.table)
             self.nft.run(base(nat.table, self.bridge_prefix)
                          + _diff(nat.table, old, _state_of(nat)),
@@ -386,6 +389,8 @@ class PublicNatDriver:
                 for addr in self._held(pool):
                     if (addr, pool.interface) not in wanted:
                         self._del_addr(addr, pool.interface)
+            for addr, ifname in added:
+                self._announce(addr, ifname)
 
     def associate(self, table: str, a: Association) -> None:
         """`a.address` on its interface and mapped to `a.private_ip` both ways (replacing what
@@ -508,6 +513,28 @@ class PublicNatDriver:
             if added:
                 self._del_addr(addr, ifname)
             raise
+        if added:
+            self._announce(addr, ifname)
+
+    def _announce(self, addr: str, ifname: str) -> None:
+        """A gratuitous ARP for `addr` from `ifname`, so that neighbours holding it under another
+        MAC (where the address was before) learn at once. Best effort: never fails the change."""
+        try:
+            idx = self._index(ifname)
+            link = self._nl().get_links(idx)[0] if idx is not None else None
+            mac = link.get_attr("IFLA_ADDRESS") if link is not None else None
+            if not mac:
+                return
+            hw = bytes.fromhex(mac.replace(":", ""))
+            ip = ipaddress.IPv4Address(addr).packed
+            frame = (b"\xff" * 6 + hw + b"\x08\x06"                 # broadcast, from us, ARP
+                     + b"\x00\x01\x08\x00\x06\x04\x00\x01"          # Ethernet/IPv4, request
+                     + hw + ip + b"\x00" * 6 + ip)                   # who has addr? addr
+            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+                s.bind((ifname, 0))
+                s.send(frame)
+        except OSError as e:
+            log.info("gratuitous ARP for %s on %s not sent: %s", addr, ifname, e)
 
     def _change(self, table: str, change: Any, what: str,
                 released: Iterable[tuple[str, str]]) -> None:

@@ -7,6 +7,7 @@ Everything is removed afterwards."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -38,6 +39,10 @@ def world() -> Iterator[Outside]:
 def stack(world: Outside) -> Iterator[Stack]:
     with running_stack("lxcloud-pub-") as st:
         yield st
+    # its removal leaves no public address on the interface, and no table (nor chain) behind
+    assert addresses(world.interface) == [f"{world.host_ip}/{world.prefix}"]
+    assert subprocess.run(["nft", "list", "table", "inet", st.settings.nft_table],
+                          capture_output=True).returncode != 0, "the cloud's table outlived it"
 
 
 def launch_server(cloud: Cloud, name: str) -> str:

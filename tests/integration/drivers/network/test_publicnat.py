@@ -36,6 +36,7 @@ from lxcloud.drivers.network.publicnat import (
 )
 from tests.integration.outside import Outside, addresses, outside_world, sh
 from tests.subnets import free_subnet
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -360,3 +361,22 @@ def test_a_failed_change_leaves_no_address_behind(lab: Lab) -> None:
         assert addresses(lab.public_if) == [f"{lab.host_ip}/24"]
     finally:
         nat.close()
+
+
+def test_an_address_is_announced_where_it_lands(lab: Lab, nat: PublicNatDriver) -> None:
+    """A neighbour that knew the address under another MAC (where it was before) learns the new
+    one from the gratuitous ARP, without asking."""
+    pub = lab.public(9)
+    ox = ["ip", "netns", "exec", lab.outside_ns]
+    sh(*ox, "ip", "neigh", "replace", pub, "lladdr", "02:00:00:00:00:01", "dev", "eth0",
+       "nud", "stale")
+    mac = json.loads(sh("ip", "-j", "link", "show", lab.public_if).stdout)[0]["address"]
+
+    def known() -> str | None:
+        out = json.loads(sh(*ox, "ip", "-j", "neigh", "show", pub).stdout or "[]")
+        return out[0].get("lladdr") if out else None
+
+    assert known() == "02:00:00:00:00:01"
+    nat.associate(lab.table, Association(pub, lab.instance_ip, lab.public_if))
+    wait_for(lambda: known() == mac, 5, "the outside's neighbour entry to follow the address")
+    nat.disassociate(lab.table, Association(pub, lab.instance_ip, lab.public_if))
