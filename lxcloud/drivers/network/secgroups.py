@@ -221,7 +221,10 @@ class SecurityGroups:
             tx.chain(name, type="filter", hook="forward", prio=prio, policy="accept")
             ct = {"ct": {"key": "state"}}
             tx.rule(name, [_match(ct, ["established", "related"], "in"), {"accept": None}])
-            tx.rule(name, [_match(ct, "invalid", "in"), {"drop": None}])
+            # only on bridges with filtered ports: the hook sees every bridge of the host, and
+            # conntrack calls IPv6 neighbour discovery (among others) invalid
+            tx.rule(name, [_match(_meta(key[0]), f"@{BRIDGES}"), _match(ct, "invalid", "in"),
+                           {"drop": None}])
             # the cloud is IPv4: no IPv6 (link-local included) between filtered ports
             tx.rule(name, [_match(_meta("nfproto"), "ipv6"),
                            _match(_meta(key[0]), f"@{BRIDGES}"), {"drop": None}])

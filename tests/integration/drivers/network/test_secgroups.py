@@ -178,3 +178,15 @@ def test_full_sync_is_exact_and_idempotent_and_removal_is_clean(lab: Lab) -> Non
                                      "other": ["someone_else"]}
     sg.remove_all(lab.table)
     sh("nft", "delete", "table", "inet", lab.table)
+
+
+def test_another_tables_groups_leave_other_bridges_alone(lab: Lab) -> None:
+    """The forward hook sees every bridge of the host: a cloud's groups drop nothing on a bridge
+    without filtered ports (IPv6 neighbour discovery, which conntrack calls invalid, included)."""
+    other, table = SecurityGroups(), f"sgother_{random.randrange(16**4):04x}"
+    try:
+        other.apply(table, [PortPolicy("sgnoport", "sgnobridge", ("10.249.9.9",), ("sg-x",))],
+                    [GroupPolicy("sg-x")])
+        assert lab.ping6(A, B) and lab.ping(A, B)
+    finally:
+        other.remove_all(table)
