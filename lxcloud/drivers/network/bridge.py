@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import threading
 from pathlib import Path
-from typing import Any
 
 from lxcloud.core.caps import NetworkCaps
 from lxcloud.core.errors import DriverError
 from lxcloud.core.ipam import NetworkPlan, mac_for
 from lxcloud.drivers.network.base import NetworkSpec, check_spec
 from lxcloud.drivers.network.firewall import Firewall
+from lxcloud.drivers.network.netlink import NetlinkSocket, iproute
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +25,13 @@ _EEXIST = 17
 _EADDRNOTAVAIL = 99
 
 
-def _iproute() -> Any:
-    from pyroute2 import IPRoute  # imported late: importing pyroute2 costs ~100 ms
-    return IPRoute()
-
-
 def host_networks(interface: str | None = None) -> list[str]:
     """Every IPv4 network the host already uses: its addresses' subnets and its routes (all tables);
     `interface`: only those on that interface.
 
     Default routes are left out (they would overlap everything). Feed this to ipam.pick_subnet.
     """
-    ipr = _iproute()
+    ipr = iproute()
     try:
         idx = None
         if interface is not None:
@@ -64,7 +58,7 @@ def host_networks(interface: str | None = None) -> list[str]:
 
 def host_interfaces() -> list[str]:
     """The names of the host's network interfaces (this network namespace)."""
-    ipr = _iproute()
+    ipr = iproute()
     try:
         return sorted(str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links())
     finally:
@@ -80,7 +74,7 @@ def enable_ip_forward() -> None:
         raise DriverError(f"cannot enable IPv4 forwarding: {e}") from e
 
 
-class BridgeDriver:
+class BridgeDriver(NetlinkSocket):
     """NetworkDriver over a Linux bridge + nftables. Thread-safe; one netlink socket, opened lazily."""
 
     name = "bridge"
@@ -88,22 +82,8 @@ class BridgeDriver:
     caps = NetworkCaps(nat=True, dhcp=True, overlay=False)
 
     def __init__(self, firewall: Firewall | None = None) -> None:
+        super().__init__()
         self.firewall = firewall or Firewall()
-        self._ipr: Any = None
-        self._lock = threading.RLock()
-
-    # --- netlink socket lifetime
-    def _nl(self) -> Any:
-        if self._ipr is None:
-            self._ipr = _iproute()
-        return self._ipr
-
-    def close(self) -> None:
-        """Close the netlink socket (reopened on next use)."""
-        with self._lock:
-            if self._ipr is not None:
-                self._ipr.close()
-                self._ipr = None
 
     def __enter__(self) -> BridgeDriver:
         return self

@@ -25,6 +25,7 @@ from typing import Any
 from lxcloud.core.caps import NetworkCaps
 from lxcloud.core.errors import DriverError, InvalidInput
 from lxcloud.drivers.network.base import IFNAMSIZ, NetworkSpec, check_spec
+from lxcloud.drivers.network.netlink import iproute
 
 MODES = ("private", "bridge", "vepa")
 _IFF_UP = 0x1
@@ -45,12 +46,6 @@ def check_parent_name(parent: str) -> None:
         raise InvalidInput("a macvlan network needs a parent interface (--parent IFACE)")
     if len(parent) > IFNAMSIZ or any(c in parent for c in "/ \n\r\t\0:"):
         raise InvalidInput(f"invalid parent interface name {parent!r}", parent=parent)
-
-
-def _iproute() -> Any:
-    from pyroute2 import IPRoute  # imported late: importing pyroute2 costs ~100 ms
-
-    return IPRoute()
 
 
 class MacvlanDriver:
@@ -93,7 +88,7 @@ class MacvlanDriver:
 
     @staticmethod
     def _parent(name: str) -> Any:
-        ipr = _iproute()
+        ipr = iproute()
         try:
             found = ipr.link_lookup(ifname=name)
             return ipr.get_links(found[0])[0] if found else None

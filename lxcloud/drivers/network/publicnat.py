@@ -26,13 +26,13 @@ import contextlib
 import ipaddress
 import logging
 import socket
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from lxcloud.core.errors import DriverError, InvalidInput
 from lxcloud.drivers.network.base import IFNAMSIZ
+from lxcloud.drivers.network.netlink import NetlinkSocket
 from lxcloud.drivers.network.nft import NFT, Json, Nft
 
 log = logging.getLogger(__name__)
@@ -332,20 +332,14 @@ def _parse(content: Iterable[Json]) -> _State:
     return s
 
 
-def _iproute() -> Any:
-    from pyroute2 import IPRoute  # imported late: importing pyroute2 costs ~100 ms
-    return IPRoute()
-
-
-class PublicNatDriver:
+class PublicNatDriver(NetlinkSocket):
     """Public addresses of one host: netlink for the /32s, libnftables for the maps. Thread-safe;
     stateless (the kernel's maps and addresses are the state)."""
 
     def __init__(self, nft: Nft | None = None, bridge_prefix: str = BRIDGE_PREFIX) -> None:
+        super().__init__()
         self.nft = nft or NFT
         self.bridge_prefix = bridge_prefix
-        self._ipr: Any = None
-        self._lock = threading.RLock()
         self._ifindex: dict[str, int | None] = {}   # within one call: one lookup per interface
 
     @contextlib.contextmanager
@@ -354,18 +348,6 @@ class PublicNatDriver:
         with self._lock:
             self._ifindex.clear()
             yield
-
-    # --- netlink socket lifetime
-    def _nl(self) -> Any:
-        if self._ipr is None:
-            self._ipr = _iproute()
-        return self._ipr
-
-    def close(self) -> None:
-        with self._lock:
-            if self._ipr is not None:
-                self._ipr.close()
-                self._ipr = None
 
     # --- the contract
     def sync(self, nat: PublicNat) -> None:
