@@ -432,6 +432,13 @@ class SecurityGroupService:
                 out[m.instance_id].append((m.id, m.name))
         return out
 
+    def names_by_id(self, group_ids: Sequence[str]) -> dict[str, str]:
+        """group id -> name (for ids taken from records the caller may see)."""
+        with self.db.reader() as s:
+            rows = s.execute(select(SecurityGroupRow.id, SecurityGroupRow.name).where(
+                SecurityGroupRow.id.in_(builtins.list(group_ids))))
+            return {r.id: r.name for r in rows}
+
     def names_of(self, instance_id: str) -> builtins.list[str]:
         """The names of an instance's groups (for its metadata)."""
         with self.db.reader() as s:

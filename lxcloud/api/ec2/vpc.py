@@ -241,8 +241,13 @@ def delete_subnet(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 
 # --- network interfaces
-def _group_set(nic: Nic) -> list[dict[str, str]]:
-    return [{"groupId": g} for g in nic.security_groups]
+def _group_set(ctx: Ctx, nic: Nic) -> list[dict[str, str]]:
+    # the groups' names, read once per request
+    names: dict[str, str] = ctx.__dict__.setdefault("_sg_names", {})
+    missing = [g for g in nic.security_groups if g not in names]
+    if missing:
+        names.update(ctx.cloud.security_groups.names_by_id(missing))
+    return [{"groupId": g, "groupName": names.get(g, "")} for g in nic.security_groups]
 
 
 def _attachment(inst: Instance, nic: Nic) -> dict[str, Any]:
@@ -260,7 +265,7 @@ def _nic_common(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
         "vpcId": default_vpc_id(inst.project_id or ctx.caller.project_id),
         "description": "", "ownerId": owner(ctx.caller), "status": "in-use",
         "macAddress": nic.mac, "privateIpAddress": nic.ipv4, "privateDnsName": dns,
-        "sourceDestCheck": True, "groupSet": _group_set(nic),
+        "sourceDestCheck": True, "groupSet": _group_set(ctx, nic),
         "privateIpAddressesSet": [{"privateIpAddress": nic.ipv4, "privateDnsName": dns,
                                    "primary": True}] if nic.ipv4 else [],
         "interfaceType": "interface",
