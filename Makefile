@@ -7,7 +7,7 @@ CEPH_PKGS := ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common python3-r
 APT_PKGS := lxc lxc-dev pkg-config python3-lxc python3-nftables nftables dnsmasq-base \
             busybox-static debootstrap uidmap lxcfs iproute2 zstd xz-utils python3-venv \
             python3-dev ca-certificates openssh-client acl xfsprogs btrfs-progs attr \
-            python3-btrfsutil gcc libc6-dev iperf3 $(CEPH_PKGS)
+            python3-btrfsutil gcc libc6-dev iperf3 iptables $(CEPH_PKGS)
 PYTEST_ARGS ?=
 
 .PHONY: up test deps apt venv lint bench clean
@@ -55,6 +55,7 @@ bench: deps
 	$(PY) bench/launch.py --count 50
 	$(PY) bench/api.py
 	$(PY) bench/storage.py --count 50
+	$(PY) bench/nics.py
 	$(PY) bench/secgroups.py
 	$(PY) bench/network.py
 

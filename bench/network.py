@@ -10,19 +10,23 @@ launched through its REST API) against the floor, in the same run with the same 
   + rules      the same with lxcloud's network rules (drivers/network/firewall.py's ruleset for
                that bridge, as the bridge driver writes it) in that namespace
   lxcloud      two busybox instances of the cloud on its default network, in the host's own
-               namespace: the port guard, the cloud's table, and whatever other tables this host
-               has (other clouds' too) on the path
-  + 50 rules   the instances in a security group of 50 rules (once security groups are on main)
+               namespace, in a security group of one rule (any TCP in): the port guard, the
+               cloud's table, its security groups, and whatever other tables this host has
+               (other clouds' too) on the path
+  + 50 rules   the same instances in a group of 50 ingress rules, only the last matching
 
 The tools run in each endpoint's network namespace (`ip netns exec`, or `nsenter --net` into a
 container's init), not inside the container's filesystem: the packets take exactly the path an
 instance's own take (its veth, the bridge, every netfilter hook), and the same binaries measure
 every row. Throughput: iperf3 (Debian's), one TCP stream for --seconds. Latency: a TCP 1-byte
-request/response loop (bench/_rr.py, netperf's TCP_RR) — its own cost is in every row alike.
-Each row is the median of --rounds rounds, interleaved (floor, lxcloud, floor, ...) so the drift
+request/response loop (bench/_rr.py, netperf's TCP_RR), and the same with a new connection for
+each round trip (TCP_CRR: where a firewall's rules are paid, on a flow's first packets) — the
+probe's own cost is in every row alike.
+Each row is the median of --rounds rounds, the rows of a round in a shuffled order so the drift
 of this shared 2-core machine hits every row alike, with the spread of the rounds beside it (one
-TCP stream over veth is bound by one CPU: what else runs on the machine moves it by 2x); ratios
-are against the floor.
+TCP stream over veth is bound by one CPU: what else runs on the machine moves it by 2x or more);
+a ratio (and an added latency) is the median over the rounds of that round's figure against the
+floor's of the same round, the closest in time.
 
     .venv/bin/python bench/network.py [--rounds 5] [--seconds 3] [--rr 2000]
 """
@@ -73,7 +77,7 @@ def netns(name: str) -> list[str]:
     return ["ip", "netns", "exec", name]
 
 
-def iperf(server: End, client: End, seconds: float) -> float:
+def iperf(server: End, client: End, seconds: int) -> float:
     """Gbit/s received by `server` from one TCP stream of `client`."""
     port = str(random.randint(20000, 40000))
     srv = subprocess.Popen([*server.enter, "iperf3", "-s", "-1", "-p", port, "--forceflush"],
@@ -93,16 +97,17 @@ def iperf(server: End, client: End, seconds: float) -> float:
         srv.wait()
 
 
-def rr(server: End, client: End, n: int) -> dict[str, float]:
+def rr(server: End, client: End, n: int, mode: str = "") -> dict[str, float]:
+    """Round trips of one byte on one connection; mode "c": a new connection each (TCP_CRR)."""
     port = str(random.randint(40001, 60000))
-    srv = subprocess.Popen([*server.enter, sys.executable, RR, "server", port],
+    srv = subprocess.Popen([*server.enter, sys.executable, RR, f"{mode}server", port],
                            stdout=subprocess.PIPE, text=True)
     try:
         assert srv.stdout is not None
         if srv.stdout.readline().strip() != "ready":
             raise SystemExit(f"latency probe in {server.name} did not start")
-        return json.loads(sh([*client.enter, sys.executable, RR, "client", server.ip, port,
-                              str(n)]))  # type: ignore[no-any-return]
+        return json.loads(sh([*client.enter, sys.executable, RR, f"{mode}client", server.ip,
+                              port, str(n)]))  # type: ignore[no-any-return]
     finally:
         srv.kill()
         srv.wait()
@@ -113,11 +118,13 @@ class Figures:
     gbps: list[float] = field(default_factory=list)
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
+    crr: list[float] = field(default_factory=list)    # p50 of connect + round trip + close
 
-    def add(self, g: float, lat: dict[str, float]) -> None:
+    def add(self, g: float, lat: dict[str, float], crr: dict[str, float]) -> None:
         self.gbps.append(g)
         self.p50.append(lat["p50_us"])
         self.p99.append(lat["p99_us"])
+        self.crr.append(crr["p50_us"])
 
     @property
     def med(self) -> tuple[float, float, float]:
@@ -197,20 +204,54 @@ def container_end(cloud: BenchCloud, lxcpath: Path, inst: dict[str, object]) -> 
     return End(str(inst["name"]), ["nsenter", f"--net=/proc/{pid}/ns/net"], str(inst["ipv4"]))
 
 
-def secgroup_case(cloud: BenchCloud, ends: list[End]) -> str | None:
-    """TODO(ops): a group of 50 rules, both instances in it, once security groups are on main:
-    returns why not when the cloud has none."""
-    r = cloud.http.get("/api/v1/security-groups")
-    if r.status_code == 404:
-        return "security groups are not on main yet: no figure with 50 rules per group"
-    return "security groups exist but bench/network.py does not measure them yet"
+def make_groups(cloud: BenchCloud) -> dict[str, int]:
+    """Two security groups: "bench1" lets any TCP in (one ingress rule), "bench50" has 50 ingress
+    rules of which only the last matches these flows (49 others before it: ports and CIDRs of
+    nothing here). Both allow all egress (a new group's own rule). Name -> ingress rule count."""
+    counts = {}
+    for name, n in (("bench1", 1), ("bench50", 50)):
+        r = cloud.http.post("/api/v1/security-groups", json={"name": name})
+        if r.status_code >= 400:
+            raise SystemExit(f"security group {name}: {r.status_code} {r.text}")
+        for i in range(n - 1):
+            rule = {"direction": "ingress", "protocol": "tcp", "port_from": 1000 + i,
+                    "port_to": 1000 + i, "cidr": f"10.99.{i}.0/24"}
+            cloud.http.post(f"/api/v1/security-groups/{name}/rules", json=rule).raise_for_status()
+        cloud.http.post(f"/api/v1/security-groups/{name}/rules",
+                        json={"direction": "ingress", "protocol": "tcp",
+                              "cidr": "0.0.0.0/0"}).raise_for_status()
+        counts[name] = n
+    return counts
+
+
+def in_group(cloud: BenchCloud, names: Sequence[str], group: str) -> Callable[[], None]:
+    """A row's preparation: the instances put in `group` (applied on the host at once)."""
+    def prepare() -> None:
+        for n in names:
+            cloud.http.put(f"/api/v1/instances/{n}/security-groups",
+                           json={"groups": [group]}).raise_for_status()
+    return prepare
+
+
+def forward_chains() -> dict[str, int]:
+    """The forward-hook base chains of the host's namespace (every table, every program's)."""
+    from lxcloud.node.doctor import read_facts
+
+    facts = read_facts()
+    fwd = [c for c in facts.chains if c.hook == "forward"]
+    return {"forward": len(fwd), "tables": len({(c.family, c.table) for c in fwd}),
+            "ours": sum(c.table == OURS[0] for c in fwd)}
+
+
+OURS = [""]     # this run's cloud table name, once it is up
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--rr", type=int, default=2000, help="round trips per latency figure")
+    ap.add_argument("--crr", type=int, default=500, help="new connections per figure")
     args = ap.parse_args()
     steps: list[tuple[str, float]] = []
     t = time.perf_counter()
@@ -230,8 +271,13 @@ def main() -> None:
         step("image build busybox")
         insts = [cloud.launch("busybox", f"net{i}", memory="128MiB") for i in range(2)]
         step("launch 2 instances (REST, waited)")
-        lxcpath = Settings.load(cloud.data_dir).lxcpath
+        settings = Settings.load(cloud.data_dir)
+        lxcpath = settings.lxcpath
+        OURS[0] = settings.nft_table
         a, b = (container_end(cloud, lxcpath, i) for i in insts)
+        names = [a.name, b.name]
+        make_groups(cloud)
+        step("2 security groups (1 and 50 ingress rules)")
         host = End("host", [], "")
         fa, fb, fh = floor.ends[floor.a], floor.ends[floor.b], floor.ends[floor.host]
 
@@ -245,16 +291,20 @@ def main() -> None:
             Case("floor: veth + bridge", floor_state(False, False), (fa, fb), (fa, fh)),
             Case("+ br_netfilter (no rule)", floor_state(True, False), (fa, fb), (fa, fh)),
             Case("+ lxcloud's network rules", floor_state(True, True), (fa, fb), (fa, fh)),
-            Case("lxcloud: instances of a cloud", lambda: None, (a, b), (a, host)),
+            Case("lxcloud: instances, 1-rule group", in_group(cloud, names, "bench1"),
+                 (a, b), (a, host)),
+            Case("+ 50 rules per security group", in_group(cloud, names, "bench50"),
+                 (a, b), (a, host)),
         ]
-        why_not = secgroup_case(cloud, [a, b])
+        hooks = forward_chains()
         for _ in range(args.rounds):
-            for case in cases:
+            for case in random.sample(cases, len(cases)):
                 case.prepare()
                 for path, (srv, cli) in (("c2c", case.c2c), ("h2c", case.h2c)):
-                    case.figures[path].add(iperf(srv, cli, args.seconds), rr(srv, cli, args.rr))
+                    case.figures[path].add(iperf(srv, cli, args.seconds), rr(srv, cli, args.rr),
+                                           rr(srv, cli, args.crr, "c"))
         step(f"measure: {args.rounds} rounds x {len(cases)} rows x 2 paths "
-             f"(iperf3 {args.seconds:g} s + {args.rr} round trips each)")
+             f"(iperf3 {args.seconds} s + {args.rr} round trips + {args.crr} connections each)")
     finally:
         cloud.close()
         floor.close()
@@ -262,23 +312,30 @@ def main() -> None:
 
     print(f"\n== network: iperf3 one TCP stream {args.seconds:g} s; TCP 1-byte request/response "
           f"x{args.rr}; median of {args.rounds} interleaved rounds")
-    base = {p: cases[0].figures[p].med for p in ("c2c", "h2c")}
     for path, title in (("c2c", "container <-> container, one bridge"),
                         ("h2c", "host <-> container")):
         print(f"\n{title}")
         print(f"  {'':34} {'Gbit/s':>8} {'(min-max)':>13} {'ratio':>6} {'RR p50 us':>10} "
-              f"{'p99 us':>8} {'p50 +us':>8}")
-        g0, l0, _ = base[path]
+              f"{'p99 us':>8} {'p50 +us':>8} {'CRR p50 us':>11} {'+us':>7}")
+        floor_f = cases[0].figures[path]
         for case in cases:
             f = case.figures[path]
             g, p50, p99 = f.med
             spread = f"({min(f.gbps):.1f}-{max(f.gbps):.1f})"
-            print(f"  {case.label:34} {g:8.2f} {spread:>13} {g / g0:6.2f} {p50:10.1f} "
-                  f"{p99:8.1f} {p50 - l0:+8.1f}")
-        if why_not:
-            print(f"  {'+ 50 rules per security group':34} TODO: {why_not}")
-    print("\nwhere the time goes (the row above each is the step it adds to): the ratio column is "
-          "throughput against the floor, 'p50 +us' the latency added to the floor's")
+            # each round's figure against the floor's of the same round (the closest in time)
+            ratio = statistics.median(x / y for x, y in zip(f.gbps, floor_f.gbps, strict=True))
+            added = statistics.median(x - y for x, y in zip(f.p50, floor_f.p50, strict=True))
+            crr = statistics.median(f.crr)
+            crr_added = statistics.median(x - y for x, y in zip(f.crr, floor_f.crr, strict=True))
+            print(f"  {case.label:34} {g:8.2f} {spread:>13} {ratio:6.2f} {p50:10.1f} "
+                  f"{p99:8.1f} {added:+8.1f} {crr:11.1f} {crr_added:+7.1f}")
+    print("\nwhere the time goes: each row adds one step to the row above it; 'ratio' is the "
+          "throughput against the floor's of the same round, 'p50 +us' the latency added to it. A security "
+          "group's rules see a flow's first packet only (established packets are accepted before "
+          "them), so 50 rules cost a new connection (CRR), not a stream's bytes.")
+    print(f"\nthe host's own namespace (the lxcloud rows) had {hooks['forward']} forward-hook base "
+          f"chains in {hooks['tables']} tables during the run ({hooks['ours']} of this cloud's): "
+          "with br_netfilter each bridged packet passes every one of them, the floor's none")
     print("\nwhere the run's time went")
     for name, s in steps:
         print(f"  {s:8.2f} s  {name}")

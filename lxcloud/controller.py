@@ -17,6 +17,7 @@ from lxcloud.core.errors import LxcloudError
 if TYPE_CHECKING:
     import uvicorn
 
+    from lxcloud.core.models import Network
     from lxcloud.services.cloud import Cloud
 
 
@@ -81,12 +82,14 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         settings.url_file.write_text(url + "\n")
         net = cloud.networks.get()
+        metadata = _MetadataServers(cloud, verbose)
         try:
-            metadata = _metadata_server(cloud, net.gateway, verbose)
+            metadata.serve(net)
         except OSError as e:
             print(f"error: cannot serve instance metadata on {net.gateway}:"
                   f"{settings.metadata_port}: {e.strerror}", file=sys.stderr)
             return 1
+        metadata.serve_every_network()
         print(f"lxcloud is up (data dir {settings.data_dir})\n"
               f"  API:       {url}/api/v1\n"
               f"  docs:      {url}/docs\n"
@@ -103,7 +106,7 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
                                                    access_log=verbose, timeout_graceful_shutdown=5))
             server.run(sockets=[sock])
         finally:
-            metadata.should_exit = True
+            metadata.close()
         return 0
     finally:
         sock.close()
@@ -152,9 +155,17 @@ def purge(data_dir: str | None) -> int:
                                            source=p.source, size=p.size))
             except Exception as e:
                 print(f"warning: pool {p.name} could not be brought up: {e}", file=sys.stderr)
+        # each step goes on when one before it fails: what can go goes, and what stays is named
+        # (then nothing is deleted below a mount that is left, and the purge can be run again)
         for name in agent.list_instances():
-            agent.destroy(name)
-        agent.teardown_public(public)   # public addresses off the host's interfaces
+            try:
+                agent.destroy(name)
+            except Exception as e:
+                print(f"warning: instance {name} could not be removed: {e}", file=sys.stderr)
+        try:
+            agent.teardown_public(public)   # public addresses off the host's interfaces
+        except Exception as e:
+            print(f"warning: public addresses could not be removed: {e}", file=sys.stderr)
         # the default network last: the cloud's port guard goes with it
         for n in sorted(nets, key=lambda n: n.bridge == settings.bridge_name):
             try:
@@ -162,7 +173,10 @@ def purge(data_dir: str | None) -> int:
             except Exception as e:
                 print(f"warning: network {n.name} could not be removed: {e}", file=sys.stderr)
         for p in pools:      # every volume, snapshot, image and loop file of each pool
-            agent.delete_pool(p.name)
+            try:
+                agent.delete_pool(p.name)
+            except Exception as e:
+                print(f"warning: pool {p.name} could not be removed: {e}", file=sys.stderr)
         # never delete through a mount that is still there (a pool's filesystem, a volume)
         left = _mounts_under(settings.data_dir)
         if left:
@@ -188,22 +202,70 @@ def _mounts_under(path: Path) -> list[str]:
     return found
 
 
-def _metadata_server(cloud: Cloud, gateway: str, verbose: bool) -> uvicorn.Server:
-    """The instance metadata service on <gateway>:<metadata_port> (169.254.169.254:80 from the
-    instances is DNAT'ed there), in a thread of its own beside the API server."""
-    import threading
+class _MetadataServers:
+    """The instance metadata service on each bridge network's <gateway>:<metadata_port>
+    (169.254.169.254:80 from that network's instances is DNAT'ed there), each in a thread of its
+    own beside the API server: one per network, since a network's input chain lets only its own
+    bridge reach its gateway's port (the service tells who asks by the source address). Networks
+    made or deleted while the cloud runs get or lose theirs at once (the network service's
+    watchers)."""
 
-    import uvicorn
+    def __init__(self, cloud: Cloud, verbose: bool) -> None:
+        import threading
 
-    from lxcloud.api.metadata.app import create_metadata_app
-    from lxcloud.api.metadata.lookup import make_lookup
-    from lxcloud.services.auth import metadata_secret
+        from lxcloud.api.metadata.app import create_metadata_app
+        from lxcloud.api.metadata.lookup import make_lookup
+        from lxcloud.services.auth import metadata_secret
 
-    app = create_metadata_app(make_lookup(cloud), metadata_secret(cloud.settings))
-    # listening before `lxcloud up` says it is up, like the API's socket
-    sock = socket.create_server((gateway, cloud.settings.metadata_port), backlog=1024)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=verbose,
-                                           lifespan="off"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="metadata",
-                     daemon=True).start()
-    return server
+        self.cloud = cloud
+        self.verbose = verbose
+        self.app = create_metadata_app(make_lookup(cloud), metadata_secret(cloud.settings))
+        self.servers: dict[str, uvicorn.Server] = {}     # by network id
+        self.lock = threading.Lock()
+
+    def serve(self, net: Network) -> None:
+        """Listening on `net`'s gateway before it returns (OSError when it cannot)."""
+        import threading
+
+        import uvicorn
+
+        if net.driver != "bridge":      # a macvlan network's segment has no gateway of ours
+            return
+        with self.lock:
+            if net.id in self.servers:
+                return
+            sock = socket.create_server((net.gateway, self.cloud.settings.metadata_port),
+                                        backlog=1024)
+            server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning",
+                                                   access_log=self.verbose, lifespan="off"))
+            threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                             name=f"metadata-{net.name}", daemon=True).start()
+            self.servers[net.id] = server
+
+    def serve_every_network(self) -> None:
+        """Every network's, now and as they come and go; one that fails is logged."""
+        from lxcloud.core.caller import SYSTEM
+
+        self.cloud.networks.watchers.append(self._changed)
+        for net in self.cloud.networks.list(SYSTEM, all_projects=True):
+            self._changed("made", net)
+
+    def _changed(self, what: str, net: Network) -> None:
+        if what == "made":
+            try:
+                self.serve(net)
+            except OSError as e:
+                logging.getLogger(__name__).error(
+                    "cannot serve instance metadata on %s:%s for network %s: %s", net.gateway,
+                    self.cloud.settings.metadata_port, net.name, e.strerror)
+            return
+        with self.lock:
+            server = self.servers.pop(net.id, None)
+        if server is not None:
+            server.should_exit = True
+
+    def close(self) -> None:
+        with self.lock:
+            for server in self.servers.values():
+                server.should_exit = True
+            self.servers.clear()

@@ -173,7 +173,8 @@ def release(ctx: typer.Context,
 @forward_app.command("add")
 @api_errors
 def forward_add(ctx: typer.Context,
-                address: str = typer.Argument(..., help="the public address, its id or name"),
+                address: str = typer.Argument(..., help="the public address, its id or name "
+                                                        "(admins: or one of the host's own)"),
                 port: int = typer.Argument(..., help="the public port"),
                 instance: str = typer.Argument(..., help="instance name or id"),
                 target_port: int | None = typer.Option(None, "--target-port", "-t",

@@ -110,10 +110,10 @@ class NodeAgent:
 
         return host_interfaces()
 
-    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
+    def doctor(self, networks: Sequence[NetworkSpec], uplinks: Sequence[str] = ()) -> list[Check]:
         from lxcloud.node.doctor import diagnose
 
-        return diagnose(networks, self.settings.nft_table)
+        return diagnose(networks, self.settings.nft_table, uplinks=uplinks)
 
     # --- drivers
     def _compute(self, kind: Kind) -> ComputeDriver:
@@ -208,6 +208,9 @@ class NodeAgent:
     def teardown_public(self, pools: Sequence[AddressPool]) -> None:
         if self.public is not None:
             self.public.teardown(self.settings.nft_table, pools)
+
+    def host_addresses(self) -> list[str]:
+        return list(self._public().host_addresses())
 
     def _dns_dir(self, spec: NetworkSpec) -> Path:
         # the default network keeps the name it always had; the others are named by their bridge
@@ -510,6 +513,10 @@ class NodeAgent:
     def update_security_group(self, group: GroupPolicy) -> None:
         if self.secgroups is not None:
             self.secgroups.update_group(self.settings.nft_table, group)
+
+    def remove_security_group(self, group_id: str) -> None:
+        if self.secgroups is not None:
+            self.secgroups.remove_group(self.settings.nft_table, group_id)
 
     def start(self, instance_id: str) -> None:
         self._driver_of(instance_id).start(instance_id)

@@ -122,7 +122,8 @@ class HostFacts:
 # --- reading the facts -----------------------------------------------------------------------
 
 SYSCTLS = ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables",
-           "user/max_user_namespaces", "kernel/unprivileged_userns_clone")
+           "user/max_user_namespaces", "kernel/unprivileged_userns_clone",
+           "net/netfilter/nf_conntrack_count", "net/netfilter/nf_conntrack_max")
 
 
 def read_facts(netns: str | None = None, *, proc: Path = Path("/proc"),
@@ -498,6 +499,21 @@ def check_br_netfilter(facts: HostFacts) -> Check:
                  "groups need it; so every other table's forward chain sees it too)")
 
 
+def check_conntrack(facts: HostFacts) -> Check:
+    """A full conntrack table drops every new connection (the kernel logs "table full")."""
+    try:
+        count = int(facts.sysctls["net.netfilter.nf_conntrack_count"])
+        most = int(facts.sysctls["net.netfilter.nf_conntrack_max"])
+    except (KeyError, ValueError):
+        return Check("conntrack", OK, "conntrack table: not in use yet")
+    if most and count >= most * 0.9:
+        return Check("conntrack", FAIL if count >= most else WARN,
+                     f"conntrack table {count} of {most} entries: once full, every new "
+                     "connection through the host (NAT, security groups) is dropped",
+                     _ns(facts, f"sysctl -w net.netfilter.nf_conntrack_max={most * 4}"))
+    return Check("conntrack", OK, f"conntrack table {count} of {most} entries")
+
+
 def check_networks(facts: HostFacts, networks: Sequence[NetworkSpec], table: str) -> list[Check]:
     """Each network of ours: its bridge (or macvlan parent) there and up, its subnet routed to
     it alone; and our nftables table present."""
@@ -523,7 +539,7 @@ def check_networks(facts: HostFacts, networks: Sequence[NetworkSpec], table: str
                                  _ns(facts, f"ip link set {n.bridge} up")))
                 continue
         else:
-            dev = str(getattr(n, "parent", "") or "")
+            dev = n.parent
             if dev and dev not in links:
                 out.append(Check(name, FAIL, f"parent interface {dev} of network {n.name} is "
                                  "missing (create it, or delete the network)",
@@ -557,6 +573,25 @@ def check_networks(facts: HostFacts, networks: Sequence[NetworkSpec], table: str
         others = [t for t in facts.tables if t != f"inet {table}"]
         out.append(Check("nft_table", OK, f"lxcloud's rules are in their own table inet {table}"
                          + (f", beside {len(others)} other table(s)" if others else "")))
+    return out
+
+
+def check_uplinks(facts: HostFacts, interfaces: Sequence[str]) -> list[Check]:
+    """The host interfaces the cloud's public address pools are on: there and up."""
+    links = {link.name: link for link in facts.links}
+    out = []
+    for dev in dict.fromkeys(interfaces):
+        if dev not in links:
+            out.append(Check(f"uplink.{dev}", FAIL, f"interface {dev} of a public address pool "
+                             "is missing: its addresses and port forwards answer nothing (make "
+                             "it again, or delete the pool)", "lxcloud address pool list"))
+        elif not links[dev].up:
+            out.append(Check(f"uplink.{dev}", FAIL, f"interface {dev} of a public address pool "
+                             "is down: its addresses and port forwards answer nothing",
+                             _ns(facts, f"ip link set {dev} up")))
+        else:
+            out.append(Check(f"uplink.{dev}", OK, f"interface {dev} of a public address pool "
+                             "is up"))
     return out
 
 
@@ -626,18 +661,20 @@ def check_tools(facts: HostFacts) -> list[Check]:
 
 
 def checks(facts: HostFacts, networks: Sequence[NetworkSpec] = (),
-           table: str = "lxcloud") -> list[Check]:
-    """Every check over `facts`, for a cloud with `networks` whose rules are in `inet table`."""
+           table: str = "lxcloud", uplinks: Sequence[str] = ()) -> list[Check]:
+    """Every check over `facts`, for a cloud with `networks` whose rules are in `inet table`
+    and whose public address pools are on the host interfaces `uplinks`."""
     return [check_ip_forward(facts), *check_forward_chains(facts, networks, table),
             *check_input_chains(facts, networks, table), check_legacy_iptables(facts, networks),
-            check_br_netfilter(facts), *check_networks(facts, networks, table),
+            check_br_netfilter(facts), check_conntrack(facts),
+            *check_networks(facts, networks, table), *check_uplinks(facts, uplinks),
             *check_kernel(facts), *check_cgroups(facts), *check_tools(facts)]
 
 
 def diagnose(networks: Sequence[NetworkSpec] = (), table: str = "lxcloud",
-             netns: str | None = None) -> list[Check]:
+             netns: str | None = None, uplinks: Sequence[str] = ()) -> list[Check]:
     """The host's (or `netns`'s) facts read and checked."""
-    return checks(read_facts(netns), networks, table)
+    return checks(read_facts(netns), networks, table, uplinks)
 
 
 def worst(found: Sequence[Check]) -> str:

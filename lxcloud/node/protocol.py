@@ -61,9 +61,10 @@ class NodeClient(Protocol):
     def host_interfaces(self) -> list[str]:
         """The names of the host's network interfaces."""
 
-    def doctor(self, networks: Sequence[NetworkSpec]) -> list[Check]:
-        """What on this host breaks the networking of a cloud with `networks` (node/doctor.py):
-        each check ok, warn or fail with the command that fixes it."""
+    def doctor(self, networks: Sequence[NetworkSpec], uplinks: Sequence[str] = ()) -> list[Check]:
+        """What on this host breaks the networking of a cloud with `networks` and public
+        address pools on the interfaces `uplinks` (node/doctor.py): each check ok, warn or fail
+        with the command that fixes it."""
 
     # --- networks
     def ensure_network(self, spec: NetworkSpec) -> None: ...
@@ -95,6 +96,9 @@ class NodeClient(Protocol):
     def teardown_public(self, pools: Sequence[AddressPool]) -> None:
         """Every public address and forward of the cloud gone from the host."""
 
+    def host_addresses(self) -> list[str]:
+        """The host's own IPv4 addresses (where a port forward may listen)."""
+
     # --- instances
     def launch(self, spec: InstanceSpec, *, start: bool = True,
                progress: Progress | None = None) -> Timings:
@@ -118,6 +122,9 @@ class NodeClient(Protocol):
 
     def update_security_group(self, group: GroupPolicy) -> None:
         """A group's rules replaced, for every instance in it at once."""
+
+    def remove_security_group(self, group_id: str) -> None:
+        """A deleted group's rules and member set gone from the host."""
 
     def start(self, instance_id: str) -> None: ...
     def stop(self, instance_id: str, force: bool = False, timeout: float = 30) -> None: ...

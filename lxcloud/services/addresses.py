@@ -6,8 +6,9 @@ AWS's semantics (VPC Elastic IPs): an address stays allocated to its project unt
 associating one that is associated elsewhere is refused unless reassociation is allowed; an
 instance's NIC address has at most one public address (associating another replaces it);
 releasing an associated address is refused (disassociate first); terminating an instance
-disassociates its addresses. Beyond AWS, port forwards (CloudStack's): an allocated address that
-is not associated forwards chosen ports to instances; an address has either one or the other.
+disassociates its addresses (detaching a NIC, that NIC's). Beyond AWS, port forwards
+(CloudStack's): an allocated address that is not associated forwards chosen ports to instances;
+an address has either one or the other; an admin may forward ports of the host's own addresses.
 
 Every change is made on the host before it is recorded, and undone if the record cannot be
 written; the host is brought back to the records at start-up (`sync`).
@@ -136,10 +137,16 @@ class AddressService:
                 raise InvalidInput(f"gateway {gateway!r} is not an address of {net}",
                                    resource="address_pool")
             gateway = gw
+        # the host's own addresses (and another cloud's public ones) are never handed out
+        taken = [a for a in self.node.host_addresses()
+                 if _ip_ok(a) and _in_range(a, first, last) and a != gateway]
+        if taken:
+            raise InvalidInput(f"range {first}-{last} holds {', '.join(taken[:3])}, already an "
+                               "address of this host: leave it out", resource="address_pool")
         for n in self._private_networks():
-            if net.overlaps(n) and (ipaddress.IPv4Address(first) in n
-                                    or ipaddress.IPv4Address(last) in n):
-                raise InvalidInput(f"range {first}-{last} is inside the cloud network {n}",
+            if ipaddress.IPv4Address(first) <= n.broadcast_address \
+                    and ipaddress.IPv4Address(last) >= n.network_address:
+                raise InvalidInput(f"range {first}-{last} overlaps the cloud network {n}",
                                    resource="address_pool")
         with self._mu, self.db.session() as s:
             for other in s.scalars(select(AddressPoolRow)):
@@ -273,7 +280,8 @@ class AddressService:
             self.tags.check(tags)
             name = tags.get("Name")
             if name is not None and self.find(name, caller=caller) is not None:
-                raise Conflict(f"an address named {name!r} already exists", resource="address")
+                raise Conflict(f"an address named {name!r} already exists",
+                               resource="address_name")
         if address is not None and not _ip_ok(address):
             raise InvalidInput(f"{address!r} is not an IPv4 address", resource="address")
         pools = [self.get_pool(pool)] if pool else self.list_pools()
@@ -306,7 +314,7 @@ class AddressService:
                 if _in_range(wanted, p.range_start, p.range_end) and wanted != p.gateway:
                     if wanted in used:
                         raise Conflict(f"address {wanted} is already allocated",
-                                       resource="address")
+                                       resource="address_taken")
                     return p, str(ipaddress.IPv4Address(wanted))
             raise InvalidInput(f"address {wanted} is in no address pool", resource="address")
         for p in pools:
@@ -430,8 +438,8 @@ class AddressService:
                                    nic=r.nic, target_port=r.target_port, project_id=r.project_id,
                                    created=r.created, instance_name=iname, private_ip=ip))
         if address is not None:
-            a = self.get(address, caller=caller)
-            out = [f for f in out if f.address_id == a.id]
+            a = self.find(address, caller=caller)
+            out = [f for f in out if (f.address_id == a.id if a else f.address == address)]
         if instance is not None:
             i = self.instances.get(instance, caller=caller)
             out = [f for f in out if f.instance_id == i.id]
@@ -448,7 +456,9 @@ class AddressService:
                     target_port: int | None = None, private_ip: str | None = None,
                     caller: Caller = SYSTEM) -> PortForward:
         """Connections to `address`:`port`/`protocol` go to the instance's first NIC (or its
-        NIC holding `private_ip`) at `target_port` (`port` when None)."""
+        NIC holding `private_ip`) at `target_port` (`port` when None). `address` is one of the
+        caller's public addresses (not associated), or, for an admin, one of the host's own
+        addresses outside every pool (the host's address:port to an instance's port)."""
         target_port = port if target_port is None else target_port
         if protocol not in PROTOCOLS:
             raise InvalidInput(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}",
@@ -457,33 +467,48 @@ class AddressService:
             if not isinstance(p, int) or not 1 <= p <= 65535:
                 raise InvalidInput(f"{what} {p} is not in 1..65535", resource="port_forward")
         with self._mu:
-            addr = self.get(address, caller=caller)
-            if addr.associated:
-                raise Conflict(f"address {addr.address} is associated with "
-                               f"{addr.instance_name or addr.instance_id} (all its ports are): "
-                               "disassociate it to forward ports", resource="address")
             inst = self.instances.get(instance, caller=caller)
+            addr = self.find(address, caller=caller)
+            if addr is None:
+                listen, address_id, iface = self._host_address(address, caller), None, ""
+                project = inst.project_id or ""
+            else:
+                if addr.associated:
+                    raise Conflict(f"address {addr.address} is associated with "
+                                   f"{addr.instance_name or addr.instance_id} (all its ports "
+                                   "are): disassociate it to forward ports", resource="address")
+                listen, address_id, iface = addr.address, addr.id, addr.interface
+                project = addr.project_id
             nic = self._nic(inst, private_ip)
             assert nic.ipv4 is not None
             for f in self.list_forwards(caller=SYSTEM):
-                if (f.address, f.protocol, f.port) == (addr.address, protocol, port):
-                    raise Conflict(f"{addr.address}:{port}/{protocol} is already forwarded "
+                if (f.address, f.protocol, f.port) == (listen, protocol, port):
+                    raise Conflict(f"{listen}:{port}/{protocol} is already forwarded "
                                    f"(to {f.instance_name or f.instance_id})",
                                    resource="port_forward")
-            fwd = nat.PortForward(addr.address, protocol, port, nic.ipv4, target_port,
-                                  interface=addr.interface)
+            fwd = nat.PortForward(listen, protocol, port, nic.ipv4, target_port, interface=iface)
             fid = new_id("port_forward")
             self.node.add_port_forward(fwd)
             try:
                 with self.db.session() as s:
-                    s.add(PortForwardRow(id=fid, address_id=addr.id, listen_address=addr.address,
+                    s.add(PortForwardRow(id=fid, address_id=address_id, listen_address=listen,
                                          protocol=protocol, port=port, instance_id=inst.id,
                                          nic=nic.name, target_port=target_port,
-                                         project_id=addr.project_id, created=utcnow()))
+                                         project_id=project, created=utcnow()))
             except Exception:
                 self.node.remove_port_forward(fwd)
                 raise
         return self.get_forward(fid, caller=caller)
+
+    def _host_address(self, address: str, caller: Caller) -> str:
+        """`address` as one of the host's own, for an admin (NotFound as for any unknown
+        address otherwise)."""
+        if not _ip_ok(address) or address not in self.node.host_addresses() \
+                or any(_in_range(address, p.range_start, p.range_end) for p in self.list_pools()):
+            raise NotFound(f"address {address!r} not found", resource=_resource_of(address),
+                           id=address)
+        self._admin(caller, "forward the host's own addresses")
+        return str(ipaddress.IPv4Address(address))
 
     def remove_forward(self, forward_id: str, *, caller: Caller = SYSTEM) -> None:
         with self._mu:
@@ -521,7 +546,10 @@ class AddressService:
         is logged, not fatal: the rest of the cloud works."""
         pools, assocs, fwds = self.desired()
         try:
-            self.node.sync_public(pools, assocs, fwds)
+            if pools or assocs or fwds:
+                self.node.sync_public(pools, assocs, fwds)
+            else:       # a cloud without public addresses has none of their chains either
+                self.node.teardown_public([])
         except Exception:
             log.exception("public addresses could not be brought back on this host")
 

@@ -69,8 +69,7 @@ class Cloud:
         self.instances.on_terminate.append(self.addresses.release_instance)
         self.nics = NicService(settings, self.db, self.ops, node, self.instances, self.networks)
         self.nics.on_detach.append(self.addresses.release_nic)
-        self.nics.on_change.append(self.security_groups.secure)   # a new NIC's port, guarded
-        self.doctor = DoctorService(settings, node, self.networks)
+        self.doctor = DoctorService(settings, node, self.networks, self.addresses)
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
         self.ec2_token_secret = ensure_secret(settings.ec2_token_secret_file)

@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -113,6 +114,16 @@ class NetworkService:
         self.settings = settings
         self.db = db
         self.node = node
+        # told ("made" | "gone", network) once a network's host side is made or torn down
+        # (the controller serves each network's metadata); one that fails is logged
+        self.watchers: builtins.list[Callable[[str, Network], None]] = []
+
+    def _tell(self, what: str, net: Network) -> None:
+        for watch in builtins.list(self.watchers):
+            try:
+                watch(what, net)
+            except Exception:
+                log.exception("a watcher of network %s (%s) failed", net.name, what)
 
     # --- what a host gets
     def spec(self, net: Network) -> NetworkSpec:
@@ -281,6 +292,7 @@ class NetworkService:
             self.node.ensure_network(self.spec(net))
             rev.success()
         log.info("network %s %s (%s, %s) made", net.name, net.cidr, net.mode, net.driver)
+        self._tell("made", net)
         return net
 
     @staticmethod
@@ -335,6 +347,7 @@ class NetworkService:
             s.execute(delete(IpAllocationRow).where(IpAllocationRow.network == net.id))
             s.execute(delete(NetworkRow).where(NetworkRow.id == net.id))
         log.info("network %s (%s) deleted", net.name, net.id)
+        self._tell("gone", net)
 
     def _forget(self, network_id: str) -> None:
         with self.db.session() as s:

@@ -45,17 +45,17 @@ NicsChanged = Callable[[str, Sequence[Nic]], None]
 
 
 @dataclass(frozen=True)
-class Rates:
+class RateChange:
     """Limits asked for, bits/s (None: unchanged / the default)."""
 
     ingress: int | None = None
     egress: int | None = None
 
 
-def parse_rates(ingress: str | int | None, egress: str | int | None) -> Rates:
+def parse_rates(ingress: str | int | None, egress: str | int | None) -> RateChange:
     """The one reading of "10Mbit"-style limits for every front-end (None stays None)."""
-    return Rates(None if ingress is None else parse_rate(ingress, "ingress"),
-                 None if egress is None else parse_rate(egress, "egress"))
+    return RateChange(None if ingress is None else parse_rate(ingress, "ingress"),
+                      None if egress is None else parse_rate(egress, "egress"))
 
 
 class NicService:
@@ -168,7 +168,7 @@ class NicService:
         return new, op
 
     # --- limits
-    def set_rates(self, ref: str, rates: Rates, *, nic_name: str | None = None,
+    def set_rates(self, ref: str, rates: RateChange, *, nic_name: str | None = None,
                   caller: Caller = SYSTEM) -> tuple[Instance, Operation]:
         """The bandwidth limits of one NIC (or of every NIC that can be limited) changed: in
         the record and the definition, and at once on a running instance."""
@@ -275,6 +275,6 @@ def _can_limit(caps: Mapping[str, NetworkCaps], nic: Nic) -> bool:
     return nc is not None and nc.rate_limits
 
 
-def _with_rates(nic: Nic, rates: Rates) -> Nic:
+def _with_rates(nic: Nic, rates: RateChange) -> Nic:
     return dataclasses.replace(nic, ingress=nic.ingress if rates.ingress is None else rates.ingress,
                                egress=nic.egress if rates.egress is None else rates.egress)

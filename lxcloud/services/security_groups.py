@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import ipaddress
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -38,6 +39,8 @@ from lxcloud.db.tables import (
 )
 from lxcloud.drivers.network.secgroups import GroupPolicy, SecurityGroupRule, check_rule
 from lxcloud.node.protocol import NodeClient
+
+log = logging.getLogger(__name__)
 
 DEFAULT = "default"
 ANYWHERE = "0.0.0.0/0"
@@ -292,6 +295,11 @@ class SecurityGroupService:
                 InstanceSecurityGroupRow.group_id == row.id))
             s.execute(delete(SecurityGroupRuleRow).where(SecurityGroupRuleRow.group_id == row.id))
             s.delete(row)
+            gid = row.id
+        try:   # its chains and set, unused now (a full sync at start-up drops them too)
+            self.node.remove_security_group(gid)
+        except Exception:
+            log.exception("the rules of deleted security group %s stay on the host", gid)
 
     # --- rules
     def _resolved(self, s: Session, project_id: str, specs: Sequence[RuleSpec]
@@ -431,13 +439,6 @@ class SecurityGroupService:
                                .order_by(InstanceSecurityGroupRow.position)):
                 out[m.instance_id].append((m.id, m.name))
         return out
-
-    def names_by_id(self, group_ids: Sequence[str]) -> dict[str, str]:
-        """group id -> name (for ids taken from records the caller may see)."""
-        with self.db.reader() as s:
-            rows = s.execute(select(SecurityGroupRow.id, SecurityGroupRow.name).where(
-                SecurityGroupRow.id.in_(builtins.list(group_ids))))
-            return {r.id: r.name for r in rows}
 
     def names_of(self, instance_id: str) -> builtins.list[str]:
         """The names of an instance's groups (for its metadata)."""

@@ -15,7 +15,8 @@ from lxcloud.db.tables import TagRow
 
 MAX_TAGS = 50
 RESOURCE_TYPES = {"i": "instance", "ami": "image", "key": "key-pair", "vol": "volume",
-                  "snap": "snapshot", "sg": "security-group", "eipalloc": "elastic-ip"}
+                  "snap": "snapshot", "sg": "security-group", "eipalloc": "elastic-ip",
+                  "vpc": "vpc", "subnet": "subnet", "eni": "network-interface"}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import LXCLOUD, VENV_BIN, Cloud, free_port
+from tests.e2e.conftest import LXCLOUD, Cloud, free_port, run_readme
 from tests.e2e.test_readme_walkthrough import blocks
 from tests.subnets import free_subnet
 
@@ -114,6 +114,12 @@ def test_default_vpc_subnet_launch_enis_and_delete(aws: Any, ec2: Any, cloud: Cl
     assert ipaddress.ip_network(default["CidrBlock"]).subnet_of(
         ipaddress.ip_network(v["CidrBlock"]))                           # type: ignore[arg-type]
     assert default["AvailabilityZone"] == "lxcloud-1a" and default["State"] == "available"
+    dns = aws("describe-vpc-attribute", "--vpc-id", vpc, "--attribute", "enableDnsSupport")
+    assert dns["EnableDnsSupport"] == {"Value": True}
+    [main] = aws("describe-route-tables", "--filters", f"Name=vpc-id,Values={vpc}",
+                 "Name=association.main,Values=true")["RouteTables"]
+    assert {"DestinationCidrBlock": v["CidrBlock"], "GatewayId": "local", "State": "active",
+            "Origin": "CreateRouteTable"} in main["Routes"]
 
     # a subnet of its own: a real network, its bridge on the host
     cidr = free_subnet()
@@ -151,6 +157,10 @@ def test_default_vpc_subnet_launch_enis_and_delete(aws: Any, ec2: Any, cloud: Cl
         assert f"inet {fixed}/24" in inside(cloud, a, "ip -4 addr show eth0").stdout
         md = inside(cloud, a, "wget -qO- http://169.254.169.254/latest/meta-data/local-ipv4")
         assert md.stdout.strip() == fixed
+        base = f"http://169.254.169.254/latest/meta-data/network/interfaces/macs/{mac}"
+        for key, want in (("subnet-id", sid), ("vpc-id", vpc),
+                          ("interface-id", eni_a["NetworkInterfaceId"])):
+            assert inside(cloud, a, f"wget -qO- {base}/{key}").stdout.strip() == want, key
         # b's eth1 is on the subnet and reaches a there with real packets
         ib = ec2.describe_instances(InstanceIds=[b])["Reservations"][0]["Instances"][0]
         enis_b = {e["Attachment"]["DeviceIndex"]: e for e in ib["NetworkInterfaces"]}
@@ -191,13 +201,6 @@ def test_default_vpc_subnet_launch_enis_and_delete(aws: Any, ec2: Any, cloud: Cl
     assert [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]] == [default["SubnetId"]]
 
 
-@pytest.fixture
-def home() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="lxcloud-home-"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def test_readme_vpc_section_runs_as_written(cloud: Cloud, home: Path) -> None:
     (script,) = blocks("sh", SECTION)
     for step in ("describe-vpcs", "default-for-az", "create-subnet", "--private-ip-address",
@@ -209,11 +212,7 @@ def test_readme_vpc_section_runs_as_written(cloud: Cloud, home: Path) -> None:
     wanted = ipaddress.ip_network(cidr.group(1))
     assert not any(wanted.overlaps(ipaddress.ip_network(n, strict=False))
                    for n in host_networks()), f"{wanted} is used on this host"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LXCLOUD_", "AWS_"))}
-    env.update(HOME=str(home), LXCLOUD_DATA_DIR=str(cloud.data_dir),
-               PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    sh = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=home, env=env,
-                        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    sh = run_readme(script, cloud, home, timeout=600)
     said = f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
     assert sh.returncode == 0, said
     assert re.search(r"\bvpc-[0-9a-f]{17}\b", sh.stdout) and "VPC" in sh.stdout, said

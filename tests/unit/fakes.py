@@ -62,6 +62,7 @@ class FakePublicNat:
 
     def __init__(self, interfaces: tuple[str, ...] = ("eth0",)) -> None:
         self.interfaces = set(interfaces)
+        self.addresses = ["127.0.0.1", "192.0.2.1"]                # the host's own
         self.associations: dict[str, Association] = {}            # public -> association
         self.forwards: dict[tuple[str, str, int], PortForward] = {}
 
@@ -98,6 +99,9 @@ class FakePublicNat:
     def teardown(self, table: str, pools: object = ()) -> None:
         self.associations.clear()
         self.forwards.clear()
+
+    def host_addresses(self) -> list[str]:
+        return list(self.addresses)
 
 
 class FakeNode(NodeAgent):

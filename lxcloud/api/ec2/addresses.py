@@ -77,6 +77,33 @@ def _one(ctx: Ctx, p: Params) -> PublicAddress:
     raise Ec2Error("MissingParameter", "Either public IP or allocation id must be specified")
 
 
+def associated(ctx: Ctx) -> dict[tuple[str, str], PublicAddress]:
+    """(instance id, NIC name) -> its public address, from one listing per request."""
+    found: dict[tuple[str, str], PublicAddress] | None = ctx.__dict__.get("_associated")
+    if found is None:
+        found = {(a.instance_id, a.nic or ""): a for a in ctx.cloud.addresses.list(caller=ctx.caller)
+                 if a.instance_id}
+        ctx.__dict__["_associated"] = found
+    return found
+
+
+def public_ip(ctx: Ctx, instance_id: str) -> str | None:
+    """DescribeInstances' PublicIpAddress: the first NIC's public address (eth0's first)."""
+    mine = sorted((nic != "eth0", nic, a.address) for (iid, nic), a in associated(ctx).items()
+                  if iid == instance_id)
+    return mine[0][2] if mine else None
+
+
+def nic_association(ctx: Ctx, instance_id: str, nic: str) -> dict[str, Any] | None:
+    """A network interface's `association` (its public address), as DescribeNetworkInterfaces
+    and DescribeInstances show it; None without one."""
+    a = associated(ctx).get((instance_id, nic))
+    if a is None:
+        return None
+    return {"publicIp": a.address, "publicDnsName": "", "ipOwnerId": owner(ctx.caller),
+            "allocationId": a.id, "associationId": a.association_id}
+
+
 def render_address(ctx: Ctx, a: PublicAddress, eni: dict[str, str]) -> dict[str, Any]:
     associated = a.instance_id is not None
     return {"publicIp": a.address, "allocationId": a.id, "domain": "vpc",

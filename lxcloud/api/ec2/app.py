@@ -86,14 +86,12 @@ async def ec2_endpoint(request: Request) -> Response:
 # Actions not answered (yet): refused clearly rather than as unknown.
 UNSUPPORTED = frozenset({
     "DescribeVolumeStatus", "CopySnapshot", "CopyImage", "ImportImage",
-    "AllocateAddress",
-    "ReleaseAddress", "AssociateAddress", "DisassociateAddress", "DescribeAddresses",
-    "CreateVpc", "DescribeVpcs", "CreateSubnet", "DescribeSubnets", "CreateNetworkInterface",
-    "DescribeNetworkInterfaces", "AttachNetworkInterface", "ModifyInstancePlacement",
+    "CreateNetworkInterface", "DeleteNetworkInterface", "AttachNetworkInterface",
+    "DetachNetworkInterface", "ModifyInstancePlacement",
 })
 
 
 def _unsupported(ctx: Ctx, p: Params) -> dict[str, Any]:
     raise Ec2Error("UnsupportedOperation",
-                   f"{ctx.action} is not supported by this cloud yet (copies of snapshots and images, "
-                   "security groups and addresses come later).")
+                   f"{ctx.action} is not supported by this cloud yet (copies of snapshots and images; "
+                   "an instance's network interfaces are its NICs: lxcloud nic attach|detach).")

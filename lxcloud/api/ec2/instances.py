@@ -7,6 +7,7 @@ import binascii
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lxcloud.api.ec2.addresses import public_ip
 from lxcloud.api.ec2.common import (
     STATE_CODES,
     apply_filters,
@@ -59,7 +60,7 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str],
         "instanceType": inst.instance_type, "launchTime": inst.launched_at or inst.created,
         "placement": {"availabilityZone": _zone(ctx, inst), "tenancy": "default"},
         "monitoring": {"state": "disabled"}, "privateIpAddress": inst.ipv4,
-        "ipAddress": _public_ip(ctx, inst),
+        "ipAddress": public_ip(ctx, inst.id),
         "architecture": ec2_arch(_arch(ctx, inst.image_id)), "rootDeviceType": "instance-store",
         "rootDeviceName": ROOT_DEVICE,
         "hypervisor": "lxc" if inst.kind == Kind.CONTAINER else "kvm",
@@ -68,21 +69,8 @@ def render_instance(ctx: Ctx, inst: Instance, tags: dict[str, str],
         "groupSet": groups or [], "tagSet": tag_set(tags), "stateReason": reason,
         "clientToken": inst.client_token or "",
         "cpuOptions": {"coreCount": max(1, int(inst.limits.vcpus)), "threadsPerCore": 1},
-        **instance_network(ctx, inst),
+        **instance_network(ctx, inst, groups or []),
     }
-
-
-def _public_ip(ctx: Ctx, inst: Instance) -> str | None:
-    """The instance's public address (its first NIC's that has one), from one listing per
-    request."""
-    ips: dict[str, str] | None = ctx.__dict__.get("_public_ips")
-    if ips is None:
-        ips = {}
-        for a in ctx.cloud.addresses.list(caller=ctx.caller):
-            if a.instance_id and (a.instance_id not in ips or a.nic == "eth0"):
-                ips[a.instance_id] = a.address
-        ctx.__dict__["_public_ips"] = ips
-    return ips.get(inst.id)
 
 
 def _block_device_mapping(ctx: Ctx, inst: Instance) -> list[dict[str, Any]]:
@@ -165,6 +153,7 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         "key-name": lambda i: i.key_name, "availability-zone": lambda i: _zone(ctx, i),
         "reservation-id": _reservation, "private-dns-name": lambda i: _dns(ctx, i),
         "architecture": lambda i: ec2_arch(_arch(ctx, i.image_id)),
+        "ip-address": lambda i: public_ip(ctx, i.id),
     })
     fields.update(NETWORK_FILTERS)
     items = apply_filters(items, filters, fields, lambda i: tags.get(i.id, {}))

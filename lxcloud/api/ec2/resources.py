@@ -24,7 +24,7 @@ from lxcloud.api.ec2.errors import Ec2Error, dry_run_ok
 from lxcloud.api.ec2.pagination import paginate
 from lxcloud.api.ec2.params import Params
 from lxcloud.api.ec2.security_groups import GROUP_ID
-from lxcloud.api.ec2.vpc import default_vpc_id
+from lxcloud.api.ec2.vpc import check_network_resource, default_vpc_id, is_network_resource
 from lxcloud.core.errors import InvalidInput, Reason
 from lxcloud.core.instance import ROOT_DEVICE, Kind
 from lxcloud.core.instance_types import DEFAULT_TYPES
@@ -219,6 +219,8 @@ def _owned(ctx: Ctx, resource_ids: list[str]) -> None:
             ctx.cloud.addresses.get(rid, caller=ctx.caller)
         elif GROUP_ID.match(rid):
             ctx.cloud.security_groups.get(rid, ctx.caller)
+        elif is_network_resource(rid):
+            check_network_resource(ctx, rid)
         elif KEY_PAIR_ID.match(rid):
             if rid not in keys:
                 raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair '{rid}' does not exist")

@@ -267,13 +267,9 @@ def launch_groups(p: Params) -> tuple[str, ...]:
     those of its NetworkInterface.N.SecurityGroupId.M (not both, as on EC2)."""
     ids = p.list("SecurityGroupId")
     names = p.list("SecurityGroup")
-    of_interfaces = list(interface_groups(p))
-    if of_interfaces and (ids or names):
-        raise Ec2Error("InvalidParameterCombination",
-                       "Network interfaces and an instance-level security groups may not be "
-                       "specified on the same request")
-    check_group_ids(ids + of_interfaces)
-    return tuple(of_interfaces or ids + names)
+    groups = interface_groups(p, tuple(ids + names))   # refuses both at once
+    check_group_ids([g for g in groups if g not in names])
+    return groups
 
 
 def group_set(ctx: Ctx, instances: list[Instance]) -> dict[str, list[dict[str, str]]]:

@@ -20,7 +20,11 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from lxcloud.api.ec2.addresses import nic_association
 from lxcloud.api.ec2.common import (
+    NETWORK_INTERFACE_ID,
+    SUBNET_ID,
+    VPC_ID,
     apply_filters,
     check_ids,
     not_found,
@@ -88,7 +92,7 @@ def _check_vpcs(ctx: Ctx, ids: list[str]) -> None:
             raise Ec2Error("InvalidVpcID.NotFound", f"The vpc ID '{v}' does not exist")
 
 
-def render_vpc(ctx: Ctx, nets: list[Network]) -> dict[str, Any]:
+def render_vpc(ctx: Ctx, nets: list[Network], tags: dict[str, str]) -> dict[str, Any]:
     vid = default_vpc_id(ctx.caller.project_id)
     cidr = vpc_cidr(nets)
     return {"vpcId": vid, "ownerId": owner(ctx.caller), "state": "available", "cidrBlock": cidr,
@@ -96,21 +100,23 @@ def render_vpc(ctx: Ctx, nets: list[Network]) -> dict[str, Any]:
                 "associationId": "vpc-cidr-assoc-" + vid[4:], "cidrBlock": cidr,
                 "cidrBlockState": {"state": "associated"}}],
             "dhcpOptionsId": "default", "instanceTenancy": "default", "isDefault": True,
-            "tagSet": []}
+            "tagSet": tag_set(tags)}
 
 
 @action("DescribeVpcs")
 def describe_vpcs(ctx: Ctx, p: Params) -> dict[str, Any]:
     ids = p.list("VpcId")
     _check_vpcs(ctx, ids)
-    vpcs = [render_vpc(ctx, ctx.cloud.networks.list(ctx.caller))]
+    vid = default_vpc_id(ctx.caller.project_id)
+    tags = ctx.cloud.tags.of(ctx.caller, [vid])[vid]
+    vpcs = [render_vpc(ctx, ctx.cloud.networks.list(ctx.caller), tags)]
     fields: dict[str, Callable[[Any], Any]] = {
         "vpc-id": lambda v: v["vpcId"], "is-default": lambda v: True,
         "isDefault": lambda v: True, "state": lambda v: v["state"],
         "cidr": lambda v: v["cidrBlock"], "cidr-block-association.cidr-block":
             lambda v: v["cidrBlock"], "owner-id": lambda v: v["ownerId"],
         "dhcp-options-id": lambda v: v["dhcpOptionsId"]}
-    vpcs = apply_filters(vpcs, p.filters(), fields, lambda v: {})
+    vpcs = apply_filters(vpcs, p.filters(), fields, _item_tags)
     page, token = paginate(vpcs, p.int("MaxResults"), p.str("NextToken"),
                            key="DescribeVpcs|" + repr(sorted(p.filters().items())),
                            secret=ctx.cloud.ec2_token_secret)
@@ -133,6 +139,140 @@ def delete_vpc(ctx: Ctx, p: Params) -> dict[str, Any]:
                    "default VPC, holding its subnets (networks) and security groups.")
 
 
+# what a VPC's attributes are here: each network's dnsmasq resolves, instances have names
+VPC_ATTRIBUTES = {"enableDnsSupport": True, "enableDnsHostnames": True,
+                  "enableNetworkAddressUsageMetrics": False}
+
+
+@action("DescribeVpcAttribute")
+def describe_vpc_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
+    vid = p.req("VpcId")
+    attr = p.req("Attribute")
+    _check_vpcs(ctx, [vid])
+    if attr not in VPC_ATTRIBUTES:
+        raise Ec2Error("InvalidParameterValue",
+                       f"Value ({attr}) for parameter attribute is invalid. Expected one of: "
+                       f"{', '.join(VPC_ATTRIBUTES)}.")
+    return {"vpcId": vid, attr: {"value": VPC_ATTRIBUTES[attr]}}
+
+
+def _no_change(p: Params, fixed: dict[str, bool], what: str) -> None:
+    """A Modify…Attribute: each `<Name>.Value` given must be what it already is (nothing here
+    changes), else UnsupportedOperation; none given is MissingParameter."""
+    given = 0
+    for name, value in fixed.items():
+        param = name[0].upper() + name[1:]
+        if not p.has(param):
+            continue
+        given += 1
+        if p.bool(f"{param}.Value") != value:
+            raise Ec2Error("UnsupportedOperation",
+                           f"{param} of a {what} is always {str(value).lower()} here.")
+    if not given:
+        raise Ec2Error("MissingParameter", "The request must contain an attribute to modify.")
+
+
+@action("ModifyVpcAttribute")
+def modify_vpc_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
+    _check_vpcs(ctx, [p.req("VpcId")])
+    _no_change(p, VPC_ATTRIBUTES, "VPC")
+    if p.dry_run():
+        raise dry_run_ok()
+    return {"return": True}
+
+
+# what a subnet's changeable attributes are here (no public address at launch, no IPv6)
+SUBNET_ATTRIBUTES = {"mapPublicIpOnLaunch": False, "assignIpv6AddressOnCreation": False,
+                     "enableDns64": False, "mapCustomerOwnedIpOnLaunch": False,
+                     "enableResourceNameDnsAAAARecordOnLaunch": False,
+                     "enableResourceNameDnsARecordOnLaunch": False}
+
+
+@action("ModifySubnetAttribute")
+def modify_subnet_attribute(ctx: Ctx, p: Params) -> dict[str, Any]:
+    _subnets(ctx, [p.req("SubnetId")])
+    _no_change(p, SUBNET_ATTRIBUTES, "subnet")
+    if p.dry_run():
+        raise dry_run_ok()
+    return {"return": True}
+
+
+# --- the VPC's fixed parts: its main route table, internet gateway and default network ACL
+# (deterministic ids; tooling reads them with the VPC). Each network's own mode (nat, routed,
+# isolated) is what really routes; these say what a default VPC says.
+def _vpc_part(prefix: str, ctx: Ctx) -> str:
+    return f"{prefix}-" + default_vpc_id(ctx.caller.project_id)[4:]
+
+
+def _describe_parts(ctx: Ctx, p: Params, ids_param: str, items: list[dict[str, Any]],
+                    id_key: str, code: str, noun: str, fields: dict[str, Callable[[Any], Any]]
+                    ) -> list[dict[str, Any]]:
+    """The items asked for by id (else `code`), filtered."""
+    ids = p.list(ids_param)
+    missing = [i for i in ids if i not in {x[id_key] for x in items}]
+    if missing:
+        raise not_found(code, noun, missing)
+    if ids:
+        items = [x for x in items if x[id_key] in ids]
+    return apply_filters(items, p.filters(), fields, _item_tags)
+
+
+@action("DescribeRouteTables")
+def describe_route_tables(ctx: Ctx, p: Params) -> dict[str, Any]:
+    vid = default_vpc_id(ctx.caller.project_id)
+    rtb = _vpc_part("rtb", ctx)
+    table = {"routeTableId": rtb, "vpcId": vid, "ownerId": owner(ctx.caller),
+             "routeSet": [
+                 {"destinationCidrBlock": vpc_cidr(ctx.cloud.networks.list(ctx.caller)),
+                  "gatewayId": "local", "state": "active", "origin": "CreateRouteTable"},
+                 {"destinationCidrBlock": "0.0.0.0/0", "gatewayId": _vpc_part("igw", ctx),
+                  "state": "active", "origin": "CreateRoute"}],
+             "associationSet": [{"routeTableAssociationId": _vpc_part("rtbassoc", ctx),
+                                 "routeTableId": rtb, "main": True,
+                                 "associationState": {"state": "associated"}}],
+             "propagatingVgwSet": [], "tagSet": []}
+    fields = _fields({"route-table-id": "routeTableId", "vpc-id": "vpcId",
+                      "owner-id": "ownerId"}) | {
+        "association.main": lambda t: True, "association.subnet-id": lambda t: None,
+        "association.route-table-association-id": _reader(
+            "associationSet", 0, "routeTableAssociationId")}
+    items = _describe_parts(ctx, p, "RouteTableId", [table], "routeTableId",
+                            "InvalidRouteTableID.NotFound", "routeTable", fields)
+    return {"routeTableSet": items}
+
+
+@action("DescribeInternetGateways")
+def describe_internet_gateways(ctx: Ctx, p: Params) -> dict[str, Any]:
+    vid = default_vpc_id(ctx.caller.project_id)
+    igw = {"internetGatewayId": _vpc_part("igw", ctx), "ownerId": owner(ctx.caller),
+           "attachmentSet": [{"vpcId": vid, "state": "available"}], "tagSet": []}
+    fields = _fields({"internet-gateway-id": "internetGatewayId", "owner-id": "ownerId"}) | {
+        "attachment.vpc-id": lambda g: vid, "attachment.state": lambda g: "available"}
+    items = _describe_parts(ctx, p, "InternetGatewayId", [igw], "internetGatewayId",
+                            "InvalidInternetGatewayID.NotFound", "internetGateway", fields)
+    return {"internetGatewaySet": items}
+
+
+@action("DescribeNetworkAcls")
+def describe_network_acls(ctx: Ctx, p: Params) -> dict[str, Any]:
+    vid = default_vpc_id(ctx.caller.project_id)
+    aid = _vpc_part("acl", ctx)
+    entries = [{"ruleNumber": n, "protocol": "-1", "ruleAction": action_, "egress": egress,
+                "cidrBlock": "0.0.0.0/0"}
+               for egress in (False, True) for n, action_ in ((100, "allow"), (32767, "deny"))]
+    subnets = [subnet_id(n.id) for n in ctx.cloud.networks.list(ctx.caller)]
+    acl = {"networkAclId": aid, "vpcId": vid, "default": True, "ownerId": owner(ctx.caller),
+           "entrySet": entries, "tagSet": [],
+           "associationSet": [{"networkAclAssociationId": "aclassoc-" + sid[7:],
+                               "networkAclId": aid, "subnetId": sid} for sid in subnets]}
+    fields = _fields({"network-acl-id": "networkAclId", "vpc-id": "vpcId",
+                      "owner-id": "ownerId"}) | {
+        "default": lambda a: True, "association.subnet-id": lambda a: subnets}
+    items = _describe_parts(ctx, p, "NetworkAclId", [acl], "networkAclId",
+                            "InvalidNetworkAclID.NotFound", "networkAcl", fields)
+    return {"networkAclSet": items}
+
+
 # --- subnets
 def _subnets(ctx: Ctx, ids: list[str]) -> list[Network]:
     """The networks the caller may use, or exactly those of the subnet ids (in their order)."""
@@ -147,12 +287,15 @@ def _subnets(ctx: Ctx, ids: list[str]) -> list[Network]:
     return [found[i] for i in dict.fromkeys(ids)]
 
 
-def _name_tags(net: Network) -> dict[str, str]:
-    """A network named by its id carries no Name tag."""
-    return {} if net.name == net.id else {"Name": net.name}
+def _subnet_tags(ctx: Ctx, nets: list[Network]) -> dict[str, dict[str, str]]:
+    """Each subnet's tags: its network's name as its Name (none when named by its id), then
+    the tags the caller set on it."""
+    stored = ctx.cloud.tags.of(ctx.caller, [subnet_id(n.id) for n in nets])
+    return {n.id: ({} if n.name == n.id else {"Name": n.name}) | stored[subnet_id(n.id)]
+            for n in nets}
 
 
-def render_subnet(ctx: Ctx, net: Network, free: int) -> dict[str, Any]:
+def render_subnet(ctx: Ctx, net: Network, free: int, tags: dict[str, str]) -> dict[str, Any]:
     sid = subnet_id(net.id)
     acct = owner(ctx.caller)
     return {
@@ -161,7 +304,7 @@ def render_subnet(ctx: Ctx, net: Network, free: int) -> dict[str, Any]:
         "cidrBlock": net.cidr, "availableIpAddressCount": free,
         "availabilityZone": ctx.cloud.settings.zones[0], "defaultForAz": is_default(net),
         "mapPublicIpOnLaunch": False, "assignIpv6AddressOnCreation": False,
-        "ipv6CidrBlockAssociationSet": [], "tagSet": tag_set(_name_tags(net)),
+        "ipv6CidrBlockAssociationSet": [], "tagSet": tag_set(tags),
     }
 
 
@@ -175,7 +318,7 @@ SUBNET_FILTERS: dict[str, str] = {   # filter name -> the rendered field it read
 }
 
 
-def _reader(*path: str) -> Callable[[Any], Any]:
+def _reader(*path: str | int) -> Callable[[Any], Any]:
     def read(item: Any) -> Any:
         for k in path:
             item = item[k]
@@ -195,7 +338,8 @@ def _item_tags(item: dict[str, Any]) -> dict[str, str]:
 def describe_subnets(ctx: Ctx, p: Params) -> dict[str, Any]:
     nets = _subnets(ctx, p.list("SubnetId"))
     free = ctx.cloud.networks.free_counts(nets)
-    items = [render_subnet(ctx, n, free[n.id]) for n in nets]
+    tags = _subnet_tags(ctx, nets)
+    items = [render_subnet(ctx, n, free[n.id], tags[n.id]) for n in nets]
     filters = p.filters()
     items = apply_filters(items, filters, _fields(SUBNET_FILTERS), _item_tags)
     page, token = paginate(items, p.int("MaxResults"), p.str("NextToken"),
@@ -221,13 +365,16 @@ def create_subnet(ctx: Ctx, p: Params) -> dict[str, Any]:
         raise Ec2Error("UnsupportedOperation", "IPv6 subnets are not supported by this cloud.")
     if p.has("OutpostArn") or p.has("Ipv4IpamPoolId"):
         raise Ec2Error("UnsupportedOperation", "Outposts and IPAM pools are not supported here.")
-    name = request_tags(p, "subnet").get("Name", "")
+    tags = request_tags(p, "subnet")
+    ctx.cloud.tags.check(tags)
     if p.dry_run():
         raise dry_run_ok()
-    net = ctx.cloud.networks.create(ctx.caller, NetworkRequest(name=name, subnet=cidr,
-                                                               name_from_tag=True))
+    net = ctx.cloud.networks.create(ctx.caller, NetworkRequest(
+        name=tags.get("Name", ""), subnet=cidr, name_from_tag=True))
+    if tags:
+        ctx.cloud.tags.set(ctx.caller, [subnet_id(net.id)], tags)
     free = ctx.cloud.networks.free_counts([net])
-    return {"subnet": render_subnet(ctx, net, free[net.id])}
+    return {"subnet": render_subnet(ctx, net, free[net.id], _subnet_tags(ctx, [net])[net.id])}
 
 
 @action("DeleteSubnet")
@@ -237,17 +384,18 @@ def delete_subnet(ctx: Ctx, p: Params) -> dict[str, Any]:
     if p.dry_run():
         raise dry_run_ok()
     ctx.cloud.networks.delete(ctx.caller, net.id)
+    ctx.cloud.tags.forget(subnet_id(net.id))
     return {"return": True}
 
 
 # --- network interfaces
-def _group_set(ctx: Ctx, nic: Nic) -> list[dict[str, str]]:
-    # the groups' names, read once per request
-    names: dict[str, str] = ctx.__dict__.setdefault("_sg_names", {})
-    missing = [g for g in nic.security_groups if g not in names]
-    if missing:
-        names.update(ctx.cloud.security_groups.names_by_id(missing))
-    return [{"groupId": g, "groupName": names.get(g, "")} for g in nic.security_groups]
+Groups = list[dict[str, str]]     # a groupSet: [{groupId, groupName}]
+
+
+def _groups_of(ctx: Ctx, insts: list[Instance]) -> dict[str, Groups]:
+    """instance id -> its groups, from one query (an instance's groups are all its NICs')."""
+    of = ctx.cloud.security_groups.of_instances(ctx.caller, [i.id for i in insts])
+    return {iid: [{"groupId": g, "groupName": name} for g, name in gs] for iid, gs in of.items()}
 
 
 def _attachment(inst: Instance, nic: Nic) -> dict[str, Any]:
@@ -256,19 +404,20 @@ def _attachment(inst: Instance, nic: Nic) -> dict[str, Any]:
             "attachTime": inst.launched_at or inst.created, "deleteOnTermination": True}
 
 
-def _nic_common(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
+def _nic_common(ctx: Ctx, inst: Instance, nic: Nic, groups: Groups) -> dict[str, Any]:
     """What an instance's network interface shows in DescribeInstances and
     DescribeNetworkInterfaces alike."""
     dns = private_dns(ctx.cloud.settings.region, nic.ipv4) or None
+    public = nic_association(ctx, inst.id, nic.name)
     return {
         "networkInterfaceId": nic.id, "subnetId": subnet_id(nic.network),
         "vpcId": default_vpc_id(inst.project_id or ctx.caller.project_id),
         "description": "", "ownerId": owner(ctx.caller), "status": "in-use",
         "macAddress": nic.mac, "privateIpAddress": nic.ipv4, "privateDnsName": dns,
-        "sourceDestCheck": True, "groupSet": _group_set(ctx, nic),
+        "sourceDestCheck": True, "groupSet": groups,
         "privateIpAddressesSet": [{"privateIpAddress": nic.ipv4, "privateDnsName": dns,
-                                   "primary": True}] if nic.ipv4 else [],
-        "interfaceType": "interface",
+                                   "primary": True, "association": public}] if nic.ipv4 else [],
+        "interfaceType": "interface", "association": public,
     }
 
 
@@ -277,14 +426,15 @@ def _nics(inst: Instance) -> list[Nic]:
     return [n for n in inst.nics if n.id] if inst.state != "terminated" else []
 
 
-def instance_network(ctx: Ctx, inst: Instance) -> dict[str, Any]:
-    """DescribeInstances' VpcId, SubnetId (the first NIC's) and NetworkInterfaceSet."""
+def instance_network(ctx: Ctx, inst: Instance, groups: Groups) -> dict[str, Any]:
+    """DescribeInstances' VpcId, SubnetId (the first NIC's) and NetworkInterfaceSet (`groups`:
+    the instance's groupSet)."""
     nics = _nics(inst)
     if not nics:
         return {}
     return {"vpcId": default_vpc_id(inst.project_id or ctx.caller.project_id),
             "subnetId": subnet_id(nics[0].network), "sourceDestCheck": True,
-            "networkInterfaceSet": [dict(_nic_common(ctx, inst, n),
+            "networkInterfaceSet": [dict(_nic_common(ctx, inst, n, groups),
                                          attachment=_attachment(inst, n)) for n in nics]}
 
 
@@ -319,9 +469,11 @@ ENI_ATTACHMENT_FILTERS: dict[str, str] = {
 }
 
 
-def render_network_interface(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, Any]:
-    return dict(_nic_common(ctx, inst, nic), availabilityZone=inst.zone or ctx.cloud.settings.zones[0],
-                requesterManaged=False, tagSet=[],
+def render_network_interface(ctx: Ctx, inst: Instance, nic: Nic, groups: Groups,
+                             tags: dict[str, str]) -> dict[str, Any]:
+    zone = inst.zone or ctx.cloud.settings.zones[0]
+    return dict(_nic_common(ctx, inst, nic, groups), availabilityZone=zone,
+                requesterManaged=False, tagSet=tag_set(tags),
                 attachment=dict(_attachment(inst, nic), instanceId=inst.id,
                                 instanceOwnerId=owner(ctx.caller)))
 
@@ -330,8 +482,11 @@ def render_network_interface(ctx: Ctx, inst: Instance, nic: Nic) -> dict[str, An
 def describe_network_interfaces(ctx: Ctx, p: Params) -> dict[str, Any]:
     ids = p.list("NetworkInterfaceId")
     check_ids(ids, "network_interface")
-    items = [render_network_interface(ctx, inst, nic)
-             for inst in ctx.cloud.instances.list(caller=ctx.caller) for nic in _nics(inst)]
+    insts = ctx.cloud.instances.list(caller=ctx.caller)
+    groups = _groups_of(ctx, insts)
+    tags = ctx.cloud.tags.of(ctx.caller, [n.id for i in insts for n in _nics(i)])
+    items = [render_network_interface(ctx, inst, nic, groups.get(inst.id, []), tags[nic.id])
+             for inst in insts for nic in _nics(inst)]
     if ids:
         found = {i["networkInterfaceId"]: i for i in items}
         missing = [i for i in ids if i not in found]
@@ -341,12 +496,29 @@ def describe_network_interfaces(ctx: Ctx, p: Params) -> dict[str, Any]:
     fields = _fields(ENI_FILTERS)
     fields.update({f: _reader("attachment", k) for f, k in ENI_ATTACHMENT_FILTERS.items()})
     fields["group-id"] = lambda item: [g["groupId"] for g in item["groupSet"]]
+    fields["group-name"] = lambda item: [g["groupName"] for g in item["groupSet"]]
     filters = p.filters()
     items = apply_filters(items, filters, fields, _item_tags)
     page, token = paginate(items, p.int("MaxResults"), p.str("NextToken"),
                            key="DescribeNetworkInterfaces|" + repr(sorted(filters.items())),
                            secret=ctx.cloud.ec2_token_secret)
     return {"networkInterfaceSet": page, "nextToken": token}
+
+
+# --- tags (CreateTags, DeleteTags)
+def is_network_resource(resource_id: str) -> bool:
+    return any(p.match(resource_id) for p in (VPC_ID, SUBNET_ID, NETWORK_INTERFACE_ID))
+
+
+def check_network_resource(ctx: Ctx, resource_id: str) -> None:
+    """A VPC, subnet or network interface id of the caller's, else its kind's NotFound."""
+    if VPC_ID.match(resource_id):
+        _check_vpcs(ctx, [resource_id])
+    elif SUBNET_ID.match(resource_id):
+        _subnets(ctx, [resource_id])
+    elif not any(n.id == resource_id for i in ctx.cloud.instances.list(caller=ctx.caller)
+                 for n in _nics(i)):
+        raise not_found("InvalidNetworkInterfaceID.NotFound", "networkInterface", [resource_id])
 
 
 # --- RunInstances
@@ -430,14 +602,19 @@ def launch_nics(p: Params) -> tuple[NicRequest, ...]:
                  for i, spec in specs)
 
 
-def interface_groups(p: Params) -> tuple[str, ...]:
-    """The security group ids NetworkInterface.N.SecurityGroupId.M name. Groups are the
-    instance's here (every NIC's): interfaces naming different groups are refused."""
+def interface_groups(p: Params, instance_level: tuple[str, ...]) -> tuple[str, ...]:
+    """RunInstances' security groups: the instance-level ones (SecurityGroupId.N,
+    SecurityGroup.N), or those NetworkInterface.N.SecurityGroupId.M name, not both. Groups are
+    the instance's here (every NIC's): interfaces naming different groups are refused."""
     sets = [tuple(str(g) for g in spec.get("SecurityGroupId") or [])
             for _, spec in _interfaces(p)]
     named = {s for s in sets if s}
+    if named and instance_level:
+        raise Ec2Error("InvalidParameterCombination",
+                       "Network interfaces and an instance-level security groups may not be "
+                       "specified on the same request")
     if len(named) > 1:
         raise Ec2Error("InvalidParameterCombination",
                        "The network interfaces name different security groups: an instance's "
                        "groups apply to all of its interfaces here.")
-    return next(iter(named), ())
+    return instance_level or next(iter(named), ())

@@ -58,6 +58,11 @@ class MetadataView:
     architecture: str = "x86_64"
     pending_time: datetime | None = None  # launch time, for the identity document
     public_ipv4: str | None = None        # its NIC's public address, once it has one
+    # the asking NIC as EC2 names it (network/interfaces/macs/<mac>/): its ENI, subnet and VPC ids
+    interface_id: str = ""
+    subnet_id: str = ""
+    vpc_id: str = ""
+    device_number: int = 0                # N of ethN
 
 
 Lookup = Callable[[str], MetadataView | None]
@@ -132,9 +137,13 @@ def meta_data_tree(v: MetadataView) -> _Dir:
     mac = v.mac.lower()
     groups = "\n".join(v.security_groups).encode()
     iface: dict[str, _Node] = {
-        "device-number": b"0", "local-hostname": _b(v.hostname), "local-ipv4s": _b(v.local_ipv4),
-        "mac": _b(mac), "owner-id": _b(v.account_id),
+        "device-number": _b(v.device_number), "local-hostname": _b(v.hostname),
+        "local-ipv4s": _b(v.local_ipv4), "mac": _b(mac), "owner-id": _b(v.account_id),
     }
+    for key, value in (("interface-id", v.interface_id), ("subnet-id", v.subnet_id),
+                       ("vpc-id", v.vpc_id)):
+        if value:
+            iface[key] = _b(value)
     if v.subnet_cidr:
         iface["subnet-ipv4-cidr-block"] = _b(v.subnet_cidr)
     if v.public_ipv4:

@@ -4,6 +4,7 @@ their answer in EC2's terms (account ids, architectures, zones)."""
 from __future__ import annotations
 
 from lxcloud.api.ec2.common import account_id, ec2_arch
+from lxcloud.api.ec2.vpc import default_vpc_id, subnet_id
 from lxcloud.api.metadata.app import Lookup, MetadataView
 from lxcloud.services.cloud import Cloud
 
@@ -24,5 +25,9 @@ def make_lookup(c: Cloud) -> Lookup:
             launch_index=i.launch_index, account_id=account_id(i.project_id or ""),
             subnet_cidr=found.subnet_cidr, architecture=ec2_arch(found.architecture),
             pending_time=i.launched_at or i.created, public_ipv4=found.public_ipv4,
-            security_groups=c.security_groups.names_of(i.id))
+            security_groups=c.security_groups.names_of(i.id),
+            interface_id=nic.id if nic else "",
+            subnet_id=subnet_id(nic.network) if nic else "",
+            vpc_id=default_vpc_id(i.project_id or "") if nic else "",
+            device_number=nic.index if nic else 0)
     return lookup

@@ -14,6 +14,7 @@ after the syscall tables were unified at 403).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import json
 import os
@@ -306,7 +307,8 @@ def _detach(pid: int, target: str, force: bool) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """attach PID SOURCE TARGET UID GID rw|ro  |  detach PID TARGET force|noforce"""
+    """attach PID SOURCE TARGET UID GID rw|ro  |  detach PID TARGET force|noforce  |
+    sync-nics WANTED.json (as the start-host hook: LXC_PID in the environment)"""
     try:
         if argv[0] == "attach":
             pid, source, target, uid, gid, mode = argv[1:7]
@@ -314,6 +316,8 @@ def main(argv: Sequence[str]) -> int:
         elif argv[0] == "detach":
             pid, target, force = argv[1:4]
             _detach(int(pid), check_target(target), force == "force")
+        elif argv[0] == "sync-nics":
+            return _sync_main(argv[1])
         else:
             raise ValueError(f"unknown action {argv[0]!r}")
     except HotplugError as e:
@@ -382,6 +386,8 @@ class NicPlug:
     address: str | None = None      # "10.0.0.5/24", None: up and unconfigured
     broadcast: str | None = None
     gateway: str | None = None      # the default route through it (the first NIC only)
+    ingress: int = 0                # its limits (bits/s; veth only)
+    egress: int = 0
 
 
 def _nl(netns: str | None = None) -> Any:
@@ -526,6 +532,51 @@ def unplug_nic(init_pid: int | None, name: str, port: str = "", *,
             _unplug_inside(init_pid, name)
     except Exception as e:
         raise HotplugError(f"unplugging {name}: {e}") from None
+
+
+# --- after a reboot from inside: liblxc's monitor re-makes the NICs of the config it started
+# with, so a NIC hot-plugged since is missing and one detached since is back. The container's
+# start-host hook (`lxc.hook.start-host`, its script rewritten by the driver) runs `sync` then.
+ETH = re.compile(r"eth\d{1,3}")
+
+
+def write_wanted(path: Path, nics: Sequence[NicPlug]) -> None:
+    """The NICs a container must have, for `sync` (written beside its config)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([dataclasses.asdict(n) for n in nics]))
+    os.replace(tmp, path)
+
+
+def sync_nics(init_pid: int, wanted: Sequence[NicPlug], *, netns: str | None = None) -> list[str]:
+    """The container's ethN interfaces made to be `wanted`: the missing plugged (with their
+    limits), the unwanted removed (with their host ports). What it changed, as "+eth1"/"-eth2"."""
+    from lxcloud.drivers.network.ratelimit import RateLimiter, Rates
+
+    ipr = _inside(init_pid)
+    try:
+        have = {str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()}
+    finally:
+        ipr.close()
+    names = {n.name for n in wanted}
+    done = []
+    for name in sorted(n for n in have if ETH.fullmatch(n) and n not in names):
+        _unplug_inside(init_pid, name)
+        done.append(f"-{name}")
+    for nic in wanted:
+        if nic.name in have:
+            continue
+        plug_nic(init_pid, nic, netns=netns)
+        if nic.port and (nic.ingress or nic.egress):
+            RateLimiter(netns).apply(nic.port, Rates(nic.ingress, nic.egress))
+        done.append(f"+{nic.name}")
+    return done
+
+
+def _sync_main(wanted_file: str) -> int:
+    pid = int(os.environ["LXC_PID"])
+    wanted = [NicPlug(**d) for d in json.loads(Path(wanted_file).read_text())]
+    sync_nics(pid, wanted)
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ import dataclasses
 import hashlib
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from lxcloud.core.caps import ComputeCaps
@@ -30,7 +33,7 @@ from lxcloud.core.waiting import wait_until
 from lxcloud.drivers.compute import hotplug, identity
 from lxcloud.drivers.compute.base import IdMap, Mount, RootfsSpec
 from lxcloud.drivers.network.macvlan import macvlan_mode
-from lxcloud.drivers.network.ratelimit import RateLimiter, Rates, hook_command
+from lxcloud.drivers.network.ratelimit import RateLimiter, Rates, script
 
 LXC_STATES = {
     "RUNNING": HostState.RUNNING, "STARTING": HostState.RUNNING, "STOPPING": HostState.RUNNING,
@@ -67,6 +70,9 @@ BTRFS_SUBVOL_IOCTLS = {"SNAP_CREATE": 0x50009401, "SUBVOL_CREATE": 0x5000940E,
                        "SNAP_CREATE_V2": 0x50009417, "SUBVOL_CREATE_V2": 0x50009418}
 SECCOMP_FILE = "seccomp"            # the container's profile, beside its config
 STARTED_CONFIG = "config.started"   # the config the running container started with
+NICS_HOOK = "nics.start-host"       # its start-host hook: a no-op, or the NIC resync after a hot-plug
+NICS_WANTED = "nics.json"           # the NICs that resync makes the container have
+NOOP_HOOK = "#!/bin/sh\n# written by lxcloud: nothing hot-plugged since this start\n:\n"
 
 
 def cgroup_version() -> int:
@@ -125,7 +131,12 @@ def _limit_lines(lim: Limits, version: int, pinned: Sequence[int] | None = None)
     return lines
 
 
-def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
+def rate_hooks(cdir: Path, nic: Nic) -> tuple[Path, Path]:
+    """Where the scripts setting and clearing a NIC's limits are, beside the container's config."""
+    return cdir / f"rates-eth{nic.index}.up", cdir / f"rates-eth{nic.index}.down"
+
+
+def _nic_lines(i: int, nic: Nic, veth: str, cdir: Path) -> list[str]:
     """The `lxc.net.i` keys of one NIC: a veth pair on its bridge (host end `veth`, with the
     rate limit hooks when it has a limit), or a macvlan device on its parent. Only the first NIC
     (i 0) gets the default route: a second one comes with its address alone."""
@@ -135,10 +146,9 @@ def _nic_lines(i: int, nic: Nic, veth: str) -> list[str]:
                  f"{p}.macvlan.mode = {macvlan_mode(nic.mode)}"]
     else:
         lines = [f"{p}.type = veth", f"{p}.link = {nic.link}", f"{p}.veth.pair = {veth}"]
-        rates = Rates(nic.ingress, nic.egress)
-        if rates.any:
-            lines += [f"{p}.script.up = {hook_command(rates, 'up')}",
-                      f"{p}.script.down = {hook_command(rates, 'down')}"]
+        if nic.ingress or nic.egress:
+            up, down = rate_hooks(cdir, nic)
+            lines += [f"{p}.script.up = /bin/sh {up}", f"{p}.script.down = /bin/sh {down}"]
     lines += [f"{p}.flags = up", f"{p}.name = {nic.name}", f"{p}.mtu = {nic.mtu}"]
     if nic.mac:
         lines.append(f"{p}.hwaddr = {nic.mac}")
@@ -226,6 +236,9 @@ def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: 
         lines.append(f"lxc.mount.entry = {lxcfs_dir}/sys/devices/system/cpu sys/devices/system/cpu "
                      "none bind,optional 0 0")
     lines += _mount_lines(mounts)
+    # liblxc reboots with the config it started with: after a NIC hot-plug this hook (rewritten
+    # by the driver) makes the container's NICs the definition's again
+    lines.append(f"lxc.hook.start-host = /bin/sh {cdir / NICS_HOOK}")
     lines += [f"lxc.uts.name = {spec.name}", f"lxc.rootfs.path = {rootfs}",
               "lxc.start.auto = 0", "lxc.autodev = 1",
               f"lxc.console.logfile = {cdir / 'console.log'}",
@@ -241,7 +254,7 @@ def render_config(spec: InstanceSpec, root: RootfsSpec, *, lxcpath: Path, veth: 
         lines += [f"lxc.idmap = u 0 {m.host_uid} {m.count}", f"lxc.idmap = g 0 {m.host_gid} {m.count}"]
     if spec.nics:
         for i, nic in enumerate(spec.nics):
-            lines += _nic_lines(i, nic, veth[i])
+            lines += _nic_lines(i, nic, veth[i], cdir)
     else:
         lines.append("lxc.net.0.type = empty")   # own network namespace with only lo
     lines += _limit_lines(spec.limits, version,
@@ -402,6 +415,13 @@ class LxcDriver:
         common = LXC_CONFIG_DIR / "common.seccomp"
         (d / SECCOMP_FILE).write_text(render_seccomp(common.read_text() if common.is_file()
                                                      else ""))
+        for nic, port in zip(spec.nics, veths, strict=True):
+            if nic.driver != "macvlan" and (nic.ingress or nic.egress):
+                up, down = rate_hooks(d, nic)
+                up.write_text(script(port, Rates(nic.ingress, nic.egress)))
+                down.write_text(script(port, Rates()))
+        if not (d / NICS_HOOK).is_file():
+            (d / NICS_HOOK).write_text(NOOP_HOOK)
         tmp = d / "config.tmp"
         tmp.write_text(config)
         files: dict[str, bytes] = {
@@ -483,7 +503,8 @@ class LxcDriver:
             link=nic.link,
             macvlan_mode=macvlan_mode(nic.mode) if macvlan else "",
             address=nic.interface, broadcast=nic.broadcast,
-            gateway=nic.gateway if i == 0 else None)
+            gateway=nic.gateway if i == 0 else None,
+            ingress=0 if macvlan else nic.ingress, egress=0 if macvlan else nic.egress)
 
     def attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
         _, plug = self._plug(spec, nic)
@@ -503,6 +524,7 @@ class LxcDriver:
             except BaseException:
                 hotplug.unplug_nic(None, nic.name, plug.port, netns=self.netns)
                 raise
+        self._resync_after_reboot(spec)
 
     def detach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
         _, plug = self._plug(spec, nic)
@@ -513,6 +535,24 @@ class LxcDriver:
             hotplug.unplug_nic(self.init_pid(spec.id), nic.name, plug.port, netns=self.netns)
         except hotplug.HotplugError as e:
             raise DriverError(f"detaching {nic.name} from {spec.id} failed: {e}") from None
+        if self.state(spec.id) is not HostState.STOPPED:
+            self._resync_after_reboot(replace(spec, nics=tuple(n for n in spec.nics
+                                                              if n.name != nic.name)))
+
+    def _resync_after_reboot(self, spec: InstanceSpec) -> None:
+        """The running container's NICs changed since its start: its start-host hook (which a
+        reboot from inside runs with the config of the start) makes them `spec`'s again."""
+        d = self._dir(spec.id)
+        hotplug.write_wanted(d / NICS_WANTED, [self._plug(spec, n)[1] for n in spec.nics])
+        top = str(Path(__file__).resolve().parents[3])      # the dir holding the lxcloud package
+        # (the hook runs where the monitor does: in the driver's network namespace, if any)
+        argv = ["env", f"PYTHONPATH={top}", sys.executable, "-m", "lxcloud.drivers.compute.hotplug",
+                "sync-nics", str(d / NICS_WANTED)]
+        cmd = " ".join(shlex.quote(a) for a in argv)
+        # a failed resync must not stop the instance from coming back (eth0 is liblxc's own)
+        (d / NICS_HOOK).write_text(f"#!/bin/sh\n# written by lxcloud: NICs hot-plugged since the "
+                                   f"start\n{cmd} >>{shlex.quote(str(d / 'nics.log'))} 2>&1 || "
+                                   "true\n")
 
     def set_rates(self, spec: InstanceSpec, nic: Nic) -> None:
         slot, plug = self._plug(spec, nic)
@@ -538,6 +578,7 @@ class LxcDriver:
         log = self._dir(name) / "lxc.log"
         log.write_bytes(b"")   # liblxc appends: keep only this start's messages (read on failure)
         config = (self._dir(name) / "config").read_bytes()
+        (self._dir(name) / NICS_HOOK).write_text(NOOP_HOOK)   # it starts with the definition's
         cp = self._lxc("lxc-start", name, "-d", "-o", str(log), "-l", "ERROR", timeout=timeout + 5,
                        check=False)
         if cp.returncode == 0:
@@ -603,7 +644,7 @@ class LxcDriver:
             self._lxc("lxc-stop", name, "-k", check=False)
             self._wait(name, {HostState.STOPPED}, 10)
         # Not lxc-destroy: it would delete the rootfs too, which belongs to the storage driver.
-        limited = "script.up" in (d / "config").read_text() if self._exists(name) else False
+        limited = any(d.glob("rates-*.up"))
         shutil.rmtree(d)
         if limited:     # its stop hook removed its ifbs; one killed without it would leave them
             self.rates().sweep(self.veth_prefix)

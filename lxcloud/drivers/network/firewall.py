@@ -92,12 +92,14 @@ def ruleset(spec: NetworkSpec) -> list[Json]:
              {"accept": None}),
     ]
     # Leaving the network: an isolated one reaches nothing; the others never reach another
-    # instance network (this cloud's or another's) — only the world beyond the host.
+    # instance network (this cloud's or another's) — only the world beyond the host, and the
+    # public addresses and port forwards (DNATed) that lead to another network's instances.
     if spec.mode == "isolated":
         cmds.append(rule("forward", _match(_meta("iifname"), br), {"drop": None}))
     else:
+        not_dnat = _match({"&": [{"ct": {"key": "status"}}, "dnat"]}, 0)
         cmds += [rule("forward", _match(_meta("iifname"), br), _match(_meta("oifname"), ours),
-                      {"drop": None}),
+                      not_dnat, {"drop": None}),
                  rule("forward", _match(_meta("iifname"), br), {"accept": None})]
     # Entering it: what a public address or a port forward sent (DNAT); on a routed network
     # also what comes from beyond the host; never a new connection from another instance network.

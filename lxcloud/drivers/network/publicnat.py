@@ -9,8 +9,10 @@ never collide with firewall.py's `<bridge>_*` chains:
   pub_output       nat/output      the same for the host's own connections
   pub_postrouting  nat/srcnat-10   1:1 SNAT (private . out interface -> public): only traffic
                                    leaving through the address's own interface; it runs before
-                                   the network's masquerade (srcnat), and the first NAT wins
-  pub_forward      filter/-10      accept connections DNATed to one of our targets
+                                   the network's masquerade (srcnat), and the first NAT wins;
+                                   masquerade of hairpin connections (marked in pub_forward)
+  pub_forward      filter/-10      accept connections DNATed to one of our targets; mark those
+                                   from an instance network (conntrack mark bit HAIRPIN)
 
 The rules never change: every address and forward is an element of the maps they look up
 (`pub_dnat`, `pub_snat`, `pub_fwd_addr` + `pub_fwd_port`, and the set `pub_targets`), so an
@@ -20,9 +22,12 @@ kernel's maps are the driver's only state (it keeps none: each call reads them f
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
+import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +35,7 @@ from lxcloud.core.errors import DriverError, InvalidInput
 from lxcloud.drivers.network.base import IFNAMSIZ
 from lxcloud.drivers.network.nft import NFT, Json, Nft
 
+log = logging.getLogger(__name__)
 FAMILY = "inet"
 PROTOCOLS = ("tcp", "udp")
 CHAINS = {"pub_prerouting": ("nat", "prerouting", -110),
@@ -47,6 +53,9 @@ MAPS: dict[str, tuple[Any, str | None]] = {
     TARGETS: ("ipv4_addr", None),     # a set
 }
 _EEXIST, _EADDRNOTAVAIL, _ENODEV = 17, 99, 19
+# the conntrack mark bit of connections from an instance network to a public address (hairpin)
+HAIRPIN = 1 << 26
+BRIDGE_PREFIX = "lxcbr"     # every cloud's instance networks (base.NetworkSpec.bridge_prefix)
 
 
 @dataclass(frozen=True)
@@ -190,7 +199,7 @@ def _lookup(key: Json, name: str) -> Json:
     return {"map": {"key": key, "data": f"@{name}"}}
 
 
-def base(table: str) -> list[Json]:
+def base(table: str, bridge_prefix: str = BRIDGE_PREFIX) -> list[Json]:
     """Table, maps (their elements kept) and chains with their fixed rules (rewritten)."""
     cmds: list[Json] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
     for name, (key, data) in MAPS.items():
@@ -218,14 +227,26 @@ def base(table: str) -> list[Json]:
     one_to_one = {"dnat": {"family": "ip", "addr": _lookup(_payload("ip", "daddr"), DNAT)}}
     for chain in ("pub_prerouting", "pub_output"):
         cmds += [rule(chain, forward), rule(chain, one_to_one)]
+    dnat = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
+    to_target = {"match": {"op": "==", "left": _payload("ip", "daddr"), "right": f"@{TARGETS}"}}
+    mark = {"ct": {"key": "mark"}}
+    instances = f"{bridge_prefix}*"
     cmds += [
+        # An instance reaching a public address (hairpin): the connection is marked in forward
+        # (where both interfaces are known) and masqueraded, or a neighbour on the same bridge
+        # would answer it straight from its private address.
+        rule("pub_postrouting",
+             {"match": {"op": "!=", "left": {"&": [mark, HAIRPIN]}, "right": 0}},
+             {"masquerade": None}),
         rule("pub_postrouting",
              {"snat": {"family": "ip", "addr": _lookup(
                  {"concat": [_payload("ip", "saddr"), _meta("oifname")]}, SNAT)}}),
-        rule("pub_forward", {"match": {"op": "in", "left": {"ct": {"key": "status"}},
-                                       "right": "dnat"}},
-             {"match": {"op": "==", "left": _payload("ip", "daddr"), "right": f"@{TARGETS}"}},
-             {"accept": None}),
+        rule("pub_forward", dnat, to_target,
+             {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["new"]}},
+             {"match": {"op": "==", "left": _meta("iifname"), "right": instances}},
+             {"match": {"op": "==", "left": _meta("oifname"), "right": instances}},
+             {"mangle": {"key": mark, "value": {"|": [mark, HAIRPIN]}}}),
+        rule("pub_forward", dnat, to_target, {"accept": None}),
     ]
     return cmds
 
@@ -320,10 +341,19 @@ class PublicNatDriver:
     """Public addresses of one host: netlink for the /32s, libnftables for the maps. Thread-safe;
     stateless (the kernel's maps and addresses are the state)."""
 
-    def __init__(self, nft: Nft | None = None) -> None:
+    def __init__(self, nft: Nft | None = None, bridge_prefix: str = BRIDGE_PREFIX) -> None:
         self.nft = nft or NFT
+        self.bridge_prefix = bridge_prefix
         self._ipr: Any = None
         self._lock = threading.RLock()
+        self._ifindex: dict[str, int | None] = {}   # within one call: one lookup per interface
+
+    @contextlib.contextmanager
+    def _op(self) -> Iterator[None]:
+        """One call of the contract: under the lock, interfaces looked up afresh."""
+        with self._lock:
+            self._ifindex.clear()
+            yield
 
     # --- netlink socket lifetime
     def _nl(self) -> Any:
@@ -343,24 +373,30 @@ class PublicNatDriver:
         use (other addresses of a pool's range there are removed; nothing outside the ranges is
         touched). One nftables transaction. Idempotent."""
         check(nat)
-        with self._lock:
+        with self._op():
             wanted = self._addresses(nat.associations, nat.forwards)
-            self._check_interfaces({i for _, i in wanted})
-            for addr, ifname in sorted(wanted):
+            ifaces = {i for _, i in wanted}
+            self._check_interfaces(ifaces)
+            held = {i: set(self._on(i)) for i in ifaces}
+            added = [(a, i) for a, i in sorted(wanted) if a not in held[i]]
+            for addr, ifname in added:
                 self._add_addr(addr, ifname)
             old = self._read(nat.table)
-            self.nft.run(base(nat.table) + _diff(nat.table, old, _state_of(nat)),
+            self.nft.run(base(nat.table, self.bridge_prefix)
+                         + _diff(nat.table, old, _state_of(nat)),
                          f"sync public addresses in {FAMILY} {nat.table}")
             for pool in nat.pools:
                 for addr in self._held(pool):
                     if (addr, pool.interface) not in wanted:
                         self._del_addr(addr, pool.interface)
+            for addr, ifname in added:
+                self._announce(addr, ifname)
 
     def associate(self, table: str, a: Association) -> None:
         """`a.address` on its interface and mapped to `a.private_ip` both ways (replacing what
         either had before). Idempotent."""
         check_association(a)
-        with self._lock:
+        with self._op():
             self._check_interfaces({a.interface})
 
             def change(s: _State) -> None:
@@ -372,15 +408,15 @@ class PublicNatDriver:
                 s.dnat[a.address] = a.private_ip
                 s.snat[(a.private_ip, a.interface)] = a.address
 
-            self._add_addr(a.address, a.interface)
-            self._change(table, change, f"associate {a.address} with {a.private_ip}",
-                         released=())
+            with self._address_held(a.address, a.interface):
+                self._change(table, change, f"associate {a.address} with {a.private_ip}",
+                             released=())
 
     def disassociate(self, table: str, a: Association) -> None:
         """`a.address` mapped to nothing, and off its interface unless a forward still uses it.
         Missing: no-op."""
         check_association(a)
-        with self._lock:
+        with self._op():
             def change(s: _State) -> None:
                 if s.dnat.get(a.address) == a.private_ip:
                     del s.dnat[a.address]
@@ -392,21 +428,22 @@ class PublicNatDriver:
     def add_forward(self, table: str, f: PortForward) -> None:
         """Connections to `f.address`:`f.port` go to `f.private_ip`:`f.target_port`. Idempotent."""
         check_forward(f)
-        with self._lock:
+        with self._op():
             if f.interface:
                 self._check_interfaces({f.interface})
-                self._add_addr(f.address, f.interface)
 
             def change(s: _State) -> None:
                 s.fwd[f.key] = (f.private_ip, f.target_port)
 
-            self._change(table, change, f"forward {f.address}:{f.port}/{f.protocol}", released=())
+            with self._address_held(f.address, f.interface):
+                self._change(table, change, f"forward {f.address}:{f.port}/{f.protocol}",
+                             released=())
 
     def remove_forward(self, table: str, f: PortForward) -> None:
         """The forward gone (its pool address off the interface unless still in use). Missing:
         no-op."""
         check_forward(f)
-        with self._lock:
+        with self._op():
             def change(s: _State) -> None:
                 s.fwd.pop(f.key, None)
 
@@ -417,7 +454,7 @@ class PublicNatDriver:
     def teardown(self, table: str, pools: Iterable[AddressPool] = ()) -> None:
         """Our chains, maps and the pools' /32s removed; the table too once nothing else is in
         it. Missing: no-op."""
-        with self._lock:
+        with self._op():
             content = self._list(table)
             if content is not None:
                 chains = {o["chain"]["name"] for o in content if "chain" in o}
@@ -441,7 +478,7 @@ class PublicNatDriver:
     def state(self, table: str, pools: Iterable[AddressPool] = ()) -> PublicNat:
         """What the host has (the maps as associations and forwards). Forwards' interfaces are
         not kept in the maps: they come back as ""."""
-        with self._lock:
+        with self._op():
             s = self._read(table)
         fwds = tuple(PortForward(a, p, port, priv, tport)
                      for (a, p, port), (priv, tport) in sorted(s.fwd.items()))
@@ -449,21 +486,64 @@ class PublicNatDriver:
 
     def held_addresses(self, pool: AddressPool) -> list[str]:
         """The /32s of `pool`'s range on its interface."""
-        with self._lock:
+        with self._op():
             return self._held(pool)
 
+    def host_addresses(self) -> list[str]:
+        """Every IPv4 address of the host (this network namespace), the pools' /32s included."""
+        with self._op():
+            return sorted({str(a.get("IFA_ADDRESS")) for a in self._nl().get_addr(family=2)
+                           if a.get("IFA_ADDRESS")})
+
     def interface_exists(self, name: str) -> bool:
-        with self._lock:
+        with self._op():
             return bool(self._nl().link_lookup(ifname=_ifname(name)))
 
     # --- helpers
+    @contextlib.contextmanager
+    def _address_held(self, addr: str, ifname: str) -> Iterator[None]:
+        """`addr` on `ifname` (when given) for what follows; taken off again if that fails and
+        it was not there before (nothing half-made)."""
+        added = bool(ifname) and addr not in self._on(ifname)
+        if added:
+            self._add_addr(addr, ifname)
+        try:
+            yield
+        except BaseException:
+            if added:
+                self._del_addr(addr, ifname)
+            raise
+        if added:
+            self._announce(addr, ifname)
+
+    def _announce(self, addr: str, ifname: str) -> None:
+        """A gratuitous ARP for `addr` from `ifname`, so that neighbours holding it under another
+        MAC (where the address was before) learn at once. Best effort: never fails the change."""
+        try:
+            idx = self._index(ifname)
+            link = self._nl().get_links(idx)[0] if idx is not None else None
+            mac = link.get_attr("IFLA_ADDRESS") if link is not None else None
+            if not mac:
+                return
+            hw = bytes.fromhex(mac.replace(":", ""))
+            ip = ipaddress.IPv4Address(addr).packed
+            frame = (b"\xff" * 6 + hw + b"\x08\x06"                 # broadcast, from us, ARP
+                     + b"\x00\x01\x08\x00\x06\x04\x00\x01"          # Ethernet/IPv4, request
+                     + hw + ip + b"\x00" * 6 + ip)                   # who has addr? addr
+            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+                s.bind((ifname, 0))
+                s.send(frame)
+        except OSError as e:
+            log.info("gratuitous ARP for %s on %s not sent: %s", addr, ifname, e)
+
     def _change(self, table: str, change: Any, what: str,
                 released: Iterable[tuple[str, str]]) -> None:
         old = self._read(table)
         new = _State(dict(old.dnat), dict(old.snat), dict(old.fwd))
         change(new)
         new.targets = new.wanted_targets()
-        self.nft.run(base(table) + _diff(table, old, new), f"{what} in {FAMILY} {table}")
+        self.nft.run(base(table, self.bridge_prefix) + _diff(table, old, new),
+                     f"{what} in {FAMILY} {table}")
         # An address no longer mapped leaves its interface (an association's interface is in
         # the SNAT map; a forward's comes from the caller).
         in_use = set(new.dnat) | {k[0] for k in new.fwd}
@@ -489,8 +569,10 @@ class PublicNatDriver:
                 | {(f.address, f.interface) for f in forwards if f.interface})
 
     def _index(self, ifname: str) -> int | None:
-        found = self._nl().link_lookup(ifname=ifname)
-        return int(found[0]) if found else None
+        if ifname not in self._ifindex:
+            found = self._nl().link_lookup(ifname=ifname)
+            self._ifindex[ifname] = int(found[0]) if found else None
+        return self._ifindex[ifname]
 
     def _check_interfaces(self, names: Iterable[str]) -> None:
         for name in names:
@@ -499,11 +581,15 @@ class PublicNatDriver:
                                    resource="interface")
 
     def _held(self, pool: AddressPool) -> list[str]:
-        idx = self._index(pool.interface)
+        return [a for a in self._on(pool.interface) if a in pool]
+
+    def _on(self, ifname: str) -> list[str]:
+        """The /32s on an interface."""
+        idx = self._index(ifname)
         if idx is None:
             return []
-        return sorted(a.get("IFA_ADDRESS") for a in self._nl().get_addr(index=idx, family=2)
-                      if a["prefixlen"] == 32 and a.get("IFA_ADDRESS") in pool)
+        return sorted(str(a.get("IFA_ADDRESS")) for a in self._nl().get_addr(index=idx, family=2)
+                      if a["prefixlen"] == 32 and a.get("IFA_ADDRESS"))
 
     def _add_addr(self, addr: str, ifname: str) -> None:
         idx = self._index(ifname)

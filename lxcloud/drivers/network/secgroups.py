@@ -342,6 +342,21 @@ class SecurityGroups:
         self._port(tx, port)
         self._run(tx, f"security groups of port {port.port} in {FAMILY} {table}")
 
+    def remove_group(self, table: str, gid: str) -> None:
+        """A deleted group's rule chains and member set gone (no port jumps to them, no rule
+        names it any more). Missing: no-op."""
+        have = self.objects(table)
+        tx = _Tx(table)
+        chains = [group_chain(gid, d) for d in DIRECTIONS if group_chain(gid, d) in have["chain"]]
+        for c in chains:
+            tx.cmds.append({"flush": {"chain": tx._obj(name=c)}})
+        for c in chains:
+            tx.delete("chain", c)
+        if member_set(gid) in have["set"]:
+            tx.delete("set", member_set(gid))
+        if tx.cmds:
+            self._run(tx, f"remove group {gid} from {FAMILY} {table}")
+
     def remove_port(self, table: str, port: str) -> None:
         """Remove a port's chains, map entries and memberships. Missing: no-op."""
         self.remove_ports(table, [port])

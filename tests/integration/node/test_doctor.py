@@ -2,7 +2,8 @@
 "host" namespace with one of our networks (a bridge and lxcloud's own nftables rules, as the bridge
 driver writes them), an "instance" namespace plugged into the bridge and an "outside" namespace
 beyond the host's uplink. Real packets (busybox ping) show what each finding means; running the fix
-the doctor gives makes the check pass and the traffic flow again."""
+the doctor gives makes the check pass and the traffic flow again. The other firewalls are real too:
+an nftables table of their own, iptables-nft's FORWARD policy (Docker's), legacy iptables'."""
 
 from __future__ import annotations
 
@@ -174,3 +175,25 @@ def test_bridged_traffic_bypassing_nftables_is_found_and_fixed(world: World) -> 
     assert world.doctor()["br_netfilter"].status == OK
     assert world.sh(world.host, "sysctl -n net.bridge.bridge-nf-call-iptables").stdout.strip() \
         == b"1"
+
+
+def test_docker_style_iptables_forward_drop_is_found_and_fixed(world: World) -> None:
+    """iptables-nft's FORWARD chain with policy DROP, as Docker leaves it."""
+    assert world.sh(world.host, "iptables-nft -P FORWARD DROP").returncode == 0
+    c = world.doctor()["forward.ip.filter.FORWARD"]
+    assert c.status == FAIL and world.spec.bridge in c.message
+    assert f"iptables -I FORWARD -i {world.spec.bridge} -j ACCEPT" in c.fix
+    assert not world.pings_out()
+    world.fix(c)
+    assert world.doctor()["forward.ip.filter.FORWARD"].status == OK
+    assert wait_for(world.pings_out, 10, "the instance reaching the outside once accepted")
+
+
+def test_legacy_iptables_forward_drop_is_found_and_fixed(world: World) -> None:
+    assert world.sh(world.host, "iptables-legacy -P FORWARD DROP").returncode == 0
+    c = world.doctor()["iptables_legacy"]
+    assert c.status == FAIL and world.spec.bridge in c.message
+    assert not world.pings_out()
+    world.fix(c)
+    assert world.doctor()["iptables_legacy"].status == OK
+    assert wait_for(world.pings_out, 10, "the instance reaching the outside once accepted")

@@ -7,16 +7,20 @@ Everything is removed afterwards."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from lxcloud.core.caller import Caller
+from lxcloud.core.errors import Conflict
 from lxcloud.services.cloud import Cloud
-from lxcloud.services.instances import LaunchRequest
+from lxcloud.services.instances import LaunchRequest, NicRequest
+from lxcloud.services.networks import NetworkRequest
 from lxcloud.services.security_groups import RuleSpec
 from tests.integration.outside import Outside, addresses, outside_world
-from tests.integration.services.stack import Stack, ok, running_stack, wait
+from tests.integration.services.stack import Stack, ok, running_stack, sh, wait
+from tests.subnets import free_subnet
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.root
@@ -35,6 +39,10 @@ def world() -> Iterator[Outside]:
 def stack(world: Outside) -> Iterator[Stack]:
     with running_stack("lxcloud-pub-") as st:
         yield st
+    # its removal leaves no public address on the interface, and no table (nor chain) behind
+    assert addresses(world.interface) == [f"{world.host_ip}/{world.prefix}"]
+    assert subprocess.run(["nft", "list", "table", "inet", st.settings.nft_table],
+                          capture_output=True).returncode != 0, "the cloud's table outlived it"
 
 
 def launch_server(cloud: Cloud, name: str) -> str:
@@ -48,6 +56,20 @@ def launch_server(cloud: Cloud, name: str) -> str:
     ip = cloud.instances.get(name).nics[0].ipv4
     assert ip is not None
     return ip
+
+
+def owner_of(cloud: Cloud, name: str) -> Caller:
+    pid = cloud.instances.get(name).project_id or ""
+    return Caller(user_id="system", user="system", project_id=pid, project="")
+
+
+def allow(cloud: Cloud, name: str, *rules: RuleSpec) -> None:
+    """The rules in the default group of `name`'s project (kept when already there)."""
+    for r in rules:
+        try:
+            cloud.security_groups.add_rules("default", [r], owner_of(cloud, name))
+        except Conflict:
+            pass
 
 
 def test_public_address_port_forward_and_restart(stack: Stack, world: Outside) -> None:
@@ -69,11 +91,8 @@ def test_public_address_port_forward_and_restart(stack: Stack, world: Outside) -
     # its own members
     assert not world.ping(addr.address)
     assert world.ask(addr.address, 7000).startswith("error")
-    pid = c.instances.get("web").project_id or ""
-    c.security_groups.add_rules("default", [
-        RuleSpec("ingress", "tcp", 7000, 7000, cidr="0.0.0.0/0"),
-        RuleSpec("ingress", "icmp", -1, -1, cidr="0.0.0.0/0")],
-        Caller(user_id="system", user="system", project_id=pid, project=""))
+    allow(c, "web", RuleSpec("ingress", "tcp", 7000, 7000, cidr="0.0.0.0/0"),
+          RuleSpec("ingress", "icmp", -1, -1, cidr="0.0.0.0/0"))
     assert world.ping(addr.address)
     assert world.ask(addr.address, 7000) == "instance"
     # going out, the container is its public address
@@ -113,3 +132,38 @@ def test_public_address_port_forward_and_restart(stack: Stack, world: Outside) -
     for a in (addr, fwd_addr):
         c.addresses.release(a.id)
     c.addresses.delete_pool("public")
+
+
+def test_instances_reach_a_public_address_from_inside(stack: Stack, world: Outside) -> None:
+    """Another network's instance and a neighbour on the same network reach a container through
+    its public address, as the outside does; and the host's own address forwards a port."""
+    c = stack.cloud
+    c.addresses.create_pool("inside", world.interface, world.range)
+    launch_server(c, "srv")
+    owner = owner_of(c, "srv")
+    allow(c, "srv", RuleSpec("ingress", "tcp", 7000, 7000, cidr="0.0.0.0/0"))
+    side = c.networks.create(owner, NetworkRequest("side", free_subnet()))
+    for name, net in (("near", None), ("far", side.name)):
+        nics = (NicRequest(network=net),) if net else ()
+        [(_, op)] = c.instances.launch(LaunchRequest(image="busybox", name=name, memory="64MiB",
+                                                     nics=nics))
+        assert op is not None
+        wait(c, op.id)
+    addr = c.addresses.allocate()
+    c.addresses.associate(addr.id, "srv")
+    assert world.ask(addr.address, 7000) == "instance"
+    for name in ("far", "near"):
+        code, out = sh(c, name, f"nc -w 3 {addr.address} 7000 </dev/null")
+        assert out.strip() == "instance", (name, code, out)
+    # the host's own address:port forwarded to the instance (an admin's)
+    assert world.ask(world.host_ip, 2222).startswith("error")
+    fwd = c.addresses.add_forward(world.host_ip, "tcp", 2222, "srv", target_port=7000)
+    assert world.ask(world.host_ip, 2222) == "instance"
+    c.addresses.remove_forward(fwd.id)
+    assert world.ask(world.host_ip, 2222).startswith("error")
+    assert f"{world.host_ip}/{world.prefix}" in addresses(world.interface)
+    for name in ("srv", "near", "far"):
+        wait(c, c.instances.delete(name, force=True).id)
+    c.addresses.release(addr.id)
+    c.addresses.delete_pool("inside")
+    c.networks.delete(owner, "side")

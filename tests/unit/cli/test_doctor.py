@@ -22,7 +22,7 @@ def sick(node: FakeNode, monkeypatch: pytest.MonkeyPatch) -> list[list[NetworkSp
     """The fake node's doctor: ip_forward off, whatever else; the networks it was asked about."""
     asked: list[list[NetworkSpec]] = []
 
-    def fake(networks: list[NetworkSpec]) -> list[Check]:
+    def fake(networks: list[NetworkSpec], uplinks: list[str]) -> list[Check]:
         asked.append(list(networks))
         return doctor.checks(healthy(sysctls={"net.ipv4.ip_forward": "0",
                                               "net.bridge.bridge-nf-call-iptables": "1"},
@@ -59,6 +59,6 @@ def test_cli_doctor_exits_non_zero_on_a_failure(run: Run, sick: list[list[Networ
     r = run("doctor", "--json")
     assert r.exit_code == 1
     assert json.loads(r.output)["status"] == "fail"
-    monkeypatch.setattr(node, "doctor", lambda networks: [Check("x", WARN, "a warning", "do")])
+    monkeypatch.setattr(node, "doctor", lambda networks, uplinks: [Check("x", WARN, "a warning", "do")])
     r = run("doctor")
     assert r.exit_code == 0 and "warn: 0 failed, 1 warning(s), 0 ok" in r.output

@@ -248,3 +248,21 @@ def test_parse_chains_of_an_iptables_nft_listing() -> None:
 def test_facts_survive_their_json_form() -> None:
     f = healthy(chains=[Chain("inet", "fw", "f", "forward", 3, "drop", accepts_in=("a",))])
     assert HostFacts.from_dict(f.to_dict()) == f
+
+
+def test_a_nearly_full_conntrack_table() -> None:
+    sysctls = {**healthy().sysctls, "net.netfilter.nf_conntrack_max": "1000"}
+    for count, status in (("10", OK), ("950", WARN), ("1000", FAIL)):
+        sysctls["net.netfilter.nf_conntrack_count"] = count
+        c = by_name(doctor.checks(healthy(sysctls=dict(sysctls)), [NET], TABLE))["conntrack"]
+        assert c.status == status, c
+    assert c.fix == "sysctl -w net.netfilter.nf_conntrack_max=4000"
+
+
+def test_public_address_pools_interfaces() -> None:
+    f = healthy(links=[*healthy().links, Link("eth1", "", False)])
+    found = by_name(doctor.checks(f, [NET], TABLE, uplinks=["eth0", "eth1", "eth9"]))
+    assert found["uplink.eth0"].status == OK
+    assert found["uplink.eth1"].status == FAIL and found["uplink.eth1"].fix == \
+        "ip link set eth1 up"
+    assert found["uplink.eth9"].status == FAIL and "missing" in found["uplink.eth9"].message

@@ -165,3 +165,32 @@ def test_attach_to_a_missing_bridge_or_a_taken_name_leaves_nothing(launch: Launc
     # not compared: other clouds and tests change them meanwhile)
     assert not host_link(d.port_name(box.name, 9))
     assert sh(box, "ip link show eth9")[0] != 0
+
+
+def reboot_from_inside(box: Box) -> None:
+    old = box.driver.init_pid(box.name)
+    box.driver.exec(box.name, ["reboot"], timeout=10)
+    wait_for(lambda: box.driver.init_pid(box.name) not in (None, old), 30,
+             "the container coming back from its own reboot")
+    wait_for(lambda: sh(box, "true")[0] == 0, 30, "the rebooted container answering")
+
+
+def test_a_reboot_from_inside_keeps_a_hot_plugged_nic_and_not_a_detached_one(
+        launch: Launcher, bridge2: BridgeNet) -> None:
+    # liblxc's monitor reboots with the config of the start: the start-host hook resyncs
+    box = launch()
+    eth1 = nic_on(bridge2, "eth1", address=True)
+    eth2 = nic_on(bridge2, "eth2", address=False)
+    plug(box, eth1)
+    reboot_from_inside(box)
+    assert addresses(box, "eth1") == (True, [eth1.interface], eth1.mac)
+    assert sh(box, "ip route show default")[1].count("default") == 1
+    plug(box, eth2)
+    unplug(box, eth1)
+    restart(box)                      # a start from the definition: nothing to resync
+    plug(box, eth1)
+    unplug(box, eth2)                 # eth2 was in the config of this start: must not come back
+    reboot_from_inside(box)
+    assert addresses(box, "eth1") == (True, [eth1.interface], eth1.mac)
+    assert sh(box, "ip link show eth2")[0] != 0
+    assert not host_link(box.driver.port_name(box.name, 2))

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from lxcloud.core.errors import InvalidInput
+from lxcloud.core.errors import DriverError, InvalidInput
 from lxcloud.core.ipam import NetworkPlan
 from lxcloud.drivers.network.base import NetworkSpec
 from lxcloud.drivers.network.bridge import BridgeDriver
 from lxcloud.drivers.network.firewall import Firewall, chain_names
+from lxcloud.drivers.network.nft import Json, Nft
 from lxcloud.drivers.network.publicnat import (
     CHAINS,
     MAPS,
@@ -35,6 +36,7 @@ from lxcloud.drivers.network.publicnat import (
 )
 from tests.integration.outside import Outside, addresses, outside_world, sh
 from tests.subnets import free_subnet
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -307,3 +309,74 @@ def test_rules_match_schema() -> None:
 
     assert NFT.validate(base("lxtest_schema"))
 
+
+
+def test_a_neighbour_reaches_a_public_address_on_its_own_bridge(lab: Lab) -> None:
+    """Hairpin: a neighbour's connection to the public address is masqueraded behind the
+    gateway, or the instance would answer it straight from its private address (where
+    br_netfilter passes bridged frames through conntrack that happens to work anyway; elsewhere
+    the masquerade is what makes it work)."""
+    nat = PublicNatDriver(bridge_prefix="lxtpb")
+    tag = secrets.token_hex(3)
+    ns, veth = f"lxtpn{tag}", f"lxtpw{tag}"
+    plan = NetworkPlan.from_cidr(lab.spec.cidr)
+    try:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "link", "set", veth, "master", lab.spec.bridge, "up")
+        nx = ["ip", "netns", "exec", ns]
+        sh(*nx, "ip", "addr", "add", f"{ipaddress.IPv4Address(plan.first) + 20}/{plan.prefix}",
+           "dev", "eth0")
+        sh(*nx, "ip", "link", "set", "eth0", "up")
+        sh(*nx, "ip", "route", "add", "default", "via", lab.spec.gateway)
+        pub = lab.public(7)
+        nat.associate(lab.table, Association(pub, lab.instance_ip, lab.public_if))
+        assert lab.ask(ns, pub, 7000) == f"instance {lab.spec.gateway}"
+        assert lab.ask(lab.outside_ns, pub, 7000) == f"instance {lab.outside_ip}"  # not masqueraded
+        nat.disassociate(lab.table, Association(pub, lab.instance_ip, lab.public_if))
+    finally:
+        nat.close()
+        sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "link", "del", veth, check=False)
+
+
+class FailingNft(Nft):
+    """libnftables refusing every change (listing still works)."""
+
+    def run(self, cmds: list[Json], what: str, *, missing_ok: bool = False) -> Json | None:
+        if cmds and "list" in cmds[0]:
+            return super().run(cmds, what, missing_ok=missing_ok)
+        raise DriverError(f"nftables: {what} failed (rc 1)")
+
+
+def test_a_failed_change_leaves_no_address_behind(lab: Lab) -> None:
+    nat = PublicNatDriver(FailingNft())
+    pub = lab.public(8)
+    try:
+        with pytest.raises(DriverError):
+            nat.associate(lab.table, Association(pub, lab.instance_ip, lab.public_if))
+        with pytest.raises(DriverError):
+            nat.add_forward(lab.table, PortForward(pub, "tcp", 80, lab.instance_ip, 7000,
+                                                   interface=lab.public_if))
+        assert addresses(lab.public_if) == [f"{lab.host_ip}/24"]
+    finally:
+        nat.close()
+
+
+def test_an_address_is_announced_where_it_lands(lab: Lab, nat: PublicNatDriver) -> None:
+    """A neighbour that knew the address under another MAC (where it was before) learns the new
+    one from the gratuitous ARP, without asking."""
+    pub = lab.public(9)
+    ox = ["ip", "netns", "exec", lab.outside_ns]
+    sh(*ox, "ip", "neigh", "replace", pub, "lladdr", "02:00:00:00:00:01", "dev", "eth0",
+       "nud", "stale")
+    mac = json.loads(sh("ip", "-j", "link", "show", lab.public_if).stdout)[0]["address"]
+
+    def known() -> str | None:
+        out = json.loads(sh(*ox, "ip", "-j", "neigh", "show", pub).stdout or "[]")
+        return out[0].get("lladdr") if out else None
+
+    assert known() == "02:00:00:00:00:01"
+    nat.associate(lab.table, Association(pub, lab.instance_ip, lab.public_if))
+    wait_for(lambda: known() == mac, 5, "the outside's neighbour entry to follow the address")
+    nat.disassociate(lab.table, Association(pub, lab.instance_ip, lab.public_if))

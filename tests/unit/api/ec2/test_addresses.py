@@ -31,6 +31,7 @@ def test_allocate_associate_describe_disassociate_release(
     classic = ec2.allocate_address(Domain="standard")
     assert classic["Domain"] == "standard" and classic["PublicIp"] == "198.51.100.11"
     assert code_of(ec2.allocate_address, Domain="galaxy") == "InvalidParameterValue"
+    assert code_of(ec2.allocate_address, Address=a["PublicIp"]) == "InvalidParameterValue"
 
     iid = running(ec2, image, cloud)
     other = running(ec2, image, cloud)
@@ -39,6 +40,20 @@ def test_allocate_associate_describe_disassociate_release(
     assert assoc.startswith("eipassoc-")
     inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     assert inst["PublicIpAddress"] == a["PublicIp"]
+    found = ec2.describe_instances(Filters=[{"Name": "ip-address", "Values": [a["PublicIp"]]}])
+    assert [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]] == [iid]
+    [eni] = inst["NetworkInterfaces"]
+    assert eni["Association"]["PublicIp"] == a["PublicIp"]
+    assert eni["PrivateIpAddresses"][0]["Association"]["PublicIp"] == a["PublicIp"]
+    [desc_eni] = ec2.describe_network_interfaces(
+        NetworkInterfaceIds=[eni["NetworkInterfaceId"]])["NetworkInterfaces"]
+    assert desc_eni["Association"] == {
+        "PublicIp": a["PublicIp"], "PublicDnsName": "", "IpOwnerId": eni["OwnerId"],
+        "AllocationId": a["AllocationId"], "AssociationId": assoc}
+    # by its network interface, as EC2 tooling does
+    assert code_of(ec2.associate_address, AllocationId=a["AllocationId"],
+                   NetworkInterfaceId="eni-0123456789abcdef0") == \
+        "InvalidNetworkInterfaceID.NotFound"
     assert node.public_nat.associations[a["PublicIp"]].private_ip == inst["PrivateIpAddress"]
 
     [d] = ec2.describe_addresses(AllocationIds=[a["AllocationId"]])["Addresses"]
@@ -73,7 +88,10 @@ def test_allocate_associate_describe_disassociate_release(
     ec2.disassociate_address(AssociationId=r2["AssociationId"])
     assert "InstanceId" not in ec2.describe_addresses(
         AllocationIds=[a["AllocationId"]])["Addresses"][0]
-    ec2.associate_address(PublicIp=classic["PublicIp"], InstanceId=iid)
+    ec2.associate_address(PublicIp=classic["PublicIp"],
+                          NetworkInterfaceId=eni["NetworkInterfaceId"])
+    got = ec2.describe_addresses(PublicIps=[classic["PublicIp"]])["Addresses"][0]
+    assert (got["InstanceId"], got["NetworkInterfaceId"]) == (iid, eni["NetworkInterfaceId"])
     ec2.disassociate_address(PublicIp=classic["PublicIp"])
     assert node.public_nat.associations == {}
     ec2.release_address(AllocationId=a["AllocationId"])

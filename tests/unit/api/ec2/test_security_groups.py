@@ -40,6 +40,9 @@ class RecordingFirewall:
         for p in ports:
             self.ports.pop(p, None)
 
+    def remove_group(self, table: str, gid: str) -> None:
+        self.groups.pop(gid, None)
+
 
 @pytest.fixture
 def fw(node: FakeNode) -> RecordingFirewall:

@@ -98,9 +98,22 @@ def test_error_codes(ec2: Any, call: str, kw: dict[str, Any], code: str) -> None
     assert code_of(getattr(ec2, call), **kw) == code
 
 
-def test_the_default_vpc_is_not_deleted(ec2: Any, cloud: Cloud) -> None:
+def test_the_default_vpc_and_subnet_are_not_deleted(ec2: Any, cloud: Cloud) -> None:
     assert code_of(ec2.delete_vpc, VpcId=_project_vpc(cloud)) == "DependencyViolation"
     assert len(ec2.describe_vpcs()["Vpcs"]) == 1
+    default = subnet_id(cloud.networks.get("default").id)
+    assert code_of(ec2.delete_subnet, SubnetId=default) == "InvalidParameterValue"
+    assert ec2.describe_subnets(SubnetIds=[default])["Subnets"][0]["DefaultForAz"] is True
+
+
+def test_subnets_page(ec2: Any, cloud: Cloud) -> None:
+    vpc = _project_vpc(cloud)
+    made = [subnet(ec2, vpc, f"10.252.{100 + n}.0/24")["SubnetId"] for n in range(6)]
+    first = ec2.describe_subnets(MaxResults=5)
+    rest = ec2.describe_subnets(MaxResults=5, NextToken=first["NextToken"])
+    assert len(first["Subnets"]) == 5 and "NextToken" not in rest
+    got = [x["SubnetId"] for x in first["Subnets"] + rest["Subnets"]]
+    assert sorted(got) == sorted([subnet_id(cloud.networks.get("default").id), *made])
 
 
 def test_create_subnet_is_network_create_checked_first(ec2: Any, cloud: Cloud,
@@ -119,9 +132,9 @@ def test_create_subnet_is_network_create_checked_first(ec2: Any, cloud: Cloud,
     # a Name tag that is no network name (free text), or one taken: named by its id too
     s3 = subnet(ec2, vpc, "10.252.32.0/24", "my web tier")
     s4 = subnet(ec2, vpc, "10.252.33.0/24", "backend")
-    for x in (s3, s4):
+    for x, name in ((s3, "my web tier"), (s4, "backend")):
         n = cloud.networks.by_id(x["SubnetId"].replace("subnet-", "net-"))
-        assert n.name == n.id
+        assert n.name == n.id and x["Tags"] == [{"Key": "Name", "Value": name}]
     # the VPC's block still covers them all
     assert ec2.describe_vpcs()["Vpcs"][0]["CidrBlock"] == "10.0.0.0/8"
     before = dict(node.network.networks)
@@ -337,8 +350,155 @@ def test_instance_and_interface_xml_parse_as_boto3_reads_them() -> None:
     assert e1["Attachment"]["DeviceIndex"] == 1 and "PrivateIpAddress" not in e1  # unconfigured
     assert e1["PrivateIpAddresses"] == [] and e1["SubnetId"] == "subnet-00000000000000001"
     d = _parse("DescribeNetworkInterfaces", render("DescribeNetworkInterfaces", {
-        "networkInterfaceSet": [render_network_interface(ctx, inst, nics[0])]}, RID))
+        "networkInterfaceSet": [render_network_interface(ctx, inst, nics[0], [], {})]}, RID))
     [e] = d["NetworkInterfaces"]
     assert (e["Attachment"]["InstanceId"], e["AvailabilityZone"], e["MacAddress"]) == (
         inst.id, "lxcloud-1a", "02:00:00:00:00:01")
     assert e["InterfaceType"] == "interface" and e["RequesterManaged"] is False
+
+
+def test_interface_groups_are_the_instances(ec2: Any, cloud: Cloud, image: dict[str, Any]) -> None:
+    web = ec2.create_security_group(GroupName="web", Description="web")["GroupId"]
+    r = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1, NetworkInterfaces=[
+        {"DeviceIndex": 0, "Groups": [web]}])
+    iid = r["Instances"][0]["InstanceId"]
+    inst = the_instance(ec2, iid)
+    assert [g["GroupId"] for g in inst["SecurityGroups"]] == [web]
+    [eni] = inst["NetworkInterfaces"]
+    assert eni["Groups"] == [{"GroupId": web, "GroupName": "web"}]
+    [e] = ec2.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [web]}])[
+        "NetworkInterfaces"]
+    assert e["Attachment"]["InstanceId"] == iid and e["Groups"][0]["GroupName"] == "web"
+    # without groups named: the project's default group, on the ENI too
+    r = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1)
+    [eni] = the_instance(ec2, r["Instances"][0]["InstanceId"])["NetworkInterfaces"]
+    assert [g["GroupName"] for g in eni["Groups"]] == ["default"]
+    # instance-level groups and the interfaces' together, or interfaces naming different ones
+    other = ec2.create_security_group(GroupName="db", Description="db")["GroupId"]
+    sid = subnet(ec2, _project_vpc(cloud), "10.252.90.0/24", "groupsnet")["SubnetId"]
+    for kw in ({"SecurityGroupIds": [web], "NetworkInterfaces": [{"DeviceIndex": 0,
+                                                                  "Groups": [other]}]},
+               {"NetworkInterfaces": [{"DeviceIndex": 0, "Groups": [web]},
+                                      {"DeviceIndex": 1, "Groups": [other], "SubnetId": sid}]}):
+        assert code_of(ec2.run_instances, ImageId=image["id"], MinCount=1, MaxCount=1,
+                       **kw) == "InvalidParameterCombination"
+    assert len(cloud.instances.list()) == 2
+
+
+def test_tags_on_vpcs_subnets_and_interfaces(ec2: Any, cloud: Cloud, api: Any, ec2_server: str,
+                                             image: dict[str, Any]) -> None:
+    vpc = _project_vpc(cloud)
+    made = ec2.create_subnet(VpcId=vpc, CidrBlock="10.252.95.0/24", TagSpecifications=[
+        {"ResourceType": "subnet", "Tags": [{"Key": "Name", "Value": "tagged"},
+                                            {"Key": "tier", "Value": "db"}]}])["Subnet"]
+    sid = made["SubnetId"]
+    assert {"Key": "tier", "Value": "db"} in made["Tags"]
+    iid = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1,
+                            SubnetId=sid)["Instances"][0]["InstanceId"]
+    eni = the_instance(ec2, iid)["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    ec2.create_tags(Resources=[vpc, sid, eni], Tags=[{"Key": "env", "Value": "test"}])
+    assert {"Key": "env", "Value": "test"} in ec2.describe_vpcs()["Vpcs"][0]["Tags"]
+    got = ec2.describe_subnets(Filters=[{"Name": "tag:tier", "Values": ["db"]}])["Subnets"]
+    assert [x["SubnetId"] for x in got] == [sid]
+    assert {"Key": "env", "Value": "test"} in got[0]["Tags"]
+    [e] = ec2.describe_network_interfaces(
+        Filters=[{"Name": "tag:env", "Values": ["test"]}])["NetworkInterfaces"]
+    assert e["NetworkInterfaceId"] == eni
+    types = {t["ResourceId"]: t["ResourceType"] for t in ec2.describe_tags(
+        Filters=[{"Name": "key", "Values": ["env"]}])["Tags"]}
+    assert types == {vpc: "vpc", sid: "subnet", eni: "network-interface"}
+    ec2.delete_tags(Resources=[sid], Tags=[{"Key": "tier"}])
+    assert ec2.describe_subnets(Filters=[{"Name": "tag:tier", "Values": ["db"]}])["Subnets"] == []
+    # another project's are not found, and theirs to tag are their own
+    theirs, _ = _other_project(api, ec2_server)
+    for rid, code in ((sid, "InvalidSubnetID.NotFound"), (vpc, "InvalidVpcID.NotFound"),
+                      (eni, "InvalidNetworkInterfaceID.NotFound")):
+        assert code_of(theirs.create_tags, Resources=[rid],
+                       Tags=[{"Key": "x", "Value": "y"}]) == code, rid
+    assert code_of(theirs.describe_network_interfaces,
+                   NetworkInterfaceIds=[eni]) == "InvalidNetworkInterfaceID.NotFound"
+    assert theirs.describe_network_interfaces()["NetworkInterfaces"] == []
+    # a subnet's tags go with it
+    ec2.terminate_instances(InstanceIds=[iid])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=FAST)
+    ec2.delete_subnet(SubnetId=sid)
+    assert sid not in {t["ResourceId"] for t in ec2.describe_tags()["Tags"]}
+
+
+def test_vpc_and_subnet_attributes(ec2: Any, cloud: Cloud) -> None:
+    vpc = _project_vpc(cloud)
+    for attr, key, value in (("enableDnsSupport", "EnableDnsSupport", True),
+                             ("enableDnsHostnames", "EnableDnsHostnames", True)):
+        got = ec2.describe_vpc_attribute(VpcId=vpc, Attribute=attr)
+        assert got["VpcId"] == vpc and got[key] == {"Value": value}
+    assert code_of(ec2.describe_vpc_attribute, VpcId=vpc,
+                   Attribute="enableDnsSupport2") == "InvalidParameterValue"
+    assert code_of(ec2.describe_vpc_attribute, VpcId="vpc-0123456789abcdef0",
+                   Attribute="enableDnsSupport") == "InvalidVpcID.NotFound"
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})   # as it is
+    assert code_of(ec2.modify_vpc_attribute, VpcId=vpc,
+                   EnableDnsSupport={"Value": False}) == "UnsupportedOperation"
+    sid = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    ec2.modify_subnet_attribute(SubnetId=sid, MapPublicIpOnLaunch={"Value": False})
+    assert code_of(ec2.modify_subnet_attribute, SubnetId=sid,
+                   MapPublicIpOnLaunch={"Value": True}) == "UnsupportedOperation"
+    assert code_of(ec2.modify_subnet_attribute, SubnetId="subnet-0123456789abcdef0",
+                   MapPublicIpOnLaunch={"Value": False}) == "InvalidSubnetID.NotFound"
+    assert code_of(ec2.modify_subnet_attribute, SubnetId=sid) == "MissingParameter"
+
+
+def test_the_vpcs_route_table_gateway_and_acl(ec2: Any, cloud: Cloud) -> None:
+    """What tooling reads with a VPC (Terraform's aws_vpc: its main route table, default
+    network ACL): one each, deterministic, the VPC's."""
+    vpc = _project_vpc(cloud)
+    [rt] = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                              {"Name": "association.main",
+                                               "Values": ["true"]}])["RouteTables"]
+    assert rt["RouteTableId"] == "rtb-" + vpc[4:] and rt["VpcId"] == vpc
+    assert rt["Associations"][0]["Main"] is True
+    [igw] = ec2.describe_internet_gateways(
+        Filters=[{"Name": "attachment.vpc-id", "Values": [vpc]}])["InternetGateways"]
+    routes = {r["DestinationCidrBlock"]: r["GatewayId"] for r in rt["Routes"]}
+    assert routes == {"10.0.0.0/8": "local", "0.0.0.0/0": igw["InternetGatewayId"]}
+    assert igw["Attachments"] == [{"VpcId": vpc, "State": "available"}]
+    [acl] = ec2.describe_network_acls(Filters=[{"Name": "default", "Values": ["true"]}])[
+        "NetworkAcls"]
+    assert acl["VpcId"] == vpc and acl["IsDefault"] is True
+    assert {(e["RuleNumber"], e["RuleAction"], e["Egress"]) for e in acl["Entries"]} == {
+        (100, "allow", False), (32767, "deny", False), (100, "allow", True),
+        (32767, "deny", True)}
+    sid = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    assert [a["SubnetId"] for a in acl["Associations"]] == [sid]
+    assert ec2.describe_route_tables(RouteTableIds=[rt["RouteTableId"]])["RouteTables"]
+    assert code_of(ec2.describe_route_tables,
+                   RouteTableIds=["rtb-0123456789abcdef0"]) == "InvalidRouteTableID.NotFound"
+    assert ec2.describe_internet_gateways(
+        Filters=[{"Name": "attachment.vpc-id", "Values": ["vpc-1"]}])["InternetGateways"] == []
+
+
+def test_the_metadata_service_names_the_asking_interface(ec2: Any, cloud: Cloud,
+                                                         image: dict[str, Any]) -> None:
+    """network/interfaces/macs/<mac>/ of the NIC a request comes from: its ENI, subnet and VPC
+    ids and its device number (cloud-init configures NICs by it)."""
+    from lxcloud.api.metadata.app import meta_data_tree
+    from lxcloud.api.metadata.lookup import make_lookup
+
+    vpc = _project_vpc(cloud)
+    sid = subnet(ec2, vpc, "10.252.120.0/24", "mdnet")["SubnetId"]
+    default = subnet_id(cloud.networks.get("default").id)
+    iid = ec2.run_instances(ImageId=image["id"], MinCount=1, MaxCount=1, NetworkInterfaces=[
+        {"DeviceIndex": 0}, {"DeviceIndex": 1, "SubnetId": sid,
+                             "PrivateIpAddress": "10.252.120.7"}])["Instances"][0]["InstanceId"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+    nics = cloud.instances.get(iid).nics
+    lookup = make_lookup(cloud)
+    for nic, want_subnet, number in ((nics[0], default, 0), (nics[1], sid, 1)):
+        assert nic.ipv4 is not None
+        view = lookup(nic.ipv4)
+        assert view is not None
+        node: Any = meta_data_tree(view)
+        for name in ("network", "interfaces", "macs", nic.mac):
+            node = node.entries[name]
+        got = {k: node.entries[k] for k in ("interface-id", "subnet-id", "vpc-id", "device-number")}
+        assert got == {"interface-id": nic.id.encode(), "subnet-id": want_subnet.encode(),
+                       "vpc-id": vpc.encode(), "device-number": str(number).encode()}

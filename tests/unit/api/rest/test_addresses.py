@@ -36,7 +36,9 @@ def test_pools_are_checked_and_admin_only(api: TestClient, node: FakeNode) -> No
     bad = [({"interface": "nope0"}, 400), ({"range": "192.0.2.20-192.0.2.10"}, 400),
            ({"range": "banana"}, 400), ({"name": "other", "range": "192.0.2.12-192.0.2.30"}, 409),
            ({"name": "dup"}, 409), ({"name": "in-net", "range": "10.251.7.3-10.251.7.4"}, 400),
-           ({"name": "gw", "range": "198.51.100.1-198.51.100.2", "gateway": "192.0.2.1"}, 400)]
+           ({"name": "gw", "range": "198.51.100.1-198.51.100.2", "gateway": "192.0.2.1"}, 400),
+           ({"name": "host", "range": "192.0.2.1-192.0.2.5"}, 400),
+           ({"name": "over", "range": "10.251.6.250-10.251.8.1"}, 400)]
     for change, status in bad:
         body = {**POOL, **change}
         if change.get("name") == "dup":
@@ -213,3 +215,66 @@ def test_detaching_a_nic_disassociates_its_address(api: TestClient, image: Any,
     assert api.get(f"/api/v1/addresses/{b['id']}").json()["associated"] is False
     assert api.get(f"/api/v1/addresses/{a['id']}").json()["associated"] is True
     assert set(node.public_nat.associations) == {a["address"]}
+
+
+def test_admins_forward_the_hosts_own_address(api: TestClient, image: Any,
+                                              node: FakeNode) -> None:
+    make_pool(api)
+    launch(api, name="web")
+    r = api.post("/api/v1/port-forwards", json={"address": "192.0.2.1", "port": 2222,
+                                                "instance": "web", "target_port": 22})
+    assert r.status_code == 201, r.text
+    f = r.json()
+    assert (f["address"], f["address_id"]) == ("192.0.2.1", None)
+    assert node.public_nat.forwards[("192.0.2.1", "tcp", 2222)].interface == ""
+    assert [x["id"] for x in api.get("/api/v1/port-forwards",
+                                     params={"address": "192.0.2.1"}).json()] == [f["id"]]
+    # not a host address, or one of a pool's (unallocated) range: not found
+    for addr in ("203.0.113.77", "192.0.2.11"):
+        r = api.post("/api/v1/port-forwards", json={"address": addr, "port": 2222,
+                                                    "instance": "web"})
+        assert r.status_code == 404, (addr, r.text)
+    bob = member(api, "bob", "blue")
+    launch(bob, name="bobs")
+    r = bob.post("/api/v1/port-forwards", json={"address": "192.0.2.1", "port": 2223,
+                                                "instance": "bobs"})
+    assert r.status_code == 403
+    assert api.delete(f"/api/v1/port-forwards/{f['id']}").status_code == 204
+    assert node.public_nat.forwards == {}
+
+
+def test_another_projects_addresses_and_instances_are_not_found(api: TestClient,
+                                                               image: Any) -> None:
+    make_pool(api)
+    launch(api, name="web")
+    mine = allocate(api)
+    bob = member(api, "bob", "blue")
+    launch(bob, name="bobs")
+    his = allocate(bob)
+    for call in (lambda: bob.post(f"/api/v1/addresses/{mine['id']}/associate",
+                                  json={"instance": "bobs"}),
+                 lambda: bob.post(f"/api/v1/addresses/{his['id']}/associate",
+                                  json={"instance": "web"}),
+                 lambda: bob.post(f"/api/v1/addresses/{mine['address']}/disassociate"),
+                 lambda: bob.delete(f"/api/v1/addresses/{mine['id']}"),
+                 lambda: bob.post("/api/v1/port-forwards", json={"address": his["id"],
+                                                                 "port": 80, "instance": "web"})):
+        r = call()
+        assert r.status_code == 404, r.text
+    assert api.get(f"/api/v1/addresses/{mine['id']}").json()["associated"] is False
+    assert bob.post(f"/api/v1/addresses/{his['id']}/associate",
+                    json={"instance": "bobs"}).status_code == 200
+
+
+def test_a_macvlan_nic_has_no_public_address(api: TestClient, image: Any,
+                                             node: FakeNode) -> None:
+    from tests.unit.api.rest.test_networks import create
+
+    make_pool(api)
+    node.network_drivers_add("macvlan")
+    create(api, "lan", "10.252.8.0/24", driver="macvlan", parent="eth0", macvlan_mode="bridge")
+    launch(api, name="direct", network="lan")
+    a = allocate(api)
+    r = api.post(f"/api/v1/addresses/{a['id']}/associate", json={"instance": "direct"})
+    assert r.status_code == 422 and "does not pass the host's NAT" in r.json()["error"], r.text
+    assert node.public_nat.associations == {}

@@ -3,7 +3,6 @@ macvlan on its parent, the default route on the first NIC only, host ports named
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import pytest
@@ -73,30 +72,27 @@ def test_macvlan_nic() -> None:
 
 def test_a_limited_nic_runs_the_rate_hooks() -> None:
     eth0 = keys(config(spec_with(nic("eth0", ingress=10**7, egress=2 * 10**6))), 0)
-    up, down = shlex.split(eth0["script.up"]), shlex.split(eth0["script.down"])
-    assert up[-8:] == ["-m", "lxcloud.drivers.network.ratelimit", "up", "--ingress",
-                       "10000000", "--egress", "2000000", "--"]
-    assert down[-7:-5] == ["lxcloud.drivers.network.ratelimit", "down"]
-    # what liblxc appends: NAME net up veth LINK PORT; the hook reads the port last
-    seen: list[tuple[str, ratelimit.Rates]] = []
+    assert eth0["script.up"] == "/bin/sh /lxc/i-1/rates-eth0.up"
+    assert eth0["script.down"] == "/bin/sh /lxc/i-1/rates-eth0.down"
 
-    class Limiter:
-        def apply(self, port: str, rates: ratelimit.Rates) -> None:
-            seen.append((port, rates))
 
-        def remove(self, port: str) -> None:
-            seen.append((port, ratelimit.Rates()))
-
-    orig = ratelimit.RateLimiter
-    ratelimit.RateLimiter = lambda: Limiter()  # type: ignore[assignment,misc]
-    try:
-        assert ratelimit.main([*up[up.index("up"):], "i-1", "net", "up", "veth", "br0",
-                               "vxabc0"]) == 0
-        assert ratelimit.main([*down[down.index("down"):], "vxabc0"]) == 0
-        assert ratelimit.main(["sideways"]) == 2
-    finally:
-        ratelimit.RateLimiter = orig  # type: ignore[misc]
-    assert seen == [("vxabc0", ratelimit.Rates(10**7, 2 * 10**6)), ("vxabc0", ratelimit.Rates())]
+def test_the_hook_scripts_are_the_limiters_steps() -> None:
+    port = "vxabc0"
+    up = ratelimit.script(port, ratelimit.Rates(10**7, 2 * 10**6)).splitlines()
+    assert up[0] == "#!/bin/sh"
+    ifb = ratelimit.ifb_name(port)
+    assert f"tc qdisc replace dev {port} root handle 1: tbf rate 10000000bit burst 32768 " \
+        "latency 50ms || exit 1" in up
+    assert f"ip link add {ifb} type ifb 2>/dev/null || true" in up
+    assert f"ip link set dev {ifb} alias 'lxcloud-rate {port}' up || exit 1" in up
+    assert any(ln.startswith(f"tc filter replace dev {port} parent ffff: ") and
+               f"mirred egress redirect dev {ifb} || exit 1" in ln for ln in up)
+    down = ratelimit.script(port, ratelimit.Rates()).splitlines()
+    assert all(ln.endswith("|| true") for ln in down if ln and not ln.startswith(("#", "PATH")))
+    assert f"ip link del {ifb} 2>/dev/null || true" in down
+    assert ratelimit.steps(port, ratelimit.Rates(ingress=10**6))[0].argv[:4] == (
+        "tc", "qdisc", "replace", "dev")
+    assert ratelimit.burst(8000) == ratelimit.MIN_BURST
 
 
 @pytest.mark.parametrize("text, bits", [
