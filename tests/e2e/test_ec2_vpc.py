@@ -128,6 +128,8 @@ def test_default_vpc_subnet_launch_enis_and_delete(aws: Any, ec2: Any, cloud: Cl
     made = aws("create-subnet", "--vpc-id", vpc, "--cidr-block", cidr, "--tag-specifications",
                "ResourceType=subnet,Tags=[{Key=Name,Value=e2e-apps}]")["Subnet"]
     sid = made["SubnetId"]
+    aws("wait", "subnet-available", "--subnet-ids", sid)       # the CLI's own waiters
+    aws("wait", "vpc-available", "--vpc-ids", vpc)
     shown = cloud.json("network", "show", "e2e-apps")
     assert isinstance(shown, dict) and shown["subnet"] == cidr
     assert bridge_exists(shown["bridge"])

@@ -62,19 +62,18 @@ def network_id(subnet: str) -> str:
     return "net-" + subnet.split("-", 1)[1]
 
 
-def vpc_cidr(nets: list[Network]) -> str:
-    """The VPC's block: the smallest private range holding every subnet (10.0.0.0/8 when there
-    are none), else the smallest block that does."""
-    cidrs = [ipaddress.IPv4Network(n.cidr) for n in nets]
-    for block in _PRIVATE:
-        if cidrs and all(c.subnet_of(block) for c in cidrs):
-            return str(block)
-    if not cidrs:
-        return str(_PRIVATE[-1])
-    lo = min(int(c.network_address) for c in cidrs)
-    hi = max(int(c.broadcast_address) for c in cidrs)
-    prefix = 32 - (lo ^ hi).bit_length()
-    return str(ipaddress.IPv4Network((lo, prefix), strict=False))
+def vpc_cidrs(nets: list[Network]) -> list[str]:
+    """The VPC's blocks, as AWS gives a VPC a primary block and secondary ones: for each subnet
+    the private range holding it (192.168/16, 172.16/12, 10/8; the subnet itself outside them),
+    the default network's first (10.0.0.0/8 when there is nothing)."""
+    def block(n: Network) -> ipaddress.IPv4Network:
+        c = ipaddress.IPv4Network(n.cidr)
+        return next((b for b in _PRIVATE if c.subnet_of(b)), c)
+
+    ordered = sorted(nets, key=lambda n: not is_default(n))
+    blocks = list(dict.fromkeys(block(n) for n in ordered)) or [_PRIVATE[-1]]
+    return [str(b) for b in blocks
+            if not any(o != b and b.subnet_of(o) for o in blocks)]
 
 
 def is_default(net: Network) -> bool:
@@ -92,13 +91,18 @@ def _check_vpcs(ctx: Ctx, ids: list[str]) -> None:
             raise Ec2Error("InvalidVpcID.NotFound", f"The vpc ID '{v}' does not exist")
 
 
+def _association_id(vpc: str, cidr: str) -> str:
+    return "vpc-cidr-assoc-" + hashlib.sha256(f"{vpc}|{cidr}".encode()).hexdigest()[:17]
+
+
 def render_vpc(ctx: Ctx, nets: list[Network], tags: dict[str, str]) -> dict[str, Any]:
     vid = default_vpc_id(ctx.caller.project_id)
-    cidr = vpc_cidr(nets)
-    return {"vpcId": vid, "ownerId": owner(ctx.caller), "state": "available", "cidrBlock": cidr,
+    cidrs = vpc_cidrs(nets)
+    return {"vpcId": vid, "ownerId": owner(ctx.caller), "state": "available",
+            "cidrBlock": cidrs[0],
             "cidrBlockAssociationSet": [{
-                "associationId": "vpc-cidr-assoc-" + vid[4:], "cidrBlock": cidr,
-                "cidrBlockState": {"state": "associated"}}],
+                "associationId": _association_id(vid, c), "cidrBlock": c,
+                "cidrBlockState": {"state": "associated"}} for c in cidrs],
             "dhcpOptionsId": "default", "instanceTenancy": "default", "isDefault": True,
             "tagSet": tag_set(tags)}
 
@@ -114,7 +118,8 @@ def describe_vpcs(ctx: Ctx, p: Params) -> dict[str, Any]:
         "vpc-id": lambda v: v["vpcId"], "is-default": lambda v: True,
         "isDefault": lambda v: True, "state": lambda v: v["state"],
         "cidr": lambda v: v["cidrBlock"], "cidr-block-association.cidr-block":
-            lambda v: v["cidrBlock"], "owner-id": lambda v: v["ownerId"],
+            lambda v: [a["cidrBlock"] for a in v["cidrBlockAssociationSet"]],
+        "owner-id": lambda v: v["ownerId"],
         "dhcp-options-id": lambda v: v["dhcpOptionsId"]}
     vpcs = apply_filters(vpcs, p.filters(), fields, _item_tags)
     page, token = paginate(vpcs, p.int("MaxResults"), p.str("NextToken"),
@@ -221,12 +226,12 @@ def _describe_parts(ctx: Ctx, p: Params, ids_param: str, items: list[dict[str, A
 def describe_route_tables(ctx: Ctx, p: Params) -> dict[str, Any]:
     vid = default_vpc_id(ctx.caller.project_id)
     rtb = _vpc_part("rtb", ctx)
+    local = [{"destinationCidrBlock": c, "gatewayId": "local", "state": "active",
+              "origin": "CreateRouteTable"} for c in vpc_cidrs(ctx.cloud.networks.list(ctx.caller))]
     table = {"routeTableId": rtb, "vpcId": vid, "ownerId": owner(ctx.caller),
-             "routeSet": [
-                 {"destinationCidrBlock": vpc_cidr(ctx.cloud.networks.list(ctx.caller)),
-                  "gatewayId": "local", "state": "active", "origin": "CreateRouteTable"},
-                 {"destinationCidrBlock": "0.0.0.0/0", "gatewayId": _vpc_part("igw", ctx),
-                  "state": "active", "origin": "CreateRoute"}],
+             "routeSet": [*local, {"destinationCidrBlock": "0.0.0.0/0",
+                                   "gatewayId": _vpc_part("igw", ctx), "state": "active",
+                                   "origin": "CreateRoute"}],
              "associationSet": [{"routeTableAssociationId": _vpc_part("rtbassoc", ctx),
                                  "routeTableId": rtb, "main": True,
                                  "associationState": {"state": "associated"}}],

@@ -1,10 +1,10 @@
 """Teardown hygiene: a cloud with two networks, instances launched on them (one with a NIC on
 each, two with bandwidth limits, one in a security group of its own, one with a public address on
-a host interface, a NIC hot-plugged and unplugged) and terminated, a group and a network deleted,
-then the cloud stopped and purged (`lxcloud purge`'s code) leaves nothing of its own on the host:
-no veth of its prefix, no ifb, no bridge, no nftables table or chain, no tc qdisc, no public
-address, no dnsmasq, no container. Each step checks what it alone should have removed, and that
-the rest is still there while it lives.
+a host interface, one on a macvlan network, a NIC hot-plugged and unplugged) and terminated, a
+group and networks deleted, then the cloud stopped and purged (`lxcloud purge`'s code) leaves
+nothing of its own on the host: no veth of its prefix, no ifb, no macvlan, no bridge, no nftables
+table or chain, no tc qdisc, no public address, no dnsmasq, no container. Each step checks what
+it alone should have removed, and that the rest is still there while it lives.
 
 Another cloud may run on this machine: only this cloud's names (its veth prefix, its bridges, its
 table, its data dir) are looked for."""
@@ -46,6 +46,12 @@ def our_links(prefix: str, bridges: set[str]) -> list[str]:
 
 def mac_of(dev: str) -> str:
     return Path(f"/sys/class/net/{dev}/address").read_text().strip()
+
+
+def macvlans_on(parent: str) -> list[str]:
+    """macvlan devices of `parent` left in the host's namespace."""
+    cp = run(["ip", "-j", "-d", "link", "show", "type", "macvlan"])
+    return [str(x["ifname"]) for x in json.loads(cp.stdout or b"[]") if x.get("link") == parent]
 
 
 def addresses_on(dev: str) -> list[str]:
@@ -167,17 +173,32 @@ def test_two_networks_instances_and_the_cloud_leave_nothing_behind(
     c.addresses.associate(public.id, "a", caller=admin)
     assert f"{public.address}/32" in addresses_on(dev)
 
+    # direct attachment: a macvlan network on the uplink's far end, an instance on it
+    direct = c.networks.create(admin, NetworkRequest(name="direct", subnet=free_subnet(),
+                                                     driver="macvlan", parent=f"{dev}p",
+                                                     macvlan_mode="bridge"))
+    [(inst, op)] = c.instances.launch(LaunchRequest(image="busybox", name="m", memory="64MiB",
+                                                    nics=(NicRequest(network="direct"),)),
+                                      caller=admin)
+    assert op is not None
+    wait(c, op.id)
+    made["m"] = inst.id
+    assert str(inst.nics[0].ipv4) in ok(c, "m", "ip -o addr show eth0")   # configured
+
     doctor = {ch.name: ch for ch in c.doctor.run()}
-    for name in ("network.default", "network.second", "nft_table", "br_netfilter",
-                 f"uplink.{dev}"):
+    for name in ("network.default", "network.second", "network.direct", "nft_table",
+                 "br_netfilter", f"uplink.{dev}"):
         assert doctor[name].status == "ok", doctor[name]
 
     # terminating an instance takes its veths, ifb, qdiscs and rules, and leaves the gateway's
     # MAC as it was (a bridge's own would follow its lowest port's: the neighbours' ARP entries
     # would go stale)
     gateway_mac = mac_of(default.bridge)
-    for name in ("b", "ab"):
+    for name in ("b", "ab", "m"):
         wait(c, c.instances.delete(name, force=True, caller=admin).id)
+    assert macvlans_on(f"{dev}p") == []
+    c.networks.delete(admin, "direct")
+    assert direct.name not in [n.name for n in c.networks.list(admin)]
     wait_for(lambda: set(our_links(prefix, set())) == set(veths["a"]), 30,
              "only a's veth left after b and ab are terminated")
     assert ifb_name(vb) not in {str(x["ifname"]) for x in links()}

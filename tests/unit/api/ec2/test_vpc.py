@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lxcloud.api.ec2.instances import render_instance
-from lxcloud.api.ec2.vpc import default_vpc_id, render_network_interface, subnet_id, vpc_cidr
+from lxcloud.api.ec2.vpc import default_vpc_id, render_network_interface, subnet_id, vpc_cidrs
 from lxcloud.api.ec2.xml import render
 from lxcloud.core.instance import Nic
 from lxcloud.core.models import Network
@@ -318,12 +318,17 @@ def _net(**kw: Any) -> Network:
     return Network(**(base | kw))
 
 
-def test_vpc_cidr_covers_the_subnets() -> None:
-    assert vpc_cidr([]) == "10.0.0.0/8"
-    assert vpc_cidr([_net(cidr="192.168.3.0/24")]) == "192.168.0.0/16"
-    assert vpc_cidr([_net(cidr="172.20.0.0/16"), _net(cidr="172.31.1.0/24")]) == "172.16.0.0/12"
-    assert vpc_cidr([_net(cidr="10.1.0.0/24"), _net(cidr="192.168.0.0/24")]) == "0.0.0.0/0"
-    assert vpc_cidr([_net(cidr="100.64.1.0/24"), _net(cidr="100.64.2.0/24")]) == "100.64.0.0/22"
+def test_vpc_blocks_hold_the_subnets() -> None:
+    """A primary block (the default network's private range) and secondary ones, as AWS has."""
+    default = _net(cidr="10.99.0.0/24")
+    assert vpc_cidrs([]) == ["10.0.0.0/8"]
+    assert vpc_cidrs([_net(id="net-1", name="a", cidr="192.168.3.0/24"), default]) == [
+        "10.0.0.0/8", "192.168.0.0/16"]
+    assert vpc_cidrs([_net(name="a", cidr="172.20.0.0/16"), _net(name="b", cidr="172.31.1.0/24")]
+                     ) == ["172.16.0.0/12"]
+    assert vpc_cidrs([default, _net(name="c", cidr="100.64.1.0/24"),
+                      _net(name="d", cidr="100.64.0.0/16")]) == [
+        "10.0.0.0/8", "100.64.0.0/16"]
 
 
 def test_instance_and_interface_xml_parse_as_boto3_reads_them() -> None:
@@ -502,3 +507,18 @@ def test_the_metadata_service_names_the_asking_interface(ec2: Any, cloud: Cloud,
         got = {k: node.entries[k] for k in ("interface-id", "subnet-id", "vpc-id", "device-number")}
         assert got == {"interface-id": nic.id.encode(), "subnet-id": want_subnet.encode(),
                        "vpc-id": vpc.encode(), "device-number": str(number).encode()}
+
+
+def test_a_subnet_outside_the_primary_block_is_a_secondary_block(ec2: Any, cloud: Cloud) -> None:
+    vpc = _project_vpc(cloud)
+    subnet(ec2, vpc, "192.168.201.0/24", "home")
+    [v] = ec2.describe_vpcs()["Vpcs"]
+    assert v["CidrBlock"] == "10.0.0.0/8"
+    assert [a["CidrBlock"] for a in v["CidrBlockAssociationSet"]] == [
+        "10.0.0.0/8", "192.168.0.0/16"]
+    assert len({a["AssociationId"] for a in v["CidrBlockAssociationSet"]}) == 2
+    assert ec2.describe_vpcs(Filters=[{"Name": "cidr-block-association.cidr-block",
+                                       "Values": ["192.168.0.0/16"]}])["Vpcs"][0]["VpcId"] == vpc
+    [rt] = ec2.describe_route_tables()["RouteTables"]
+    assert {r["DestinationCidrBlock"] for r in rt["Routes"] if r["GatewayId"] == "local"} == {
+        "10.0.0.0/8", "192.168.0.0/16"}
