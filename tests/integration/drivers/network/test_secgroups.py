@@ -154,7 +154,8 @@ def test_allow_and_deny_in_both_directions_by_cidr_group_and_icmp(lab: Lab) -> N
 def test_full_sync_is_exact_and_idempotent_and_removal_is_clean(lab: Lab) -> None:
     sg = SecurityGroups()
     deny_all = GroupPolicy("sg-closed")
-    assert lab.ping6(A, B)     # IPv6 link-local passes between unfiltered ports
+    # IPv6 link-local passes between unfiltered ports (once neighbour discovery is done)
+    wait_for(lambda: lab.ping6(A, B), 10, "IPv6 between unfiltered ports")
     sg.apply(lab.table, [lab.port(A, "sg-closed"), lab.port(B, "sg-closed")], [deny_all])
     assert not lab.ping(A, B)
     assert not lab.ping6(A, B) and not lab.ping6(C, A)   # and never between filtered ones

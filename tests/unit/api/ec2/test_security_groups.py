@@ -152,6 +152,8 @@ def test_instances_in_groups(ec2: Any, cloud: Cloud, image: dict[str, Any],
     inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]
     assert [g["GroupName"] for g in inst["Groups"]] == ["web", "db"]
     assert [g["GroupName"] for g in inst["Instances"][0]["SecurityGroups"]] == ["web", "db"]
+    assert inst["Instances"][0]["NetworkInterfaces"][0]["Groups"] == [
+        {"GroupId": web, "GroupName": "web"}, {"GroupId": db, "GroupName": "db"}]
     # the host's firewall had the instance's port before it ran
     (port,) = fw.ports.values()
     assert port.groups == (web, db) and port.addresses == (inst["Instances"][0]["PrivateIpAddress"],)
