@@ -25,7 +25,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lxcloud.core.caller import Caller
+from lxcloud.core.caller import DEFAULT_PROJECT, Caller
 from lxcloud.core.errors import Conflict, InUse, InvalidInput, NotFound
 from lxcloud.core.ids import is_id, new_id
 from lxcloud.core.instance import Nic, nic_from_dict, nic_to_dict
@@ -34,6 +34,7 @@ from lxcloud.db.engine import Database
 from lxcloud.db.tables import (
     InstanceRow,
     InstanceSecurityGroupRow,
+    ProjectRow,
     SecurityGroupRow,
     SecurityGroupRuleRow,
 )
@@ -158,8 +159,20 @@ class SecurityGroupService:
         self.node = node
         # an instance's record (to push its NICs); set by the cloud: the instance service's
         self.instance_of: Callable[[str, Caller], Any] | None = None
+        self._default_pid: str | None = None
 
     # --- reading
+    def _pid(self, caller: Caller) -> str:
+        """The caller's project; internal callers (project "") act for the default project, as
+        everywhere else."""
+        if caller.project_id:
+            return caller.project_id
+        if self._default_pid is None:
+            with self.db.reader() as s:
+                self._default_pid = s.scalar(select(ProjectRow.id).where(
+                    ProjectRow.name == DEFAULT_PROJECT)) or ""
+        return self._default_pid
+
     def _load(self, s: Session, rows: Sequence[SecurityGroupRow]) -> builtins.list[SecurityGroup]:
         ids = [r.id for r in rows]
         if not ids:
@@ -211,20 +224,20 @@ class SecurityGroupService:
         """The caller's groups, `default` first (made when first asked for); `ids` or
         `names`: exactly those, NotFound naming the first missing one."""
         with self.db.session() as s:
-            self._row(s, DEFAULT, caller.project_id)
+            self._row(s, DEFAULT, self._pid(caller))
             if ids or names:
-                rows = [self._row(s, r, caller.project_id) for r in (*ids, *names)]
+                rows = [self._row(s, r, self._pid(caller)) for r in (*ids, *names)]
                 rows = builtins.list({r.id: r for r in rows}.values())
             else:
                 rows = builtins.list(s.scalars(select(SecurityGroupRow).where(
-                    SecurityGroupRow.project_id == caller.project_id).order_by(
+                    SecurityGroupRow.project_id == self._pid(caller)).order_by(
                     SecurityGroupRow.name != DEFAULT, SecurityGroupRow.created,
                     SecurityGroupRow.name)))
             return self._load(s, rows)
 
     def get(self, ref: str, caller: Caller) -> SecurityGroup:
         with self.db.session() as s:
-            return self._load(s, [self._row(s, ref, caller.project_id)])[0]
+            return self._load(s, [self._row(s, ref, self._pid(caller))])[0]
 
     # --- groups
     @staticmethod
@@ -260,11 +273,11 @@ class SecurityGroupService:
         self._check_name(name)
         with self.db.session() as s:
             taken = s.scalar(select(SecurityGroupRow.id).where(
-                SecurityGroupRow.project_id == caller.project_id, SecurityGroupRow.name == name))
+                SecurityGroupRow.project_id == self._pid(caller), SecurityGroupRow.name == name))
             if taken is not None or name == DEFAULT:
                 raise Conflict(f"the security group {name!r} already exists",
                                resource="security_group")
-            row = self._insert(s, caller.project_id, name, description,
+            row = self._insert(s, self._pid(caller), name, description,
                                [RuleSpec("egress", cidr=ANYWHERE)])
             return self._load(s, [row])[0]
 
@@ -272,7 +285,7 @@ class SecurityGroupService:
         """Refused (Conflict) for `default`, while instances are in it, or while another group's
         rule names it."""
         with self.db.session() as s:
-            row = self._row(s, ref, caller.project_id)
+            row = self._row(s, ref, self._pid(caller))
             if row.name == DEFAULT:
                 raise Conflict("the default security group cannot be deleted",
                                resource="security_group_default")
@@ -322,8 +335,8 @@ class SecurityGroupService:
         if not specs:
             raise InvalidInput("no rule given", resource="security_group_rule")
         with self.db.session() as s:
-            row = self._row(s, ref, caller.project_id)
-            wanted = self._resolved(s, caller.project_id, specs)
+            row = self._row(s, ref, self._pid(caller))
+            wanted = self._resolved(s, self._pid(caller), specs)
             have = {self._key(r) for r in s.scalars(select(SecurityGroupRuleRow).where(
                 SecurityGroupRuleRow.group_id == row.id))}
             for w in wanted:
@@ -346,8 +359,8 @@ class SecurityGroupService:
         if not specs:
             raise InvalidInput("no rule given", resource="security_group_rule")
         with self.db.session() as s:
-            row = self._row(s, ref, caller.project_id)
-            wanted = self._resolved(s, caller.project_id, specs)
+            row = self._row(s, ref, self._pid(caller))
+            wanted = self._resolved(s, self._pid(caller), specs)
             have = {self._key(r): r for r in s.scalars(select(SecurityGroupRuleRow).where(
                 SecurityGroupRuleRow.group_id == row.id))}
             for w in wanted:
@@ -365,7 +378,7 @@ class SecurityGroupService:
     def resolve(self, s: Session, caller: Caller, refs: Sequence[str]) -> tuple[str, ...]:
         """The ids of the groups an instance is to be in (the project's default when none is
         named), in the caller's transaction; NotFound for an unknown one."""
-        rows = [self._row(s, r, caller.project_id) for r in (refs or [DEFAULT])]
+        rows = [self._row(s, r, self._pid(caller)) for r in (refs or [DEFAULT])]
         return tuple(dict.fromkeys(r.id for r in rows))
 
     def kept(self, s: Session, project_id: str, group_ids: Sequence[str]) -> tuple[str, ...]:
@@ -409,7 +422,7 @@ class SecurityGroupService:
         assert self.instance_of is not None
         inst = self.instance_of(instance, caller)
         # the instance's project's groups (an admin may act on another project's instance)
-        owner = replace(caller, project_id=inst.project_id or caller.project_id)
+        owner = replace(caller, project_id=inst.project_id or self._pid(caller))
         with self.db.session() as s:
             gids = self.resolve(s, owner, refs)
             row = s.get(InstanceRow, inst.id)

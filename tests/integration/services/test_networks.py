@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lxcloud.core.caller import DEFAULT_PROJECT, SYSTEM, Caller
+from lxcloud.core.caller import SYSTEM
 from lxcloud.core.errors import Conflict
 from lxcloud.core.ipam import NetworkPlan
 from lxcloud.services.cloud import Cloud
@@ -187,13 +187,11 @@ def test_nat_routed_and_isolated_seen_from_outside(
     cloud.networks.create(SYSTEM, NetworkRequest(name="r", subnet=free_subnet(), mode="routed"))
     # the world may ping the routed instance (its security groups say what enters; the network
     # says whether anything from outside may at all)
-    me = Caller(user_id="system", user="system", project=DEFAULT_PROJECT,
-                project_id=cloud.instances.get("a1").project_id or "")
-    cloud.security_groups.create("pingable", me)
+    cloud.security_groups.create("pingable", SYSTEM)   # internal callers act for the default project
     cloud.security_groups.add_rules("pingable", [RuleSpec("ingress", "icmp", -1, -1,
-                                                          cidr="0.0.0.0/0")], me)
+                                                          cidr="0.0.0.0/0")], SYSTEM)
     for name in ("a1", "b1"):
-        cloud.security_groups.set_instance_groups(name, ["default", "pingable"], me)
+        cloud.security_groups.set_instance_groups(name, ["default", "pingable"], SYSTEM)
     [(_, op)] = cloud.instances.launch(LaunchRequest(
         image="busybox", name="r1", memory="64MiB", nics=(NicRequest("r"),),
         security_groups=("default", "pingable")))
