@@ -58,6 +58,7 @@ bench: deps
 	$(PY) bench/nics.py
 	$(PY) bench/secgroups.py
 	$(PY) bench/network.py
+	$(PY) bench/addresses.py
 
 clean:
 	rm -rf $(VENV)
