@@ -29,9 +29,12 @@ def test_tools_scripts_expect(launch: Launcher) -> None:
     nproc, *rest = sh(d, spec.name, "nproc; seq 3 | xargs; timeout 5 true && echo t")[1].split()
     assert nproc.isdigit() and rest == ["1", "2", "3", "t"]
 
-    # a process named "waiter" that says so through a fifo once it runs under that name (its
-    # output elsewhere: an exec returns once every holder of its pipes is gone)
-    code, out, _ = sh(d, spec.name, "mkfifo /tmp/up; printf '#!/bin/sh\\necho >/tmp/up\\nsleep 600\\n' "
+    # a process named "waiter" that says so through a fifo once it runs under that name and its
+    # child runs as sleep (until the child execs, it is a second "waiter"); its output elsewhere:
+    # an exec returns once every holder of its pipes is gone
+    code, out, _ = sh(d, spec.name, "mkfifo /tmp/up; printf '#!/bin/sh\\nsleep 600 &\\n"
+                                    "until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done\\n"
+                                    "echo >/tmp/up\\nwait\\n' "
                                     ">/tmp/waiter; chmod +x /tmp/waiter; /tmp/waiter >/dev/null 2>&1 & "
                                     "read _ </tmp/up; echo $!; pgrep -x waiter; pgrep -l waiter; "
                                     "pgrep -f '^/bin/sh /tmp/wait.r$'; pgrep -x wait || echo none=$?; "
