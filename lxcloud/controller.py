@@ -133,8 +133,8 @@ def purge(data_dir: str | None) -> int:
         print(f"nothing to purge: {settings.data_dir} does not exist", file=sys.stderr)
         return 0
     lock_fd = _lock(settings.data_dir)
+    agent = NodeAgent.local(settings)
     try:
-        agent = NodeAgent.local(settings)
         nets: list[NetworkRow] = []
         pools: list[PoolRow] = []
         public: list[AddressPool] = []
@@ -187,6 +187,7 @@ def purge(data_dir: str | None) -> int:
         print(f"purged {settings.data_dir}")
         return 0
     finally:
+        agent.close()
         os.close(lock_fd)
 
 

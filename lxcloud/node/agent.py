@@ -78,6 +78,14 @@ class NodeAgent:
                    dns=DnsmasqSupervisor())
 
     # --- the host
+    def close(self) -> None:
+        """Close the drivers' netlink sockets (reopened on next use): a socket left to the
+        interpreter's exit is torn down after its event loop's descriptors, and says so."""
+        for d in (*self.networks.values(), self.public):
+            close = getattr(d, "close", None)
+            if close is not None:
+                close()
+
     def capabilities(self) -> NodeCaps:
         return NodeCaps(compute={k: d.caps for k, d in self.computes.items()},
                         storage={n: p.caps for n, p in self.pools.items()},
