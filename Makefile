@@ -10,14 +10,31 @@ APT_PKGS := lxc lxc-dev pkg-config python3-lxc python3-nftables nftables dnsmasq
             python3-btrfsutil gcc libc6-dev iperf3 iptables $(CEPH_PKGS)
 PYTEST_ARGS ?=
 
-.PHONY: up test deps apt venv lint bench clean
+# The dashboard: web/ (sources, npm lock) -> lxcloud/web/static (git-ignored), rebuilt when they change.
+WEB_SRC    := $(shell find web/src -type f 2>/dev/null) web/build.mjs
+WEB_OUT    := lxcloud/web/static/index.html
+
+.PHONY: up test deps apt venv web lint bench clean
 up: deps
 	$(VENV)/bin/lxcloud up $(ARGS)
 
 test: deps
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-deps: apt venv
+deps: apt venv web
+
+web: $(WEB_OUT)
+
+# Debian's nodejs and npm only when there is no npm at all (nodesource's nodejs conflicts with
+# Debian's npm package, so they are not in APT_PKGS)
+web/node_modules/.installed: web/package-lock.json web/package.json
+	@command -v npm >/dev/null || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(WEB_OUT): web/node_modules/.installed $(WEB_SRC)
+	cd web && node build.mjs
 
 # Installs only what is missing: a second run costs one dpkg query.
 apt:
@@ -61,4 +78,4 @@ bench: deps
 	$(PY) bench/addresses.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) web/node_modules lxcloud/web/static

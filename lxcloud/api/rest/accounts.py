@@ -61,9 +61,25 @@ class CredentialsOut(BaseModel):
     endpoint_url: str
 
 
+class WhoamiOut(BaseModel):
+    user_id: str
+    user: str
+    project_id: str
+    project: str
+    role: str
+    is_admin: bool
+
+
 def _admin(who: Caller) -> None:
     if not who.is_admin:
         raise Forbidden("only an admin may manage projects and users")
+
+
+@router.get("/whoami", response_model=WhoamiOut)
+async def whoami(who: Caller = Depends(caller)) -> WhoamiOut:
+    """Who the token belongs to (the dashboard's login checks a token with it)."""
+    return WhoamiOut(user_id=who.user_id, user=who.user, project_id=who.project_id,
+                     project=who.project, role=who.role, is_admin=who.is_admin)
 
 
 @router.get("/projects", response_model=list[ProjectOut])

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
-from lxcloud import __version__
+from lxcloud import __version__, web
 from lxcloud.api.rest import (
     accounts,
     addresses,
@@ -40,7 +40,7 @@ Every REST call (`/api/v1/…`) and `/metrics` needs `Authorization: Bearer TOKE
 (`/ec2/`) takes AWS Signature Version 4 instead. Public, because they hold no data: `/healthz`,
 this description (`/openapi.json`) and its pages (`/docs`, `/redoc`, their files under
 `/docs/assets/`), which a browser opens without a token and which load nothing from outside the
-cloud."""
+cloud, and the web dashboard (`/`, its files under `/static/`), whose calls carry the user's token."""
 
 # Swagger UI and ReDoc as files of a pinned package (fastapi-offline), not from a CDN: a private
 # cloud often cannot reach one
@@ -83,6 +83,7 @@ def create_app(c: Cloud) -> FastAPI:
     from lxcloud.api.ec2.app import router as ec2
 
     app.include_router(ec2)
+    web.install(app)
     return app
 
 
