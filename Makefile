@@ -7,7 +7,7 @@ CEPH_PKGS := ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common python3-r
 APT_PKGS := lxc lxc-dev pkg-config python3-lxc python3-nftables nftables dnsmasq-base \
             busybox-static debootstrap uidmap lxcfs iproute2 zstd xz-utils python3-venv \
             python3-dev ca-certificates openssh-client acl xfsprogs btrfs-progs attr \
-            python3-btrfsutil gcc libc6-dev iperf3 iptables $(CEPH_PKGS)
+            python3-btrfsutil gcc libc6-dev iperf3 iptables chromium fonts-liberation $(CEPH_PKGS)
 PYTEST_ARGS ?=
 
 # The dashboard: web/ (sources, npm lock) -> lxcloud/web/static (git-ignored), rebuilt when they change.

@@ -160,3 +160,12 @@ def run_readme(script: str, cloud: Cloud, home: Path,
                           env=readme_env(cloud, home), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keeps each phase's report on the test item (rep_call…): a fixture's teardown can then
+    tell that its test failed (the browser's screenshot on failure)."""
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{rep.when}", rep)
