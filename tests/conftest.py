@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# the browser fixtures (playwright, browser, page, shots) for the dashboard's e2e tests
+pytest_plugins = ["tests.e2e.browser"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Every program the tests start gets an empty stdin: `lxcloud exec`, ssh and friends read a

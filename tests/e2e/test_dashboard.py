@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import Shots, browser, page, playwright, shots  # noqa: F401
+from tests.e2e.browser import Shots
 from tests.e2e.conftest import Cloud, running_cloud
 
 
