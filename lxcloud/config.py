@@ -38,6 +38,7 @@ class Settings:
     default_pool_size: str = "50GiB"
     metadata_port: int = 8775        # on each cloud's gateway; 169.254.169.254:80 is sent there
     reconcile_interval: float = 30.0
+    events_kept: int = 100_000       # the newest events kept in the database
     idmap_base: int = IDMAP_BASE
     idmap_count: int = IDMAP_COUNT
     lxcfs_dir: Path = Path("/var/lib/lxcfs")

@@ -102,8 +102,10 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
               f"  (lxcloud user credentials admin --write-aws-profile saves them as an aws CLI profile)",
               flush=True)
         try:
-            server = uvicorn.Server(uvicorn.Config(create_app(cloud), log_level="warning",
+            app = create_app(cloud)
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
                                                    access_log=verbose, timeout_graceful_shutdown=5))
+            app.state.server = server    # open event streams end when it is told to exit
             server.run(sockets=[sock])
         finally:
             metadata.close()

@@ -3,9 +3,10 @@ turns API errors into one clear line. Speaks REST only; never imports services."
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,32 @@ class Client:
         if r.headers.get("content-type", "").startswith("application/json"):
             return r.json()
         return r.text
+
+    def events(self, params: dict[str, Any], last_id: int | None = None) -> Iterator[dict[str, Any]]:
+        """Follows GET /api/v1/events (server-sent events), one decoded event at a time; when the
+        stream drops (the server restarts), reconnects with Last-Event-ID until interrupted."""
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_id is not None:
+                headers["Last-Event-ID"] = str(last_id)
+            try:
+                with self.http.stream("GET", "/api/v1/events", params={**params, "follow": "true"},
+                                      headers=headers, timeout=httpx.Timeout(10, read=60)) as r:
+                    if r.status_code >= 400:
+                        r.read()
+                        raise _error(r)
+                    data: list[str] = []
+                    for line in r.iter_lines():
+                        if line.startswith("data:"):
+                            data.append(line[5:].strip())
+                        elif not line and data:
+                            ev = json.loads("\n".join(data))
+                            data = []
+                            last_id = int(ev["id"])
+                            yield ev
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                pass
+            time.sleep(1)   # not synchronisation: the pause between two reconnection attempts
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)

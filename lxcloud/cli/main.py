@@ -9,6 +9,7 @@ from lxcloud.cli import (
     addresses,
     copies,
     doctor,
+    events,
     images,
     instances,
     networks,
@@ -39,6 +40,7 @@ instances.register(app)
 copies.register(app)
 system.register(app)
 doctor.register(app)
+events.register(app)
 app.add_typer(images.app, name="image")
 app.add_typer(networks.network_app, name="network")
 app.add_typer(nics.nic_app, name="nic")

@@ -36,6 +36,11 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The writers' session factory (services listen to its events)."""
+        return self._sessions
+
     def create_all(self) -> None:
         """Brings the schema to the newest migration (Alembic; creates it on an empty database)."""
         self.upgrade("head")

@@ -233,6 +233,24 @@ class KeyPairRow(Base):
     __table_args__ = (Index("ux_key_pairs_project_name", "project_id", "name", unique=True),)
 
 
+class EventRow(Base):
+    """One thing that happened (services/events.py); the newest rows are kept, older pruned."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[datetime] = mapped_column()
+    type: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    instance_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    instance_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    operation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="", server_default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    __table_args__ = (Index("ix_events_project_id", "project_id", "id"),
+                      Index("ix_events_instance_id", "instance_id", "id"))
+
+
 class TagRow(Base):
     __tablename__ = "tags"
     resource_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -12,6 +12,7 @@ from lxcloud.services.addresses import AddressService
 from lxcloud.services.auth import controller_id, ensure_admin_token, ensure_secret
 from lxcloud.services.copies import CopyService
 from lxcloud.services.doctor import DoctorService
+from lxcloud.services.events import Events
 from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
@@ -39,6 +40,9 @@ class Cloud:
         self.node = node
         self.controller_id = controller_id(settings)
         self.ops = Operations(self.db, owner=self.controller_id, workers=settings.workers)
+        self.events = Events(self.db, node=node.name, keep=settings.events_kept)
+        self.ops.on_start.append(self.events.operation_started)
+        self.ops.on_finish.append(self.events.operation_finished)
         self.accounts = AccountService(self.db)
         self.networks = NetworkService(settings, self.db, node)
         self.pools = PoolService(settings, self.db, node)
@@ -56,6 +60,9 @@ class Cloud:
         self.nodes = NodeService(self.db, node)
         self.reconciler = Reconciler(self.db, self.ops, node)
         self.reconciler.on_halt = self.instances.halted_from_inside
+        self.reconciler.on_correct.append(self.events.corrected)
+        self.events.instance_of = lambda ref, who: self.instances.get(ref, caller=who).id
+        self.events.project_of = lambda ref: self.accounts.project(ref).id
         self.pools.on_change.append(self.instances.forget_caps)
         self.volumes = VolumeService(settings, self.db, self.ops, node, self.pools, self.tags)
         self.volumes.instances = self.instances
@@ -112,4 +119,5 @@ class Cloud:
     def close(self) -> None:
         self.reconciler.stop()
         self.ops.shutdown()
+        self.events.close()
         self.db.close()

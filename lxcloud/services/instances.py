@@ -66,6 +66,7 @@ from lxcloud.core.units import format_size, parse_rate, parse_size
 from lxcloud.db.engine import Database
 from lxcloud.db.tables import ImageRow, InstanceRow, ProjectRow, table, utcnow
 from lxcloud.node.protocol import ConsoleStream, NodeClient
+from lxcloud.services import events
 from lxcloud.services.capabilities import check_description, check_limits
 from lxcloud.services.images import ImageService
 from lxcloud.services.keypairs import KeyPairService
@@ -397,6 +398,8 @@ class InstanceService:
         except IntegrityError:
             raise Conflict(f"an instance named {row['name']!r} already exists",
                            resource="instance") from None
+        events.note(s, "instance.created", row["id"], row["name"], row.get("project_id"),
+                    {"state": row["state"]})
         return row
 
     def new_like(self, s: Session, source: Instance, *, name: str | None, op_kind: str,
@@ -662,6 +665,7 @@ class InstanceService:
         if launched:
             values["launched_at"] = now
         conn.execute(_SET_BY_ID, {"iid": inst.id, **values})
+        events.note_state(s, inst.id, inst.name, inst.project_id, str(state), str(values["state"]))
         self._leave(op, dataclasses.replace(inst, operation_id=op.id, **values))
 
     def _leave(self, op: Operation, inst: Instance) -> None:

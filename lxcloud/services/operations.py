@@ -73,6 +73,7 @@ class Operations:
         self._ended: OrderedDict[str, Operation] = OrderedDict()
         self._mu = threading.Lock()
         self.on_finish: list[Callable[[Operation], None]] = []
+        self.on_start: list[Callable[[Operation], None]] = []
 
     # --- records
     def begin(self, s: Session, kind: str, target: str, *, project_id: str | None = None,
@@ -207,6 +208,11 @@ class Operations:
         last_write = [started]
         with self._mu:
             self._progress[op.id] = (0, "running")
+        for cb in self.on_start:
+            try:
+                cb(op)
+            except Exception:
+                log.exception("on_start callback failed")
 
         def progress(pct: int, message: str) -> None:
             value = (max(0, min(100, pct)), message[:500])

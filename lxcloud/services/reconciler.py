@@ -49,6 +49,8 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         # called with the id of a running instance that halted itself, once it is recorded stopped
         self.on_halt: Callable[[str], object] | None = None
+        # told of every correction: (instance row after it, from, to, reason, bypassed_orm)
+        self.on_correct: list[Callable[..., object]] = []
 
     def run_once(self, startup: bool = False) -> ReconcileReport:
         rep = ReconcileReport()
@@ -103,9 +105,20 @@ class Reconciler:
             r = s.get(InstanceRow, iid)
             if r is not None:
                 log.info("reconcile %s: %s -> %s (%s)", iid, r.state, state, reason)
+                old = str(r.state)
                 r.state = state
                 r.state_reason = reason
+        if r is not None:
+            self._corrected(r, old, str(state), reason)
         return str(state)
+
+    def _corrected(self, r: InstanceRow, old: str, new: str, reason: str,
+                   bypassed_orm: bool = False) -> None:
+        for cb in self.on_correct:
+            try:
+                cb(r, old, new, reason, bypassed_orm=bypassed_orm)
+            except Exception:
+                log.exception("correction callback failed")
 
     def _halted(self, iid: str) -> str | None:
         """A running instance stopped by itself: recorded stopped only if its record still says
@@ -117,7 +130,10 @@ class Reconciler:
                             .values(state=target, state_reason=SELF_SHUTDOWN))
             if not hit.rowcount:  # type: ignore[attr-defined]
                 return None
+            r = s.get(InstanceRow, iid)
         log.info("reconcile %s: running -> %s (%s)", iid, target, SELF_SHUTDOWN)
+        if r is not None:
+            self._corrected(r, str(State.RUNNING), str(target), SELF_SHUTDOWN, bypassed_orm=True)
         if self.on_halt is not None:
             try:
                 self.on_halt(iid)

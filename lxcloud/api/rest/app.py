@@ -21,6 +21,7 @@ from lxcloud.api.rest import (
     console,
     doctor,
     errors,
+    events,
     images,
     instances,
     middleware,
@@ -80,6 +81,7 @@ def create_app(c: Cloud) -> FastAPI:
     app.include_router(system.router, dependencies=auth)
     app.include_router(system.public)
     app.include_router(console.router)
+    app.include_router(events.router)  # its own auth: a header or ?token=
     from lxcloud.api.ec2.app import router as ec2
 
     app.include_router(ec2)
