@@ -39,6 +39,8 @@ class Settings:
     metadata_port: int = 8775        # on each cloud's gateway; 169.254.169.254:80 is sent there
     reconcile_interval: float = 30.0
     events_kept: int = 100_000       # the newest events kept in the database
+    metrics_interval: float = 10.0   # seconds between collection rounds (0: no sampler)
+    metrics_disk_interval: float = 60.0   # disks are measured this often (a walk on some pools)
     idmap_base: int = IDMAP_BASE
     idmap_count: int = IDMAP_COUNT
     lxcfs_dir: Path = Path("/var/lib/lxcfs")

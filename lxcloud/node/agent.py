@@ -33,6 +33,7 @@ from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForw
 from lxcloud.drivers.network.secgroups import GroupPolicy, PortPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf, StorageDriver
 from lxcloud.node.doctor import Check
+from lxcloud.node.metrics import MetricsTarget, NodeMetrics
 from lxcloud.node.protocol import Progress, Timings
 
 log = logging.getLogger(__name__)
@@ -563,6 +564,49 @@ class NodeAgent:
 
     def state(self, instance_id: str) -> HostState:
         return self._driver_of(instance_id).state(instance_id)
+
+    # --- metrics
+    def collect_metrics(self, targets: Sequence[MetricsTarget]) -> NodeMetrics:
+        """One round: the host's counters and each target's (files read directly)."""
+        from lxcloud.node import metrics as m
+
+        t = time.time()
+        out: dict[str, m.InstanceCounters] = {}
+        for tg in targets:
+            d = self.computes.get(tg.kind)
+            dirs = d.cgroup_dirs(tg.instance_id) if d is not None else None
+            c = m.read_cgroup(dirs, t) if dirs is not None else m.InstanceCounters(time=t)
+            nics = {}
+            if d is not None and c.running:
+                for name, index in tg.nics.items():
+                    n = m.read_port(d.port_name(tg.instance_id, index))
+                    if n is not None:
+                        nics[name] = n
+            disk, vols = (self._disk_usage(tg) if tg.disk else (None, {}))
+            out[tg.instance_id] = replace(c, nics=nics, disk_bytes=disk, volumes=vols)
+        pools = {}
+        for name, p in self.pools.items():
+            try:
+                pools[name] = p.usage()
+            except Exception:   # a pool whose filesystem is gone is left out, not fatal
+                log.debug("usage of pool %s", name, exc_info=True)
+        node = replace(m.read_host(t), pools=pools, nics=m.host_nics())
+        return m.NodeMetrics(node=node, instances=out)
+
+    def _disk_usage(self, tg: MetricsTarget) -> tuple[int | None, dict[str, int]]:
+        """Root and volumes' bytes used (left out where the pool cannot tell)."""
+        root = None
+        pool = self.pools.get(tg.root_pool or "")
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                root = pool.root_usage(tg.instance_id)
+        vols: dict[str, int] = {}
+        for pname, vid in tg.volumes:
+            vp = self.pools.get(pname)
+            if vp is not None:
+                with contextlib.suppress(Exception):
+                    vols[vid] = vp.volume_usage(vid)
+        return root, vols
 
     def list_instances(self) -> list[str]:
         return sorted({i for d in self.computes.values() for i in d.list()})

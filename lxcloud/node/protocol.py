@@ -21,6 +21,7 @@ from lxcloud.drivers.network.publicnat import AddressPool, Association, PortForw
 from lxcloud.drivers.network.secgroups import GroupPolicy
 from lxcloud.drivers.storage.base import PoolSpec, PoolUsage, SnapshotOf
 from lxcloud.node.doctor import Check
+from lxcloud.node.metrics import MetricsTarget, NodeMetrics
 
 Progress = Callable[[int, str], None]
 # step name -> seconds, in the order the steps ran (what a launch spent where)
@@ -136,6 +137,13 @@ class NodeClient(Protocol):
 
     def state(self, instance_id: str) -> HostState: ...
     def list_instances(self) -> list[str]: ...
+
+    # --- metrics (node/metrics.py)
+    def collect_metrics(self, targets: Sequence[MetricsTarget]) -> NodeMetrics:
+        """One collection round: the host's counters and each target instance's (cgroup, host
+        ports, and its disks where `disk` is set). Cheap: small files read directly, no
+        subprocess; a stopped or missing instance is `running=False`, never an error."""
+
     def exec(self, instance_id: str, argv: Sequence[str], stdin: bytes | None, timeout: float,
              env: dict[str, str] | None) -> ExecResult: ...
     def console_log(self, instance_id: str) -> bytes: ...

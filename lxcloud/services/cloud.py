@@ -17,6 +17,7 @@ from lxcloud.services.images import ImageService
 from lxcloud.services.instances import InstanceService
 from lxcloud.services.keypairs import KeyPairService
 from lxcloud.services.metadata import MetadataService
+from lxcloud.services.metrics import MetricsService
 from lxcloud.services.networks import NetworkService
 from lxcloud.services.nics import NicService
 from lxcloud.services.nodes import NodeService
@@ -77,6 +78,10 @@ class Cloud:
         self.nics = NicService(settings, self.db, self.ops, node, self.instances, self.networks)
         self.nics.on_detach.append(self.addresses.release_nic)
         self.doctor = DoctorService(settings, node, self.networks, self.addresses)
+        self.metrics = MetricsService(settings, node, self.instances.list,
+                                      counts=self.instances.counts,
+                                      publish=self.events.publish)
+        self.instances.on_terminate.append(self._forget_metrics)
         self.admin_token = ""
         # signs EC2 pagination tokens; kept in the data dir so they outlive a restart
         self.ec2_token_secret = ensure_secret(settings.ec2_token_secret_file)
@@ -104,6 +109,11 @@ class Cloud:
         self.addresses.sync()
         if reconcile_loop and self.settings.reconcile_interval > 0:
             self.reconciler.start(self.settings.reconcile_interval)
+        if self.settings.metrics_interval > 0:
+            self.metrics.start()
+
+    def _forget_metrics(self, _session: object, instance_id: str) -> None:
+        self.metrics.forget(instance_id)
 
     def public_url(self) -> str:
         """Where clients reach this cloud's API (written by `lxcloud up`)."""
@@ -117,6 +127,7 @@ class Cloud:
         self.nodes.unknown = rep.unknown
 
     def close(self) -> None:
+        self.metrics.stop()
         self.reconciler.stop()
         self.ops.shutdown()
         self.events.close()

@@ -35,7 +35,7 @@ def node() -> FakeNode:
 @pytest.fixture
 def cloud(tmp_path: Path, node: FakeNode) -> Iterator[Cloud]:
     settings = Settings.load(tmp_path / "data", default_network_cidr="10.251.7.0/28",
-                             reconcile_interval=0)
+                             reconcile_interval=0, metrics_interval=0)
     c = Cloud(settings, node)  # type: ignore[arg-type]
     c.startup(reconcile_loop=False)
     yield c

@@ -48,8 +48,9 @@ def list_instances(
 ) -> Response:
     # plain values serialised once here (pydantic-core's encoder, InstanceOut's shape): neither
     # built into models nor validated again by the framework
-    items = [instance_dict(i) for i in c.instances.list(include_terminated=all, caller=who,
-                                                        all_projects=all_projects)]
+    usage = c.metrics.usage
+    items = [instance_dict(i, usage(i.id)) for i in c.instances.list(
+        include_terminated=all, caller=who, all_projects=all_projects)]
     return Response(to_json(items), media_type="application/json")
 
 
@@ -66,7 +67,8 @@ async def _answer(request: Request, c: Cloud, who: Caller, iid: str, op: Operati
     inst = c.instances.left_by(op, caller=who) if wait > 0 else known
     if inst is None:
         inst = await run_in_threadpool(lambda: c.instances.get(iid, caller=who))
-    return Response(to_json({"instance": instance_dict(inst), "operation": operation_dict(op)}),
+    return Response(to_json({"instance": instance_dict(inst, c.metrics.usage(inst.id)),
+                             "operation": operation_dict(op)}),
                     status_code=202, media_type="application/json")
 
 
@@ -127,7 +129,8 @@ async def import_instance(request: Request, name: str | None = Query(None),
 
 @router.get("/{ref}", response_model=InstanceOut)
 def get_instance(ref: str, c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> InstanceOut:
-    return InstanceOut.of(c.instances.get(ref, caller=who))
+    inst = c.instances.get(ref, caller=who)
+    return InstanceOut.of(inst, c.metrics.usage(inst.id))
 
 
 @router.post("/{ref}/actions/{action}", status_code=202, response_model=ActionOut)

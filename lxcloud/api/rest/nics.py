@@ -58,8 +58,8 @@ async def _answer(request: Request, c: Cloud, who: Caller, inst: Instance, op: O
     if op.done:
         inst = await run_in_threadpool(lambda: c.instances.get(inst.id, caller=who))
     found = next((n for n in inst.nics if n.name == nic), None)
-    body = {"instance": instance_dict(inst), "nic": nic_dict(found) if found else None,
-            "operation": operation_dict(op)}
+    body = {"instance": instance_dict(inst, c.metrics.usage(inst.id)),
+            "nic": nic_dict(found) if found else None, "operation": operation_dict(op)}
     return Response(to_json(body), status_code=202, media_type="application/json")
 
 

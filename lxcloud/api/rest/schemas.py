@@ -153,15 +153,17 @@ class InstanceOut(BaseModel):
     launched_at: datetime | None
     terminated_at: datetime | None
     operation: str | None
+    usage: dict[str, Any] | None = Field(None, description="its latest metrics sample (as in "
+                                         "/instances/{ref}/metrics), null while not sampled")
 
     @classmethod
-    def of(cls, i: Instance) -> InstanceOut:
-        return cls.model_validate(instance_dict(i))
+    def of(cls, i: Instance, usage: dict[str, Any] | None = None) -> InstanceOut:
+        return cls.model_validate(instance_dict(i, usage))
 
 
-def instance_dict(i: Instance) -> dict[str, Any]:
+def instance_dict(i: Instance, usage: dict[str, Any] | None = None) -> dict[str, Any]:
     """An instance as InstanceOut shows it, as plain values: what lists are serialised from
-    directly (a thousand instances are not a thousand models)."""
+    directly (a thousand instances are not a thousand models). `usage`: its latest sample."""
     lim = i.limits
     return {
         "id": i.id, "name": i.name, "state": str(i.state), "state_reason": i.state_reason,
@@ -175,7 +177,7 @@ def instance_dict(i: Instance) -> dict[str, Any]:
                    "source": d.source, "device": d.device} for d in i.disks],
         "node": i.node, "project": i.project, "project_id": i.project_id, "created": i.created,
         "launched_at": i.launched_at, "terminated_at": i.terminated_at,
-        "operation": i.operation_id,
+        "operation": i.operation_id, "usage": usage,
     }
 
 

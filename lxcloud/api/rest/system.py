@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from lxcloud.api.rest.deps import cloud, require_auth
 from lxcloud.core.instance_types import DEFAULT_TYPE, DEFAULT_TYPES
@@ -60,6 +60,79 @@ class CloudCollector:
                 if val is not None:
                     fam.add_metric(lv, val)
         yield from (cap, used, free, n_inst, n_vol)
+        yield from self.usage()
+
+    def usage(self) -> Any:
+        """Each sampled instance's and node's latest figures, from the metrics service's memory
+        (no host read at scrape time). `instance` is the instance's name (readable),
+        `instance_id` its id (stable across renames)."""
+        tracks, nodes = self.c.metrics.snapshot()
+        lab = ["instance", "instance_id", "project", "node"]
+        fams: dict[str, Any] = {}
+        for name, help_, counter in INSTANCE_METRICS:
+            cls = CounterMetricFamily if counter else GaugeMetricFamily
+            fams[name] = cls(f"lxcloud_instance_{name}", help_, labels=lab)
+        nic_fams = {key: CounterMetricFamily(f"lxcloud_instance_network_{way}_{what}",
+                                             f"{what.capitalize()} {way}: per NIC, as the "
+                                             "instance sees it", labels=[*lab, "nic"])
+                    for key, way, what in NIC_METRICS}
+        for t in tracks:
+            cur = t.current
+            if cur is None:
+                continue
+            lv = [t.name, t.id, t.project or "", t.node]
+            for name, _, _ in INSTANCE_METRICS:
+                v = cur.get(name)
+                if v is not None:
+                    fams[name].add_metric(lv, v)
+            for nic, n in cur["nics"].items():
+                for key, _, _ in NIC_METRICS:
+                    nic_fams[key].add_metric([*lv, nic], n[key])
+        yield from fams.values()
+        yield from nic_fams.values()
+        node_fams = {k: GaugeMetricFamily(f"lxcloud_node_{k}", h, labels=["node"])
+                     for k, h in NODE_METRICS}
+        for nt in nodes:
+            cur = nt.current
+            if cur is None:
+                continue
+            vals = {"cpus": cur["cpus"], "cpu_percent": cur["cpu_percent"],
+                    "load1": cur["load"][0], "load5": cur["load"][1], "load15": cur["load"][2],
+                    "memory_total_bytes": cur["memory_total_bytes"],
+                    "memory_free_bytes": cur["memory_free_bytes"],
+                    "memory_available_bytes": cur["memory_available_bytes"]}
+            for k, v in vals.items():
+                node_fams[k].add_metric([nt.name], v)
+        yield from node_fams.values()
+        cost = GaugeMetricFamily("lxcloud_metrics_round_cpu_seconds", "Process CPU time the "
+                                 "last collection round took (controller and node)")
+        cost.add_metric([], self.c.metrics.last_round_cpu)
+        yield cost
+
+
+# (name after lxcloud_instance_, help, is a counter); counters get _total from the client
+INSTANCE_METRICS = (
+    ("cpu_seconds", "CPU time used", True),
+    ("cpu_percent", "CPU use (100 = one CPU busy)", False),
+    ("cpu_limit_percent", "CPU use as a share of its limit", False),
+    ("memory_bytes", "Memory used", False),
+    ("memory_limit_bytes", "Memory limit", False),
+    ("swap_bytes", "Swap used", False),
+    ("oom_kills", "Processes killed for lack of memory", True),
+    ("pids", "Processes and threads", False),
+    ("pids_limit", "Limit of processes and threads", False),
+    ("disk_bytes", "Bytes used on the root disk", False),
+    ("disk_limit_bytes", "The root disk's quota", False),
+)
+NIC_METRICS = (("rx_bytes", "receive", "bytes"), ("tx_bytes", "transmit", "bytes"),
+               ("rx_packets", "receive", "packets"), ("tx_packets", "transmit", "packets"),
+               ("rx_dropped", "receive", "drops"), ("tx_dropped", "transmit", "drops"))
+NODE_METRICS = (("cpus", "CPUs of the node"), ("cpu_percent", "CPU use (100 = one CPU busy)"),
+                ("load1", "Load average over 1 minute"), ("load5", "Load average over 5 minutes"),
+                ("load15", "Load average over 15 minutes"),
+                ("memory_total_bytes", "Memory of the node"),
+                ("memory_free_bytes", "Memory free"),
+                ("memory_available_bytes", "Memory available (free and reclaimable)"))
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -10,8 +10,8 @@ this host.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -48,6 +48,19 @@ class Mount:
     source: Path
     target: str
     readonly: bool = False
+
+
+@dataclass(frozen=True)
+class CgroupDirs:
+    """Where one instance's cgroup lives: `version` 2 has everything in `unified`; version 1 has
+    one directory per controller (`cpu`, `cpuacct`, `memory`, `pids`)."""
+
+    version: int
+    unified: Path | None = None
+    controllers: Mapping[str, Path] = field(default_factory=dict)
+
+    def dir(self, controller: str) -> Path | None:
+        return self.unified if self.version == 2 else self.controllers.get(controller)
 
 
 class ComputeDriver(Protocol):
@@ -117,6 +130,10 @@ class ComputeDriver(Protocol):
         """argv of a program that attaches a terminal to the instance's console."""
 
     def init_pid(self, name: str) -> int | None: ...
+
+    def cgroup_dirs(self, name: str) -> CgroupDirs | None:
+        """Where the instance's cgroup would be while it runs (no host call: the metrics
+        collector reads its files each round); None when the driver has none."""
 
     def port_name(self, name: str, index: int = 0) -> str:
         """The host-side interface of the instance's NIC `index` (named for firewall rules)."""

@@ -12,7 +12,7 @@ from lxcloud.core.caps import ComputeCaps
 from lxcloud.core.errors import DriverError, InUse, InvalidCombination, InvalidInput, NotFound
 from lxcloud.core.host import ExecResult, HostState
 from lxcloud.core.instance import InstanceSpec, Nic
-from lxcloud.drivers.compute.base import Mount, RootfsSpec
+from lxcloud.drivers.compute.base import CgroupDirs, Mount, RootfsSpec
 
 
 @dataclass
@@ -44,6 +44,7 @@ class FakeDriver:
         self._lock = threading.Lock()
         self._next_pid = 1000
         self.calls: list[tuple[str, str]] = []   # (method, name): lets tests check what was done
+        self.cgroups: dict[str, CgroupDirs] = {}  # name -> cgroup files a test wrote
 
     def _get(self, name: str) -> _Box:
         try:
@@ -201,6 +202,10 @@ class FakeDriver:
     def init_pid(self, name: str) -> int | None:
         box = self._boxes.get(name)
         return box.pid if box else None
+
+    def cgroup_dirs(self, name: str) -> CgroupDirs | None:
+        """`cgroups[name]` when a test gave one (files it writes), None otherwise."""
+        return self.cgroups.get(name)
 
     def port_name(self, name: str, index: int = 0) -> str:
         return f"fk{abs(hash(name)) % 10**10}{index}"

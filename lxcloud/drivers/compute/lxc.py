@@ -31,7 +31,7 @@ from lxcloud.core.instance_types import Limits
 from lxcloud.core.proc import run
 from lxcloud.core.waiting import wait_until
 from lxcloud.drivers.compute import hotplug, identity
-from lxcloud.drivers.compute.base import IdMap, Mount, RootfsSpec
+from lxcloud.drivers.compute.base import CgroupDirs, IdMap, Mount, RootfsSpec
 from lxcloud.drivers.network.macvlan import macvlan_mode
 from lxcloud.drivers.network.ratelimit import RateLimiter, Rates, script
 
@@ -62,6 +62,7 @@ CAP_DROP = ("mac_admin", "mac_override", "sys_module", "sys_time", "sys_rawio")
 DEVICE_ALLOW = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 5:1 rwm",
                 "c 5:2 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 136:* rwm", "c 10:229 rwm")
 CFS_PERIOD = 100_000
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 # A btrfs subvolume made inside a container is a qgroup of its own, outside its root's disk limit
 # (verified on the btrfs pool: data written into one is charged to nobody's limit). The ioctls
 # that make one are refused with EPERM, on every pool; linux/btrfs.h: _IOW(0x94, nr,
@@ -338,6 +339,7 @@ class LxcDriver:
         self.netns = netns
         self.lxcfs_dir = Path(lxcfs_dir) if lxcfs_dir is not None else None
         self.lxcpath.mkdir(parents=True, exist_ok=True)
+        self.cgroup = cgroup_version()
 
     def port_name(self, name: str, index: int = 0) -> str:
         """The host-side veth of a container's NIC `index`."""
@@ -660,6 +662,14 @@ class LxcDriver:
         if not self.lxcpath.is_dir():
             return []
         return sorted(p.name for p in self.lxcpath.iterdir() if (p / "config").is_file())
+
+    def cgroup_dirs(self, name: str) -> CgroupDirs:
+        """liblxc's payload cgroup (`lxc.payload.<name>`) at the root of each hierarchy."""
+        leaf = f"lxc.payload.{name}"
+        if self.cgroup == 2:
+            return CgroupDirs(2, unified=CGROUP_ROOT / leaf)
+        return CgroupDirs(1, controllers={c: CGROUP_ROOT / c / leaf
+                                          for c in ("cpu", "cpuacct", "memory", "pids")})
 
     def init_pid(self, name: str) -> int | None:
         if not self._exists(name):
