@@ -128,6 +128,11 @@ def register(app: typer.Typer) -> None:
             what = "root" if d["name"] == "root" else f"volume {d['name']}"
             out.print(f"{'disk:':10} {what} on pool {d['pool']}, {_fmt_mem(d['size'])}"
                       + (f", at {d['path']}" if d["name"] != "root" else ""), highlight=False)
+        if i["state"] in ("running", "frozen"):
+            from lxcloud.cli.top import usage_lines
+
+            for label, text in usage_lines(i.get("usage")):
+                out.print(f"{label + ':':10} {text}", highlight=False)
 
     def _action(ctx: typer.Context, name: str, action: str, wait: bool, **body: Any) -> None:
         c = g(ctx).client()

@@ -17,6 +17,7 @@ from lxcloud.cli import (
     secgroups,
     storage,
     system,
+    top,
 )
 from lxcloud.cli.common import Globals, new_app
 
@@ -41,6 +42,7 @@ copies.register(app)
 system.register(app)
 doctor.register(app)
 events.register(app)
+top.register(app)
 app.add_typer(images.app, name="image")
 app.add_typer(networks.network_app, name="network")
 app.add_typer(nics.nic_app, name="nic")
