@@ -8,12 +8,15 @@ it, the port guard learns its NICs' addresses.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import pty
 import select
 import shutil
 import signal
+import struct
+import termios
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -622,6 +625,9 @@ class NodeAgent:
     def open_console(self, instance_id: str) -> PtyConsole:
         return PtyConsole(self._driver_of(instance_id).console_command(instance_id))
 
+    def open_exec(self, instance_id: str, argv: Sequence[str]) -> PtyConsole:
+        return PtyConsole(self._driver_of(instance_id).attach_command(instance_id, argv))
+
     # --- images
     def has_base(self, image_id: str) -> bool:
         return any(p.has_base(image_id) for p in self.pools.values())
@@ -645,6 +651,12 @@ def _stepper() -> tuple[Timings, Callable[[str], None]]:
     return timings, step
 
 
+def set_winsize(fd: int, cols: int, rows: int) -> None:
+    """A pty's window size (TIOCSWINSZ), clamped to what a terminal can be."""
+    cols, rows = max(1, min(int(cols), 1000)), max(1, min(int(rows), 1000))
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
 class PtyConsole:
     """The compute driver's console command run on a pty of the agent's host.
 
@@ -659,10 +671,12 @@ class PtyConsole:
             finally:
                 os._exit(127)
         self.pid, self.fd = pid, fd
+        set_winsize(fd, 80, 24)   # a pty starts at 0x0, which full-screen programs cannot use
         self._mu = threading.Lock()
         self._closed = False
         self._fd_open = True
         self._readers = 0
+        self.exit_code: int | None = None
 
     def read(self, n: int = 65536) -> bytes:
         while True:
@@ -686,15 +700,26 @@ class PtyConsole:
         while view:
             view = view[os.write(self.fd, view):]
 
+    def resize(self, cols: int, rows: int) -> None:
+        # the kernel sends SIGWINCH to the console client on the pty, which passes the size on
+        # to the instance's own terminal
+        with self._mu:
+            if self._closed or not self._fd_open:
+                return
+            set_winsize(self.fd, cols, rows)
+
     def close(self) -> None:
         with self._mu:
             if self._closed:
                 return
             self._closed = True
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == 0:      # still running (a detach): ended, then reaped
+                os.kill(self.pid, signal.SIGTERM)
+                _, status = os.waitpid(self.pid, 0)
+            # what the program exited with (an interactive exec reports it)
+            self.exit_code = os.waitstatus_to_exitcode(status)
         with self._mu:
             self._close_fd_if_idle()
 

@@ -36,6 +36,9 @@ class ConsoleStream(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def resize(self, cols: int, rows: int) -> None:
+        """The terminal's new size (what `stty size` inside shows); ignored once closed."""
+
     def close(self) -> None:
         """Detach (the instance keeps running). Idempotent."""
 
@@ -148,6 +151,9 @@ class NodeClient(Protocol):
              env: dict[str, str] | None) -> ExecResult: ...
     def console_log(self, instance_id: str) -> bytes: ...
     def open_console(self, instance_id: str) -> ConsoleStream: ...
+
+    def open_exec(self, instance_id: str, argv: Sequence[str]) -> ConsoleStream:
+        """`argv` run inside the instance on a terminal: an interactive exec (a shell)."""
 
     # --- disks of an instance
     def attach_disk(self, spec: InstanceSpec, disk: Disk) -> None:

@@ -840,6 +840,17 @@ class InstanceService:
                                state=inst.state)
         return inst, self.node.open_console(inst.id)
 
+    def open_exec(self, ref: str, argv: Sequence[str], *,
+                  caller: Caller = SYSTEM) -> tuple[Instance, ConsoleStream]:
+        """`argv` run inside the instance on a terminal (an interactive exec), as exec is."""
+        if not argv or not all(isinstance(a, str) and a and "\0" not in a for a in argv):
+            raise InvalidInput("the command must be a non-empty list of non-empty strings")
+        inst = self.get(ref, caller=caller)
+        if inst.state != State.RUNNING:
+            raise InvalidState(f"cannot run a command in an instance that is {inst.state}",
+                               state=inst.state)
+        return inst, self.node.open_exec(inst.id, list(argv))
+
     def port_map(self) -> dict[str, builtins.list[Nic]]:
         """Every live instance's NICs on this node (what the port guard must allow)."""
         return {i.id: i.nics for i in self.list() if i.node in (None, self.node.name)}

@@ -210,7 +210,9 @@ class MetricsService:
         self.tracks: dict[str, InstanceTrack] = {}
         self.nodes: dict[str, NodeTrack] = {}
         self.rounds = 0
-        self.last_round_cpu = 0.0       # process CPU seconds the last round took
+        self.last_round_cpu = 0.0       # CPU seconds the sampler's thread spent on the last round
+        self.last_collect_cpu = 0.0     # of which in the node's collection (reading the files)
+        self.last_round_seconds = 0.0   # wall time of the last round
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -246,7 +248,7 @@ class MetricsService:
 
     def run_once(self) -> None:
         """One round: every sampled instance of this node measured, rates and events worked out."""
-        cpu0 = time.process_time()
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
         live = [i for i in self.instances() if i.node in (None, self.node.name)]
         sampled = [i for i in live if i.state in SAMPLED]
         disk = self.rounds % self.disk_every == 0
@@ -255,7 +257,9 @@ class MetricsService:
             root_pool=next((d.pool for d in i.disks if d.is_root), None),
             volumes=tuple((d.pool, d.name) for d in i.disks if not d.is_root), disk=disk)
             for i in sampled]
+        cpu1 = time.thread_time()
         got = self.node.collect_metrics(targets)
+        self.last_collect_cpu = time.thread_time() - cpu1
         with self._lock:
             alive = {i.id for i in live}
             for iid in [k for k in self.tracks if k not in alive]:
@@ -269,7 +273,8 @@ class MetricsService:
                 if c is not None and c.running:
                     self._add(i, c)
             self._add_node(got.node)
-        self.last_round_cpu = time.process_time() - cpu0
+        self.last_round_cpu = time.thread_time() - cpu0
+        self.last_round_seconds = time.perf_counter() - wall0
         with self._round:
             self.rounds += 1
             self._round.notify_all()

@@ -325,3 +325,137 @@ export function debounce(fn, ms) {
 export function pageHeader(title, ...actions) {
   return h("div.page-header", h("h1", title), h("div.page-actions", actions));
 }
+
+// ---- virtualised table ----
+/**
+ * virtualTable({columns: [{key, title, width?, className?, render(row), sort?(row)|false, sig?}],
+ *               rowHeight, id(row), name(row), onRow?(row, ev), empty, sortKey?})
+ *   -> {el, update(rows), sorted() -> rows}
+ * Only the rows in view (plus a few) are in the DOM, between two spacer rows: a thousand rows
+ * cost what thirty do. Headers sort (click or Enter); rows carry data-id / data-name. A row is
+ * re-rendered only when its data changed (the focus in a row's buttons survives an update).
+ */
+export function virtualTable({ columns, rowHeight = 34, id = (r) => r.id, name = (r) => r.name, onRow,
+  empty = "Nothing here yet.", sortKey: initialSort = null, overscan = 8 }) {
+  let sortKey = initialSort;
+  let sortDir = 1;
+  let rows = [];
+  let view = [];
+  const cache = new Map();      // id -> {sig, tr}
+  const colgroup = h("colgroup", columns.map((c) => h("col", { style: c.width ? { width: c.width } : null })));
+  const headRow = h("tr");
+  const top = h("tr.vt-pad", h("td", { colspan: columns.length }));
+  const bottom = h("tr.vt-pad", h("td", { colspan: columns.length }));
+  const tbody = h("tbody");
+  const tableEl = h("table.grid.vt-table", colgroup, h("thead", headRow), tbody);
+  const el = h("div.vt", { tabindex: "-1" }, tableEl);
+  let frame = 0;
+
+  const valueOf = (col, r) => (typeof col.sort === "function" ? col.sort(r) : r[col.key]);
+  const resort = () => {
+    view = rows;
+    if (sortKey) {
+      const col = columns.find((c) => c.key === sortKey);
+      if (col) view = [...rows].sort((a, b) => compare(valueOf(col, a), valueOf(col, b)) * sortDir);
+    }
+  };
+  const paintHead = () => {
+    clear(headRow);
+    for (const col of columns) {
+      const sorted = sortKey === col.key;
+      headRow.append(h("th", { scope: "col", class: col.className, "aria-sort": sorted ? (sortDir > 0 ? "ascending" : "descending") : null },
+        col.sort === false ? col.title : h("button.th-sort", {
+          type: "button",
+          onclick: () => {
+            if (sortKey === col.key) sortDir = -sortDir;
+            else { sortKey = col.key; sortDir = 1; }
+            resort();
+            paintHead();
+            paint();
+          },
+        }, col.title, sorted ? (sortDir > 0 ? " ▲" : " ▼") : "")));
+    }
+  };
+  const rowOf = (r) => {
+    const key = id(r);
+    const sig = JSON.stringify(r);
+    const hit = cache.get(key);
+    if (hit && hit.sig === sig) return hit.tr;
+    const tr = h("tr.vt-row", { dataset: { id: key ?? "", name: name(r) ?? "" } });
+    if (onRow) {
+      tr.classList.add("clickable");
+      tr.addEventListener("click", (ev) => {
+        if (ev.target.closest("button, a, input, select, label")) return;
+        onRow(r, ev);
+      });
+    }
+    for (const col of columns) {
+      const v = col.render ? col.render(r) : r[col.key];
+      tr.append(h("td", { class: col.className }, v ?? DASH));
+    }
+    cache.set(key, { sig, tr });
+    return tr;
+  };
+  const paint = () => {
+    frame = 0;
+    if (!view.length) {
+      clear(tbody);
+      tbody.append(h("tr.empty", h("td", { colspan: columns.length }, empty)));
+      return;
+    }
+    const headH = headRow.offsetHeight || rowHeight;
+    const viewH = el.clientHeight || 600;
+    const scroll = Math.max(0, el.scrollTop - headH);
+    const first = Math.max(0, Math.floor(scroll / rowHeight) - overscan);
+    const last = Math.min(view.length, Math.ceil((scroll + viewH) / rowHeight) + overscan);
+    top.firstChild.style.height = `${first * rowHeight}px`;
+    bottom.firstChild.style.height = `${(view.length - last) * rowHeight}px`;
+    top.hidden = first === 0;
+    bottom.hidden = last === view.length;
+    const wanted = [top];
+    for (let i = first; i < last; i++) wanted.push(rowOf(view[i]));
+    wanted.push(bottom);
+    // replace the children only where they differ (keeps focus and avoids layout churn)
+    let node = tbody.firstChild;
+    for (const w of wanted) {
+      if (node === w) {
+        node = node.nextSibling;
+        continue;
+      }
+      tbody.insertBefore(w, node);
+    }
+    while (node) {
+      const next = node.nextSibling;
+      tbody.removeChild(node);
+      node = next;
+    }
+  };
+  const schedule = () => {
+    if (!frame) frame = requestAnimationFrame(paint);
+  };
+  el.addEventListener("scroll", schedule, { passive: true });
+  const ro = typeof ResizeObserver !== "undefined" ? new ResizeObserver(schedule) : null;
+  if (ro) ro.observe(el);
+  paintHead();
+  return {
+    el,
+    update(next) {
+      rows = next;
+      const ids = new Set(next.map(id));
+      for (const k of cache.keys()) if (!ids.has(k)) cache.delete(k);
+      resort();
+      paint();
+    },
+    /** Forgets rendered rows (e.g. when something outside the rows' data changed). */
+    invalidate(key) {
+      if (key === undefined) cache.clear();
+      else cache.delete(key);
+      paint();
+    },
+    sorted: () => view,
+    destroy() {
+      if (ro) ro.disconnect();
+      if (frame) cancelAnimationFrame(frame);
+    },
+  };
+}

@@ -92,6 +92,7 @@ async def create_instance(
             swap=lim.swap if lim else None,
             disk=lim.disk if lim else None,
             user_data=body.user_data,
+            key_name=body.key_name,
             start=body.start,
             pool=body.pool,
             network=body.network,

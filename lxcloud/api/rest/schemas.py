@@ -34,6 +34,8 @@ class InstanceCreate(BaseModel):
     instance_type: str | None = None
     limits: LimitsIn | None = None
     user_data: str | None = None
+    key_name: str | None = Field(None, description="a key pair of the project: its public key is "
+                                                   "given to the instance (metadata, cloud-init)")
     start: bool = True
     pool: str | None = Field(None, description="the root disk's pool (the default pool when "
                                                "omitted)")

@@ -104,10 +104,18 @@ class CloudCollector:
             for k, v in vals.items():
                 node_fams[k].add_metric([nt.name], v)
         yield from node_fams.values()
-        cost = GaugeMetricFamily("lxcloud_metrics_round_cpu_seconds", "Process CPU time the "
-                                 "last collection round took (controller and node)")
-        cost.add_metric([], self.c.metrics.last_round_cpu)
-        yield cost
+        m = self.c.metrics
+        for name, help_, v in (
+                ("round_cpu_seconds", "CPU time the last collection round took (the sampler's "
+                 "thread: the node's reads and the controller's work)", m.last_round_cpu),
+                ("collect_cpu_seconds", "Of which in the node's collection", m.last_collect_cpu),
+                ("round_seconds", "Wall time of the last collection round", m.last_round_seconds),
+                ("history_bytes_per_instance", "Memory of the histories per instance",
+                 m.bytes_per_instance()),
+                ("rounds_total", "Collection rounds taken", m.rounds)):
+            fam = GaugeMetricFamily(f"lxcloud_metrics_{name}", help_)
+            fam.add_metric([], v)
+            yield fam
 
 
 # (name after lxcloud_instance_, help, is a counter); counters get _total from the client

@@ -129,6 +129,10 @@ class ComputeDriver(Protocol):
     def console_command(self, name: str) -> builtins.list[str]:
         """argv of a program that attaches a terminal to the instance's console."""
 
+    def attach_command(self, name: str, argv: Sequence[str]) -> builtins.list[str]:
+        """argv of a program that runs `argv` inside the instance on the caller's terminal
+        (an interactive exec: its stdin, stdout and stderr are the pty it is started on)."""
+
     def init_pid(self, name: str) -> int | None: ...
 
     def cgroup_dirs(self, name: str) -> CgroupDirs | None:

@@ -249,3 +249,7 @@ class FakeDriver:
     def console_command(self, name: str) -> builtins.list[str]:
         self._get(name)
         return ["cat", "/dev/null"]
+
+    def attach_command(self, name: str, argv: Sequence[str]) -> builtins.list[str]:
+        self._get(name)
+        return ["sh", "-c", 'exec "$@"', "sh", *argv]

@@ -730,3 +730,9 @@ class LxcDriver:
     def console_command(self, name: str) -> builtins.list[str]:
         self._require(name)
         return self._cmd(["lxc-console", "-P", str(self.lxcpath), "-n", name, "-t", "0", "-e", "^a"])
+
+    def attach_command(self, name: str, argv: Sequence[str]) -> builtins.list[str]:
+        self._require(name)
+        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": "xterm-256color"}
+        return self._cmd(["lxc-attach", "-P", str(self.lxcpath), "-n", name, "--clear-env",
+                          *[a for k, v in env.items() for a in ("-v", f"{k}={v}")], "--", *argv])
