@@ -16,7 +16,7 @@ export function terminal({ path, query = {}, reconnect = true, label = "Terminal
   const box = h("div.term-box", { tabindex: "-1" });
   const connectBtn = h("button.small", { type: "button" }, "Connect");
   const detachBtn = h("button.small", { type: "button", disabled: true }, "Detach");
-  const el = h("div.terminal", { "aria-label": label },
+  const el = h("div.lx-term", { "aria-label": label },
     h("div.term-bar", connectBtn, detachBtn, status), box);
   const term = new Terminal({ convertEol: false, cursorBlink: true, fontSize: 13,
     fontFamily: "ui-monospace, Menlo, Consolas, monospace", scrollback: 5000 });
