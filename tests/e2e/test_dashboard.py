@@ -159,3 +159,39 @@ def test_another_projects_instance_is_not_visible(dash: Cloud, page: Page, shots
     expect(page.locator("[data-page=instance] .form-error")).to_contain_text("no instance")
     shots("bob cannot open it")
     dash.cli("delete", "secret1", "--force")
+
+
+PAGES = ("images", "key-pairs", "operations", "nodes", "events", "volumes", "snapshots",
+         "networks", "security-groups", "addresses")
+
+
+def test_every_page_renders_its_list(dash: Cloud, page: Page, shots: Shots) -> None:
+    log_in(page, dash, admin_token(dash))
+    expect(page.locator("[data-page=instances]")).to_be_visible()
+    for name in PAGES:
+        page.locator(f"nav a[data-nav={name}]").click()
+        root = page.locator(f"[data-page={name}]")
+        expect(root).to_be_visible()
+        expect(root.locator(".count")).not_to_have_text("loading…")
+        expect(root.locator(".form-error")).to_be_hidden()
+        shots(name)
+    # what the pages show is the API's: the image built for these tests, the default network,
+    # the node with its usage, the events of the other tests
+    page.locator("nav a[data-nav=images]").click()
+    expect(page.locator("[data-page=images] tr[data-name=busybox]")).to_be_visible()
+    page.locator("nav a[data-nav=networks]").click()
+    expect(page.locator("[data-page=networks] tr[data-name=default]")).to_be_visible()
+    page.locator("nav a[data-nav=nodes]").click()
+    expect(page.locator("[data-page=nodes] tr[data-name=local]")).to_contain_text("of 200%",
+                                                                                timeout=30_000)
+    # a key pair made here: its private key is shown once, then it is listed
+    page.locator("nav a[data-nav=key-pairs]").click()
+    page.get_by_role("button", name="Create key pair").click()
+    dialog = page.locator("dialog[data-dialog=create-key-pairs]")
+    dialog.locator("[name=name]").fill("laptop")
+    dialog.get_by_role("button", name="Create").click()
+    expect(page.locator("dialog.modal pre")).to_contain_text("PRIVATE KEY")
+    shots("private key shown once")
+    page.keyboard.press("Escape")
+    expect(page.locator("[data-page=key-pairs] tr[data-name=laptop]")).to_be_visible()
+    assert page.errors == []  # type: ignore[attr-defined]

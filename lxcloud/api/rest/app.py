@@ -24,6 +24,7 @@ from lxcloud.api.rest import (
     events,
     images,
     instances,
+    keypairs,
     metrics,
     middleware,
     networks,
@@ -74,7 +75,8 @@ def create_app(c: Cloud) -> FastAPI:
     auth = [Depends(require_auth)]
     for r in (instances.router, images.router, operations.router, accounts.router, storage.pools,
               storage.volumes, storage.snapshots, storage.exports, networks.router, nics.router,
-              security_groups.router, security_groups.instance_router, metrics.router):
+              security_groups.router, security_groups.instance_router, metrics.router,
+              keypairs.router):
         app.include_router(r, dependencies=auth)
     for r in (addresses.addresses, addresses.pools, addresses.forwards):
         app.include_router(r, dependencies=auth)

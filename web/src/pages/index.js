@@ -5,8 +5,10 @@
 // The nav lists the pages with nav: true in this order.
 import instances from "./instances.js";
 import instance from "./instance.js";
+import resources from "./resources.js";
 
 export default [
   instances,
   instance,
+  ...resources,
 ];
