@@ -76,6 +76,8 @@ bench: deps
 	$(PY) bench/secgroups.py
 	$(PY) bench/network.py
 	$(PY) bench/addresses.py
+	$(PY) bench/metrics.py --count 1000
+	$(PY) bench/dashboard.py --count 1000
 
 clean:
 	rm -rf $(VENV) web/node_modules lxcloud/web/static
