@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.browser import Shots
-from tests.e2e.conftest import Cloud, running_cloud
+from tests.e2e.conftest import Cloud, run_readme, running_cloud
+from tests.e2e.test_readme_walkthrough import blocks
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +197,11 @@ def test_every_page_renders_its_list(dash: Cloud, page: Page, shots: Shots) -> N
     page.keyboard.press("Escape")
     expect(page.locator("[data-page=key-pairs] tr[data-name=laptop]")).to_be_visible()
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_readme_dashboard_block_runs_as_written(dash: Cloud, home: Path) -> None:
+    script = blocks("sh", "## Dashboard")[0]
+    sh = run_readme(script, dash, home, timeout=60)
+    said = f"exit {sh.returncode}\n{sh.stdout}\n{sh.stderr}"
+    assert sh.returncode == 0, said
+    assert sh.stdout.splitlines() == ["<title>lxcloud</title>", "401"], said
