@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,15 @@ class BenchCloud:
         for op in ops:
             if "operation" in op:
                 self.http.get(f"/api/v1/operations/{op['operation']['id']}", params={"wait": 120})
+
+    def clean_up(self) -> None:
+        """Every instance deleted, then the cloud purged; says how long it took."""
+        t0 = time.perf_counter()
+        try:
+            self.delete_all()
+        finally:
+            self.close()
+        print(f"(cleaned up in {time.perf_counter() - t0:.0f} s)")
 
     def cli(self, *args: str) -> str:
         return subprocess.run([LXCLOUD, *args], env=self.env, check=True, capture_output=True,

@@ -93,10 +93,7 @@ def main() -> None:
                 ctx.close()
             b.close()
     finally:
-        t0 = time.perf_counter()
-        cloud.delete_all()
-        cloud.close()
-        print(f"(cleaned up in {time.perf_counter() - t0:.0f} s)")
+        cloud.clean_up()
 
 
 if __name__ == "__main__":

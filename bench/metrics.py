@@ -123,10 +123,7 @@ def main() -> None:
             ms.append((time.perf_counter() - t) * 1000)
         print(summary(f"GET /api/v1/instances with usage ({n})", ms))
     finally:
-        t0 = time.perf_counter()
-        cloud.delete_all()
-        cloud.close()
-        print(f"(cleaned up in {time.perf_counter() - t0:.0f} s)")
+        cloud.clean_up()
 
 
 if __name__ == "__main__":

@@ -94,6 +94,23 @@ export function stateBadge(state) {
     state || DASH);
 }
 
+/** A row's cells (each column's render, or its key's value), clickable when `onRow` is given
+ * (not when the click was on a control of the row). */
+function rowCells(tr, r, columns, onRow) {
+  if (onRow) {
+    tr.classList.add("clickable");
+    tr.addEventListener("click", (ev) => {
+      if (ev.target.closest("button, a, input, select, label")) return;
+      onRow(r, ev);
+    });
+  }
+  for (const col of columns) {
+    const v = col.render ? col.render(r) : r[col.key];
+    tr.append(h("td", { class: col.className }, v ?? DASH));
+  }
+  return tr;
+}
+
 // ---- table ----
 /**
  * table({columns: [{key, title, render?(row) -> node|string, sort?(row) -> value}], rows,
@@ -139,19 +156,7 @@ export function table({ columns, rows = [], id = (r) => r.id, name = (r) => r.na
       return;
     }
     for (const r of list) {
-      const tr = h("tr", { dataset: { id: id(r) ?? "", name: name(r) ?? "" } });
-      if (onRow) {
-        tr.classList.add("clickable");
-        tr.addEventListener("click", (ev) => {
-          if (ev.target.closest("button, a, input, select")) return;
-          onRow(r, ev);
-        });
-      }
-      for (const col of columns) {
-        const v = col.render ? col.render(r) : r[col.key];
-        tr.append(h("td", { class: col.className }, v ?? DASH));
-      }
-      tbody.append(tr);
+      tbody.append(rowCells(h("tr", { dataset: { id: id(r) ?? "", name: name(r) ?? "" } }), r, columns, onRow));
     }
   };
   paintHead();
@@ -381,18 +386,7 @@ export function virtualTable({ columns, rowHeight = 34, id = (r) => r.id, name =
     const sig = JSON.stringify(r);
     const hit = cache.get(key);
     if (hit && hit.sig === sig) return hit.tr;
-    const tr = h("tr.vt-row", { dataset: { id: key ?? "", name: name(r) ?? "" } });
-    if (onRow) {
-      tr.classList.add("clickable");
-      tr.addEventListener("click", (ev) => {
-        if (ev.target.closest("button, a, input, select, label")) return;
-        onRow(r, ev);
-      });
-    }
-    for (const col of columns) {
-      const v = col.render ? col.render(r) : r[col.key];
-      tr.append(h("td", { class: col.className }, v ?? DASH));
-    }
+    const tr = rowCells(h("tr.vt-row", { dataset: { id: key ?? "", name: name(r) ?? "" } }), r, columns, onRow);
     cache.set(key, { sig, tr });
     return tr;
   };
