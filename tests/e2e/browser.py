@@ -41,7 +41,10 @@ class Shots:
         return path
 
 
-@pytest.fixture(scope="session")
+# module-scoped, not session: while Playwright's sync driver is open its asyncio loop counts as
+# running in this thread, and pyroute2 (which runs its own loop to open a netlink socket) then
+# fails in every later test with "This event loop is already running"
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: `make deps` installs Debian's chromium")
@@ -49,7 +52,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # as root Chromium refuses to start without --no-sandbox
     b = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
