@@ -1,13 +1,16 @@
-// Bundles web/src into lxcloud/web/static: app.js, app.css (with xterm's CSS) and index.html, which
+// Bundles web/src into lxcloud/web/static: app.js, app.css (with xterm's CSS), the chunks app.js
+// imports on demand (terminal-<hash>.js: xterm.js) and index.html, which
 // loads them with a content-hash query so a new build is never served from a stale cache.
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, "..", "lxcloud", "web", "static");
+// a clean slate: chunks of an earlier build (content-hashed names) would pile up
+rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
 await esbuild.build({
@@ -15,6 +18,9 @@ await esbuild.build({
   bundle: true,
   minify: true,
   format: "esm",
+  // dynamic imports (xterm.js, loaded when a terminal tab opens) become chunks of their own
+  splitting: true,
+  chunkNames: "[name]-[hash]",
   target: ["es2020"],
   outdir: out,
   legalComments: "none",

@@ -97,17 +97,22 @@ class NodeMetrics:
     instances: Mapping[str, InstanceCounters]
 
 
-# --- small readers: one open + read each, None when the file is not there
-def read_text(path: Path) -> str | None:
+# --- small readers: one open + read each (os.open on a str path: a Path join and a file object
+# cost more than the read itself), None when the file is not there
+def read_text(path: str) -> str | None:
     try:
-        with open(path, "rb", buffering=0) as f:
-            return f.read(65536).decode()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    try:
+        return os.read(fd, 65536).decode()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
-def read_int(path: Path) -> int | None:
-    s = read_text(path)
+def _int(s: str | None) -> int | None:
     if s is None:
         return None
     s = s.strip()
@@ -119,10 +124,12 @@ def read_int(path: Path) -> int | None:
         return None
 
 
-def read_keyed(path: Path) -> dict[str, int]:
-    """A flat-keyed file ("key value" per line: cpu.stat, memory.events, pids.events)."""
+def read_int(path: str) -> int | None:
+    return _int(read_text(path))
+
+
+def _keyed(s: str | None) -> dict[str, int]:
     out: dict[str, int] = {}
-    s = read_text(path)
     if s:
         for line in s.splitlines():
             k, _, v = line.partition(" ")
@@ -133,57 +140,69 @@ def read_keyed(path: Path) -> dict[str, int]:
     return out
 
 
+def read_keyed(path: str) -> dict[str, int]:
+    """A flat-keyed file ("key value" per line: cpu.stat, memory.events, pids.events)."""
+    return _keyed(read_text(path))
+
+
 def _limit(v: int | None) -> int | None:
     return None if v is None or v >= _V1_UNLIMITED else v
 
 
 def read_cgroup(dirs: CgroupDirs, now: float) -> InstanceCounters:
-    """An instance's CPU, memory and pids figures from its cgroup files."""
+    """An instance's CPU, memory and pids figures from its cgroup files (not running: no cgroup,
+    told by its first file missing rather than by a stat of its directory)."""
     if dirs.version == 2:
-        d = dirs.unified
-        if d is None or not d.is_dir():
+        if dirs.unified is None:
             return InstanceCounters(time=now)
-        cpu = read_keyed(d / "cpu.stat")
+        d = str(dirs.unified)
+        stat = read_text(f"{d}/cpu.stat")
+        if stat is None:
+            return InstanceCounters(time=now)
+        cpu = _keyed(stat)
         quota = None
-        cmax = read_text(d / "cpu.max")
-        parts = (cmax or "max").split()
+        parts = (read_text(f"{d}/cpu.max") or "max").split()
         if parts[0] != "max" and len(parts) > 1 and int(parts[1]):
             quota = int(parts[0]) / int(parts[1])
-        mem_events = read_keyed(d / "memory.events")
-        pids_events = read_keyed(d / "pids.events")
+        mem_events = read_keyed(f"{d}/memory.events")
+        pids_events = read_keyed(f"{d}/pids.events")
         return InstanceCounters(
             time=now, running=True, cpu_seconds=cpu.get("usage_usec", 0) / 1e6,
             cpu_limit=quota, cpu_throttled=cpu.get("nr_throttled", 0),
-            memory_bytes=read_int(d / "memory.current") or 0,
-            memory_limit_bytes=read_int(d / "memory.max"),
-            swap_bytes=read_int(d / "memory.swap.current") or 0,
+            memory_bytes=read_int(f"{d}/memory.current") or 0,
+            memory_limit_bytes=read_int(f"{d}/memory.max"),
+            swap_bytes=read_int(f"{d}/memory.swap.current") or 0,
             oom_kills=mem_events.get("oom_kill", 0), memory_max_hits=mem_events.get("max", 0),
-            pids=read_int(d / "pids.current") or 0, pids_limit=read_int(d / "pids.max"),
+            pids=read_int(f"{d}/pids.current") or 0, pids_limit=read_int(f"{d}/pids.max"),
             pids_max_hits=pids_events.get("max", 0))
-    mem, cpu_d, acct, pids = (dirs.dir(c) for c in ("memory", "cpu", "cpuacct", "pids"))
-    if mem is None or not mem.is_dir():
+    mem_d, cpu_d, acct_d, pids_d = (dirs.dir(c) for c in ("memory", "cpu", "cpuacct", "pids"))
+    if mem_d is None:
         return InstanceCounters(time=now)
-    usage = read_int(mem / "memory.usage_in_bytes") or 0
-    memsw = read_int(mem / "memory.memsw.usage_in_bytes")
+    mem = str(mem_d)
+    usage = read_int(f"{mem}/memory.usage_in_bytes")
+    if usage is None:
+        return InstanceCounters(time=now)
+    memsw = read_int(f"{mem}/memory.memsw.usage_in_bytes")
     quota = None
     throttled = 0
     if cpu_d is not None:
-        q = read_int(cpu_d / "cpu.cfs_quota_us")
-        period = read_int(cpu_d / "cpu.cfs_period_us")
+        q = read_int(f"{cpu_d}/cpu.cfs_quota_us")
+        period = read_int(f"{cpu_d}/cpu.cfs_period_us")
         if q is not None and q > 0 and period:
             quota = q / period
-        throttled = read_keyed(cpu_d / "cpu.stat").get("nr_throttled", 0)
-    cpu_ns = read_int(acct / "cpuacct.usage") if acct is not None else None
-    pids_events = read_keyed(pids / "pids.events") if pids is not None else {}
+        throttled = read_keyed(f"{cpu_d}/cpu.stat").get("nr_throttled", 0)
+    cpu_ns = read_int(f"{acct_d}/cpuacct.usage") if acct_d is not None else None
+    pids = str(pids_d) if pids_d is not None else None
+    pids_events = read_keyed(f"{pids}/pids.events") if pids is not None else {}
     return InstanceCounters(
         time=now, running=True, cpu_seconds=(cpu_ns or 0) / 1e9, cpu_limit=quota,
         cpu_throttled=throttled, memory_bytes=usage,
-        memory_limit_bytes=_limit(read_int(mem / "memory.limit_in_bytes")),
+        memory_limit_bytes=_limit(read_int(f"{mem}/memory.limit_in_bytes")),
         swap_bytes=max(0, memsw - usage) if memsw is not None else 0,
-        oom_kills=read_keyed(mem / "memory.oom_control").get("oom_kill", 0),
-        memory_max_hits=read_int(mem / "memory.failcnt") or 0,
-        pids=(read_int(pids / "pids.current") or 0) if pids is not None else 0,
-        pids_limit=read_int(pids / "pids.max") if pids is not None else None,
+        oom_kills=read_keyed(f"{mem}/memory.oom_control").get("oom_kill", 0),
+        memory_max_hits=read_int(f"{mem}/memory.failcnt") or 0,
+        pids=(read_int(f"{pids}/pids.current") or 0) if pids is not None else 0,
+        pids_limit=read_int(f"{pids}/pids.max") if pids is not None else None,
         pids_max_hits=pids_events.get("max", 0))
 
 
@@ -194,11 +213,11 @@ SYS_NET = Path("/sys/class/net")
 def read_port(port: str, *, swap: bool = True, root: Path = SYS_NET) -> NicCounters | None:
     """A host interface's counters (None when it does not exist); `swap`: as the instance on the
     other end of this veth sees them (rx and tx exchanged)."""
-    st = root / port / "statistics"
-    v = [read_int(st / f) for f in _NIC_FILES]
-    if v[0] is None:
+    st = f"{root}/{port}/statistics/"
+    rb = read_int(st + "rx_bytes")
+    if rb is None:
         return None
-    rb, tb, rp, tp, rd, td = (x or 0 for x in v)
+    tb, rp, tp, rd, td = (read_int(st + f) or 0 for f in _NIC_FILES[1:])
     if swap:
         return NicCounters(rx_bytes=tb, tx_bytes=rb, rx_packets=tp, tx_packets=rp,
                            rx_dropped=td, tx_dropped=rd)
@@ -207,17 +226,17 @@ def read_port(port: str, *, swap: bool = True, root: Path = SYS_NET) -> NicCount
 
 def read_host(now: float, proc: Path = Path("/proc")) -> NodeCounters:
     """Load, memory and CPU ticks of the host."""
-    load_s = (read_text(proc / "loadavg") or "0 0 0").split()
+    load_s = (read_text(f"{proc}/loadavg") or "0 0 0").split()
     load = (float(load_s[0]), float(load_s[1]), float(load_s[2]))
     mem: dict[str, int] = {}
-    for line in (read_text(proc / "meminfo") or "").splitlines():
+    for line in (read_text(f"{proc}/meminfo") or "").splitlines():
         k, _, v = line.partition(":")
         parts = v.split()
         if parts:
             mem[k] = int(parts[0]) * 1024
     busy = total = 0
     cpus = 0
-    for line in (read_text(proc / "stat") or "").splitlines():
+    for line in (read_text(f"{proc}/stat") or "").splitlines():
         if line.startswith("cpu "):
             ticks = [int(x) for x in line.split()[1:]]
             total = sum(ticks[:8])           # guest time is already counted in user
@@ -240,7 +259,7 @@ def host_nics(root: Path = SYS_NET) -> dict[str, NicCounters]:
     except OSError:
         return out
     for n in names:
-        if not os.path.exists(root / n / "device"):
+        if not os.path.exists(f"{root}/{n}/device"):
             continue
         c = read_port(n, swap=False, root=root)
         if c is not None:

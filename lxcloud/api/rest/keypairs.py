@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 from fastapi import APIRouter, Depends
@@ -34,8 +35,7 @@ class KeyPairOut(BaseModel):
 
     @classmethod
     def of(cls, k: KeyPair) -> KeyPairOut:
-        return cls(id=k.id, name=k.name, key_type=k.key_type, fingerprint=k.fingerprint,
-                   public_key=k.public_key, created=k.created, private_key=k.private_key)
+        return cls(**asdict(k))
 
 
 @router.get("", response_model=list[KeyPairOut])

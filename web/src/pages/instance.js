@@ -3,7 +3,6 @@
 import { ACTIONS, actionsFor, onProgress, progressOf, runAction } from "../actions.js";
 import { api, events } from "../api.js";
 import { graph } from "../graph.js";
-import { terminal } from "../terminal.js";
 import { DASH, clear, every, fmtBytes, fmtPercent, fmtRate, fmtTime, h, pageHeader, stateBadge, table } from "../ui.js";
 import { netRates } from "../usage.js";
 
@@ -101,6 +100,22 @@ export default {
     });
     const execPanel = h("div", execForm, out);
 
+    // xterm.js is a chunk of its own, fetched the first time a terminal tab opens (the list's
+    // first paint does not wait for it); null when the page was left meanwhile or it failed
+    let left = false;
+    const loadTerminal = async (panel) => {
+      const wait = h("p.muted", "Loading the terminal…");
+      panel.append(wait);
+      try {
+        const { terminal } = await import("../terminal.js");
+        return left ? null : terminal;
+      } catch (e) {
+        panel.append(h("div.form-error", { role: "alert" }, `The terminal could not be loaded: ${e.message}`));
+        return null;
+      } finally {
+        wait.remove();
+      }
+    };
     let consoleTerm = null;
     const consolePanel = h("div.console-panel");
     let shellTerm = null;
@@ -123,13 +138,17 @@ export default {
 
     const t = tabs([
       { key: "overview", title: "Overview", body: overview },
-      { key: "console", title: "Console", body: consolePanel, first: () => {
+      { key: "console", title: "Console", body: consolePanel, first: async () => {
+        const terminal = await loadTerminal(consolePanel);
+        if (!terminal) return;
         consoleTerm = terminal({ path: `/api/v1/instances/${ENC(inst ? inst.id : ref)}/console/ws`, label: "Console" });
         window.lxcloudTerm = consoleTerm.term;        // for tests and debugging
         consolePanel.append(h("p.muted", "The instance's console (its login prompt). Detach leaves it running."), consoleTerm.el);
         consoleTerm.connect();
       } },
-      { key: "shell", title: "Shell", body: shellPanel, first: () => {
+      { key: "shell", title: "Shell", body: shellPanel, first: async () => {
+        const terminal = await loadTerminal(shellPanel);
+        if (!terminal) return;
         shellTerm = terminal({ path: `/api/v1/instances/${ENC(inst ? inst.id : ref)}/exec/ws`, query: { command: "/bin/sh -l" },
           reconnect: false, label: "Shell" });
         window.lxcloudShell = shellTerm.term;
@@ -196,6 +215,7 @@ export default {
     });
     const stopProgress = onProgress((id) => { if (inst && id === inst.id) renderHead(); });
     return () => {
+      left = true;
       stopPoll();
       stopEvents();
       stopProgress();
