@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 from lxcloud.api.rest.deps import cloud, require_auth
 from lxcloud.core.instance_types import DEFAULT_TYPE, DEFAULT_TYPES
@@ -60,62 +61,96 @@ class CloudCollector:
                 if val is not None:
                     fam.add_metric(lv, val)
         yield from (cap, used, free, n_inst, n_vol)
-        yield from self.usage()
 
-    def usage(self) -> Any:
-        """Each sampled instance's and node's latest figures, from the metrics service's memory
-        (no host read at scrape time). `instance` is the instance's name (readable),
-        `instance_id` its id (stable across renames)."""
-        tracks, nodes = self.c.metrics.snapshot()
-        lab = ["instance", "instance_id", "project", "node"]
-        fams: dict[str, Any] = {}
-        for name, help_, counter in INSTANCE_METRICS:
-            cls = CounterMetricFamily if counter else GaugeMetricFamily
-            fams[name] = cls(f"lxcloud_instance_{name}", help_, labels=lab)
-        nic_fams = {key: CounterMetricFamily(f"lxcloud_instance_network_{way}_{what}",
-                                             f"{what.capitalize()} {way}: per NIC, as the "
-                                             "instance sees it", labels=[*lab, "nic"])
-                    for key, way, what in NIC_METRICS}
-        for t in tracks:
-            cur = t.current
-            if cur is None:
-                continue
-            lv = [t.name, t.id, t.project or "", t.node]
-            for name, _, _ in INSTANCE_METRICS:
-                v = cur.get(name)
-                if v is not None:
-                    fams[name].add_metric(lv, v)
-            for nic, n in cur["nics"].items():
-                for key, _, _ in NIC_METRICS:
-                    nic_fams[key].add_metric([*lv, nic], n[key])
-        yield from fams.values()
-        yield from nic_fams.values()
-        node_fams = {k: GaugeMetricFamily(f"lxcloud_node_{k}", h, labels=["node"])
-                     for k, h in NODE_METRICS}
-        for nt in nodes:
-            cur = nt.current
-            if cur is None:
-                continue
-            vals = {"cpus": cur["cpus"], "cpu_percent": cur["cpu_percent"],
-                    "load1": cur["load"][0], "load5": cur["load"][1], "load15": cur["load"][2],
-                    "memory_total_bytes": cur["memory_total_bytes"],
-                    "memory_free_bytes": cur["memory_free_bytes"],
-                    "memory_available_bytes": cur["memory_available_bytes"]}
-            for k, v in vals.items():
-                node_fams[k].add_metric([nt.name], v)
-        yield from node_fams.values()
-        m = self.c.metrics
-        for name, help_, v in (
-                ("round_cpu_seconds", "CPU time the last collection round took (the sampler's "
-                 "thread: the node's reads and the controller's work)", m.last_round_cpu),
-                ("collect_cpu_seconds", "Of which in the node's collection", m.last_collect_cpu),
-                ("round_seconds", "Wall time of the last collection round", m.last_round_seconds),
-                ("history_bytes_per_instance", "Memory of the histories per instance",
-                 m.bytes_per_instance()),
-                ("rounds_total", "Collection rounds taken", m.rounds)):
-            fam = GaugeMetricFamily(f"lxcloud_metrics_{name}", help_)
-            fam.add_metric([], v)
-            yield fam
+
+def _label(v: str) -> str:
+    if "\\" in v or '"' in v or "\n" in v:
+        v = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return v
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, int):
+        return str(int(v))              # a bool too
+    f = float(v)
+    if math.isfinite(f):
+        return repr(f)
+    return "NaN" if math.isnan(f) else ("+Inf" if f > 0 else "-Inf")
+
+
+class _Families:
+    """Prometheus text (format 0.0.4) of families added sample by sample, in the order they were
+    first named: what prometheus_client's exposition writes, without its per-sample name checks
+    and escaping of names and label names we know are valid (1,000 instances are 15,000 samples:
+    140 ms of CPU a scrape through generate_latest, 26 ms here)."""
+
+    def __init__(self) -> None:
+        self.fams: dict[str, list[str]] = {}
+
+    def family(self, name: str, help_: str, kind: str) -> list[str]:
+        lines = self.fams.get(name)
+        if lines is None:
+            help_ = help_.replace("\\", "\\\\").replace("\n", "\\n")
+            lines = self.fams[name] = [f"# HELP {name} {help_}\n# TYPE {name} {kind}\n"]
+        return lines
+
+    def text(self) -> str:
+        return "".join(line for lines in self.fams.values() for line in lines)
+
+
+def usage_text(c: Cloud) -> str:
+    """Each sampled instance's and node's latest figures, from the metrics service's memory (no
+    host read at scrape time). `instance` is the instance's name (readable), `instance_id` its
+    id (stable across renames)."""
+    tracks, nodes = c.metrics.snapshot()
+    out = _Families()
+    inst = []
+    for name, help_, counter in INSTANCE_METRICS:
+        full = f"lxcloud_instance_{name}{'_total' if counter else ''}"
+        inst.append((name, full, out.family(full, help_, "counter" if counter else "gauge")))
+    nics = []
+    for key, way, what in NIC_METRICS:
+        full = f"lxcloud_instance_network_{way}_{what}_total"
+        nics.append((key, full, out.family(
+            full, f"{what.capitalize()} {way}: per NIC, as the instance sees it", "counter")))
+    for t in tracks:
+        cur = t.current
+        if cur is None:
+            continue
+        lv = (f'instance="{_label(t.name)}",instance_id="{_label(t.id)}",'
+              f'project="{_label(t.project or "")}",node="{_label(t.node)}"')
+        for name, full, lines in inst:
+            v = cur.get(name)
+            if v is not None:
+                lines.append(f"{full}{{{lv}}} {_value(v)}\n")
+        for nic, n in cur["nics"].items():
+            nl = f'{lv},nic="{_label(nic)}"'
+            for key, full, lines in nics:
+                lines.append(f"{full}{{{nl}}} {_value(n[key])}\n")
+    node = [(k, out.family(f"lxcloud_node_{k}", h, "gauge")) for k, h in NODE_METRICS]
+    for nt in nodes:
+        cur = nt.current
+        if cur is None:
+            continue
+        vals = {"cpus": cur["cpus"], "cpu_percent": cur["cpu_percent"],
+                "load1": cur["load"][0], "load5": cur["load"][1], "load15": cur["load"][2],
+                "memory_total_bytes": cur["memory_total_bytes"],
+                "memory_free_bytes": cur["memory_free_bytes"],
+                "memory_available_bytes": cur["memory_available_bytes"]}
+        for k, lines in node:
+            lines.append(f'lxcloud_node_{k}{{node="{_label(nt.name)}"}} {_value(vals[k])}\n')
+    m = c.metrics
+    for name, help_, v in (
+            ("round_cpu_seconds", "CPU time the last collection round took (the sampler's "
+             "thread: the node's reads and the controller's work)", m.last_round_cpu),
+            ("collect_cpu_seconds", "Of which in the node's collection", m.last_collect_cpu),
+            ("round_seconds", "Wall time of the last collection round", m.last_round_seconds),
+            ("history_bytes_per_instance", "Memory of the histories per instance",
+             m.bytes_per_instance()),
+            ("rounds_total", "Collection rounds taken", m.rounds)):
+        out.family(f"lxcloud_metrics_{name}", help_, "gauge").append(
+            f"lxcloud_metrics_{name} {_value(v)}\n")
+    return out.text()
 
 
 # (name after lxcloud_instance_, help, is a counter); counters get _total from the client
@@ -146,4 +181,6 @@ NODE_METRICS = (("cpus", "CPUs of the node"), ("cpu_percent", "CPU use (100 = on
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request, _: str = Depends(require_auth)) -> Response:
     registry: CollectorRegistry = request.app.state.metrics
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    c: Cloud = request.app.state.cloud
+    return Response(generate_latest(registry) + usage_text(c).encode(),
+                    media_type=CONTENT_TYPE_LATEST)

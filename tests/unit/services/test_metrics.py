@@ -156,6 +156,33 @@ def test_prometheus_names_labels_and_values(api: TestClient, image: Any, cloud: 
         assert got.get((name, labels)) == value, (name, labels, got.get((name, labels)))
 
 
+def test_the_exposition_is_well_formed_and_escapes_label_values(api: TestClient, image: Any,
+                                                                cloud: Cloud,
+                                                                script: Script) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lxcloud.api.rest.system import _label, _value
+
+    for k in range(3):
+        inst = launch(api, name=f"w{k}")["instance"]
+        script.counters[inst["id"]] = _counters()
+    script.round(cloud)
+    script.round(cloud)
+    text = api.get("/metrics").text
+    fams = list(text_string_to_metric_families(text))
+    names = [f.name for f in fams]
+    assert len(names) == len(set(names))              # one HELP and TYPE per family
+    assert text.count("# TYPE lxcloud_instance_cpu_seconds_total counter\n") == 1
+    cpu = next(f for f in fams if f.name == "lxcloud_instance_cpu_seconds")
+    assert cpu.type == "counter" and sorted(s.labels["instance"] for s in cpu.samples) == [
+        "w0", "w1", "w2"]
+    # a label value with a quote, a backslash and a newline reads back as it was
+    line = f'x{{a="{_label(chr(34) + "q" + chr(92) + chr(10))}"}} {_value(True)}\n'
+    (smp,) = next(iter(text_string_to_metric_families(line))).samples
+    assert smp.labels == {"a": '"q\\\n'} and smp.value == 1
+    assert [_value(v) for v in (3, 2.5, float("inf"), float("nan"))] == ["3", "2.5", "+Inf", "NaN"]
+
+
 def test_oom_and_limits_are_published_once_per_crossing(api: TestClient, image: Any,
                                                         cloud: Cloud, script: Script) -> None:
     seen: list[tuple[str, dict[str, Any]]] = []
