@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lxcloud import web
 from lxcloud.config import Settings
 from lxcloud.core.errors import LxcloudError
 
@@ -93,6 +94,8 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
         print(f"lxcloud is up (data dir {settings.data_dir})\n"
               f"  API:       {url}/api/v1\n"
               f"  docs:      {url}/docs\n"
+              f"  dashboard: {url}/ (log in with the token)"
+              f"{'' if web.built() else ' - not built: run make web'}\n"
               f"  network:   {net.cidr} on bridge {net.bridge}\n"
               f"  token:     {cloud.admin_token}\n"
               f"  (kept in {settings.token_file}; clients on this host find it by themselves)\n"
