@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +39,7 @@ TYPES = ("instance.created", "instance.state", "instance.deleted", "operation.st
 MAX_LIST = 1000
 FLUSH_INTERVAL = 0.2          # seconds between the writer's batches
 PRUNE_EVERY = 1000            # events written between two prunes
+NAMES_KEPT = 10_000           # instance names remembered for operations' events
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,9 @@ class Events:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._writer: threading.Thread | None = None
+        # instance id -> name, from the instance events published (an operation's event names
+        # its instance; only ids it has not seen are looked up), bounded
+        self._names: OrderedDict[str, str] = OrderedDict()
         self._watch(db)
 
     # set by the Cloud: a reference (name or id) -> id, seen as the caller (NotFound otherwise)
@@ -194,6 +199,8 @@ class Events:
                           data=dict(data or {}))
                 self._next += 1
                 self._pending.append(e)
+                if instance_id and instance_name:
+                    self._remember(instance_id, instance_name)
                 subs = list(self._subs)
             self._ensure_writer()
             self._wake.set()
@@ -285,17 +292,42 @@ class Events:
 
     # --- what other services tell
     def operation_started(self, op: Operation) -> None:
-        self._operation("operation.started", op, f"{op.kind} {op.target} started")
+        self._operation("operation.started", op, "started")
 
     def operation_finished(self, op: Operation) -> None:
-        text = f"{op.kind} {op.target} {'succeeded' if op.status == 'success' else 'failed'}"
+        text = "succeeded" if op.status == "success" else "failed"
         self._operation("operation.finished", op, text + (f": {op.error}" if op.error else ""))
 
-    def _operation(self, type_: str, op: Operation, message: str) -> None:
-        self.publish(type_, project_id=op.project_id, operation_id=op.id, message=message,
-                     instance_id=op.target if op.target.startswith("i-") else None,
-                     data={"kind": op.kind, "target": op.target, "status": op.status,
-                           "error": op.error})
+    def _operation(self, type_: str, op: Operation, outcome: str) -> None:
+        iid = op.target if op.target.startswith("i-") else None
+        name = self._name_of(iid) if iid else None
+        self.publish(type_, project_id=op.project_id, operation_id=op.id,
+                     message=f"{op.kind} {name or op.target} {outcome}", instance_id=iid,
+                     instance_name=name, data={"kind": op.kind, "target": op.target,
+                                               "status": op.status, "error": op.error})
+
+    def _remember(self, instance_id: str, name: str) -> None:
+        """Under self._mu."""
+        self._names[instance_id] = name
+        self._names.move_to_end(instance_id)
+        while len(self._names) > NAMES_KEPT:
+            self._names.popitem(last=False)
+
+    def _name_of(self, instance_id: str) -> str | None:
+        with self._mu:
+            name = self._names.get(instance_id)
+        if name is not None:
+            return name
+        try:
+            with self.db.reader() as s:
+                name = s.scalar(select(InstanceRow.name).where(InstanceRow.id == instance_id))
+        except Exception:
+            log.debug("the name of %s", instance_id, exc_info=True)
+            return None
+        if name is not None:
+            with self._mu:
+                self._remember(instance_id, name)
+        return name
 
     def corrected(self, r: InstanceRow, old: str, new: str, reason: str, *,
                   bypassed_orm: bool = False) -> None:

@@ -118,6 +118,20 @@ def test_a_launch_stop_and_delete_make_their_events(cloud: Cloud, api: TestClien
     assert seen.index(("instance.state", "running")) < seen.index(("instance.state", "stopped"))
     assert all(e["instance_name"] in ("ev1", None) and e["project"] for e in got)
     assert [e["id"] for e in got] == sorted(e["id"] for e in got)
+    # an operation's events name its instance, by name
+    ops = [e for e in got if e["type"].startswith("operation.")]
+    assert ops and all(e["instance_name"] == "ev1" for e in ops)
+    assert {e["message"] for e in ops} >= {"launch ev1 started", "stop ev1 succeeded"}
+
+
+def test_an_operation_of_an_instance_not_seen_yet_is_named_from_the_database(
+        cloud: Cloud, api: TestClient, image: Any) -> None:
+    iid = launch(api, name="ev2")["instance"]["id"]
+    cloud.events._names.clear()          # as after a controller restart
+    r = api.post(f"/api/v1/instances/{iid}/actions/stop")
+    api.get(f"/api/v1/operations/{r.json()['operation']['id']}", params={"wait": 10})
+    got = api.get("/api/v1/events", params={"instance": iid, "type": "operation."}).json()
+    assert [e["message"] for e in got][-2:] == ["stop ev2 started", "stop ev2 succeeded"]
 
 
 def test_a_reconciler_correction_is_an_event(cloud: Cloud, api: TestClient, image: Any,
