@@ -51,6 +51,11 @@ def create_key_pair(body: KeyPairIn, c: Cloud = Depends(cloud),
     return KeyPairOut.of(c.keypairs.create(body.name, who, body.key_type))
 
 
+@router.get("/{name}", response_model=KeyPairOut)
+def get_key_pair(name: str, c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> KeyPairOut:
+    return KeyPairOut.of(c.keypairs.get(name, who))
+
+
 @router.delete("/{name}", status_code=204)
 def delete_key_pair(name: str, c: Cloud = Depends(cloud), who: Caller = Depends(caller)) -> None:
     if not c.keypairs.delete(who, name=name):
