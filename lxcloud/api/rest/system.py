@@ -117,14 +117,16 @@ def usage_text(c: Cloud) -> str:
         cur = t.current
         if cur is None:
             continue
-        lv = (f'instance="{_label(t.name)}",instance_id="{_label(t.id)}",'
-              f'project="{_label(t.project or "")}",node="{_label(t.node)}"')
+        # label names in sorted order, as prometheus_client writes them (scripts grep them)
+        head = f'instance="{_label(t.name)}",instance_id="{_label(t.id)}",'
+        tail = f'node="{_label(t.node)}",project="{_label(t.project or "")}"'
+        lv = head + tail
         for name, full, lines in inst:
             v = cur.get(name)
             if v is not None:
                 lines.append(f"{full}{{{lv}}} {_value(v)}\n")
         for nic, n in cur["nics"].items():
-            nl = f'{lv},nic="{_label(nic)}"'
+            nl = f'{head}nic="{_label(nic)}",{tail}'
             for key, full, lines in nics:
                 lines.append(f"{full}{{{nl}}} {_value(n[key])}\n")
     node = [(k, out.family(f"lxcloud_node_{k}", h, "gauge")) for k, h in NODE_METRICS]

@@ -4,6 +4,7 @@ shapes, Prometheus names and the OOM/limit events, over scripted node counters."
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -176,6 +177,14 @@ def test_the_exposition_is_well_formed_and_escapes_label_values(api: TestClient,
     cpu = next(f for f in fams if f.name == "lxcloud_instance_cpu_seconds")
     assert cpu.type == "counter" and sorted(s.labels["instance"] for s in cpu.samples) == [
         "w0", "w1", "w2"]
+    # label names sorted, as prometheus_client writes them (users' scripts grep these lines)
+    for line in text.splitlines():
+        if line.startswith("lxcloud_instance_"):
+            keys = re.findall(r'([a-z_]+)="', line.split("{", 1)[1].rsplit("}", 1)[0])
+            assert keys == sorted(keys), line
+    assert re.search(r'^lxcloud_instance_network_receive_bytes_total\{instance="w0",'
+                     r'instance_id="i-[0-9a-f]+",nic="eth0",node="local",project="default"\} ',
+                     text, re.M), text
     # a label value with a quote, a backslash and a newline reads back as it was
     line = f'x{{a="{_label(chr(34) + "q" + chr(92) + chr(10))}"}} {_value(True)}\n'
     (smp,) = next(iter(text_string_to_metric_families(line))).samples
