@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lxcloud import web
 from lxcloud.config import Settings
 from lxcloud.core.errors import LxcloudError
 
@@ -43,6 +42,7 @@ def run_all_in_one(data_dir: str | None, *, listen: str | None = None,
                    verbose: bool = False) -> int:
     import uvicorn
 
+    from lxcloud import web
     from lxcloud.api.rest.app import create_app
     from lxcloud.node.agent import NodeAgent
     from lxcloud.services.cloud import Cloud
